@@ -1,0 +1,24 @@
+"""fusejit: a JIT for JAX programs that runs them as fused CUDA kernels through CuPy,
+and proves every result against jax.jit.
+
+    import fusejit
+
+    @fusejit.jit
+    def f(x):
+        return jnp.sin(x) + jnp.cos(x)
+
+Pipeline: trace (jax.make_jaxpr) -> IR (ir.py) -> fusion (fusion.py) -> codegen (codegen.py,
+kernels/) -> backend (backends/: cuda | host | emulate) -> launch (launch.py); check.py diffs
+against jax.jit.
+"""
+from ._version import __version__
+from .api import Jitted, jit
+from .check import CheckReport, check
+from .errors import (CompileError, FusejitError, MismatchError, ToolchainError, UnsupportedError)
+from .trace import make_graph
+from . import cache
+
+fusejit = jit
+
+__all__ = ["jit", "fusejit", "check", "make_graph", "Jitted", "CheckReport", "FusejitError",
+           "UnsupportedError", "CompileError", "MismatchError", "ToolchainError", "cache", "__version__"]

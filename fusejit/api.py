@@ -1,0 +1,205 @@
+"""The decorator: `@fusejit.jit`, `@fusejit.jit(static_argnums=...)`, `from fusejit import fusejit`.
+
+A call flattens its arguments (jax.tree_util), builds the specialization key
+(tree structure, each leaf's shape/dtype/weak type, static values, x64 flag,
+backend and device architecture) and runs the Compiled for that key, tracing and
+compiling it on a miss: a new key exactly when jax.jit would retrace.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import threading
+
+import jax
+import numpy as np
+
+from . import backends, config, jaxcompat
+from .compiler import Compiled, compile_graph
+from .trace import graph_from_jaxpr
+
+
+def leaf_spec(x):
+    """(shape, dtype, weak_type) of one dynamic argument, as jax.jit would see it."""
+    if isinstance(x, np.ndarray):
+        return x.shape, jaxcompat.canonical_dtype(x.dtype), False
+    if isinstance(x, (bool, np.bool_)):
+        return (), np.dtype(np.bool_), False
+    if isinstance(x, int):
+        return (), jaxcompat.canonical_dtype(np.int64), True
+    if isinstance(x, float):
+        return (), jaxcompat.canonical_dtype(np.float64), True
+    if isinstance(x, np.generic):
+        return (), jaxcompat.canonical_dtype(x.dtype), False
+    if isinstance(x, jax.Array):
+        if isinstance(x, jax.core.Tracer):
+            raise InsideTrace
+        return tuple(x.shape), np.dtype(x.dtype), bool(getattr(x, "weak_type", False))
+    if type(x).__module__.startswith("cupy") and hasattr(x, "__cuda_array_interface__"):
+        return tuple(x.shape), jaxcompat.canonical_dtype(x.dtype), False
+    if isinstance(x, complex):
+        return (), jaxcompat.canonical_dtype(np.complex128), True
+    raise TypeError(f"Argument '{x}' of type {type(x)} is not a valid JAX type")
+
+
+class InsideTrace(Exception):
+    """A fusejit function called while JAX traces an outer function: it is inlined, as jax.jit is."""
+
+
+def _hashable(value, where: str):
+    try:
+        hash(value)
+    except TypeError as e:
+        raise ValueError(
+            f"Non-hashable static arguments are not supported. An error occurred while trying to hash an "
+            f"object of type {type(value)}, {value}. The error was:\nTypeError: {e}") from e
+    return value
+
+
+class Jitted:
+    """A function compiled by fusejit; call it like the original."""
+
+    def __init__(self, fun, static_argnums=(), static_argnames=(), backend=None, check=False,
+                 index64=False):
+        functools.update_wrapper(self, fun)
+        self.fun = fun
+        if isinstance(static_argnums, int):
+            static_argnums = (static_argnums,)
+        if isinstance(static_argnames, str):
+            static_argnames = (static_argnames,)
+        self.static_argnums = tuple(int(k) for k in static_argnums)
+        self.static_argnames = tuple(static_argnames)
+        try:
+            self.signature = inspect.signature(fun)
+        except (TypeError, ValueError):
+            self.signature = None
+        self._infer_static()
+        self.backend = backend
+        self.check = check
+        self.index64 = index64
+        self.cache: dict = {}
+        self.trace_count = 0
+        self.lock = threading.Lock()
+        self._reference = None
+
+    def _infer_static(self):
+        """As jax.jit does: static_argnames imply static_argnums and the reverse."""
+        if self.signature is None:
+            return
+        params = list(self.signature.parameters.values())
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        var_args = any(p.kind == p.VAR_POSITIONAL for p in params)
+        n = len(positional)
+        nums = {k if k >= 0 else k + n for k in self.static_argnums}
+        if not var_args:
+            for k in nums:
+                if k >= n or k < 0:
+                    raise ValueError(f"jitted function has static_argnums={self.static_argnums}, "
+                                     f"but only accepts {n} positional arguments.")
+        names = set(self.static_argnames)
+        for k, p in enumerate(positional):
+            if p.name in names:
+                nums.add(k)
+            if k in nums and p.kind != p.POSITIONAL_ONLY:
+                names.add(p.name)
+        self.static_argnums = tuple(sorted(nums))
+        self.static_argnames = tuple(sorted(names))
+
+    # ---- specialization ----
+    def _split(self, args, kwargs):
+        static_pos = tuple((k, _hashable(args[k], "static")) for k in self.static_argnums if k < len(args))
+        static_kw = tuple(sorted((k, _hashable(v, "static")) for k, v in kwargs.items()
+                                 if k in self.static_argnames))
+        dyn_args = tuple(a for k, a in enumerate(args) if k not in self.static_argnums)
+        dyn_kwargs = {k: v for k, v in kwargs.items() if k not in self.static_argnames}
+        return static_pos, static_kw, dyn_args, dyn_kwargs
+
+    def specialize(self, args, kwargs):
+        """(Compiled, flat dynamic arguments) for this call, compiling on a cache miss."""
+        backend = backends.get(self.backend)
+        static_pos, static_kw, dyn_args, dyn_kwargs = self._split(args, kwargs)
+        leaves, treedef = jax.tree_util.tree_flatten((dyn_args, dyn_kwargs))
+        specs = tuple(leaf_spec(x) for x in leaves)
+        key = (treedef, specs, static_pos, static_kw, jaxcompat.x64_enabled(), backend.name,
+               self.index64 or config.env_flag("FUSEJIT_INDEX64"))
+        compiled = self.cache.get(key)
+        if compiled is None:
+            with self.lock:
+                compiled = self.cache.get(key)
+                if compiled is None:
+                    compiled = self._compile(backend, treedef, specs, static_pos, static_kw, args)
+                    self.cache[key] = compiled
+        return compiled, leaves
+
+    def _compile(self, backend, treedef, specs, static_pos, static_kw, args) -> Compiled:
+        self.trace_count += 1
+        out_tree = []
+        nargs = len(args)
+        static_at = dict(static_pos)
+
+        def flat_fun(*flat):
+            dyn_args, dyn_kwargs = jax.tree_util.tree_unflatten(treedef, flat)
+            it = iter(dyn_args)
+            full = [static_at[k] if k in static_at else next(it) for k in range(nargs)]
+            full += list(it)
+            out = self.fun(*full, **dyn_kwargs, **dict(static_kw))
+            leaves, tree = jax.tree_util.tree_flatten(out)
+            out_tree.append(tree)
+            return leaves
+
+        structs = [jax.ShapeDtypeStruct(shape, dtype, weak_type=weak) for shape, dtype, weak in specs]
+        closed = jax.make_jaxpr(flat_fun)(*structs)
+        graph = graph_from_jaxpr(closed)
+        compiled = compile_graph(graph, backend, getattr(self.fun, "__name__", "fn"),
+                                 force_index64=self.index64 or config.env_flag("FUSEJIT_INDEX64"))
+        compiled.out_tree = out_tree[0]
+        config.debug(1, f"compiled {getattr(self.fun, '__name__', 'fn')} for {backend.name}: "
+                        f"{compiled.kernel_count} kernel launch(es) per call")
+        return compiled
+
+    # ---- calls ----
+    def __call__(self, *args, **kwargs):
+        try:
+            compiled, leaves = self.specialize(args, kwargs)
+        except InsideTrace:
+            return self.fun(*args, **kwargs)
+        result = jax.tree_util.tree_unflatten(compiled.out_tree, compiled.run(leaves))
+        if self.check or config.env_flag("FUSEJIT_CHECK"):
+            from .check import compare
+            report = compare(self.reference(*args, **kwargs), result)
+            if not report.ok:
+                from .errors import MismatchError
+                raise MismatchError(report)
+        return result
+
+    def reference(self, *args, **kwargs):
+        """jax.jit of the same function on the same arguments."""
+        if self._reference is None:
+            self._reference = jax.jit(self.fun, static_argnums=self.static_argnums,
+                                      static_argnames=self.static_argnames)
+        from .check import to_jax_args
+        args, kwargs = to_jax_args(args, kwargs)
+        return self._reference(*args, **kwargs)
+
+    def lower(self, *args, **kwargs) -> Compiled:
+        """The Compiled for these arguments; `.as_text()` shows graph, fusion plan and kernels."""
+        return self.specialize(args, kwargs)[0]
+
+    def __get__(self, obj, objtype=None):  # usable on methods, like jax.jit
+        if obj is None:
+            return self
+        return functools.partial(self, obj)
+
+    def __repr__(self):
+        return f"<fusejit.jit {getattr(self.fun, '__qualname__', self.fun)}>"
+
+
+def jit(fun=None, *, static_argnums=(), static_argnames=(), backend=None, check=False, index64=False):
+    """Compile a JAX function to fused CUDA kernels (run on the GPU through CuPy, or on the CPU).
+
+    Usable bare (`@fusejit.jit`) or with keywords (`@fusejit.jit(static_argnums=(1,))`)."""
+    if fun is None:
+        return functools.partial(jit, static_argnums=static_argnums, static_argnames=static_argnames,
+                                 backend=backend, check=check, index64=index64)
+    return Jitted(fun, static_argnums=static_argnums, static_argnames=static_argnames,
+                  backend=backend, check=check, index64=index64)

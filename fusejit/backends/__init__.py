@@ -1,0 +1,58 @@
+"""Backends: where a compiled program runs.
+
+  cuda     NVRTC-compiled cubins launched through CuPy (the default when CuPy finds a GPU).
+  host     the same source compiled by the host C++ compiler, blocks spread over cores (the
+           default otherwise).
+  emulate  the same source run GPU-faithfully on the CPU (one OS thread per CUDA thread) under
+           AddressSanitizer; slow, for verification.
+
+Each backend supplies array conversion, allocation, compilation and the final launch call;
+everything before the call (the launch plan) is shared, see launch.py.
+"""
+from __future__ import annotations
+
+import functools
+
+from .. import config
+from ..errors import FusejitError
+
+NAMES = ("cuda", "host", "emulate")
+
+
+@functools.lru_cache(maxsize=None)
+def gpu_available() -> bool:
+    try:
+        import cupy
+    except ImportError:
+        return False
+    try:
+        return bool(cupy.is_available())
+    except Exception:  # cupy reports a missing driver or device in several ways; all mean no GPU
+        return False
+
+
+def default_name() -> str:
+    return "cuda" if gpu_available() else "host"
+
+
+def resolve_name(name: str | None) -> str:
+    name = name or config.backend_override() or default_name()
+    if name not in NAMES:
+        raise FusejitError(f"unknown fusejit backend {name!r}; choose one of {', '.join(NAMES)}")
+    return name
+
+
+_instances: dict = {}
+
+
+def get(name: str | None = None):
+    name = resolve_name(name)
+    if name not in _instances:
+        if name == "cuda":
+            from .cuda import CudaBackend as cls
+        elif name == "host":
+            from .host import HostBackend as cls
+        else:
+            from .emulate import EmulateBackend as cls
+        _instances[name] = cls()
+    return _instances[name]

@@ -1,0 +1,30 @@
+"""Array handling shared by the CPU backends (host and emulate): NumPy in, NumPy out."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def to_numpy(x, dtype) -> np.ndarray:
+    """A C-contiguous NumPy array of `dtype` holding x (NumPy, JAX, CuPy array or Python scalar).
+
+    The result may share memory with x: kernels never write their inputs."""
+    if type(x).__module__.startswith("cupy"):
+        x = x.get()
+    return np.ascontiguousarray(np.asarray(x), dtype=dtype)
+
+
+class CpuArrays:
+    def asarray(self, x, dtype):
+        return to_numpy(x, dtype)
+
+    def empty(self, shape, dtype):
+        return np.empty(shape, dtype)
+
+    def copy(self, x):
+        return np.array(x, copy=True)
+
+    def full(self, shape, value, dtype):
+        return np.full(shape, value, dtype)
+
+    def upload(self, arr: np.ndarray):
+        return np.ascontiguousarray(arr)

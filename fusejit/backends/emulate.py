@@ -1,0 +1,94 @@
+"""The emulate backend: GPU-faithful execution of the exact CUDA source on the CPU.
+
+The module is built with -DFUSEJIT_EMULATE (one OS thread per CUDA thread, barriers for
+__syncthreads and warp shuffles; see kernels/emu_launch.h) and AddressSanitizer plus
+UndefinedBehaviorSanitizer, linked with kernels/emu_main.cpp into an executable.  Each
+launch runs that executable with the real grid and block sizes of a GPU (launch.EMULATED_GPU)
+on exactly sized copies of the buffers; any sanitizer report, hang or write to an input
+buffer is an error.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+
+import numpy as np
+
+from ..errors import FusejitError
+from ..launch import EMULATED_GPU, DeviceInfo
+from ..templates import kernels_dir
+from . import cxx
+from .host import HostBackend
+
+EMULATE_FLAGS = ["-std=c++20", "-O1", "-g", "-pthread", "-DFUSEJIT_EMULATE",
+                 "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
+TIMEOUT_S = 300
+
+_SCALAR_CODES = {"int32": "i32", "int64": "i64", "uint32": "u32", "uint64": "u64",
+                 "float32": "f32", "float64": "f64"}
+
+
+class EmulationError(FusejitError):
+    """The emulated kernel failed: a sanitizer report, a hang, or a write to an input."""
+
+
+class EmulatedModule:
+    def __init__(self, path: str):
+        self.path = path
+
+
+class EmulateBackend(HostBackend):
+    name = "emulate"
+    flags = EMULATE_FLAGS
+    suffix = ".exe"
+
+    def device_info(self) -> DeviceInfo:
+        return DeviceInfo("emulate", EMULATED_GPU.arch, EMULATED_GPU.multiprocessors, EMULATED_GPU.block,
+                          EMULATED_GPU.blocks_per_unit)
+
+    def build(self, source: str, output: str) -> None:
+        with tempfile.TemporaryDirectory(prefix="fusejit-src-") as tmp:
+            src = os.path.join(tmp, "module.cu")
+            with open(src, "w") as f:
+                f.write(source)
+            cxx.compile_files(["-x", "c++", src, os.path.join(kernels_dir(), "emu_main.cpp")], output,
+                              [*self.flags, "-I", kernels_dir()], source)
+
+    def load(self, path: str, names):
+        return EmulatedModule(path)
+
+    def launch(self, module, launch, args) -> None:
+        outputs = {k for k, a in enumerate(launch.args) if a.slot in launch.outputs}
+        with tempfile.TemporaryDirectory(prefix="fusejit-emu-") as tmp:
+            argv, files = [], {}
+            for k, a in enumerate(args):
+                if isinstance(a, np.ndarray):
+                    path = os.path.join(tmp, f"arg{k}.bin")
+                    a.tofile(path)
+                    files[k] = path
+                    argv.append(f"b:{path}:{a.nbytes}")
+                else:
+                    argv.append(f"{_SCALAR_CODES[a.dtype.name]}:{float(a)!r}" if a.dtype.kind == "f"
+                                else f"{_SCALAR_CODES[a.dtype.name]}:{int(a)}")
+            env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=0",
+                       UBSAN_OPTIONS="print_stacktrace=1")
+            cmd = [module.path, launch.kernel, str(launch.grid), str(launch.block), *argv]
+            try:
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S, env=env)
+            except subprocess.TimeoutExpired as e:
+                raise EmulationError(
+                    f"emulated kernel {launch.kernel} did not finish in {TIMEOUT_S} s (grid={launch.grid}, "
+                    f"block={launch.block}): a deadlock, such as a __syncthreads not reached by every thread")\
+                    from e
+            if proc.returncode != 0 or "runtime error" in proc.stderr or "Sanitizer" in proc.stderr:
+                raise EmulationError(
+                    f"emulated kernel {launch.kernel} failed (exit {proc.returncode}, grid={launch.grid}, "
+                    f"block={launch.block}):\n{proc.stderr[-6000:]}")
+            for k, path in files.items():
+                a = args[k]
+                back = np.fromfile(path, dtype=a.dtype).reshape(a.shape)
+                if k in outputs:
+                    np.copyto(a, back)
+                elif back.tobytes() != a.tobytes():
+                    raise EmulationError(f"emulated kernel {launch.kernel} wrote to its input argument {k}")

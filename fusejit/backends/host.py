@@ -1,0 +1,98 @@
+"""The host backend: the kernels' CUDA source compiled by the C++ compiler into a shared
+library, loaded with ctypes, blocks spread over cores with OpenMP."""
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import tempfile
+import threading
+
+import numpy as np
+
+from .. import cache, config
+from ..launch import DeviceInfo
+from ..templates import kernels_dir
+from . import cxx
+from .cpu_arrays import CpuArrays
+
+HOST_FLAGS = ["-O3", "-std=c++17", "-fPIC", "-shared", "-fopenmp", "-fno-math-errno", "-x", "c++"]
+
+_SCALAR_CTYPES = {
+    np.dtype(np.int32): ctypes.c_int32, np.dtype(np.int64): ctypes.c_int64,
+    np.dtype(np.uint32): ctypes.c_uint32, np.dtype(np.uint64): ctypes.c_uint64,
+    np.dtype(np.float32): ctypes.c_float, np.dtype(np.float64): ctypes.c_double,
+}
+
+
+class HostModule:
+    def __init__(self, path: str, names):
+        self.lib = ctypes.CDLL(path)
+        self.functions = {}
+        for name in names:
+            fn = getattr(self.lib, f"{name}_launch")
+            fn.argtypes = [ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p]
+            fn.restype = None
+            self.functions[name] = fn
+
+
+def pack_args(args):
+    """CUDA's kernelParams convention: an array of pointers, each to one argument's value."""
+    holders = []
+    for a in args:
+        if isinstance(a, np.ndarray):
+            holders.append(ctypes.c_void_p(a.__array_interface__["data"][0]))
+        else:
+            holders.append(_SCALAR_CTYPES[a.dtype](a))
+    params = (ctypes.c_void_p * max(len(holders), 1))(*[ctypes.addressof(h) for h in holders])
+    return params, holders
+
+
+class HostBackend(CpuArrays):
+    name = "host"
+    flags = HOST_FLAGS
+    suffix = ".so"
+
+    def __init__(self):
+        self.modules: dict[str, object] = {}
+        self.lock = threading.Lock()
+
+    def device_info(self) -> DeviceInfo:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return DeviceInfo("host", platform.machine(), cores, block=1, blocks_per_unit=1, min_chunk=32768)
+
+    def compile_key(self, source: str) -> str:
+        path, version = cxx.compiler()
+        return cache.make_key(self.name, source, os.path.basename(path), version, tuple(self.flags),
+                              platform.machine())
+
+    def compile(self, source: str, names):
+        """Compile (or fetch from the caches) the module; returns a loaded module."""
+        key = self.compile_key(source)
+        with self.lock:
+            if key in self.modules:
+                cache.stats["memory_hits"] += 1
+                return self.modules[key]
+            if config.env_flag("FUSEJIT_DUMP_SOURCE") or config.debug_level() >= 4:
+                config.debug(0, f"{self.name} module source:\n{source}")
+            path = cache.lookup(self.name, key, self.suffix)
+            if path is None:
+                path = cache.store(self.name, key, self.suffix, lambda out: self.build(source, out))
+            module = self.load(path, names)
+            self.modules[key] = module
+            return module
+
+    def build(self, source: str, output: str) -> None:
+        with tempfile.TemporaryDirectory(prefix="fusejit-src-") as tmp:
+            src = os.path.join(tmp, "module.cu")
+            with open(src, "w") as f:
+                f.write(source)
+            cxx.compile_files([src], output, [*self.flags, "-I", kernels_dir()], source)
+
+    def load(self, path: str, names):
+        return HostModule(path, names)
+
+    def launch(self, module, launch, args) -> None:
+        params, holders = pack_args(args)
+        module.functions[launch.kernel](launch.grid, launch.block, params)
+        del holders

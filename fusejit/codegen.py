@@ -1,0 +1,392 @@
+"""Codegen: one interpreter that walks a kernel's fused equations and emits CUDA C++ strings.
+
+`KernelWriter.read(atom, index)` returns the name of a C temporary holding `atom`'s
+element at the symbolic `index`.  Shape primitives only map the index and read their
+operand; elementwise primitives read their operands at the same index and emit one
+statement from the table in `ops.py`.  Reads are memoised on (value, canonical index),
+so common subexpressions and repeated loads are shared.  Values whose index holds no
+loop symbol are loop-invariant and go before the loop.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+
+import numpy as np
+
+from . import ops
+from .errors import UnsupportedError
+from .fusion import KernelSpec
+from .indexing import (Affine, Sym, aff, clamp, delin, delinearize, linearize, loop_symbol)
+from .ir import Literal, Var
+from .templates import fill
+
+MAX_STATEMENTS = 1500
+INT32_LIMIT = 2**31 - 1
+
+
+class KernelTooLarge(Exception):
+    """The fused kernel would be too long; `var` is the value best materialized instead."""
+
+    def __init__(self, var: Var):
+        self.var = var
+        super().__init__("kernel too large")
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    kind: str          # 'in' | 'out' | 'n'
+    name: str
+    ctype: str         # the C type of the argument's value (pointer types for buffers)
+    var: Var | None = None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class RenderedKernel:
+    spec: KernelSpec
+    source: str
+    params: tuple[Param, ...]
+    index64: bool
+    loads: int
+    stores: int
+    block: int
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+def needs_index64(spec: KernelSpec) -> bool:
+    return any(v.size > INT32_LIMIT for v in spec.sources + spec.outputs) or spec.size > INT32_LIMIT
+
+
+class KernelWriter:
+    def __init__(self, spec: KernelSpec, producers, index64: bool):
+        self.spec = spec
+        self.producers = producers
+        self.index_ctype = "long long" if index64 else "int"
+        self.source_names = {id(v): f"in{k}" for k, v in enumerate(spec.sources)}
+        self.memo: dict = {}
+        self.sym_names: dict[Sym, str] = {}
+        self.variant: set[str] = {"i"}
+        self.prologue: list[str] = []
+        self.body: list[str] = []
+        self.counts = collections.Counter()
+        self.requests = collections.Counter()
+        self.loads = 0
+
+    # ---- statements ----
+    def emit(self, prefix: str, ctype: str, expr: str, comment: str = "", invariant: bool = False) -> str:
+        name = f"{prefix}{self.counts[prefix]}"
+        self.counts[prefix] += 1
+        line = f"const {ctype} {name} = {expr};" + (f"  // {comment}" if comment else "")
+        (self.prologue if invariant else self.body).append(line)
+        if not invariant:
+            self.variant.add(name)
+        if len(self.prologue) + len(self.body) > MAX_STATEMENTS:
+            raise KernelTooLarge(self.most_requested())
+        return name
+
+    def is_invariant(self, *exprs: str) -> bool:
+        return not any(e in self.variant for e in exprs)
+
+    def most_requested(self) -> Var:
+        for var_id, _ in self.requests.most_common():
+            var = self.var_by_id.get(var_id)
+            if var is not None:
+                return var
+        raise RuntimeError("kernel too large with nothing to materialize")
+
+    # ---- index expressions ----
+    def int_text(self, v: int) -> str:
+        return f"{v}LL" if abs(v) > INT32_LIMIT else str(v)
+
+    def sym(self, s: Sym) -> str:
+        if s.kind == "loop":
+            return "i"
+        if s in self.sym_names:
+            return self.sym_names[s]
+        if s.kind == "delin":
+            f, stride, extent = s.args
+            text = self.index(f)
+            if stride != 1:
+                text = f"{paren(text)} / {self.int_text(stride)}"
+            if extent is not None:
+                text = f"{paren(text)} % {self.int_text(extent)}"
+        else:  # clamp
+            f, lo, hi = s.args
+            text = f"fj_clamp_index<idx_t>({self.index(f)}, {self.int_text(lo)}, {self.int_text(hi)})"
+        name = f"j{self.counts['j']}"
+        self.counts["j"] += 1
+        self.body.append(f"const idx_t {name} = {text};")
+        self.variant.add(name)
+        self.sym_names[s] = name
+        return name
+
+    def index(self, f: Affine) -> str:
+        f = aff(f)
+        parts = []
+        for s, c in f.terms:
+            name = self.sym(s)
+            term = name if abs(c) == 1 else f"{name} * {self.int_text(abs(c))}"
+            parts.append(("- " if c < 0 else "+ ") + term)
+        if f.const or not parts:
+            parts.append(("- " if f.const < 0 else "+ ") + self.int_text(abs(f.const)))
+        text = " ".join(parts)
+        return text[2:] if text.startswith("+ ") else "-" + text[2:]
+
+    # ---- values ----
+    def read(self, atom, idx: tuple) -> str:
+        if isinstance(atom, Literal):
+            return ops.c_literal(atom.value, atom.dtype)
+        idx = tuple(aff(e) for e in idx)
+        key = (id(atom), idx)
+        if key in self.memo:
+            return self.memo[key]
+        self.requests[id(atom)] += 1
+        if id(atom) in self.source_names:
+            address = linearize(idx, atom.shape)
+            name = self.emit("x", ops.ctype(atom.dtype), f"{self.source_names[id(atom)]}[{self.index(address)}]",
+                             invariant=address.is_const)
+            self.loads += 1
+        else:
+            eqn, pos = self.producers[id(atom)]
+            rule = RULES.get(eqn.primitive)
+            if rule is None:
+                raise UnsupportedError(f"fusejit has no codegen rule for primitive '{eqn.primitive}'",
+                                       primitive=eqn.primitive, source=eqn.source)
+            name = rule(self, eqn, pos, idx)
+        self.memo[key] = name
+        return name
+
+    def render(self, block: int) -> RenderedKernel:
+        spec = self.spec
+        self.var_by_id = {id(v): v for e in spec.eqns for v in e.outputs}
+        n = spec.size
+        idx = delinearize(loop_symbol(n), spec.shape)
+        for k, out in enumerate(spec.outputs):
+            value = self.read_output(out, idx)
+            address = linearize(idx, spec.shape)
+            self.body.append(f"out{k}[{self.index(address)}] = {value};")
+        params = [Param("in", f"in{k}", f"const {ops.ctype(v.dtype)}*", v) for k, v in enumerate(spec.sources)]
+        params += [Param("out", f"out{k}", f"{ops.ctype(v.dtype)}*", v) for k, v in enumerate(spec.outputs)]
+        params.append(Param("n", "n", self.index_ctype))
+        param_text = ", ".join(
+            f"{p.ctype} FJ_RESTRICT {p.name}" if p.kind != "n" else f"const {p.ctype} n" for p in params)
+        fused = collections.Counter(e.primitive for e in spec.eqns)
+        source = fill(
+            "elementwise.cu.in",
+            name=spec.name,
+            description=f"{len(spec.outputs)} output(s) of shape {list(spec.shape)}, "
+                        f"{self.loads} load(s) and {len(spec.outputs)} store(s) per element",
+            fused=", ".join(f"{p} x{c}" if c > 1 else p for p, c in fused.items()) or "(copy)",
+            block=block,
+            params=param_text,
+            index_type=self.index_ctype,
+            prologue="".join(f"  {line}\n" for line in self.prologue),
+            body="".join(f"    {line}\n" for line in self.body),
+        )
+        return RenderedKernel(spec, source, tuple(params), self.index_ctype != "int",
+                              self.loads, len(spec.outputs), block)
+
+    def read_output(self, out: Var, idx) -> str:
+        """A stored value is computed from its producer even when other kernels load it."""
+        if id(out) in self.source_names:  # a cut: computed here, loaded by later kernels
+            eqn, pos = self.producers[id(out)]
+            return RULES[eqn.primitive](self, eqn, pos, tuple(aff(e) for e in idx))
+        return self.read(out, idx)
+
+
+def paren(text: str) -> str:
+    return text if text.replace("_", "").isalnum() else f"({text})"
+
+
+# ---------------- rules: primitive -> (writer, eqn, output position, index) -> C name ----------------
+
+def elementwise_rule(w: KernelWriter, eqn, pos, idx) -> str:
+    out = eqn.outputs[0]
+    args = [w.read(a, idx if a.ndim else ()) for a in eqn.inputs]
+    expr = ops.ELEMENTWISE[eqn.primitive](args, [a.dtype for a in eqn.inputs], out.dtype, eqn.params)
+    return w.emit("v", ops.ctype(out.dtype), expr, eqn.primitive, invariant=w.is_invariant(*args))
+
+
+def integer_pow_rule(w: KernelWriter, eqn, pos, idx) -> str:
+    """x ** y for a static integer y, by squaring, in the order JAX lowers it."""
+    out = eqn.outputs[0]
+    x = w.read(eqn.inputs[0], idx)
+    y = int(eqn.params["y"])
+    t = ops.ctype(out.dtype)
+    inv = w.is_invariant(x)
+    mul = (lambda a, b: f"{a} * {b}") if ops.is_float(out.dtype) else (lambda a, b: f"fj_mul({a}, {b})")
+    if y == 0:
+        return ops.c_literal(1, out.dtype)
+    reciprocal, y = y < 0, abs(y)
+    acc = None
+    while y > 0:
+        if y & 1:
+            acc = x if acc is None else w.emit("v", t, mul(acc, x), "integer_pow", inv)
+        y >>= 1
+        if y > 0:
+            x = w.emit("v", t, mul(x, x), "integer_pow", inv)
+    if reciprocal:
+        one = ops.c_literal(1, out.dtype)
+        div = f"{one} / {acc}" if ops.is_float(out.dtype) else f"fj_div({one}, {acc})"
+        acc = w.emit("v", t, div, "integer_pow", inv)
+    return acc
+
+
+def broadcast_in_dim_rule(w, eqn, pos, idx):
+    op = eqn.inputs[0]
+    dims = eqn.params["broadcast_dimensions"]
+    return w.read(op, tuple(aff(0) if op.shape[k] == 1 else idx[dims[k]] for k in range(op.ndim)))
+
+
+def reshape_rule(w, eqn, pos, idx):
+    op, out = eqn.inputs[0], eqn.outputs[0]
+    if eqn.params.get("dimensions") is not None:
+        raise UnsupportedError("reshape with a 'dimensions' permutation is not supported",
+                               primitive="reshape", source=eqn.source)
+    if op.size == 0:
+        return w.read(op, idx)  # never reached at run time: the kernel has no elements
+    return w.read(op, delinearize(linearize(idx, out.shape), op.shape))
+
+
+def squeeze_rule(w, eqn, pos, idx):
+    op = eqn.inputs[0]
+    dims = {d % op.ndim for d in eqn.params["dimensions"]}
+    it = iter(idx)
+    return w.read(op, tuple(aff(0) if k in dims else next(it) for k in range(op.ndim)))
+
+
+def expand_dims_rule(w, eqn, pos, idx):
+    out = eqn.outputs[0]
+    dims = {d % out.ndim for d in eqn.params["dimensions"]}
+    return w.read(eqn.inputs[0], tuple(e for k, e in enumerate(idx) if k not in dims))
+
+
+def slice_rule(w, eqn, pos, idx):
+    starts = eqn.params["start_indices"]
+    strides = eqn.params.get("strides") or (1,) * len(starts)
+    return w.read(eqn.inputs[0], tuple(e * int(st) + int(s0) for e, st, s0 in zip(idx, strides, starts)))
+
+
+def rev_rule(w, eqn, pos, idx):
+    op = eqn.inputs[0]
+    dims = set(eqn.params["dimensions"])
+    return w.read(op, tuple((op.shape[k] - 1) - e if k in dims else e for k, e in enumerate(idx)))
+
+
+def transpose_rule(w, eqn, pos, idx):
+    perm = eqn.params["permutation"]
+    src = [None] * len(perm)
+    for k, p in enumerate(perm):
+        src[p] = idx[k]
+    return w.read(eqn.inputs[0], tuple(src))
+
+
+def tile_rule(w, eqn, pos, idx):
+    op = eqn.inputs[0]
+    return w.read(op, tuple(delin(e, 1, d) for e, d in zip(idx, op.shape)))
+
+
+def split_rule(w, eqn, pos, idx):
+    axis = eqn.params["axis"]
+    offset = sum(int(s) for s in eqn.params["sizes"][:pos])
+    return w.read(eqn.inputs[0], tuple(e + offset if k == axis else e for k, e in enumerate(idx)))
+
+
+def iota_rule(w, eqn, pos, idx):
+    out = eqn.outputs[0]
+    e = idx[eqn.params["dimension"]]
+    t = ops.ctype(out.dtype)
+    if e.is_const:
+        return ops.c_literal(e.const, out.dtype)
+    return w.emit("v", t, f"({t}){w.index(e)}", "iota")
+
+
+def concatenate_rule(w, eqn, pos, idx):
+    dim = eqn.params["dimension"]
+    out = eqn.outputs[0]
+    e = idx[dim]
+    pieces, offset = [], 0
+    for op in eqn.inputs:
+        n = op.shape[dim]
+        if n > 0:
+            pieces.append((op, offset, offset + n))
+        offset += n
+    # keep only the pieces the index can reach
+    pieces = [p for p in pieces if e.hi >= p[1] and e.lo < p[2]]
+    values = []
+    for op, start, end in pieces:
+        sub = clamp(e - start, 0, end - start - 1)
+        values.append(w.read(op, tuple(sub if k == dim else x for k, x in enumerate(idx))))
+    result = values[-1]
+    t = ops.ctype(out.dtype)
+    for (op, start, end), value in reversed(list(zip(pieces[:-1], values[:-1]))):
+        cond = w.emit("c", "bool", f"{w.index(e)} < {w.int_text(end)}", "concatenate")
+        result = w.emit("v", t, f"{cond} ? {value} : {result}", "concatenate", w.is_invariant(cond, value, result))
+    return result
+
+
+def pad_rule(w, eqn, pos, idx):
+    op, padval = eqn.inputs
+    out = eqn.outputs[0]
+    if op.size == 0:
+        return w.read(padval, ())
+    conds, src = [], []
+    for e, n, (lo, hi, interior) in zip(idx, op.shape, eqn.params["padding_config"]):
+        lo, interior = int(lo), int(interior)
+        g = e - lo
+        step = interior + 1
+        top = (n - 1) * step
+        gc = clamp(g, 0, top)
+        if g.lo < 0:
+            conds.append(f"{w.index(g)} >= 0")
+        if g.hi > top:
+            conds.append(f"{w.index(g)} <= {w.int_text(top)}")
+        if step > 1:
+            conds.append(f"{paren(w.index(gc))} % {step} == 0")
+            src.append(delin(gc, step, None))
+        else:
+            src.append(gc)
+    value = w.read(op, tuple(src))
+    if not conds:
+        return value
+    cond = w.emit("c", "bool", " && ".join(conds), "pad")
+    pv = w.read(padval, ())
+    return w.emit("v", ops.ctype(out.dtype), f"{cond} ? {value} : {pv}", "pad",
+                  w.is_invariant(cond, value, pv))
+
+
+RULES = {prim: elementwise_rule for prim in ops.ELEMENTWISE}
+RULES.update({
+    "integer_pow": integer_pow_rule,
+    "broadcast_in_dim": broadcast_in_dim_rule,
+    "reshape": reshape_rule,
+    "squeeze": squeeze_rule,
+    "expand_dims": expand_dims_rule,
+    "slice": slice_rule,
+    "rev": rev_rule,
+    "transpose": transpose_rule,
+    "tile": tile_rule,
+    "split": split_rule,
+    "iota": iota_rule,
+    "concatenate": concatenate_rule,
+    "pad": pad_rule,
+})
+
+
+def render_kernel(spec: KernelSpec, producers, block: int, force_index64: bool = False) -> RenderedKernel:
+    writer = KernelWriter(spec, producers, force_index64 or needs_index64(spec))
+    return writer.render(block)
+
+
+def render_module(kernels) -> str:
+    launchers, table = [], []
+    for k in kernels:
+        unpack = ", ".join(f"*({p.ctype}*)args[{j}]" if p.kind == "n" else f"*({p.ctype}*)args[{j}]"
+                           for j, p in enumerate(k.params))
+        launchers.append(fill("launcher.cpp.in", name=k.name, unpack=unpack))
+        table.append(f'  {{"{k.name}", {k.name}_launch}},\n')
+    return fill("module.cu.in", count=len(kernels), kernels="\n".join(k.source for k in kernels),
+                launchers="".join(launchers), table="".join(table))

@@ -1,0 +1,153 @@
+"""Fusion: partition a Graph into kernels.
+
+Every elementwise and shape primitive is *fusible*: a kernel computes it inline,
+reading the inputs it needs at mapped indices.  A value is *stored* when it is a
+graph output or a cut (a value too costly to recompute, chosen by
+`plan_kernels`).  A value is a *source* of a kernel when the kernel reads it from
+memory: a graph input, a constant, or a cut.  Stored values are grouped into one
+kernel per (stage, shape), where the stage counts the cuts between a value and
+the graph's inputs, so several outputs of one shape come from one kernel.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from .errors import UnsupportedError
+from .ir import Eqn, Graph, Var
+from . import ops
+
+SHAPE_PRIMITIVES = {
+    "broadcast_in_dim", "reshape", "squeeze", "expand_dims", "slice", "rev", "transpose",
+    "concatenate", "pad", "iota", "tile", "split",
+}
+FUSIBLE = set(ops.ELEMENTWISE) | ops.EXPANDED | SHAPE_PRIMITIVES
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class KernelSpec:
+    name: str
+    shape: tuple[int, ...]
+    outputs: tuple[Var, ...]      # values the kernel stores, in order
+    sources: tuple[Var, ...]      # values the kernel loads, in order of first use
+    eqns: tuple[Eqn, ...]         # the fused equations, in graph order
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class FusionPlan:
+    graph: Graph
+    kernels: tuple[KernelSpec, ...]   # in launch order
+    cuts: frozenset                   # ids of values materialized for cost reasons
+
+    def __str__(self) -> str:
+        return format_plan(self)
+
+
+def check_supported(graph: Graph, backend: str) -> None:
+    """Raise UnsupportedError for the first primitive no kernel can compute."""
+    for eqn in graph.eqns:
+        if eqn.primitive not in FUSIBLE:
+            raise UnsupportedError(
+                f"fusejit has no rule for primitive '{eqn.primitive}' (backend '{backend}')",
+                primitive=eqn.primitive, source=eqn.source)
+
+
+def producers(graph: Graph) -> dict[int, tuple[Eqn, int]]:
+    return {id(v): (eqn, k) for eqn in graph.eqns for k, v in enumerate(eqn.outputs)}
+
+
+def plan_kernels(graph: Graph, cuts: frozenset = frozenset(), prefix: str = "fj") -> FusionPlan:
+    prod = producers(graph)
+    base_sources = {id(v) for v in graph.inputs} | {id(v) for v, _ in graph.consts}
+
+    def is_source(v: Var) -> bool:
+        return id(v) in base_sources or id(v) in cuts
+
+    stage_memo: dict[int, int] = {}
+
+    def stage(v: Var) -> int:
+        """1 + the deepest stage of the cuts v's fused computation reads (0: reads only inputs)."""
+        key = id(v)
+        if key in stage_memo:
+            return stage_memo[key]
+        eqn, _ = prod[key]
+        deepest = 0
+        for a in eqn.inputs:
+            if isinstance(a, Var) and id(a) not in base_sources:
+                deepest = max(deepest, stage(a) + 1 if id(a) in cuts else stage(a))
+        stage_memo[key] = deepest
+        return deepest
+
+    stored: list[Var] = []
+    seen: set[int] = set()
+    candidates = [o for o in graph.outputs if isinstance(o, Var)]
+    candidates += [v for e in graph.eqns for v in e.outputs if id(v) in cuts]
+    for v in candidates:
+        if id(v) in seen or id(v) in base_sources:
+            continue
+        seen.add(id(v))
+        stored.append(v)
+
+    groups: dict[tuple, list[Var]] = {}
+    for v in stored:
+        groups.setdefault((stage(v), v.shape), []).append(v)
+
+    order = {id(e): k for k, e in enumerate(graph.eqns)}
+    kernels = []
+    for k, ((_, shape), outs) in enumerate(sorted(groups.items(), key=lambda kv: kv[0][0])):
+        eqns, sources = cone(outs, prod, is_source)
+        eqns.sort(key=lambda e: order[id(e)])
+        kernels.append(KernelSpec(f"{prefix}_k{k}", shape, tuple(outs), tuple(sources), tuple(eqns)))
+    return FusionPlan(graph, tuple(kernels), frozenset(cuts))
+
+
+def cone(outputs, prod, is_source):
+    """The equations computing `outputs` from sources, and the sources in order of first use."""
+    eqns, sources, seen = [], [], set()
+
+    def visit(v):
+        if id(v) in seen:
+            return
+        seen.add(id(v))
+        if is_source(v):
+            sources.append(v)
+            return
+        eqn, _ = prod[id(v)]
+        if id(eqn) not in seen:
+            seen.add(id(eqn))
+            eqns.append(eqn)
+            for a in eqn.inputs:
+                if isinstance(a, Var):
+                    visit(a)
+
+    for v in outputs:
+        if is_source(v):
+            seen.add(id(v))  # a cut output is computed from its own producer
+            eqn, _ = prod[id(v)]
+            if id(eqn) not in seen:
+                seen.add(id(eqn))
+                eqns.append(eqn)
+                for a in eqn.inputs:
+                    if isinstance(a, Var):
+                        visit(a)
+        else:
+            visit(v)
+    return eqns, sources
+
+
+def format_plan(plan: FusionPlan, name=None) -> str:
+    from .ir import Namer
+    name = name or Namer()
+    lines = []
+    for k in plan.kernels:
+        prims = ", ".join(dict.fromkeys(e.primitive for e in k.eqns)) or "copy"
+        lines.append(
+            f"{k.name}: shape={list(k.shape)} loads {', '.join(name(v) for v in k.sources) or '-'}"
+            f" -> stores {', '.join(name(v) for v in k.outputs)}; fuses {len(k.eqns)} eqns ({prims})")
+    return "\n".join(lines) if lines else "(no kernels)"

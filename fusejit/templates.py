@@ -1,0 +1,50 @@
+"""Access to kernels/: the CUDA templates and preludes that ship inside the package."""
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import string
+
+
+@functools.lru_cache(maxsize=None)
+def kernels_dir() -> str:
+    """The directory holding fusejit.h and the templates.
+
+    Installed, kernels/ is the `fusejit.kernels` package inside the wheel; in a source
+    checkout it is the repository's kernels/ beside the package."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    candidates = [os.path.join(os.path.dirname(here), "kernels")]
+    try:
+        import importlib.resources
+        candidates.insert(0, str(importlib.resources.files("fusejit.kernels")))
+    except (ImportError, TypeError, ValueError):
+        pass
+    for candidate in candidates:
+        if os.path.exists(os.path.join(candidate, "fusejit.h")):
+            return candidate
+    raise FileNotFoundError("fusejit's kernels/ directory (fusejit.h) was not found; reinstall fusejit")
+
+
+@functools.lru_cache(maxsize=None)
+def template(name: str) -> string.Template:
+    with open(os.path.join(kernels_dir(), name)) as f:
+        return string.Template(f.read())
+
+
+@functools.lru_cache(maxsize=None)
+def kernels_hash() -> str:
+    """A hash of every file in kernels/: part of every cache key."""
+    h = hashlib.sha256()
+    d = kernels_dir()
+    for name in sorted(os.listdir(d)):
+        path = os.path.join(d, name)
+        if os.path.isfile(path) and not name.endswith(".pyc"):
+            h.update(name.encode())
+            with open(path, "rb") as f:
+                h.update(f.read())
+    return h.hexdigest()[:16]
+
+
+def fill(template_name: str, **slots) -> str:
+    return template(template_name).substitute(**slots)

@@ -1,0 +1,102 @@
+"""Trace: a Python function -> jaxpr (JAX's own tracer) -> fusejit's Graph.
+
+Nested pjit/jit/custom_jvp/custom_vjp calls are inlined and dead equations dropped.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import jax
+
+from . import jaxcompat
+from .errors import UnsupportedError
+from .ir import Eqn, Graph, Literal, Var
+
+SUPPORTED_DTYPES = {np.dtype(t) for t in (
+    np.float32, np.float64, np.bool_, np.int8, np.int16, np.int32, np.int64,
+    np.uint8, np.uint16, np.uint32, np.uint64)}
+
+
+def check_dtype(dtype, what: str, source: str = "", primitive: str | None = None) -> np.dtype:
+    dtype = np.dtype(dtype)
+    if dtype not in SUPPORTED_DTYPES:
+        raise UnsupportedError(
+            f"fusejit does not support dtype {dtype.name} ({what}); supported: float32, float64, "
+            f"int8..int64, uint8..uint64, bool", primitive=primitive, source=source)
+    return dtype
+
+
+def _var(aval, what, source="", primitive=None) -> Var:
+    return Var(tuple(int(d) for d in aval.shape),
+               check_dtype(aval.dtype, what, source, primitive),
+               bool(getattr(aval, "weak_type", False)))
+
+
+def graph_from_jaxpr(closed) -> Graph:
+    """Lower a ClosedJaxpr to a Graph, inlining nested calls."""
+    eqns: list[Eqn] = []
+    consts: list[tuple[Var, np.ndarray]] = []
+
+    def lower(jaxpr, in_atoms, const_values):
+        env: dict = {}
+
+        def read(atom):
+            if jaxcompat.is_literal(atom):
+                value = jaxcompat.literal_value(atom)
+                dtype = check_dtype(atom.aval.dtype, "literal")
+                arr = np.asarray(value, dtype=dtype)
+                if arr.shape != ():
+                    var = _var(atom.aval, "constant")
+                    consts.append((var, arr))
+                    return var
+                return Literal(arr[()], dtype)
+            return env[atom]
+
+        for cv, value in zip(jaxpr.constvars, const_values):
+            arr = np.asarray(value)
+            var = _var(cv.aval, "captured constant")
+            consts.append((var, arr.astype(var.dtype, copy=False)))
+            env[cv] = var
+        for v, a in zip(jaxpr.invars, in_atoms):
+            env[v] = a
+        for eqn in jaxpr.eqns:
+            body = jaxcompat.call_body(eqn)
+            ins = [read(a) for a in eqn.invars]
+            if body is not None:
+                inner, inner_consts = body
+                outs = lower(inner, ins, inner_consts)
+                for v, o in zip(eqn.outvars, outs):
+                    if not jaxcompat.is_dropvar(v):
+                        env[v] = o
+                continue
+            source = jaxcompat.source_of(eqn)
+            name = eqn.primitive.name
+            outs = tuple(_var(v.aval, f"output of {name}", source, name) for v in eqn.outvars)
+            eqns.append(Eqn(name, tuple(ins), outs, dict(eqn.params), source))
+            for v, o in zip(eqn.outvars, outs):
+                if not jaxcompat.is_dropvar(v):
+                    env[v] = o
+        return [read(a) for a in jaxpr.outvars]
+
+    inputs = tuple(_var(v.aval, "input") for v in closed.jaxpr.invars)
+    outputs = lower(closed.jaxpr, inputs, closed.consts)
+    return eliminate_dead_code(Graph(inputs, tuple(consts), tuple(eqns), tuple(outputs)))
+
+
+def eliminate_dead_code(graph: Graph) -> Graph:
+    live = {id(a) for a in graph.outputs if isinstance(a, Var)}
+    kept = []
+    for eqn in reversed(graph.eqns):
+        if any(id(o) in live for o in eqn.outputs):
+            kept.append(eqn)
+            live.update(id(a) for a in eqn.inputs if isinstance(a, Var))
+    consts = tuple((v, c) for v, c in graph.consts if id(v) in live)
+    return Graph(graph.inputs, consts, tuple(reversed(kept)), graph.outputs)
+
+
+def make_graph(fun, *, static_argnums=(), static_argnames=()):
+    """Like jax.make_jaxpr: `fusejit.make_graph(f)(*args)` returns f's Graph (printable)."""
+    def wrapped(*args, **kwargs):
+        closed = jax.make_jaxpr(fun, static_argnums=static_argnums)(*args, **kwargs)
+        return graph_from_jaxpr(closed)
+    return wrapped

@@ -1,0 +1,180 @@
+// Helpers with JAX/XLA semantics where C's differ, shared by every target.
+#pragma once
+
+// ---- type traits (NVRTC has no <type_traits> or <limits>) ----
+template <class T> struct fj_traits;
+#define FJ_INT_TRAITS(T, U, W, SIGNED, BITS, LOWEST, HIGHEST)        \
+  template <> struct fj_traits<T> {                                   \
+    typedef U unsigned_t;                                             \
+    typedef W wide_unsigned_t;                                        \
+    static constexpr bool is_float = false;                           \
+    static constexpr bool is_bool = false;                            \
+    static constexpr bool is_signed = SIGNED;                         \
+    static constexpr int bits = BITS;                                 \
+    static __device__ __forceinline__ T lowest() { return LOWEST; }   \
+    static __device__ __forceinline__ T highest() { return HIGHEST; } \
+  };
+FJ_INT_TRAITS(int8_t, uint8_t, unsigned int, true, 8, (int8_t)-128, (int8_t)127)
+FJ_INT_TRAITS(int16_t, uint16_t, unsigned int, true, 16, (int16_t)-32768, (int16_t)32767)
+FJ_INT_TRAITS(int32_t, uint32_t, unsigned int, true, 32, (-2147483647 - 1), 2147483647)
+FJ_INT_TRAITS(int64_t, uint64_t, unsigned long long, true, 64, (-9223372036854775807LL - 1), 9223372036854775807LL)
+FJ_INT_TRAITS(uint8_t, uint8_t, unsigned int, false, 8, (uint8_t)0, (uint8_t)255)
+FJ_INT_TRAITS(uint16_t, uint16_t, unsigned int, false, 16, (uint16_t)0, (uint16_t)65535)
+FJ_INT_TRAITS(uint32_t, uint32_t, unsigned int, false, 32, 0U, 4294967295U)
+FJ_INT_TRAITS(uint64_t, uint64_t, unsigned long long, false, 64, 0ULL, 18446744073709551615ULL)
+#undef FJ_INT_TRAITS
+template <> struct fj_traits<bool> {
+  static constexpr bool is_float = false;
+  static constexpr bool is_bool = true;
+};
+template <> struct fj_traits<float> {
+  static constexpr bool is_float = true;
+  static constexpr bool is_bool = false;
+};
+template <> struct fj_traits<double> {
+  static constexpr bool is_float = true;
+  static constexpr bool is_bool = false;
+};
+
+// ---- integer arithmetic wraps modulo 2**bits (signed overflow is undefined in C) ----
+template <class T> FJ_DEVICE T fj_add(T a, T b) {
+  typedef typename fj_traits<T>::wide_unsigned_t W;
+  return (T)((W)a + (W)b);
+}
+template <class T> FJ_DEVICE T fj_sub(T a, T b) {
+  typedef typename fj_traits<T>::wide_unsigned_t W;
+  return (T)((W)a - (W)b);
+}
+template <class T> FJ_DEVICE T fj_mul(T a, T b) {
+  typedef typename fj_traits<T>::wide_unsigned_t W;
+  return (T)((W)a * (W)b);
+}
+template <class T> FJ_DEVICE T fj_neg(T a) {
+  typedef typename fj_traits<T>::wide_unsigned_t W;
+  return (T)((W)0 - (W)a);
+}
+template <class T> FJ_DEVICE T fj_abs(T a) {
+  if constexpr (fj_traits<T>::is_signed) {
+    return a < 0 ? fj_neg(a) : a;
+  } else {
+    return a;
+  }
+}
+// XLA: x / 0 == -1 (all bits set), MIN / -1 == MIN; x % 0 == x, MIN % -1 == 0.
+template <class T> FJ_DEVICE T fj_div(T a, T b) {
+  if (b == (T)0) return (T)-1;
+  if constexpr (fj_traits<T>::is_signed) {
+    if (a == fj_traits<T>::lowest() && b == (T)-1) return a;
+  }
+  return (T)(a / b);
+}
+template <class T> FJ_DEVICE T fj_rem(T a, T b) {
+  if (b == (T)0) return a;
+  if constexpr (fj_traits<T>::is_signed) {
+    if (a == fj_traits<T>::lowest() && b == (T)-1) return (T)0;
+  }
+  return (T)(a % b);
+}
+// XLA: shifting by >= the bit width (or a negative amount) gives 0, or the sign for >>arith.
+template <class T> FJ_DEVICE T fj_shift_left(T a, T b) {
+  typedef typename fj_traits<T>::unsigned_t U;
+  typedef typename fj_traits<T>::wide_unsigned_t W;
+  if ((U)b >= (U)fj_traits<T>::bits) return (T)0;
+  return (T)(U)((W)(U)a << (W)(U)b);
+}
+template <class T> FJ_DEVICE T fj_shift_right_logical(T a, T b) {
+  typedef typename fj_traits<T>::unsigned_t U;
+  if ((U)b >= (U)fj_traits<T>::bits) return (T)0;
+  return (T)(U)((U)a >> (U)b);
+}
+template <class T> FJ_DEVICE T fj_shift_right_arithmetic(T a, T b) {
+  typedef typename fj_traits<T>::unsigned_t U;
+  if ((U)b >= (U)fj_traits<T>::bits) {
+    if constexpr (fj_traits<T>::is_signed) {
+      return a < 0 ? (T)-1 : (T)0;
+    } else {
+      return (T)0;
+    }
+  }
+  return (T)(a >> (U)b);
+}
+template <class T> FJ_DEVICE T fj_popcount(T a) {
+  typedef typename fj_traits<T>::unsigned_t U;
+  if constexpr (fj_traits<T>::bits == 64) {
+    return (T)fj_popc64((unsigned long long)(U)a);
+  } else {
+    return (T)fj_popc32((unsigned int)(U)a);
+  }
+}
+template <class T> FJ_DEVICE T fj_clz(T a) {
+  typedef typename fj_traits<T>::unsigned_t U;
+  if constexpr (fj_traits<T>::bits == 64) {
+    return (T)fj_clz64((unsigned long long)(U)a);
+  } else {
+    return (T)(fj_clz32((unsigned int)(U)a) - (32 - fj_traits<T>::bits));
+  }
+}
+
+// ---- max/min: NaN propagates, as in XLA ----
+template <class T> FJ_DEVICE T fj_max(T a, T b) { return a > b ? a : b; }
+template <class T> FJ_DEVICE T fj_min(T a, T b) { return a < b ? a : b; }
+FJ_DEVICE bool fj_max(bool a, bool b) { return a || b; }
+FJ_DEVICE bool fj_min(bool a, bool b) { return a && b; }
+FJ_DEVICE float fj_max(float a, float b) { return a != a ? a : (b != b ? b : (a > b ? a : b)); }
+FJ_DEVICE float fj_min(float a, float b) { return a != a ? a : (b != b ? b : (a < b ? a : b)); }
+FJ_DEVICE double fj_max(double a, double b) { return a != a ? a : (b != b ? b : (a > b ? a : b)); }
+FJ_DEVICE double fj_min(double a, double b) { return a != a ? a : (b != b ? b : (a < b ? a : b)); }
+
+// sign: NaN stays NaN and +-0 stays +-0 for floats.
+template <class T> FJ_DEVICE T fj_sign(T x) {
+  if constexpr (fj_traits<T>::is_float) {
+    return x > (T)0 ? (T)1 : (x < (T)0 ? (T)-1 : x);
+  } else if constexpr (fj_traits<T>::is_signed) {
+    return (T)((x > (T)0) - (x < (T)0));
+  } else {
+    return (T)(x > (T)0);
+  }
+}
+
+FJ_DEVICE bool fj_is_finite(float x) { return fabsf(x) <= 3.40282346638528859812e+38f; }
+FJ_DEVICE bool fj_is_finite(double x) { return fabs(x) <= 1.79769313486231570815e+308; }
+
+// convert_element_type: float -> integer saturates and sends NaN to 0; anything -> bool is x != 0.
+template <class To, class From> FJ_DEVICE To fj_convert(From x) {
+  if constexpr (fj_traits<To>::is_bool) {
+    return x != (From)0;
+  } else if constexpr (fj_traits<From>::is_float && !fj_traits<To>::is_float) {
+    if (x != x) return (To)0;
+    if (x <= (From)fj_traits<To>::lowest()) return fj_traits<To>::lowest();
+    if (x >= (From)fj_traits<To>::highest()) return fj_traits<To>::highest();
+    return (To)x;
+  } else {
+    return (To)x;
+  }
+}
+
+// digamma: reflection below 1/2, recurrence up to 6, then the asymptotic series.
+FJ_DEVICE double fj_digamma(double x) {
+  if (x != x || x == -fj_inf()) return fj_nan();
+  if (x <= 0.0 && floor(x) == x) return fj_nan();
+  double result = 0.0;
+  if (x < 0.5) {
+    const double pi = 3.14159265358979323846;
+    result -= pi / tan(pi * x);
+    x = 1.0 - x;
+  }
+  while (x < 6.0) {
+    result -= 1.0 / x;
+    x += 1.0;
+  }
+  const double inv = 1.0 / x;
+  const double inv2 = inv * inv;
+  const double series =
+      inv2 * (1.0 / 12 - inv2 * (1.0 / 120 - inv2 * (1.0 / 252 - inv2 * (1.0 / 240 - inv2 * (1.0 / 132)))));
+  return result + log(x) - 0.5 * inv - series;
+}
+FJ_DEVICE float fj_digamma(float x) { return (float)fj_digamma((double)x); }
+
+// Index clamp for guarded loads (pad, concatenate): the load stays in bounds, a select
+// then picks the pad value or the other operand.
+template <class T> FJ_DEVICE T fj_clamp_index(T x, T lo, T hi) { return x < lo ? lo : (x > hi ? hi : x); }

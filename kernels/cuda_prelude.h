@@ -1,0 +1,33 @@
+// Declarations for NVRTC: no system headers are available, so fixed-width types are spelled here.
+#pragma once
+typedef signed char int8_t;
+typedef short int16_t;
+typedef int int32_t;
+typedef long long int64_t;
+typedef unsigned char uint8_t;
+typedef unsigned short uint16_t;
+typedef unsigned int uint32_t;
+typedef unsigned long long uint64_t;
+
+#define FJ_DEVICE __device__ __forceinline__
+#define FJ_RESTRICT __restrict__
+
+// Grid-stride loop: thread t of the grid handles elements t, t + total_threads, ...
+#define FJ_GRID_LOOP(idx_t, i, n) \
+  for (idx_t i = (idx_t)blockIdx.x * (idx_t)blockDim.x + (idx_t)threadIdx.x; i < (n); \
+       i += (idx_t)blockDim.x * (idx_t)gridDim.x)
+
+FJ_DEVICE float fj_inf_f() { return __int_as_float(0x7f800000); }
+FJ_DEVICE float fj_nan_f() { return __int_as_float(0x7fc00000); }
+FJ_DEVICE double fj_inf() { return __longlong_as_double(0x7ff0000000000000LL); }
+FJ_DEVICE double fj_nan() { return __longlong_as_double(0x7ff8000000000000LL); }
+FJ_DEVICE int fj_popc32(unsigned int x) { return __popc(x); }
+FJ_DEVICE int fj_popc64(unsigned long long x) { return __popcll(x); }
+FJ_DEVICE int fj_clz32(unsigned int x) { return __clz(x); }
+FJ_DEVICE int fj_clz64(unsigned long long x) { return __clzll(x); }
+FJ_DEVICE float fj_rsqrt(float x) { return rsqrtf(x); }
+FJ_DEVICE double fj_rsqrt(double x) { return rsqrt(x); }
+FJ_DEVICE float fj_erfinv(float x) { return erfinvf(x); }
+FJ_DEVICE double fj_erfinv(double x) { return erfinv(x); }
+FJ_DEVICE float fj_lgamma(float x) { return lgammaf(x); }
+FJ_DEVICE double fj_lgamma(double x) { return lgamma(x); }

@@ -1,0 +1,23 @@
+// Host fast mode: one OS thread per block (OpenMP), each block a contiguous chunk of the
+// iteration space, so the compiler can vectorise the loop.  threadIdx is always 0 here:
+// block-cooperative code is exercised by the emulation instead.
+#pragma once
+
+#define FJ_GRID_LOOP(idx_t, i, n)                                                  \
+  const idx_t fj_chunk_##i = (((n) + (idx_t)gridDim.x - 1) / (idx_t)gridDim.x + 15) / 16 * 16; \
+  const idx_t fj_begin_##i = (idx_t)blockIdx.x * fj_chunk_##i;                     \
+  const idx_t fj_end_##i = fj_begin_##i + fj_chunk_##i < (n) ? fj_begin_##i + fj_chunk_##i : (n); \
+  for (idx_t i = fj_begin_##i; i < fj_end_##i; ++i)
+
+#define FJ_HOST_LAUNCH(grid, block, call)                          \
+  do {                                                             \
+    const long fj_grid = (long)(grid);                             \
+    _Pragma("omp parallel for schedule(static) if (fj_grid > 1)")  \
+    for (long fj_b = 0; fj_b < fj_grid; ++fj_b) {                  \
+      gridDim = dim3((unsigned)fj_grid);                           \
+      blockDim = dim3((unsigned)(block));                          \
+      threadIdx = dim3(0);                                         \
+      blockIdx = dim3((unsigned)fj_b);                             \
+      call;                                                        \
+    }                                                              \
+  } while (0)

@@ -42,12 +42,14 @@ def c_literal(value, dtype) -> str:
     if dtype.kind in "iu":
         v = int(value)
         if dtype == np.int64 and v == -2**63:
-            return "(-9223372036854775807LL - 1)"
+            return "(int64_t)(-9223372036854775807LL - 1)"
         if dtype == np.int32 and v == -2**31:
             return "(-2147483647 - 1)"
-        suffix = {"int64": "LL", "uint64": "ULL", "uint32": "U"}.get(dtype.name, "")
-        text = f"{v}{suffix}"
-        return text if dtype.name in ("int32", "int64", "uint32", "uint64") else f"({ctype(dtype)}){text}"
+        if dtype.name in ("int32", "uint32"):
+            return f"{v}{'U' if dtype.kind == 'u' else ''}"
+        # int64_t is `long` on LP64 hosts and `long long` under NVRTC: spell the type, not a suffix.
+        suffix = {"int64": "LL", "uint64": "ULL"}.get(dtype.name, "")
+        return f"({ctype(dtype)}){v}{suffix}"
     v = float(value)
     f32 = dtype == np.float32
     if math.isnan(v):
@@ -153,6 +155,10 @@ def _convert(a, ins, out, params):
     return f"fj_convert<{ctype(dst)}>({a[0]})"
 
 
+def _bitcast(a, ins, out, params):
+    return f"fj_bitcast<{ctype(out)}>({a[0]})"
+
+
 def _identity(a, ins, out, params):
     return a[0]
 
@@ -215,6 +221,7 @@ ELEMENTWISE = {
     "lgamma": _helper("fj_lgamma"), "digamma": _helper("fj_digamma"),
     "is_finite": _helper("fj_is_finite"),
     "convert_element_type": _convert,
+    "bitcast_convert_type": _bitcast,
     "copy": _identity, "copy_p": _identity, "stop_gradient": _identity,
 }
 

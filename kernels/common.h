@@ -87,16 +87,14 @@ template <class T> FJ_DEVICE T fj_shift_right_logical(T a, T b) {
   if ((U)b >= (U)fj_traits<T>::bits) return (T)0;
   return (T)(U)((U)a >> (U)b);
 }
+// Arithmetic shift replicates the top bit, for unsigned types too (XLA shifts the bit pattern).
 template <class T> FJ_DEVICE T fj_shift_right_arithmetic(T a, T b) {
   typedef typename fj_traits<T>::unsigned_t U;
-  if ((U)b >= (U)fj_traits<T>::bits) {
-    if constexpr (fj_traits<T>::is_signed) {
-      return a < 0 ? (T)-1 : (T)0;
-    } else {
-      return (T)0;
-    }
-  }
-  return (T)(a >> (U)b);
+  const bool negative = ((U)a >> (fj_traits<T>::bits - 1)) != 0;
+  if ((U)b >= (U)fj_traits<T>::bits) return negative ? (T)-1 : (T)0;
+  const U shifted = (U)((U)a >> (U)b);
+  const U fill = negative && b != 0 ? (U)~(U)((U)~(U)0 >> (U)b) : (U)0;
+  return (T)(U)(shifted | fill);
 }
 template <class T> FJ_DEVICE T fj_popcount(T a) {
   typedef typename fj_traits<T>::unsigned_t U;
@@ -113,6 +111,14 @@ template <class T> FJ_DEVICE T fj_clz(T a) {
   } else {
     return (T)(fj_clz32((unsigned int)(U)a) - (32 - fj_traits<T>::bits));
   }
+}
+
+// bitcast_convert_type between types of one size.
+template <class To, class From> FJ_DEVICE To fj_bitcast(From x) {
+  static_assert(sizeof(To) == sizeof(From), "bitcast between types of different sizes");
+  To y;
+  memcpy(&y, &x, sizeof(To));
+  return y;
 }
 
 // ---- max/min: NaN propagates, as in XLA ----

@@ -15,13 +15,14 @@ import tempfile
 
 import numpy as np
 
+from .. import cache
 from ..errors import FusejitError
 from ..launch import EMULATED_GPU, DeviceInfo
 from ..templates import kernels_dir
 from . import cxx
 from .host import HostBackend
 
-EMULATE_FLAGS = ["-std=c++20", "-O1", "-g", "-pthread", "-DFUSEJIT_EMULATE",
+EMULATE_FLAGS = ["-std=c++20", "-O0", "-g", "-pthread", "-DFUSEJIT_EMULATE",
                  "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
 TIMEOUT_S = 300
 
@@ -47,12 +48,25 @@ class EmulateBackend(HostBackend):
         return DeviceInfo("emulate", EMULATED_GPU.arch, EMULATED_GPU.multiprocessors, EMULATED_GPU.block,
                           EMULATED_GPU.blocks_per_unit)
 
+    def driver_object(self) -> str:
+        """kernels/emu_main.cpp compiled once (and cached like a kernel) for linking with each module."""
+        main = os.path.join(kernels_dir(), "emu_main.cpp")
+        with open(main) as f:
+            text = f.read()
+        key = self.compile_key(text)
+        path = cache.lookup(self.name, key, ".o")
+        if path is None:
+            path = cache.store(self.name, key, ".o", lambda out: cxx.compile_files(
+                ["-c", main], out, [*self.flags, "-I", kernels_dir()], text))
+        return path
+
     def build(self, source: str, output: str) -> None:
+        driver = self.driver_object()
         with tempfile.TemporaryDirectory(prefix="fusejit-src-") as tmp:
             src = os.path.join(tmp, "module.cu")
             with open(src, "w") as f:
                 f.write(source)
-            cxx.compile_files(["-x", "c++", src, os.path.join(kernels_dir(), "emu_main.cpp")], output,
+            cxx.compile_files(["-x", "c++", src, "-x", "none", driver], output,
                               [*self.flags, "-I", kernels_dir()], source)
 
     def load(self, path: str, names):

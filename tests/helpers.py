@@ -1,0 +1,88 @@
+"""The one helper that compares fusejit with jax.jit on every verification path.
+
+verify(f, *args) runs f through
+  1. the host backend (host fast mode),
+  2. the emulate backend (the exact CUDA source, real grid/block sizes, one OS thread per
+     CUDA thread, under AddressSanitizer and UBSan),
+and diffs each against jax.jit (shape and dtype exactly, values by the dtype tolerance in
+fusejit.check.TOLERANCES, deliberate differences in OVERRIDES below), checks that both
+backends compiled the same CUDA source and that the inputs were not modified, and
+  3. compiles that source with NVRTC for sm_80 and sm_90.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+import fusejit
+from fusejit import nvrtc
+
+ARCHS = ("sm_80", "sm_90")
+
+# Deliberate differences from jax.jit: primitive -> tolerance override, with the reason.
+OVERRIDES = {
+    # XLA and the C library use different approximations near the poles and zeros.
+    "lgamma": dict(rtol=1e-4, atol=1e-5),
+    "digamma": dict(rtol=1e-4, atol=2e-5),
+    # XLA's float32 erf_inv is a polynomial good to a few ULP; CUDA/our host version are tighter.
+    "erf_inv": dict(rtol=1e-4, atol=1e-5),
+    # tan, pow and the inverse hyperbolics lose digits near poles/cancellation in both libraries.
+    "tan": dict(rtol=1e-4, atol=1e-5),
+    "pow": dict(rtol=1e-4, atol=1e-6),
+}
+
+FLOATS = (np.float32, np.float64)
+SIGNED = (np.int8, np.int16, np.int32, np.int64)
+UNSIGNED = (np.uint8, np.uint16, np.uint32, np.uint64)
+INTS = SIGNED + UNSIGNED
+ALL_DTYPES = FLOATS + INTS + (np.bool_,)
+
+
+@functools.lru_cache(maxsize=None)
+def nvrtc_compile(source: str, arch: str) -> int:
+    return len(nvrtc.compile_source(source, arch, "cubin"))
+
+
+def verify(fun, *args, static_argnums=(), rtol=None, atol=None, backends=("host", "emulate"), **kwargs):
+    """Assert that fun under fusejit matches jax.jit on every path; returns the host Compiled."""
+    before = [np.array(a, copy=True) if isinstance(a, np.ndarray) else None for a in args]
+    sources, first = [], None
+    for backend in backends:
+        jitted = fusejit.jit(fun, static_argnums=static_argnums, backend=backend)
+        report = fusejit.check(jitted, *args, rtol=rtol, atol=atol, **kwargs)
+        assert report.ok, f"{backend} backend differs from jax.jit:\n{report}"
+        compiled = jitted.lower(*args, **kwargs)
+        sources.append(compiled.source)
+        first = first or compiled
+    for b, a in zip(before, args):
+        if b is not None:
+            np.testing.assert_array_equal(a, b, err_msg="fusejit modified an input")
+    assert all(s == sources[0] for s in sources), "backends compiled different CUDA source"
+    if first.rendered:
+        for arch in ARCHS:
+            assert nvrtc_compile(sources[0], arch) > 0
+    return first
+
+
+def rand(rng, shape, dtype, special=False, denormals=False):
+    """Fresh random values of any supported dtype; `special` mixes in NaN, inf, -0.0, the largest
+    float and extreme integers; `denormals` adds values below the smallest normal (XLA's CPU
+    backend flushes those to zero and fusejit does not: see test_footguns.py)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "b":
+        return rng.random(shape) < 0.5
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        lo, hi = (max(info.min, -1000), min(info.max, 1000)) if not special else (info.min, info.max)
+        x = rng.integers(lo, hi, size=shape, dtype=dtype, endpoint=True)
+        return x
+    x = (rng.standard_normal(shape) * 3).astype(dtype)
+    if special and x.size:
+        flat = x.reshape(-1)
+        picks = [np.nan, np.inf, -np.inf, -0.0, 0.0, np.finfo(dtype).max, -np.finfo(dtype).max]
+        if denormals:
+            picks += [np.finfo(dtype).tiny / 4, -np.finfo(dtype).tiny / 8]
+        idx = rng.choice(flat.size, size=min(flat.size, len(picks)), replace=False)
+        flat[idx] = np.array(picks[: len(idx)], dtype=dtype)
+    return x

@@ -1,0 +1,158 @@
+"""Every elementwise primitive, on every supported dtype, against jax.jit on all three paths."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from helpers import FLOATS, INTS, OVERRIDES, SIGNED, UNSIGNED, rand, verify
+
+SHAPE = (7, 37)  # odd sizes; 259 elements span two GPU blocks
+
+UNARY_FLOAT = {
+    "neg": lambda x: -x, "abs": jnp.abs, "sign": jnp.sign, "floor": jnp.floor, "ceil": jnp.ceil,
+    "round_even": jnp.round, "round_away": lambda x: lax.round(x, lax.RoundingMethod.AWAY_FROM_ZERO),
+    "exp": jnp.exp, "exp2": jnp.exp2, "log": jnp.log, "log1p": jnp.log1p, "expm1": jnp.expm1,
+    "sin": jnp.sin, "cos": jnp.cos, "asin": jnp.arcsin, "acos": jnp.arccos, "atan": jnp.arctan,
+    "sinh": jnp.sinh, "cosh": jnp.cosh, "tanh": jnp.tanh, "asinh": jnp.arcsinh, "acosh": jnp.arccosh,
+    "atanh": jnp.arctanh, "sqrt": jnp.sqrt, "rsqrt": lax.rsqrt, "cbrt": jnp.cbrt, "square": jnp.square,
+    "logistic": jax.nn.sigmoid, "erf": jax.scipy.special.erf, "erfc": jax.scipy.special.erfc,
+    "is_finite": jnp.isfinite, "isnan": jnp.isnan, "pow3": lambda x: x ** 3, "pow_m2": lambda x: x ** -2,
+    "pow0": lambda x: lax.integer_pow(x, 0), "relu": jax.nn.relu, "gelu": jax.nn.gelu,
+    "silu": jax.nn.silu, "softplus": jax.nn.softplus,
+}
+# Primitives whose results differ from XLA's by more than the dtype tolerance (OVERRIDES says why).
+LOOSE_FLOAT = {
+    "lgamma": lax.lgamma, "digamma": lax.digamma, "erf_inv": lax.erf_inv, "tan": jnp.tan,
+    "pow": lambda x: jnp.abs(x) ** 1.7,
+}
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_unary_float(dtype, x64):
+    x = rand(np.random.default_rng(1), SHAPE, dtype, special=True)
+    verify(lambda x: {name: f(x) for name, f in UNARY_FLOAT.items()}, x)
+
+
+@pytest.mark.parametrize("name", sorted(LOOSE_FLOAT))
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_unary_float_loose(name, dtype, x64):
+    x = rand(np.random.default_rng(2), SHAPE, dtype, special=True)
+    verify(LOOSE_FLOAT[name], x, **OVERRIDES[name])
+
+
+BINARY_FLOAT = {
+    "add": lambda x, y: x + y, "sub": lambda x, y: x - y, "mul": lambda x, y: x * y,
+    "div": lambda x, y: x / y, "rem": lax.rem, "fmod": jnp.fmod, "mod": jnp.mod,
+    "floor_divide": jnp.floor_divide, "max": jnp.maximum, "min": jnp.minimum,
+    "atan2": jnp.arctan2, "nextafter": jnp.nextafter, "eq": lambda x, y: x == y,
+    "ne": lambda x, y: x != y, "lt": lambda x, y: x < y, "le": lambda x, y: x <= y,
+    "gt": lambda x, y: x > y, "ge": lambda x, y: x >= y, "where": lambda x, y: jnp.where(x > y, x, y),
+    "clip": lambda x, y: jnp.clip(x, -1.0, y), "clamp": lambda x, y: lax.clamp(x.dtype.type(-1.5), x, x.dtype.type(2.0)),
+    "hypot": jnp.hypot, "copysign": jnp.copysign, "logaddexp": jnp.logaddexp,
+}
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_binary_float(dtype, x64):
+    rng = np.random.default_rng(3)
+    x, y = rand(rng, SHAPE, dtype, special=True), rand(rng, SHAPE, dtype, special=True)
+    y.reshape(-1)[:5] = x.reshape(-1)[:5]  # ties for comparisons and max/min
+    verify(lambda x, y: {name: f(x, y) for name, f in BINARY_FLOAT.items()}, x, y)
+
+
+def test_pow_int_exponent(x64):
+    rng = np.random.default_rng(4)
+    x = rand(rng, SHAPE, np.float64)
+    n = rng.integers(-3, 4, SHAPE).astype(np.int32)
+    verify(lambda x, n: lax.pow(x, n), x, n, **OVERRIDES["pow"])
+
+
+INT_ARITH = {
+    "add": lambda x, y: x + y, "sub": lambda x, y: x - y, "mul": lambda x, y: x * y,
+    "div": lax.div, "rem": lax.rem, "floor_divide": jnp.floor_divide, "mod": jnp.mod,
+    "max": jnp.maximum, "min": jnp.minimum, "neg": lambda x, y: -x, "abs": lambda x, y: jnp.abs(x),
+    "sign": lambda x, y: jnp.sign(x), "pow3": lambda x, y: x ** 3, "square": lambda x, y: jnp.square(y),
+    "eq": lambda x, y: x == y, "lt": lambda x, y: x < y, "ge": lambda x, y: x >= y,
+    "where": lambda x, y: jnp.where(x < y, x, y), "clip": lambda x, y: jnp.clip(x, 3, 100),
+}
+INT_BITS = {
+    "and": lambda x, y: x & y, "or": lambda x, y: x | y, "xor": lambda x, y: x ^ y,
+    "not": lambda x, y: ~x, "popcount": lambda x, y: lax.population_count(x),
+    "clz": lambda x, y: lax.clz(x),
+}
+
+
+def int_operands(dtype, seed):
+    rng = np.random.default_rng(seed)
+    x, y = rand(rng, SHAPE, dtype, special=True), rand(rng, SHAPE, dtype, special=True)
+    flat_y = y.reshape(-1)
+    flat_y[:7] = 0  # division and remainder by zero
+    info = np.iinfo(dtype)
+    x.reshape(-1)[7:10] = info.min
+    if info.min < 0:
+        flat_y[7:9] = -1  # MIN / -1 and MIN % -1
+    return x, y
+
+
+@pytest.mark.parametrize("dtype", INTS)
+def test_int_arithmetic(dtype, x64):
+    x, y = int_operands(dtype, 5)
+    verify(lambda x, y: {name: f(x, y) for name, f in INT_ARITH.items()}, x, y)
+
+
+@pytest.mark.parametrize("dtype", INTS)
+def test_int_bits_and_shifts(dtype, x64):
+    x, _ = int_operands(dtype, 6)
+    bits = np.iinfo(dtype).bits
+    shift = np.random.default_rng(7).integers(0, bits + 3, SHAPE).astype(dtype)
+    if np.iinfo(dtype).min < 0:
+        shift.reshape(-1)[:3] = -1  # negative shift amounts
+    fns = dict(INT_BITS)
+    fns.update({
+        "shl": lambda x, s: lax.shift_left(x, s),
+        "shr_arith": lambda x, s: lax.shift_right_arithmetic(x, s),
+        "shr_logical": lambda x, s: lax.shift_right_logical(x, s),
+    })
+    verify(lambda x, s: {name: f(x, s) for name, f in fns.items()}, x, shift)
+
+
+def test_bool_ops():
+    rng = np.random.default_rng(8)
+    a, b = rand(rng, SHAPE, np.bool_), rand(rng, SHAPE, np.bool_)
+    verify(lambda a, b: {
+        "and": a & b, "or": a | b, "xor": a ^ b, "not": ~a, "eq": a == b, "ne": a != b, "lt": a < b,
+        "where": jnp.where(a, b, ~b), "any2": jnp.logical_or(a, b), "max": jnp.maximum(a, b),
+        "to_int": a.astype(jnp.int32) + b, "to_float": a * 1.5,
+    }, a, b)
+
+
+CONVERT_TARGETS = (np.float32, np.float64, np.int8, np.int16, np.int32, np.int64,
+                   np.uint8, np.uint16, np.uint32, np.uint64, np.bool_)
+
+
+@pytest.mark.parametrize("src", FLOATS + (np.int8, np.int64, np.uint32, np.bool_))
+def test_convert_element_type(src, x64):
+    """Float -> int saturates and sends NaN to 0; int -> int wraps; anything -> bool is x != 0."""
+    rng = np.random.default_rng(9)
+    x = rand(rng, SHAPE, src, special=True)
+    if np.dtype(src).kind == "f":
+        x.reshape(-1)[10:20] = np.array([3e9, -3e9, 1e20, -1e20, 255.5, -128.7, 65535.9, 0.5, -0.5, 2**63],
+                                        dtype=src)
+    verify(lambda x: {np.dtype(t).name: x.astype(t) for t in CONVERT_TARGETS}, x)
+
+
+def test_weak_typed_scalars_and_promotion(x64):
+    rng = np.random.default_rng(10)
+    x = rand(rng, SHAPE, np.float32)
+    i = rand(rng, SHAPE, np.int16)
+    verify(lambda x, i, s: (x * 2 + 1, i + 3, i * 2.5, x + i, s * x, i.astype(jnp.uint8) - 1), x, i, 0.75)
+
+
+def test_float32_without_x64():
+    """With x64 off, float64 and int64 inputs are canonicalized exactly as jax.jit does."""
+    rng = np.random.default_rng(11)
+    x, i = rng.standard_normal(SHAPE), rng.integers(-5, 5, SHAPE)
+    compiled = verify(lambda x, i: (jnp.sin(x) * i, i // 2), x, i)
+    assert compiled.graph.inputs[0].dtype == np.float32
+    assert compiled.graph.inputs[1].dtype == np.int32

@@ -106,6 +106,13 @@ def eager_agrees(w: Workload, dev, inputs: Inputs) -> dict:
     return {"ok": report.ok, "max_ulp": max((o.max_ulp for o in report.outputs), default=0.0)}
 
 
+def short_type(a) -> str:
+    """HLO-style type of an array: f32[1000,1000]."""
+    kind = {"f": "f", "i": "s", "u": "u", "b": "pred", "c": "c"}[a.dtype.kind]
+    name = kind if kind == "pred" else f"{kind}{a.dtype.itemsize * 8}"
+    return f"{name}[{','.join(map(str, a.shape))}]"
+
+
 def nbytes(tree) -> int:
     return int(sum(x.nbytes for x in jax.tree_util.tree_leaves(tree)))
 
@@ -139,7 +146,7 @@ def run_workload(w: Workload, dev, cfg: Config, bandwidth: float, step=None) -> 
 def _run(w, dev, cfg, bandwidth, step, record):
     step("inputs")
     inputs = make_inputs(w, dev, cfg)
-    record["inputs"] = [f"{a.dtype.name}{list(a.shape)}" for a in inputs.host[0]]
+    record["inputs"] = [short_type(a) for a in inputs.host[0]]
     impls = implementations(w, dev)
     fj = impls["fusejit"][0]
 
@@ -148,6 +155,7 @@ def _run(w, dev, cfg, bandwidth, step, record):
     record["outputs"] = list(outputs.values())
     record["correct"] = bool(outputs) and all(o["ok"] for o in outputs.values())
     record["max_ulp"] = max((o["max_ulp"] for o in outputs.values()), default=0.0)
+    record["max_abs"] = max((o["max_abs"] for o in outputs.values()), default=0.0)
     record["eager_vs_jax"] = eager_agrees(w, dev, inputs)
 
     step("kernel counts")

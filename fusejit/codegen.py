@@ -304,28 +304,39 @@ def iota_rule(w, eqn, pos, idx):
     return w.emit("v", t, f"({t}){w.index(e)}", "iota")
 
 
+def select_piece(w, e, pieces, out_dtype, primitive) -> str:
+    """The value of the piece (start, end, read) whose [start, end) holds index e, as a chain of
+    selects; each piece is read at a clamped index so every load stays in bounds."""
+    pieces = [p for p in pieces if e.hi >= p[0] and e.lo < p[1]]  # only the pieces e can reach
+    values = [read() for _, _, read in pieces]
+    result = values[-1]
+    t = ops.ctype(out_dtype)
+    for (start, end, _), value in reversed(list(zip(pieces[:-1], values[:-1]))):
+        cond = w.emit("c", "bool", f"{w.index(e)} < {w.int_text(end)}", primitive)
+        result = w.emit("v", t, f"{cond} ? {value} : {result}", primitive, w.is_invariant(cond, value, result))
+    return result
+
+
 def concatenate_rule(w, eqn, pos, idx):
     dim = eqn.params["dimension"]
-    out = eqn.outputs[0]
     e = idx[dim]
     pieces, offset = [], 0
     for op in eqn.inputs:
         n = op.shape[dim]
         if n > 0:
-            pieces.append((op, offset, offset + n))
+            sub = clamp(e - offset, 0, n - 1)
+            at = tuple(sub if k == dim else x for k, x in enumerate(idx))
+            pieces.append((offset, offset + n, lambda op=op, at=at: w.read(op, at)))
         offset += n
-    # keep only the pieces the index can reach
-    pieces = [p for p in pieces if e.hi >= p[1] and e.lo < p[2]]
-    values = []
-    for op, start, end in pieces:
-        sub = clamp(e - start, 0, end - start - 1)
-        values.append(w.read(op, tuple(sub if k == dim else x for k, x in enumerate(idx))))
-    result = values[-1]
-    t = ops.ctype(out.dtype)
-    for (op, start, end), value in reversed(list(zip(pieces[:-1], values[:-1]))):
-        cond = w.emit("c", "bool", f"{w.index(e)} < {w.int_text(end)}", "concatenate")
-        result = w.emit("v", t, f"{cond} ? {value} : {result}", "concatenate", w.is_invariant(cond, value, result))
-    return result
+    return select_piece(w, e, pieces, eqn.outputs[0].dtype, "concatenate")
+
+
+def stack_rule(w, eqn, pos, idx):
+    axis = eqn.params["axis"]
+    e = idx[axis]
+    rest = idx[:axis] + idx[axis + 1:]
+    pieces = [(k, k + 1, lambda op=op: w.read(op, rest)) for k, op in enumerate(eqn.inputs)]
+    return select_piece(w, e, pieces, eqn.outputs[0].dtype, "stack")
 
 
 def pad_rule(w, eqn, pos, idx):
@@ -372,6 +383,7 @@ RULES.update({
     "split": split_rule,
     "iota": iota_rule,
     "concatenate": concatenate_rule,
+    "stack": stack_rule,
     "pad": pad_rule,
 })
 

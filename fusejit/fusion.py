@@ -18,7 +18,7 @@ from . import ops
 
 SHAPE_PRIMITIVES = {
     "broadcast_in_dim", "reshape", "squeeze", "expand_dims", "slice", "rev", "transpose",
-    "concatenate", "pad", "iota", "tile", "split",
+    "concatenate", "stack", "pad", "iota", "tile", "split",
 }
 FUSIBLE = set(ops.ELEMENTWISE) | ops.EXPANDED | SHAPE_PRIMITIVES
 

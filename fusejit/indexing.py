@@ -83,14 +83,16 @@ def aff(x) -> Affine:
 
 def make_affine(coeffs: dict, const: int) -> Affine:
     coeffs = {s: c for s, c in coeffs.items() if c != 0}
-    coeffs = merge_delins(coeffs)
-    return Affine(tuple(sorted(coeffs.items(), key=lambda t: sort_key(t[0]))), int(const))
+    coeffs, extra = merge_delins(coeffs)
+    return Affine(tuple(sorted(coeffs.items(), key=lambda t: sort_key(t[0]))), int(const) + extra)
 
 
-def merge_delins(coeffs: dict) -> dict:
+def merge_delins(coeffs: dict) -> tuple[dict, int]:
     """Apply c*((f/s)%e1) + c*e1*((f/(s*e1))%e2) == c*((f/s)%(e1*e2)) until nothing merges.
 
-    This is what makes linearize(delinearize(f)) == f."""
+    This is what makes linearize(delinearize(f)) == f.  Returns the merged terms and the
+    constant that merging released (f itself may carry an offset)."""
+    extra = 0
     changed = True
     while changed:
         changed = False
@@ -108,12 +110,12 @@ def merge_delins(coeffs: dict) -> dict:
                     merged = delin(f1, st1, None if e2 is None else e1 * e2)
                     for s, c in merged.terms:
                         coeffs[s] = coeffs.get(s, 0) + c * c1
-                    # a merged constant offset cannot arise: delin of a range >= 0 has no const
+                    extra += merged.const * c1
                     changed = True
                     break
             if changed:
                 break
-    return {s: c for s, c in coeffs.items() if c != 0}
+    return {s: c for s, c in coeffs.items() if c != 0}, extra
 
 
 def loop_symbol(n: int) -> Affine:

@@ -1,0 +1,151 @@
+"""Shape primitives fused by index arithmetic: broadcast, reshape, slice, pad, concatenate, ..."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from helpers import rand, verify
+
+
+def rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def test_diff5_is_one_kernel_with_six_loads(x64):
+    """The seed notebook's workload: 5 nested diffs -> one kernel, 6 loads, 1 store."""
+    x = rand(rng(), (100_000,), np.float64)
+    compiled = verify(lambda x: jnp.diff(jnp.diff(jnp.diff(jnp.diff(jnp.diff(x))))), x)
+    assert compiled.kernel_count == 1
+    (kernel,) = compiled.rendered
+    assert (kernel.loads, kernel.stores) == (6, 1)
+    text = compiled.as_text()
+    assert "6 load(s), 1 store(s) per element" in text
+    assert text.count("in0[") == 6
+
+
+def test_broadcast_matrix_row():
+    m, r = rand(rng(1), (1000, 1000), np.float32), rand(rng(2), (1000,), np.float32)
+    compiled = verify(lambda m, r: jnp.tanh(m * r + 1.0) - r[None, :] * 0.5, m, r)
+    assert compiled.kernel_count == 1
+
+
+@pytest.mark.parametrize("shape_a,shape_b", [((5, 1, 3), (1, 4, 1)), ((), (3, 2)), ((1,), (7,)),
+                                             ((2, 3, 1), (3, 5))])
+def test_broadcasting(shape_a, shape_b):
+    a, b = rand(rng(3), shape_a, np.float32), rand(rng(4), shape_b, np.float32)
+    verify(lambda a, b: (a + b, jnp.broadcast_to(a, jnp.broadcast_shapes(a.shape, b.shape)) * 2), a, b)
+
+
+def test_reshape_transpose_chain():
+    x = rand(rng(5), (6, 35), np.float32)
+    verify(lambda x: (x.reshape(3, 2, 5, 7).transpose(2, 0, 3, 1).reshape(-1) * 2,
+                      x.T.reshape(5, 42)[:, ::5], jnp.ravel(x.T)), x)
+
+
+def test_reshape_round_trip_is_flat_index():
+    """reshape(-1) of a reshape needs no division: the delinearization folds back to i."""
+    x = rand(rng(6), (12, 10), np.float32)
+    compiled = verify(lambda x: (x.reshape(4, 3, 10).reshape(120) + 1), x)
+    source = compiled.rendered[0].source
+    assert "in0[i]" in source and " / " not in source and " % " not in source
+
+
+def test_slices_with_strides_and_negative_steps():
+    x = rand(rng(7), (17, 23), np.float64)
+    verify(lambda x: (x[1:-2:3, ::4], x[::-1, 3:], x[-1], x[5:6, 7], x[::-2, ::-3] + 1), x)
+
+
+def test_rev_and_flip():
+    x = rand(rng(8), (4, 5, 6), np.int32)
+    verify(lambda x: (jnp.flip(x), jnp.flip(x, 1), lax.rev(x, (0, 2))), x)
+
+
+@pytest.mark.parametrize("config", [
+    ((2, 3), (0, 1)),
+    ((0, 0), (4, 0)),
+])
+def test_jnp_pad(config):
+    x = rand(rng(9), (5, 7), np.float32)
+    verify(lambda x: (jnp.pad(x, config), jnp.pad(x, config, constant_values=-2.5),
+                      jnp.pad(x, config, mode="edge")), x)
+
+
+def test_lax_pad_negative_and_interior():
+    x = rand(rng(10), (6, 9), np.float32)
+    verify(lambda x: (lax.pad(x, np.float32(7), ((-2, 3, 1), (2, -4, 2))),
+                      lax.pad(x, np.float32(0), ((0, 0, 3), (-1, -1, 0)))), x)
+
+
+def test_concatenate_and_stack():
+    a, b, c = rand(rng(11), (3, 4), np.float32), rand(rng(12), (5, 4), np.float32), rand(rng(13), (0, 4), np.float32)
+    verify(lambda a, b, c: (jnp.concatenate([a, c, b, a]), jnp.concatenate([a, a * 2], axis=1),
+                            jnp.stack([a, a + 1], axis=1), jnp.hstack([a[0], b[1]])), a, b, c)
+
+
+def test_roll_tile_repeat_split():
+    x = rand(rng(14), (6, 5), np.int16)
+    verify(lambda x: (jnp.roll(x, 2, axis=0), jnp.roll(x, -3), jnp.tile(x, (2, 3)),
+                      jnp.repeat(x, 2, axis=1), *jnp.split(x, [1, 4], axis=0)), x)
+
+
+def test_iota_arange_eye_tri():
+    x = rand(rng(15), (5, 7), np.float32)
+    verify(lambda x: (x + jnp.arange(7), jnp.eye(5, 7) * x, jnp.triu(x), jnp.tril(x, -1),
+                      jnp.arange(12, dtype=jnp.int32).reshape(3, 4)), x)
+
+
+def test_squeeze_expand_dims():
+    x = rand(rng(16), (1, 4, 1, 3), np.float32)
+    verify(lambda x: (jnp.squeeze(x), jnp.squeeze(x, 2), jnp.expand_dims(x[0, :, 0], (0, 2)) + 1), x)
+
+
+def test_zero_d_inputs_and_outputs(x64):
+    s, v = np.float64(1.5), rand(rng(17), (4,), np.float64)
+    verify(lambda s, v: (s * 2, jnp.sin(s) + v, v[2], jnp.float64(3.0), s > 0), s, v)
+
+
+def test_empty_arrays():
+    e, x = rand(rng(18), (0, 3), np.float32), rand(rng(19), (2, 3), np.float32)
+    compiled = verify(lambda e, x: (e + 1, jnp.concatenate([e, x]) * 2, x[:, 3:], jnp.sin(e).T), e, x)
+    assert compiled.kernel_count == 1  # only the concatenate has elements
+
+
+def test_size_one_dims_and_scalar_outputs():
+    x = rand(rng(20), (1, 1, 9), np.float32)
+    verify(lambda x: (x * 2, x[0, 0, 4], jnp.broadcast_to(x, (3, 1, 9)) + x), x)
+
+
+def test_outputs_that_are_inputs_or_constants():
+    x = rand(rng(21), (3,), np.float32)
+    verify(lambda x: (x, 2.0, jnp.zeros(4), jnp.array([1.0, 2.0, 3.0]) + x, {"same": x}), x)
+
+
+def test_captured_constants():
+    const = np.linspace(0, 1, 11).astype(np.float32)
+    x = rand(rng(22), (11,), np.float32)
+    verify(lambda x: x * const + np.array(2.0, np.float32), x)
+
+
+def test_many_outputs_of_several_shapes_in_few_kernels():
+    x = rand(rng(23), (8, 9), np.float32)
+    compiled = verify(lambda x: (jnp.sin(x), jnp.cos(x), x.sum if False else x[0] * 2, x[1] + 1, x.T), x)
+    shapes = sorted(tuple(k.spec.shape) for k in compiled.rendered)
+    assert shapes == [(8, 9), (9,), (9, 8)]  # one kernel per output shape
+
+
+def test_index64_forced_on_small_arrays():
+    """The int64 index path of arrays with 2**31+ elements, exercised on small ones."""
+    import fusejit
+    x = rand(rng(24), (5, 33), np.float32)
+
+    def f(x):
+        return jnp.pad(x, ((1, 1), (0, 2)))[::-1, 2:] + jnp.arange(33) * x.reshape(-1)[:33]
+
+    for backend in ("host", "emulate"):
+        jitted = fusejit.jit(f, backend=backend, index64=True)
+        report = fusejit.check(jitted, x)
+        assert report.ok, str(report)
+        compiled = jitted.lower(x)
+        assert all(k.index64 for k in compiled.rendered)
+        assert "typedef long long idx_t;" in compiled.source

@@ -140,6 +140,8 @@ def _warnings(console: Console, results: dict) -> None:
                           f"{key.split('_')[1]} on {cores} core(s): other processes compete, "
                           f"timings are noisy[/yellow]")
     for r in results["workloads"]:
+        if "error" in r:
+            console.print(f"[red]{r['name']} failed: {r['error']}[/red]")
         eager = r.get("eager_vs_jax")
         if eager and not eager["ok"]:
             console.print(f"[yellow]warning: {r['name']}: the eager baseline disagrees with jax.jit "

@@ -127,7 +127,9 @@ class GpuDevice(Device):
 
     def describe(self) -> dict:
         info = super().describe()
-        info["cupy"] = self.cp.__version__
+        info["versions"]["cupy"] = self.cp.__version__
+        props = self.cp.cuda.runtime.getDeviceProperties(self.cp.cuda.Device().id)
+        info["multiprocessors"] = int(props["multiProcessorCount"])
         return info
 
 

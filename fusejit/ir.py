@@ -109,10 +109,8 @@ def format_atom(atom: Atom, name: Namer) -> str:
 
 
 def format_params(params: dict) -> str:
-    if not params:
-        return ""
-    inner = " ".join(f"{k}={v}" for k, v in sorted(params.items()))
-    return f"[{inner}]"
+    inner = " ".join(f"{k}={v}" for k, v in sorted(params.items()) if v is not None)
+    return f"[{inner}]" if inner else ""
 
 
 def format_graph(graph: Graph, name: Namer | None = None) -> str:

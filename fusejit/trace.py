@@ -37,7 +37,7 @@ def graph_from_jaxpr(closed) -> Graph:
     eqns: list[Eqn] = []
     consts: list[tuple[Var, np.ndarray]] = []
 
-    def lower(jaxpr, in_atoms, const_values):
+    def lower(jaxpr, in_atoms, const_values, outer_source=""):
         env: dict = {}
 
         def read(atom):
@@ -62,14 +62,16 @@ def graph_from_jaxpr(closed) -> Graph:
         for eqn in jaxpr.eqns:
             body = jaxcompat.call_body(eqn)
             ins = [read(a) for a in eqn.invars]
+            # Equations of a cached inner jaxpr (jnp functions are nested jits) carry no user
+            # frame: they take the user's line from the call that inlined them.
+            source = jaxcompat.source_of(eqn) or outer_source
             if body is not None:
                 inner, inner_consts = body
-                outs = lower(inner, ins, inner_consts)
+                outs = lower(inner, ins, inner_consts, source)
                 for v, o in zip(eqn.outvars, outs):
                     if not jaxcompat.is_dropvar(v):
                         env[v] = o
                 continue
-            source = jaxcompat.source_of(eqn)
             name = eqn.primitive.name
             outs = tuple(_var(v.aval, f"output of {name}", source, name) for v in eqn.outvars)
             eqns.append(Eqn(name, tuple(ins), outs, dict(eqn.params), source))

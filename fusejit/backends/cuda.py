@@ -13,6 +13,7 @@ import threading
 import numpy as np
 
 from .. import cache, config, nvrtc
+from ..errors import ToolchainError
 from ..launch import DeviceInfo, cuda_device_info
 
 
@@ -30,6 +31,11 @@ class CudaBackend:
     suffix = ".cubin"
 
     def __init__(self):
+        from . import gpu_available
+        if not gpu_available():
+            raise ToolchainError(
+                "backend 'cuda' needs CuPy and a CUDA GPU; none was found (install fusejit[cuda12] or "
+                "fusejit[cuda13] on a machine with an NVIDIA GPU and driver, or use backend='host')")
         self.cp = _cupy()
         self.modules: dict = {}
         self.lock = threading.Lock()

@@ -1,0 +1,227 @@
+"""The decorator: forms, specialization and retracing, pytrees, errors, check, as_text."""
+import functools
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import fusejit
+from fusejit import ops
+from helpers import rand
+
+
+def rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def test_decorator_forms():
+    x = rand(rng(), (5,), np.float32)
+
+    @fusejit.jit
+    def bare(x):
+        return x * 2
+
+    @fusejit.jit(static_argnums=(1,))
+    def with_kwargs(x, k):
+        return x * k
+
+    from fusejit import fusejit as alias
+
+    @alias
+    def aliased(x):
+        return x + 1
+
+    np.testing.assert_array_equal(bare(x), x * 2)
+    np.testing.assert_array_equal(with_kwargs(x, 3), x * 3)
+    np.testing.assert_array_equal(aliased(x), x + 1)
+    assert bare.__name__ == "bare" and isinstance(bare(x), np.ndarray)
+
+
+def test_retrace_exactly_when_jax_would():
+    @fusejit.jit(static_argnames=("power",))
+    def f(x, power=2):
+        return x ** power
+
+    x32, x64_in = rand(rng(1), (4,), np.float32), rand(rng(2), (4,), np.float32)
+    f(x32)
+    f(x64_in)                       # same shape and dtype: no retrace
+    assert f.trace_count == 1
+    f(x32, power=3)                 # new static value
+    assert f.trace_count == 2
+    f(x32, power=3)
+    f(jnp.asarray(x32), power=3)    # a jax.Array with the same aval: no retrace
+    assert f.trace_count == 2
+    f(rand(rng(3), (5,), np.float32))   # new shape
+    f(rand(rng(4), (4,), np.int32))     # new dtype
+    assert f.trace_count == 4
+    f(np.float32(2.0))              # strong-typed scalar
+    f(2.0)                          # weak-typed Python scalar: a different aval, as in jax.jit
+    assert f.trace_count == 6
+
+
+def test_pytrees_in_and_out_and_kwargs():
+    @fusejit.jit
+    def f(params, x, *, scale):
+        return {"y": params["w"] * x + params["b"], "parts": [x * scale, None, (x - 1,)]}
+
+    p = {"w": rand(rng(5), (3,), np.float32), "b": np.float32(0.5)}
+    x = rand(rng(6), (3,), np.float32)
+    report = fusejit.check(f, p, x, scale=2.0)
+    assert report.ok, str(report)
+    out = f(p, x, scale=2.0)
+    assert out["parts"][1] is None and isinstance(out["parts"][2], tuple)
+
+
+def test_methods_and_static_self():
+    class Model:
+        def __init__(self):
+            self.y = jnp.array(1.0)
+
+        @functools.partial(fusejit.jit, static_argnums=(0,))
+        def method(self, x):
+            return x + self.y
+
+        @fusejit.jit
+        def not_static(self, x):
+            return x + self.y
+
+    m = Model()
+    np.testing.assert_allclose(m.method(jnp.array(2.0)), 3.0)
+    with pytest.raises(TypeError, match="not a valid JAX type"):
+        m.not_static(jnp.array(2.0))
+
+
+def test_errors_match_jax_jit():
+    @fusejit.jit(static_argnums=(1,))
+    def f(x, s):
+        return x + len(s)
+
+    with pytest.raises(ValueError, match="Non-hashable static arguments are not supported"):
+        f(np.ones(2), [1, 2])
+    with pytest.raises(TypeError):
+        fusejit.jit(lambda x: x)(np.ones(2), np.ones(2))  # wrong number of arguments
+    with pytest.raises(TypeError, match="is not a valid JAX type"):
+        fusejit.jit(lambda x: x)("a string")
+    with pytest.raises(jax.errors.TracerBoolConversionError):
+        fusejit.jit(lambda x: x if x > 0 else -x)(np.float32(1.0))
+    with pytest.raises(ValueError, match="static_argnums"):
+        fusejit.jit(lambda x: x, static_argnums=(3,))
+
+
+def test_unsupported_primitive_names_it_and_the_source_line():
+    def uses_sort(x):
+        return jnp.sort(x) + 1
+
+    with pytest.raises(fusejit.UnsupportedError) as info:
+        fusejit.jit(uses_sort)(np.ones(4, np.float32))
+    message = str(info.value)
+    assert "'sort'" in message and "host" in message
+    assert re.search(r"test_api\.py:\d+", message) and "jnp.sort(x)" in message
+    assert info.value.primitive == "sort"
+
+
+def test_unsupported_dtypes_are_clear_errors():
+    with pytest.raises(fusejit.UnsupportedError, match="float16"):
+        fusejit.jit(lambda x: x * 2)(np.ones(3, np.float16))
+    with pytest.raises(fusejit.UnsupportedError, match="bfloat16"):
+        fusejit.jit(lambda x: x.astype(jnp.bfloat16))(np.ones(3, np.float32))
+    with pytest.raises(fusejit.UnsupportedError, match="complex"):
+        fusejit.jit(lambda x: x * 1j)(np.ones(3, np.float32))
+
+
+def test_check_report_fields_and_table():
+    x = rand(rng(7), (9,), np.float32)
+    report = fusejit.check(lambda x: (jnp.sin(x) + jnp.cos(x), x > 0), x)
+    assert report.ok and len(report.outputs) == 2
+    row = report.outputs[0]
+    assert (row.shape, row.dtype) == ((9,), "float32")
+    assert row.max_abs < 1e-5 and row.max_ulp < 64
+    text = str(report)
+    assert "max ULP" in text and "pass" in text
+
+
+@pytest.fixture
+def broken_sin(monkeypatch):
+    """A deliberately wrong codegen rule: sin emitted as cos."""
+    monkeypatch.setitem(ops.ELEMENTWISE, "sin", ops._math("cos"))
+
+
+def test_check_catches_a_wrong_kernel(broken_sin):
+    x = rand(rng(8), (33,), np.float32)
+    report = fusejit.check(lambda x: jnp.sin(x) * 3, x)
+    assert not report.ok and "beyond" in report.outputs[0].problem
+    with pytest.raises(fusejit.MismatchError):
+        fusejit.jit(lambda x: jnp.sin(x) * 2, check=True)(x)
+
+
+def test_fusejit_check_env_diffs_every_call(broken_sin, monkeypatch):
+    monkeypatch.setenv("FUSEJIT_CHECK", "1")
+    with pytest.raises(fusejit.MismatchError):
+        fusejit.jit(lambda x: jnp.sin(x) - 1)(rand(rng(9), (5,), np.float32))
+
+
+def test_check_flags_nan_and_inf_positions():
+    from fusejit.check import diff_arrays
+    want = np.array([1.0, np.nan, np.inf, 2.0], np.float32)
+    assert not diff_arrays("o", want, np.array([1.0, 0.0, np.inf, 2.0], np.float32)).ok
+    assert not diff_arrays("o", want, np.array([1.0, np.nan, -np.inf, 2.0], np.float32)).ok
+    assert not diff_arrays("o", want, np.array([1.0, np.nan, np.inf, 2.0], np.float64)).ok
+    assert diff_arrays("o", want, want.copy()).ok
+    assert diff_arrays("o", want, np.array([1.0, np.nan, np.inf, 2.0000002], np.float32)).max_ulp == 1
+
+
+def test_make_graph_prints_like_make_jaxpr():
+    graph = fusejit.make_graph(lambda x: jnp.diff(jnp.sin(x)))(np.ones(5, np.float32))
+    text = str(graph)
+    assert text.startswith("{ lambda ; a:f32[5]. let")
+    assert "sin a" in text and "slice" in text and "pjit" not in text and "jit[" not in text
+
+
+def test_lower_as_text_shows_graph_plan_and_source():
+    x = rand(rng(10), (100,), np.float32)
+    text = fusejit.jit(lambda x: jnp.sin(x) + jnp.cos(x)).lower(x).as_text()
+    for needle in ("=== fusejit graph ===", "=== fusion plan: 1 kernel(s) ===", "fuses 3 eqns (sin, cos, add)",
+                   "// fused: sin, cos, add", "sinf(x0)", "cosf(x0)", "out0[i] = v2;"):
+        assert needle in text, needle
+
+
+def test_inputs_from_jax_arrays_and_python_scalars():
+    x = jnp.arange(6.0, dtype=jnp.float32)
+    report = fusejit.check(lambda x, a, b: x * a + b, x, 2, 0.5)
+    assert report.ok, str(report)
+
+
+def test_nested_jit_is_inlined():
+    inner = fusejit.jit(lambda x: x * 2)
+    outer = fusejit.jit(lambda x: inner(x) + jax.jit(lambda y: y - 1)(x))
+    x = rand(rng(11), (4,), np.float32)
+    assert fusejit.check(outer, x).ok
+    assert outer.lower(x).kernel_count == 1
+
+
+def test_debug_and_dump_source(monkeypatch, capfd):
+    monkeypatch.setenv("FUSEJIT_DEBUG", "1")
+    monkeypatch.setenv("FUSEJIT_DUMP_SOURCE", "1")
+    monkeypatch.setenv("FUSEJIT_CACHE", "0")
+    fusejit.jit(lambda x: x * 7.25)(np.ones(3, np.float32))
+    err = capfd.readouterr().err
+    assert "launch fj_lambda_k0 grid=1" in err
+    assert "7.25f" in err  # the module source was printed
+
+
+def test_backend_selection(monkeypatch):
+    from fusejit import backends
+    assert backends.resolve_name(None) in ("host", "cuda")
+    monkeypatch.setenv("FUSEJIT_BACKEND", "emulate")
+    assert backends.resolve_name(None) == "emulate"
+    assert backends.resolve_name("host") == "host"  # backend= wins over the environment
+    with pytest.raises(fusejit.FusejitError, match="unknown fusejit backend"):
+        backends.resolve_name("tpu")
+
+
+@pytest.mark.skipif(__import__("fusejit.backends", fromlist=["x"]).gpu_available(), reason="a GPU is present")
+def test_cuda_backend_without_gpu_is_a_clear_error():
+    with pytest.raises(fusejit.ToolchainError, match="needs CuPy and a CUDA GPU"):
+        fusejit.jit(lambda x: x + 1, backend="cuda")(np.ones(2))

@@ -54,7 +54,7 @@ def make_config(args):
     timing = Settings(min_time=args.min_time if args.min_time is not None else (0.05 if quick else 0.5),
                       min_reps=5,
                       max_reps=args.reps if args.reps is not None else (200 if quick else 10_000),
-                      warmup=1 if quick else 2)
+                      warmup=1 if quick else 2, rounds=5)
     scale = args.size if args.size is not None else (QUICK_SCALE if quick else 1.0)
     return Config(scale=scale, input_sets=3, seed=args.seed, timing=timing,
                   latency=not args.no_latency)
@@ -72,7 +72,11 @@ def main(argv=None) -> int:
         console.print(f"[red]no workload name contains {args.filter!r}; "
                       f"known: {', '.join(workloads.REGISTRY)}[/red]")
         return 2
-    dev = device_mod.make(args.backend)
+    try:
+        dev = device_mod.make(args.backend)
+    except device_mod.DeviceError as e:
+        console.print(f"[red]bench: {e}[/red]")
+        return 2
     cfg = make_config(args)
     started = time.time()
     results = {"device": dev.describe(),
@@ -135,7 +139,7 @@ def _warnings(console: Console, results: dict) -> None:
     cores = results["device"]["cores"]
     for key in ("loadavg_start", "loadavg_end"):
         load = results.get(key)
-        if load and load[0] > 0.5 * cores:
+        if load and load[0] >= cores:
             console.print(f"[yellow]warning: 1-minute load average {load[0]:.1f} at the "
                           f"{key.split('_')[1]} on {cores} core(s): other processes compete, "
                           f"timings are noisy[/yellow]")

@@ -13,6 +13,10 @@ import numpy as np
 MIB = 1 << 20
 
 
+class DeviceError(Exception):
+    """The requested device or backend cannot be used here."""
+
+
 class Device:
     """The CPU: arrays are NumPy arrays, nothing to synchronise."""
 
@@ -142,6 +146,6 @@ def make(backend: str | None) -> Device:
         return Device()
     if backend == "cuda":
         if not fusejit.backends.gpu_available():
-            raise SystemExit("bench: --backend cuda needs a GPU that CuPy can use; none found")
+            raise DeviceError("--backend cuda needs a GPU that CuPy can use; none found")
         return GpuDevice()
-    raise SystemExit(f"bench: unknown backend {backend!r} (choose host or cuda)")
+    raise DeviceError(f"unknown backend {backend!r} (choose host or cuda)")

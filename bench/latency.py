@@ -6,13 +6,15 @@ then times exactly one first call, synchronised, printing one JSON line. Five ch
 per workload:
 
   fusejit cold  FUSEJIT_CACHE_DIR is a fresh empty directory; the process first compiles
-                an unrelated warm-up function, so the figure is the trace + compile + run
-                of a new function in a process where fusejit is already in use.
+                an unrelated warm-up function, then calls jax.clear_caches(), so the
+                figure is the trace + compile + run of a new function in a process where
+                fusejit is already in use.
   fusejit warm  a new process on the directory the cold child filled: the first call of a
                 fresh process with a warm on-disk kernel cache (no warm-up function).
-  jax cold      same as fusejit cold (warm-up function first); jax's persistent
-                compilation cache is switched on in a fresh empty directory, so the child
-                fills it, as the fusejit cold child fills its disk cache.
+  jax cold      same as fusejit cold (warm-up function, jax.clear_caches(), then a fresh
+                function object); jax's persistent compilation cache is switched on in a
+                fresh empty directory, so the child fills it, as the fusejit cold child
+                fills its disk cache.
   jax warm      a new process on that directory: jax's first call with a warm persistent
                 cache (which jax has off by default).
   jax default   a new process with jax's defaults (persistent cache off): what a plain
@@ -125,6 +127,7 @@ def child_main(argv=None) -> int:
         warm = np.random.default_rng(1).random(3).astype(np.float32) + 0.5
         warm_args = (dev.to_device(warm),) if args.impl == "fusejit" else (jax.device_put(warm),)
         sync(make(_warmup_fn)(*warm_args))
+        jax.clear_caches()  # nothing of the warm-up's tracing may help the timed call
     dev.sync()
     stats_before = dict(fusejit.cache.stats)
     f = make(w.fn)

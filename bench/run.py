@@ -15,7 +15,7 @@ import numpy as np
 import fusejit
 
 from . import hlo, latency
-from .timing import Settings, Timing, measure
+from .timing import Settings, Timing, measure_all
 from .workloads import Workload
 
 IMPLS = ("fusejit", "jax", "eager")
@@ -118,13 +118,9 @@ def nbytes(tree) -> int:
 
 
 def time_impls(impls: dict, inputs: Inputs, settings: Settings, step=None) -> dict:
-    """impl name -> Timing; `step(name)` is called before each implementation."""
-    timings = {}
-    for name, (call, sync, which) in impls.items():
-        if step:
-            step(f"time {name}")
-        timings[name] = measure(call, getattr(inputs, which), sync, settings)
-    return timings
+    """impl name -> Timing, the implementations interleaved (see timing.measure_all)."""
+    runs = {name: (call, getattr(inputs, which), sync) for name, (call, sync, which) in impls.items()}
+    return measure_all(runs, settings, step)
 
 
 def run_workload(w: Workload, dev, cfg: Config, bandwidth: float, step=None) -> dict:

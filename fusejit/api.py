@@ -78,6 +78,7 @@ class Jitted:
         self.check = check
         self.index64 = index64
         self.cache: dict = {}
+        self.fast_cache: dict = {}
         self.trace_count = 0
         self.lock = threading.Lock()
         self._reference = None
@@ -117,11 +118,19 @@ class Jitted:
     def specialize(self, args, kwargs):
         """(Compiled, flat dynamic arguments) for this call, compiling on a cache miss."""
         backend = backends.get(self.backend)
+        index64 = self.index64 or config.env_flag("FUSEJIT_INDEX64")
+        # Fast path for the common call: positional NumPy arrays only.  Their specs follow from
+        # (shape, dtype) and the x64 flag alone, so no tree flattening is needed.
+        fast_key = None
+        if not kwargs and not self.static_argnums and all(type(a) is np.ndarray for a in args):
+            fast_key = (tuple((a.shape, a.dtype) for a in args), jaxcompat.x64_enabled(), backend.name, index64)
+            compiled = self.fast_cache.get(fast_key)
+            if compiled is not None:
+                return compiled, args
         static_pos, static_kw, dyn_args, dyn_kwargs = self._split(args, kwargs)
         leaves, treedef = jax.tree_util.tree_flatten((dyn_args, dyn_kwargs))
         specs = tuple(leaf_spec(x) for x in leaves)
-        key = (treedef, specs, static_pos, static_kw, jaxcompat.x64_enabled(), backend.name,
-               self.index64 or config.env_flag("FUSEJIT_INDEX64"))
+        key = (treedef, specs, static_pos, static_kw, jaxcompat.x64_enabled(), backend.name, index64)
         compiled = self.cache.get(key)
         if compiled is None:
             with self.lock:
@@ -129,6 +138,8 @@ class Jitted:
                 if compiled is None:
                     compiled = self._compile(backend, treedef, specs, static_pos, static_kw, args)
                     self.cache[key] = compiled
+        if fast_key is not None:
+            self.fast_cache[fast_key] = compiled
         return compiled, leaves
 
     def _compile(self, backend, treedef, specs, static_pos, static_kw, args) -> Compiled:

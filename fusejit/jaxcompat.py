@@ -1,6 +1,7 @@
 """The one place that reads jaxpr details which differ between JAX versions."""
 from __future__ import annotations
 
+import functools
 import linecache
 
 import jax
@@ -77,4 +78,9 @@ def x64_enabled() -> bool:
 
 
 def canonical_dtype(dtype) -> np.dtype:
-    return np.dtype(jax.dtypes.canonicalize_dtype(np.dtype(dtype)))
+    return _canonical(np.dtype(dtype), x64_enabled())
+
+
+@functools.lru_cache(maxsize=None)
+def _canonical(dtype: np.dtype, x64: bool) -> np.dtype:
+    return np.dtype(jax.dtypes.canonicalize_dtype(dtype))

@@ -82,8 +82,6 @@ class Program:
             env[slot] = backend.empty(shape, dtype)
         debug = config.debug_level() >= 1
         for launch in self.launches:
-            if launch.n == 0:
-                continue
             if debug:
                 config.debug(1, f"launch {launch.kernel} grid={launch.grid} block={launch.block} n={launch.n} "
                                 f"on {backend.name}")

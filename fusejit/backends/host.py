@@ -29,6 +29,7 @@ class HostModule:
     def __init__(self, path: str, names):
         self.lib = ctypes.CDLL(path)
         self.functions = {}
+        self.prepared: dict = {}  # Launch -> PreparedLaunch
         for name in names:
             fn = getattr(self.lib, f"{name}_launch")
             fn.argtypes = [ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p]
@@ -36,16 +37,29 @@ class HostModule:
             self.functions[name] = fn
 
 
-def pack_args(args):
-    """CUDA's kernelParams convention: an array of pointers, each to one argument's value."""
-    holders = []
-    for a in args:
-        if isinstance(a, np.ndarray):
-            holders.append(ctypes.c_void_p(a.__array_interface__["data"][0]))
-        else:
-            holders.append(_SCALAR_CTYPES[a.dtype](a))
-    params = (ctypes.c_void_p * max(len(holders), 1))(*[ctypes.addressof(h) for h in holders])
-    return params, holders
+class PreparedLaunch:
+    """CUDA's kernelParams convention, built once per launch: an array of pointers, each to one
+    argument's value.  A call only writes the buffer addresses; scalars are fixed by the plan.
+    The lock keeps concurrent calls from overwriting the addresses while a kernel reads them."""
+
+    def __init__(self, fn, args):
+        self.fn = fn
+        self.holders = []
+        for a in args:
+            if isinstance(a, np.ndarray):
+                self.holders.append(ctypes.c_void_p(0))
+            else:
+                self.holders.append(_SCALAR_CTYPES[a.dtype](a))
+        self.buffers = [(k, h) for k, (a, h) in enumerate(zip(args, self.holders)) if isinstance(a, np.ndarray)]
+        self.params = (ctypes.c_void_p * max(len(self.holders), 1))(
+            *[ctypes.addressof(h) for h in self.holders])
+        self.lock = threading.Lock()
+
+    def __call__(self, grid, block, args):
+        with self.lock:
+            for k, holder in self.buffers:
+                holder.value = args[k].__array_interface__["data"][0]
+            self.fn(grid, block, self.params)
 
 
 class HostBackend(CpuArrays):
@@ -93,6 +107,7 @@ class HostBackend(CpuArrays):
         return HostModule(path, names)
 
     def launch(self, module, launch, args) -> None:
-        params, holders = pack_args(args)
-        module.functions[launch.kernel](launch.grid, launch.block, params)
-        del holders
+        prepared = module.prepared.get(launch)
+        if prepared is None:
+            prepared = module.prepared.setdefault(launch, PreparedLaunch(module.functions[launch.kernel], args))
+        prepared(launch.grid, launch.block, args)

@@ -35,10 +35,11 @@ class KernelTooLarge(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class Param:
-    kind: str          # 'in' | 'out' | 'n'
+    kind: str          # 'in' | 'out' | 'scalar'
     name: str
     ctype: str         # the C type of the argument's value (pointer types for buffers)
     var: Var | None = None
+    value: int = 0     # a scalar's value (element counts), fixed by the specialization
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -68,7 +69,7 @@ class KernelWriter:
         self.source_names = {id(v): f"in{k}" for k, v in enumerate(spec.sources)}
         self.memo: dict = {}
         self.sym_names: dict[Sym, str] = {}
-        self.variant: set[str] = {"i"}
+        self.variant: set[str] = {"i", "r"}
         self.prologue: list[str] = []
         self.body: list[str] = []
         self.counts = collections.Counter()
@@ -103,7 +104,7 @@ class KernelWriter:
 
     def sym(self, s: Sym) -> str:
         if s.kind == "loop":
-            return "i"
+            return s.args[0]
         if s in self.sym_names:
             return self.sym_names[s]
         if s.kind == "delin":
@@ -170,9 +171,8 @@ class KernelWriter:
             self.body.append(f"out{k}[{self.index(address)}] = {value};")
         params = [Param("in", f"in{k}", f"const {ops.ctype(v.dtype)}*", v) for k, v in enumerate(spec.sources)]
         params += [Param("out", f"out{k}", f"{ops.ctype(v.dtype)}*", v) for k, v in enumerate(spec.outputs)]
-        params.append(Param("n", "n", self.index_ctype))
-        param_text = ", ".join(
-            f"{p.ctype} FJ_RESTRICT {p.name}" if p.kind != "n" else f"const {p.ctype} n" for p in params)
+        params.append(Param("scalar", "n", self.index_ctype, value=n))
+        param_text = render_params(params)
         fused = collections.Counter(e.primitive for e in spec.eqns)
         source = fill(
             "elementwise.cu.in",
@@ -195,6 +195,11 @@ class KernelWriter:
             eqn, pos = self.producers[id(out)]
             return RULES[eqn.primitive](self, eqn, pos, tuple(aff(e) for e in idx))
         return self.read(out, idx)
+
+
+def render_params(params) -> str:
+    return ", ".join(f"{p.ctype} FJ_RESTRICT {p.name}" if p.kind != "scalar" else f"const {p.ctype} {p.name}"
+                     for p in params)
 
 
 def paren(text: str) -> str:
@@ -390,14 +395,16 @@ RULES.update({
 
 def render_kernel(spec: KernelSpec, producers, block: int, force_index64: bool = False) -> RenderedKernel:
     writer = KernelWriter(spec, producers, force_index64 or needs_index64(spec))
+    if spec.reduce_axes is not None:
+        from .reduce import render_reduction
+        return render_reduction(writer, block)
     return writer.render(block)
 
 
 def render_module(kernels) -> str:
     launchers, table = [], []
     for k in kernels:
-        unpack = ", ".join(f"*({p.ctype}*)args[{j}]" if p.kind == "n" else f"*({p.ctype}*)args[{j}]"
-                           for j, p in enumerate(k.params))
+        unpack = ", ".join(f"*({p.ctype}*)args[{j}]" for j, p in enumerate(k.params))
         launchers.append(fill("launcher.cpp.in", name=k.name, unpack=unpack))
         table.append(f'  {{"{k.name}", {k.name}_launch}},\n')
     return fill("module.cu.in", count=len(kernels), kernels="\n".join(k.source for k in kernels),

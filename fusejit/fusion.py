@@ -20,7 +20,12 @@ SHAPE_PRIMITIVES = {
     "broadcast_in_dim", "reshape", "squeeze", "expand_dims", "slice", "rev", "transpose",
     "concatenate", "stack", "pad", "iota", "tile", "split",
 }
+# Reductions: computed by a block-cooperative kernel that fuses the operand's producers.
+# Their results are stored and read by consumers from memory.
+REDUCTIONS = {"reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "reduce_and", "reduce_or",
+              "reduce_xor"}
 FUSIBLE = set(ops.ELEMENTWISE) | ops.EXPANDED | SHAPE_PRIMITIVES
+SUPPORTED = FUSIBLE | REDUCTIONS
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -30,6 +35,8 @@ class KernelSpec:
     outputs: tuple[Var, ...]      # values the kernel stores, in order
     sources: tuple[Var, ...]      # values the kernel loads, in order of first use
     eqns: tuple[Eqn, ...]         # the fused equations, in graph order
+    reduce_axes: tuple[int, ...] | None = None   # a reduction kernel: the operand axes reduced
+    reduce_shape: tuple[int, ...] = ()           # ... and their extents
 
     @property
     def size(self) -> int:
@@ -52,7 +59,7 @@ class FusionPlan:
 def check_supported(graph: Graph, backend: str) -> None:
     """Raise UnsupportedError for the first primitive no kernel can compute."""
     for eqn in graph.eqns:
-        if eqn.primitive not in FUSIBLE:
+        if eqn.primitive not in SUPPORTED:
             raise UnsupportedError(
                 f"fusejit has no rule for primitive '{eqn.primitive}' (backend '{backend}')",
                 primitive=eqn.primitive, source=eqn.source)
@@ -66,8 +73,11 @@ def plan_kernels(graph: Graph, cuts: frozenset = frozenset(), prefix: str = "fj"
     prod = producers(graph)
     base_sources = {id(v) for v in graph.inputs} | {id(v) for v, _ in graph.consts}
 
+    reduced = {id(v) for e in graph.eqns if e.primitive in REDUCTIONS for v in e.outputs}
+    materialized = set(cuts) | reduced
+
     def is_source(v: Var) -> bool:
-        return id(v) in base_sources or id(v) in cuts
+        return id(v) in base_sources or id(v) in materialized
 
     stage_memo: dict[int, int] = {}
 
@@ -80,30 +90,42 @@ def plan_kernels(graph: Graph, cuts: frozenset = frozenset(), prefix: str = "fj"
         deepest = 0
         for a in eqn.inputs:
             if isinstance(a, Var) and id(a) not in base_sources:
-                deepest = max(deepest, stage(a) + 1 if id(a) in cuts else stage(a))
+                deepest = max(deepest, stage(a) + 1 if id(a) in materialized else stage(a))
         stage_memo[key] = deepest
         return deepest
 
     stored: list[Var] = []
     seen: set[int] = set()
     candidates = [o for o in graph.outputs if isinstance(o, Var)]
-    candidates += [v for e in graph.eqns for v in e.outputs if id(v) in cuts]
+    candidates += [v for e in graph.eqns for v in e.outputs if id(v) in materialized]
     for v in candidates:
         if id(v) in seen or id(v) in base_sources:
             continue
         seen.add(id(v))
         stored.append(v)
 
+    # Elementwise kernels group by (stage, shape); reduction kernels by (stage, operand shape,
+    # axes), so reductions of one input over the same axes (mean and variance) share a kernel.
     groups: dict[tuple, list[Var]] = {}
     for v in stored:
-        groups.setdefault((stage(v), v.shape), []).append(v)
+        if id(v) in reduced:
+            eqn, _ = prod[id(v)]
+            axes = tuple(sorted(int(a) for a in eqn.params["axes"]))
+            groups.setdefault((stage(v), "reduce", eqn.inputs[0].shape, axes, v.shape), []).append(v)
+        else:
+            groups.setdefault((stage(v), "map", v.shape), []).append(v)
 
     order = {id(e): k for k, e in enumerate(graph.eqns)}
     kernels = []
-    for k, ((_, shape), outs) in enumerate(sorted(groups.items(), key=lambda kv: kv[0][0])):
+    for k, (key, outs) in enumerate(sorted(groups.items(), key=lambda kv: kv[0][0])):
         eqns, sources = cone(outs, prod, is_source)
         eqns.sort(key=lambda e: order[id(e)])
-        kernels.append(KernelSpec(f"{prefix}_k{k}", shape, tuple(outs), tuple(sources), tuple(eqns)))
+        if key[1] == "reduce":
+            _, _, in_shape, axes, shape = key
+            kernels.append(KernelSpec(f"{prefix}_k{k}", shape, tuple(outs), tuple(sources), tuple(eqns),
+                                      axes, tuple(in_shape[a] for a in axes)))
+        else:
+            kernels.append(KernelSpec(f"{prefix}_k{k}", key[2], tuple(outs), tuple(sources), tuple(eqns)))
     return FusionPlan(graph, tuple(kernels), frozenset(cuts))
 
 

@@ -29,6 +29,14 @@ class DeviceInfo:
         per_block = max(self.block, self.min_chunk)
         return max(1, min(-(-n // per_block), self.multiprocessors * self.blocks_per_unit))
 
+    def reduce_grid(self, rows: int, reduce_n: int) -> int:
+        """Blocks for a block-per-row reduction: every row its own block, up to the cap; on the
+        host, no more blocks than there is work for min_chunk elements each."""
+        blocks = min(rows, self.multiprocessors * self.blocks_per_unit)
+        if self.min_chunk > 1:
+            blocks = min(blocks, -(-(rows * max(reduce_n, 1)) // self.min_chunk))
+        return max(1, blocks)
+
 
 CUDA_BLOCK = 256  # threads per block of every elementwise kernel (its __launch_bounds__)
 
@@ -118,12 +126,16 @@ def build_program(graph, plan, rendered, device: DeviceInfo) -> Program:
         if k is None:  # an empty iteration space: outputs are allocated, nothing runs
             continue
         n = spec.size
-        grid = device.grid(n)
+        if spec.reduce_axes is None:
+            grid = device.grid(n)
+        else:
+            reduce_n = int(np.prod(spec.reduce_shape, dtype=np.int64))
+            grid = device.reduce_grid(n, reduce_n)
         block = 1 if device.kind == "host" else k.block
         args = []
         for p in k.params:
-            if p.kind == "n":
-                args.append(Arg(dtype=np.dtype(np.int64 if k.index64 else np.int32), value=n))
+            if p.kind == "scalar":
+                args.append(Arg(dtype=np.dtype(np.int64 if k.index64 else np.int32), value=p.value))
             else:
                 args.append(Arg(slot=slot(p.var)))
         launches.append(Launch(spec.name, grid, block, tuple(args), n,

@@ -17,6 +17,9 @@ typedef unsigned long long uint64_t;
   for (idx_t i = (idx_t)blockIdx.x * (idx_t)blockDim.x + (idx_t)threadIdx.x; i < (n); \
        i += (idx_t)blockDim.x * (idx_t)gridDim.x)
 
+// Block loop: block b of the grid handles rows b, b + gridDim.x, ... (all its threads together).
+#define FJ_BLOCK_LOOP(idx_t, i, n) for (idx_t i = (idx_t)blockIdx.x; i < (n); i += (idx_t)gridDim.x)
+
 FJ_DEVICE float fj_inf_f() { return __int_as_float(0x7f800000); }
 FJ_DEVICE float fj_nan_f() { return __int_as_float(0x7fc00000); }
 FJ_DEVICE double fj_inf() { return __longlong_as_double(0x7ff0000000000000LL); }

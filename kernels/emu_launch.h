@@ -13,6 +13,8 @@
   for (idx_t i = (idx_t)blockIdx.x * (idx_t)blockDim.x + (idx_t)threadIdx.x; i < (n); \
        i += (idx_t)blockDim.x * (idx_t)gridDim.x)
 
+#define FJ_BLOCK_LOOP(idx_t, i, n) for (idx_t i = (idx_t)blockIdx.x; i < (n); i += (idx_t)gridDim.x)
+
 #define __shared__ static
 
 struct fj_emu_block {

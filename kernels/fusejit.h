@@ -16,3 +16,4 @@
 #endif
 #endif
 #include "common.h"
+#include "block_reduce.h"

@@ -9,6 +9,19 @@
   const idx_t fj_end_##i = fj_begin_##i + fj_chunk_##i < (n) ? fj_begin_##i + fj_chunk_##i : (n); \
   for (idx_t i = fj_begin_##i; i < fj_end_##i; ++i)
 
+// Rows of a block-cooperative kernel: a contiguous chunk of rows per block.
+#define FJ_BLOCK_LOOP(idx_t, i, n)                                                 \
+  const idx_t fj_rows_##i = ((n) + (idx_t)gridDim.x - 1) / (idx_t)gridDim.x;       \
+  const idx_t fj_row0_##i = (idx_t)blockIdx.x * fj_rows_##i;                       \
+  const idx_t fj_row1_##i = fj_row0_##i + fj_rows_##i < (n) ? fj_row0_##i + fj_rows_##i : (n); \
+  for (idx_t i = fj_row0_##i; i < fj_row1_##i; ++i)
+
+// A block is one thread: shared memory is per OS thread, barriers and shuffles are trivial.
+#define __shared__ static thread_local
+static inline void __syncthreads() {}
+template <class T>
+static inline T __shfl_down_sync(unsigned, T value, unsigned, int = 32) { return value; }
+
 #define FJ_HOST_LAUNCH(grid, block, call)                          \
   do {                                                             \
     const long fj_grid = (long)(grid);                             \

@@ -8,6 +8,7 @@ FUSEJIT_DEBUG=N       1: launches, 2: graphs, 3: fusion groups, 4: kernel source
 FUSEJIT_DUMP_SOURCE=1 print each kernel's source when it compiles.
 FUSEJIT_INDEX64=1     use 64-bit indexing in every kernel (normally only for arrays of 2**31+ elements).
 FUSEJIT_CXX           the host C++ compiler (default: $CXX, else g++, else c++).
+FUSEJIT_KERNELS_DIR   use this copy of kernels/ (templates and preludes) instead of the installed one.
 """
 from __future__ import annotations
 

@@ -13,6 +13,9 @@ def kernels_dir() -> str:
 
     Installed, kernels/ is the `fusejit.kernels` package inside the wheel; in a source
     checkout it is the repository's kernels/ beside the package."""
+    override = os.environ.get("FUSEJIT_KERNELS_DIR")
+    if override:  # a modified copy of kernels/, for experiments on the templates
+        return override
     here = os.path.dirname(os.path.abspath(__file__))
     candidates = [os.path.join(os.path.dirname(here), "kernels")]
     try:

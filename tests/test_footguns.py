@@ -1,0 +1,48 @@
+"""Every known case where fusejit and jax.jit deliberately differ, and how.
+
+Each test states fusejit's behaviour and checks it against NumPy or IEEE arithmetic,
+not against jax.jit, because jax.jit's answer depends on the XLA backend.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import fusejit
+
+
+def on_xla_cpu() -> bool:
+    return jax.default_backend() == "cpu"
+
+
+def test_denormal_inputs_are_kept_not_flushed():
+    """fusejit keeps IEEE denormals, as GPUs and XLA's GPU backend do. XLA's CPU backend
+    flushes them to zero, so sign/ceil/log of a denormal input differ from jax.jit on CPU.
+    fusejit.check counts denormal *outputs* as zero on both sides."""
+    tiny = np.finfo(np.float32).tiny / 4
+    x = np.array([tiny, -tiny], np.float32)
+    got = fusejit.jit(lambda x: (jnp.sign(x), jnp.ceil(x), x != 0))(x)
+    np.testing.assert_array_equal(got[0], [1.0, -1.0])
+    np.testing.assert_array_equal(got[1], [1.0, -0.0])
+    np.testing.assert_array_equal(got[2], [True, True])
+    if on_xla_cpu():
+        want = jax.jit(lambda x: jnp.sign(x))(x)
+        np.testing.assert_array_equal(want, [0.0, 0.0])  # the difference this test documents
+
+
+def test_max_reduction_propagates_nan_in_long_rows():
+    """lax.max and reduce_max propagate NaN. fusejit does so for every row length, as NumPy
+    does. XLA's vectorised CPU reduction can lose a NaN in a long row."""
+    x = np.ones((2, 1025), np.float32)
+    x[0, 700] = np.nan
+    got = fusejit.jit(lambda x: (jnp.max(x, 1), jnp.min(x, 1)))(x)
+    np.testing.assert_array_equal(got[0], np.max(x, 1))
+    np.testing.assert_array_equal(got[1], np.min(x, 1))
+    assert np.isnan(got[0][0]) and np.isnan(got[1][0])
+
+
+def test_float32_sums_accumulate_in_float64():
+    """A float32 sum accumulates in float64 and rounds once, so it can be *more* accurate
+    than jax.jit's. The diff uses the float32 tolerance, not bit equality."""
+    x = np.full(2**24 + 8, 1.0, np.float32)
+    got = fusejit.jit(jnp.sum)(x)
+    assert got == np.float32(2**24 + 8)

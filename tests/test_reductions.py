@@ -1,0 +1,143 @@
+"""Reductions fused with their producers: every reduction, dtype, odd row length and axis choice."""
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+import fusejit
+from fusejit import backends, templates
+from helpers import FLOATS, INTS, rand, verify
+
+
+@pytest.mark.parametrize("row", [1, 31, 33, 1025])
+def test_inner_axis_rows_float32(row):
+    # special values: NaN, inf and extremes (XLA:CPU's vectorised max can drop a NaN in long
+    # rows; fusejit propagates it, see test_footguns.py), so max/min see no NaN here
+    x = rand(np.random.default_rng(row), (5, row), np.float32, special=row > 1)
+    x[~np.isfinite(x)] = 1.5
+    compiled = verify(lambda x: (jnp.sum(x, 1), jnp.max(x, 1), jnp.min(jnp.sin(x), 1), jnp.prod(x[:, :7], 1),
+                                 jnp.mean(x * 2, axis=1, keepdims=True)), x)
+    assert any(k.spec.reduce_axes == (1,) for k in compiled.rendered)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_axes_keepdims_and_where(dtype, x64):
+    x = rand(np.random.default_rng(3), (6, 7, 33), dtype)
+    mask = np.random.default_rng(4).random((6, 7, 33)) < 0.7
+    verify(lambda x, m: {
+        "outer": jnp.sum(x, 0), "middle": jnp.max(x, 1), "multi": jnp.sum(x, (0, 2)),
+        "full": jnp.sum(x), "keep": jnp.min(x, (1, 2), keepdims=True),
+        "where": jnp.sum(x, 2, where=m), "where_max": jnp.max(x, 0, where=m, initial=-5.0),
+        "prod": jnp.prod(x[:, :, :4] * 0.5, -1),
+    }, x, mask)
+
+
+@pytest.mark.parametrize("dtype", INTS)
+def test_integer_reductions_wrap_like_xla(dtype, x64):
+    x = rand(np.random.default_rng(5), (9, 37), dtype, special=True)
+    verify(lambda x: (jnp.sum(x, 1, dtype=x.dtype), jnp.prod(x, 0, dtype=x.dtype), jnp.max(x, 1),
+                      jnp.min(x, 0), lax.reduce_and(x, (1,)), lax.reduce_or(x, (0,)),
+                      lax.reduce_xor(x, (1,))), x)
+
+
+def test_bool_reductions():
+    b = rand(np.random.default_rng(6), (11, 65), np.bool_)
+    b[3] = True
+    verify(lambda b: (jnp.all(b, 1), jnp.any(b, 0), jnp.any(b), jnp.all(b), lax.reduce_xor(b, (1,)),
+                      jnp.sum(b, 1), jnp.count_nonzero(b, 0), jnp.max(b, 1)), b)
+
+
+def test_empty_reductions_give_the_identity(x64):
+    e = np.zeros((4, 0), np.float64)
+    i = np.zeros((0, 3), np.int16)
+    verify(lambda e, i: (jnp.sum(e, 1), jnp.prod(e, 1), lax.reduce_max(e, (1,)), lax.reduce_min(e, (1,)),
+                         jnp.sum(i, 0), lax.reduce_and(i, (0,)), jnp.all(e > 0, 1)), e, i)
+
+
+def test_nan_propagation():
+    x = rand(np.random.default_rng(7), (4, 40), np.float32)
+    x[1, 5] = np.nan
+    x[2, 39] = np.inf
+    x[3, 0] = -np.inf
+    verify(lambda x: (jnp.max(x, 1), jnp.min(x, 1), jnp.sum(x, 1), jnp.prod(x[:, :3], 1)), x)
+
+
+def test_numerics_jnp_functions(x64):
+    x = rand(np.random.default_rng(8), (17, 129), np.float32)
+    v = rand(np.random.default_rng(9), (1001,), np.float32)
+    verify(lambda x, v: {
+        "softmax": jax.nn.softmax(x), "log_softmax": jax.nn.log_softmax(x, axis=0),
+        "logsumexp": jax.nn.logsumexp(x, axis=1), "standardize": jax.nn.standardize(x, axis=-1),
+        "var": jnp.var(x, 0), "std": jnp.std(x), "mean": jnp.mean(x, 1),
+        "norm2": jnp.linalg.norm(v), "norm1": jnp.linalg.norm(v, 1), "norm_inf": jnp.linalg.norm(v, jnp.inf),
+        "norm_ninf": jnp.linalg.norm(v, -jnp.inf), "norm0": jnp.linalg.norm(v, 0),
+        "norm3": jnp.linalg.norm(v, 3), "fro": jnp.linalg.norm(x, "fro"),
+    }, x, v)
+
+
+def test_mean_and_variance_share_one_kernel():
+    x = rand(np.random.default_rng(10), (64, 257), np.float32)
+    compiled = verify(lambda x: (jnp.sum(x, 1), jnp.sum(x * x, 1), jnp.max(x, 1)), x)
+    reductions = [k for k in compiled.rendered if k.spec.reduce_axes is not None]
+    assert len(reductions) == 1 and reductions[0].stores == 3
+    assert reductions[0].loads == 1  # x is read once per element for all three
+
+
+def test_large_sum_float32_accuracy():
+    x = rand(np.random.default_rng(11), (10**6,), np.float32) + 1.0
+    verify(lambda x: (jnp.sum(x), jnp.mean(x * x)), x, backends=("host",))
+
+
+def test_reduction_is_deterministic():
+    x = rand(np.random.default_rng(12), (3, 5000), np.float32)
+    f = fusejit.jit(lambda x: jnp.sum(jnp.exp(x), 1), backend="emulate")
+    assert np.array_equal(f(x), f(x))
+
+
+def test_unsupported_reduction_like_primitives_are_named():
+    with pytest.raises(fusejit.UnsupportedError, match="argmax"):
+        fusejit.jit(lambda x: jnp.argmax(x))(np.ones(4, np.float32))
+    with pytest.raises(fusejit.UnsupportedError, match="cumsum"):
+        fusejit.jit(lambda x: jnp.cumsum(x))(np.ones(4, np.float32))
+
+
+@pytest.fixture
+def kernels_without_block_barrier(tmp_path, monkeypatch):
+    """A deliberately broken copy of kernels/: the block reduction misses the __syncthreads
+    between writing the warps' partials and reading them."""
+    broken = tmp_path / "kernels"
+    shutil.copytree(templates.kernels_dir(), broken)
+    path = broken / "block_reduce.h"
+    text = path.read_text()
+    marker = "    __syncthreads();  // every warp's partial is in shared memory\n"
+    assert marker in text
+    path.write_text(text.replace(marker, ""))
+    monkeypatch.setenv("FUSEJIT_KERNELS_DIR", str(broken))
+    monkeypatch.setenv("FUSEJIT_CACHE_DIR", str(tmp_path / "cache"))
+
+    def reset():
+        for fn in (templates.kernels_dir, templates.template, templates.kernels_hash):
+            fn.cache_clear()
+        backends._instances.clear()
+
+    reset()
+    yield
+    monkeypatch.undo()
+    reset()
+
+
+def test_emulation_catches_a_missing_syncthreads(kernels_without_block_barrier):
+    x = rand(np.random.default_rng(13), (96, 1025), np.float32) + 2.0
+
+    def f(x):
+        return jnp.sum(x, 1)
+
+    # The host fast mode runs one thread per block and cannot see the race ...
+    assert fusejit.check(fusejit.jit(f, backend="host"), x).ok
+    # ... the GPU-faithful emulation runs 256 threads per block and does.
+    report = fusejit.check(fusejit.jit(f, backend="emulate"), x)
+    assert not report.ok, str(report)

@@ -15,10 +15,10 @@ from helpers import FLOATS, INTS, rand, verify
 
 @pytest.mark.parametrize("row", [1, 31, 33, 1025])
 def test_inner_axis_rows_float32(row):
-    # special values: NaN, inf and extremes (XLA:CPU's vectorised max can drop a NaN in long
-    # rows; fusejit propagates it, see test_footguns.py), so max/min see no NaN here
-    x = rand(np.random.default_rng(row), (5, row), np.float32, special=row > 1)
-    x[~np.isfinite(x)] = 1.5
+    # No NaN, inf or +-max here: XLA:CPU's vectorised max can drop a NaN in long rows (fusejit
+    # propagates it, see test_footguns.py) and a sum of +max and -max is all cancellation.
+    # test_nan_propagation covers special values.
+    x = rand(np.random.default_rng(row), (5, row), np.float32)
     compiled = verify(lambda x: (jnp.sum(x, 1), jnp.max(x, 1), jnp.min(jnp.sin(x), 1), jnp.prod(x[:, :7], 1),
                                  jnp.mean(x * 2, axis=1, keepdims=True)), x)
     assert any(k.spec.reduce_axes == (1,) for k in compiled.rendered)

@@ -79,11 +79,11 @@ def check_outputs(fj, w: Workload, dev, inputs: Inputs) -> dict:
     merged: dict = {}
     for args, host_args in zip(inputs.device, inputs.host):
         try:
-            report = fusejit.check(fj, *args)
+            report = fusejit.check(fj, *args, **w.tolerance)
         except Exception:  # e.g. CuPy inputs with a CPU-only jax: compare through the host
             if dev.kind == "cpu":
                 raise
-            report = compare(jax.jit(w.fn)(*host_args), fj(*args))
+            report = compare(jax.jit(w.fn)(*host_args), fj(*args), **w.tolerance)
         for o in report.outputs:
             row = merged.setdefault(o.path, {"path": o.path, "shape": list(o.shape), "dtype": o.dtype,
                                              "max_abs": 0.0, "max_rel": 0.0, "max_ulp": 0.0,

@@ -39,6 +39,8 @@ class Workload:
     stresses: str         # one line: what this workload exercises
     x64: bool = False     # run with jax_enable_x64 on
     scalable: bool = True  # False: the size is the point of the workload; --size leaves it alone
+    # fusejit.check tolerance overrides (rtol/atol), with the reason in `stresses` or a comment
+    tolerance: dict = dataclasses.field(default_factory=dict)
 
     def size_at(self, scale: float) -> int:
         """Element count for a scale factor (at least 16 elements when scaled)."""
@@ -136,3 +138,91 @@ register(Workload(
     name="broadcast_row", fn=broadcast_row, eager=broadcast_row_eager,
     build=_square, size=1_000_000,
     stresses="(1000,1000) x (1000,) row broadcast with a weak-typed scalar: broadcast indexing"))
+
+
+# ---- reductions ----------------------------------------------------------------------------
+
+def _rows(cols):
+    """A builder of (n // cols, cols) float32 matrices: n sets the element count."""
+    def build(rng, n):
+        return (uniform(rng, (max(1, n // cols), cols), np.float32, -2.0, 2.0),)
+    return build
+
+
+def mean_var(x):
+    """Mean and variance of every row: two reductions over one input."""
+    return jnp.mean(x, axis=1), jnp.var(x, axis=1)
+
+
+def mean_var_eager(xp, x):
+    return xp.mean(x, axis=1), xp.var(x, axis=1)
+
+
+register(Workload(
+    name="mean_var", fn=mean_var, eager=mean_var_eager, build=_rows(1024), size=4096 * 1024,
+    stresses="mean and variance of (4096, 1024) rows: reductions sharing an input"))
+
+
+def softmax(x):
+    import jax
+    return jax.nn.softmax(x, axis=-1)
+
+
+def softmax_eager(xp, x):
+    e = xp.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+register(Workload(
+    name="softmax", fn=softmax, eager=softmax_eager, build=_rows(1024), size=4096 * 1024,
+    stresses="softmax over (4096, 1024) float32 rows: reduce, broadcast back, reduce again"))
+
+
+def logsumexp(x):
+    import jax
+    return jax.nn.logsumexp(x, axis=-1)
+
+
+def logsumexp_eager(xp, x):
+    m = x.max(axis=-1, keepdims=True)
+    return (xp.log(xp.exp(x - m).sum(axis=-1, keepdims=True)) + m)[:, 0]
+
+
+register(Workload(
+    name="logsumexp", fn=logsumexp, eager=logsumexp_eager, build=_rows(1024), size=4096 * 1024,
+    stresses="logsumexp of (4096, 1024) rows: max, then a sum of exponentials"))
+
+
+def norm(x):
+    return jnp.linalg.norm(x)
+
+
+def norm_eager(xp, x):
+    return xp.linalg.norm(x)
+
+
+register(Workload(
+    name="norm_10M", fn=norm, eager=norm_eager,
+    build=lambda rng, n: (uniform(rng, (n,), np.float32),), size=10_000_000,
+    stresses="vector 2-norm of 10M float32: a full reduction of a large array"))
+
+
+def sum_axis0(x):
+    return jnp.sum(x, axis=0)
+
+
+def sum_axis0_eager(xp, x):
+    return x.sum(axis=0)
+
+
+def _square_matrix(rng, n):
+    side = max(4, int(round(math.sqrt(n))))
+    return (uniform(rng, (side, side), np.float32, -2.0, 2.0),)
+
+
+register(Workload(
+    name="sum_axis0", fn=sum_axis0, eager=sum_axis0_eager, build=_square_matrix, size=4096 * 4096,
+    stresses="column sums of a (4096, 4096) matrix: an outer-axis reduction",
+    # A column sum of thousands of +-2 values can cancel to nearly zero; the error of a float32
+    # sum scales with sum(|x|) (~eps * rows * 2), not with the result, so atol must too.
+    tolerance=dict(atol=2e-3)))

@@ -1,0 +1,51 @@
+"""Inputs as users hand them over: views, strides, orders, read-only, aliasing, scalars."""
+import jax.numpy as jnp
+import numpy as np
+
+import fusejit
+from helpers import rand, verify
+
+
+def f(a, b):
+    return jnp.sin(a) * 2 + b, a - b.T.T
+
+
+def test_non_contiguous_and_negative_strides():
+    base = rand(np.random.default_rng(1), (20, 30), np.float32)
+    a = base[::2, 1::3]            # strided view
+    b = base[-1:-21:-2, ::-3]      # negative strides
+    assert not a.flags.c_contiguous and b.strides[0] < 0
+    verify(f, a, b)
+
+
+def test_fortran_order_and_read_only():
+    a = np.asfortranarray(rand(np.random.default_rng(2), (7, 9), np.float64))
+    b = rand(np.random.default_rng(3), (7, 9), np.float64)
+    b.setflags(write=False)
+    verify(f, a, b)
+
+
+def test_same_array_passed_twice():
+    a = rand(np.random.default_rng(4), (5, 5), np.float32)
+    verify(f, a, a)
+
+
+def test_zero_d_arrays_numpy_scalars_and_python_scalars():
+    verify(f, np.array(1.5, np.float32), np.float32(-2.0))
+    verify(lambda a, b, c: (a * b + c, a > b), 3, 2.5, True)
+
+
+def test_inputs_are_never_modified():
+    a = rand(np.random.default_rng(5), (64,), np.float32)
+    snapshot = a.copy()
+    for backend in ("host", "emulate"):
+        fusejit.jit(lambda x: (x * 3, jnp.flip(x)), backend=backend)(a)
+    np.testing.assert_array_equal(a, snapshot)
+
+
+def test_wrong_dtype_inputs_are_converted_like_jax():
+    """A float64 array with x64 off runs as float32, as jax.jit does; a list is a pytree."""
+    a = np.linspace(0, 1, 9)
+    out = fusejit.jit(lambda x: x * 2)(a)
+    assert out.dtype == np.float32
+    assert fusejit.check(lambda xs: xs[0] * xs[1] + xs[2], [1.5, 2, np.float32(3)]).ok

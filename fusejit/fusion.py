@@ -23,7 +23,7 @@ SHAPE_PRIMITIVES = {
 # Reductions: computed by a block-cooperative kernel that fuses the operand's producers.
 # Their results are stored and read by consumers from memory.
 REDUCTIONS = {"reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "reduce_and", "reduce_or",
-              "reduce_xor"}
+              "reduce_xor", "argmax", "argmin"}
 FUSIBLE = set(ops.ELEMENTWISE) | ops.EXPANDED | SHAPE_PRIMITIVES
 SUPPORTED = FUSIBLE | REDUCTIONS
 

@@ -53,6 +53,29 @@ def identity(kind: str, out: np.dtype, acc: np.dtype) -> str:
     return ops.c_literal(info.min if kind == "lowest" else info.max, acc)
 
 
+def render_arg(w, k, eqn, out, idx, init, shared, combine, stores):
+    """argmax/argmin over one axis: a (value, index) accumulator pair."""
+    is_max = eqn.primitive == "argmax"
+    operand = eqn.inputs[0]
+    val_dtype = np.dtype(np.int32) if operand.dtype.kind == "b" or (
+        operand.dtype.kind in "iu" and operand.dtype.itemsize < 4) else operand.dtype
+    val_t, idx_t = ops.ctype(val_dtype), ops.ctype(out.dtype)
+    ident_v = identity("lowest" if is_max else "highest", operand.dtype, val_dtype)
+    ident_i = ops.c_literal(np.iinfo(out.dtype).max, out.dtype)
+    value = w.read(operand, idx)
+    if val_dtype != operand.dtype:
+        value = f"({val_t}){value}"
+    flag = "true" if is_max else "false"
+    w.body.append(f"fj_arg_combine<{flag}>(acc{k}, arg{k}, {value}, ({idx_t})r);  // {eqn.primitive}")
+    init.append(f"{val_t} acc{k} = {ident_v};")
+    init.append(f"{idx_t} arg{k} = {ident_i};")
+    shared.append(f"__shared__ {val_t} smem{k}[32];")
+    shared.append(f"__shared__ {idx_t} smem_arg{k}[32];")
+    combine.append(f"fj_block_argreduce<{flag}>(acc{k}, arg{k}, ({val_t}){ident_v}, ({idx_t}){ident_i}, "
+                   f"smem{k}, smem_arg{k});")
+    stores.append(f"out{k}[i] = arg{k};")
+
+
 def render_reduction(w, block: int):
     from .codegen import Param, RenderedKernel, render_params
     spec = w.spec
@@ -67,6 +90,9 @@ def render_reduction(w, block: int):
         operand = eqn.inputs[0]
         it_out, it_red = iter(out_idx), iter(red_idx)
         idx = tuple(next(it_red) if d in spec.reduce_axes else next(it_out) for d in range(operand.ndim))
+        if eqn.primitive in ("argmax", "argmin"):
+            render_arg(w, k, eqn, out, idx, init, shared, combine, stores)
+            continue
         functor, ident_kind = COMBINE[eqn.primitive]
         acc_dtype = accumulator_dtype(eqn.primitive, out.dtype)
         acc_t = ops.ctype(acc_dtype)

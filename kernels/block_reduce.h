@@ -58,3 +58,54 @@ FJ_DEVICE T fj_block_reduce(T v, T identity, T* smem, Op op) {
   }
   return v;
 }
+
+// argmax/argmin: (value, index) pairs.  A NaN wins over any number (JAX returns the first
+// NaN's index); ties go to the smaller index, so the first occurrence wins.
+template <bool Max, class T, class I>
+FJ_DEVICE bool fj_arg_better(T va, I ia, T vb, I ib) {
+  const bool nan_a = va != va, nan_b = vb != vb;
+  if (nan_a || nan_b) return nan_a && (!nan_b || ia < ib);
+  if (Max ? va > vb : va < vb) return true;
+  if (Max ? va < vb : va > vb) return false;
+  return ia < ib;
+}
+
+template <bool Max, class T, class I>
+FJ_DEVICE void fj_arg_combine(T& v, I& i, T other_v, I other_i) {
+  if (fj_arg_better<Max>(other_v, other_i, v, i)) {
+    v = other_v;
+    i = other_i;
+  }
+}
+
+// Block-wide argmax/argmin, the pair version of fj_block_reduce; the result is in thread 0.
+template <bool Max, class T, class I>
+FJ_DEVICE void fj_block_argreduce(T& v, I& i, T identity_v, I identity_i, T* smem_v, I* smem_i) {
+  const unsigned lane = threadIdx.x % 32u;
+  const unsigned warp = threadIdx.x / 32u;
+  const unsigned warp_base = threadIdx.x - lane;
+  const unsigned width = blockDim.x - warp_base < 32u ? blockDim.x - warp_base : 32u;
+  for (unsigned offset = 16u; offset > 0u; offset /= 2u) {
+    const T other_v = __shfl_down_sync(0xffffffffu, v, offset);
+    const I other_i = __shfl_down_sync(0xffffffffu, i, offset);
+    if (lane + offset < width) fj_arg_combine<Max>(v, i, other_v, other_i);
+  }
+  const unsigned warps = (blockDim.x + 31u) / 32u;
+  if (warps > 1u) {
+    if (lane == 0u) {
+      smem_v[warp] = v;
+      smem_i[warp] = i;
+    }
+    __syncthreads();  // every warp's partial is in shared memory
+    if (warp == 0u) {
+      v = lane < warps ? smem_v[lane] : identity_v;
+      i = lane < warps ? smem_i[lane] : identity_i;
+      for (unsigned offset = 16u; offset > 0u; offset /= 2u) {
+        const T other_v = __shfl_down_sync(0xffffffffu, v, offset);
+        const I other_i = __shfl_down_sync(0xffffffffu, i, offset);
+        fj_arg_combine<Max>(v, i, other_v, other_i);
+      }
+    }
+    __syncthreads();  // shared memory is free for the next row
+  }
+}

@@ -98,9 +98,20 @@ def test_reduction_is_deterministic():
     assert np.array_equal(f(x), f(x))
 
 
+@pytest.mark.parametrize("dtype", FLOATS + (np.int8, np.uint16, np.int64, np.bool_))
+def test_argmax_argmin_first_index_and_nan(dtype, x64):
+    rng = np.random.default_rng(14)
+    x = rand(rng, (9, 1025), dtype)
+    if np.dtype(dtype).kind == "f":
+        x[1, 600] = x[1, 30] = np.nan  # the first NaN wins
+        x[2, :] = 7.0                  # all ties: index 0
+    else:
+        x[2, :] = x[2, 0]
+    verify(lambda x: (jnp.argmax(x, 1), jnp.argmin(x, 1), jnp.argmax(x[:, :40], 0), jnp.argmin(x),
+                      jnp.argmax(x[:, :33], 1, keepdims=True)), x)
+
+
 def test_unsupported_reduction_like_primitives_are_named():
-    with pytest.raises(fusejit.UnsupportedError, match="argmax"):
-        fusejit.jit(lambda x: jnp.argmax(x))(np.ones(4, np.float32))
     with pytest.raises(fusejit.UnsupportedError, match="cumsum"):
         fusejit.jit(lambda x: jnp.cumsum(x))(np.ones(4, np.float32))
 

@@ -169,17 +169,14 @@ class KernelWriter:
             value = self.read_output(out, idx)
             address = linearize(idx, spec.shape)
             self.body.append(f"out{k}[{self.index(address)}] = {value};")
-        params = [Param("in", f"in{k}", f"const {ops.ctype(v.dtype)}*", v) for k, v in enumerate(spec.sources)]
-        params += [Param("out", f"out{k}", f"{ops.ctype(v.dtype)}*", v) for k, v in enumerate(spec.outputs)]
-        params.append(Param("scalar", "n", self.index_ctype, value=n))
+        params = self.buffer_params() + [Param("scalar", "n", self.index_ctype, value=n)]
         param_text = render_params(params)
-        fused = collections.Counter(e.primitive for e in spec.eqns)
         source = fill(
             "elementwise.cu.in",
             name=spec.name,
             description=f"{len(spec.outputs)} output(s) of shape {list(spec.shape)}, "
                         f"{self.loads} load(s) and {len(spec.outputs)} store(s) per element",
-            fused=", ".join(f"{p} x{c}" if c > 1 else p for p, c in fused.items()) or "(copy)",
+            fused=self.fused_summary(),
             block=block,
             params=param_text,
             index_type=self.index_ctype,
@@ -188,6 +185,17 @@ class KernelWriter:
         )
         return RenderedKernel(spec, source, tuple(params), self.index_ctype != "int",
                               self.loads, len(spec.outputs), block)
+
+    def buffer_params(self) -> list:
+        """The kernel's buffer parameters: its sources, then its outputs."""
+        spec = self.spec
+        return ([Param("in", f"in{k}", f"const {ops.ctype(v.dtype)}*", v) for k, v in enumerate(spec.sources)]
+                + [Param("out", f"out{k}", f"{ops.ctype(v.dtype)}*", v) for k, v in enumerate(spec.outputs)])
+
+    def fused_summary(self) -> str:
+        """The fused primitives with their counts, for the kernel's header comment."""
+        fused = collections.Counter(e.primitive for e in self.spec.eqns)
+        return ", ".join(f"{p} x{c}" if c > 1 else p for p, c in fused.items()) or "(copy)"
 
     def read_output(self, out: Var, idx) -> str:
         """A stored value is computed from its producer even when other kernels load it."""

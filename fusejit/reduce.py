@@ -6,8 +6,6 @@ Reductions of one input over the same axes share the kernel (one accumulator eac
 """
 from __future__ import annotations
 
-import collections
-
 import numpy as np
 
 from . import ops
@@ -105,17 +103,14 @@ def render_reduction(w, block: int):
         shared.append(f"__shared__ {acc_t} smem{k}[32];")
         combine.append(f"acc{k} = fj_block_reduce(acc{k}, ({acc_t}){ident}, smem{k}, {functor}());")
         stores.append(f"out{k}[i] = fj_convert<{ops.ctype(out.dtype)}>(acc{k});")
-    params = [Param("in", f"in{k}", f"const {ops.ctype(v.dtype)}*", v) for k, v in enumerate(spec.sources)]
-    params += [Param("out", f"out{k}", f"{ops.ctype(v.dtype)}*", v) for k, v in enumerate(spec.outputs)]
-    params += [Param("scalar", "n", w.index_ctype, value=rows),
-               Param("scalar", "reduce_n", w.index_ctype, value=reduce_n)]
-    fused = collections.Counter(e.primitive for e in spec.eqns)
+    params = w.buffer_params() + [Param("scalar", "n", w.index_ctype, value=rows),
+                                  Param("scalar", "reduce_n", w.index_ctype, value=reduce_n)]
     source = fill(
         "reduce.cu.in",
         name=spec.name,
         description=f"{len(spec.outputs)} reduction(s) over axes {list(spec.reduce_axes)} of "
                     f"{list(spec.outputs[0].shape)} rows x {reduce_n} elements, {w.loads} load(s) per element",
-        fused=", ".join(f"{p} x{c}" if c > 1 else p for p, c in fused.items()),
+        fused=w.fused_summary(),
         block=block,
         params=render_params(params),
         index_type=w.index_ctype,

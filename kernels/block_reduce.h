@@ -33,26 +33,36 @@ struct fj_op_xor {
 // and a last warp-shuffle pass in warp 0.  The order of combination is fixed, so a
 // launch with the same grid and block sizes is bit-for-bit deterministic.
 // In the host fast mode a block is one thread (blockDim.x == 1): nothing to combine.
+// The lanes of this thread's warp that exist (the last warp of a block may be partial;
+// in the host fast mode a block is one thread).
+FJ_DEVICE unsigned fj_warp_width() {
+  const unsigned warp_base = threadIdx.x - threadIdx.x % 32u;
+  return blockDim.x - warp_base < 32u ? blockDim.x - warp_base : 32u;
+}
+
+// Tree reduction over the warp's lanes; lane 0 ends with the warp's result.
 template <class T, class Op>
-FJ_DEVICE T fj_block_reduce(T v, T identity, T* smem, Op op) {
+FJ_DEVICE T fj_warp_reduce(T v, unsigned width, Op op) {
   const unsigned lane = threadIdx.x % 32u;
-  const unsigned warp = threadIdx.x / 32u;
-  const unsigned warp_base = threadIdx.x - lane;
-  const unsigned width = blockDim.x - warp_base < 32u ? blockDim.x - warp_base : 32u;
   for (unsigned offset = 16u; offset > 0u; offset /= 2u) {
     const T other = __shfl_down_sync(0xffffffffu, v, offset);
     if (lane + offset < width) v = op(v, other);
   }
+  return v;
+}
+
+template <class T, class Op>
+FJ_DEVICE T fj_block_reduce(T v, T identity, T* smem, Op op) {
+  const unsigned lane = threadIdx.x % 32u;
+  const unsigned warp = threadIdx.x / 32u;
+  v = fj_warp_reduce(v, fj_warp_width(), op);
   const unsigned warps = (blockDim.x + 31u) / 32u;
   if (warps > 1u) {
     if (lane == 0u) smem[warp] = v;
     __syncthreads();  // every warp's partial is in shared memory
     if (warp == 0u) {
       v = lane < warps ? smem[lane] : identity;
-      for (unsigned offset = 16u; offset > 0u; offset /= 2u) {
-        const T other = __shfl_down_sync(0xffffffffu, v, offset);
-        v = op(v, other);
-      }
+      v = fj_warp_reduce(v, 32u, op);
     }
     __syncthreads();  // shared memory is free for the next row
   }
@@ -78,18 +88,22 @@ FJ_DEVICE void fj_arg_combine(T& v, I& i, T other_v, I other_i) {
   }
 }
 
-// Block-wide argmax/argmin, the pair version of fj_block_reduce; the result is in thread 0.
 template <bool Max, class T, class I>
-FJ_DEVICE void fj_block_argreduce(T& v, I& i, T identity_v, I identity_i, T* smem_v, I* smem_i) {
+FJ_DEVICE void fj_warp_argreduce(T& v, I& i, unsigned width) {
   const unsigned lane = threadIdx.x % 32u;
-  const unsigned warp = threadIdx.x / 32u;
-  const unsigned warp_base = threadIdx.x - lane;
-  const unsigned width = blockDim.x - warp_base < 32u ? blockDim.x - warp_base : 32u;
   for (unsigned offset = 16u; offset > 0u; offset /= 2u) {
     const T other_v = __shfl_down_sync(0xffffffffu, v, offset);
     const I other_i = __shfl_down_sync(0xffffffffu, i, offset);
     if (lane + offset < width) fj_arg_combine<Max>(v, i, other_v, other_i);
   }
+}
+
+// Block-wide argmax/argmin, the pair version of fj_block_reduce; the result is in thread 0.
+template <bool Max, class T, class I>
+FJ_DEVICE void fj_block_argreduce(T& v, I& i, T identity_v, I identity_i, T* smem_v, I* smem_i) {
+  const unsigned lane = threadIdx.x % 32u;
+  const unsigned warp = threadIdx.x / 32u;
+  fj_warp_argreduce<Max>(v, i, fj_warp_width());
   const unsigned warps = (blockDim.x + 31u) / 32u;
   if (warps > 1u) {
     if (lane == 0u) {
@@ -100,11 +114,7 @@ FJ_DEVICE void fj_block_argreduce(T& v, I& i, T identity_v, I identity_i, T* sme
     if (warp == 0u) {
       v = lane < warps ? smem_v[lane] : identity_v;
       i = lane < warps ? smem_i[lane] : identity_i;
-      for (unsigned offset = 16u; offset > 0u; offset /= 2u) {
-        const T other_v = __shfl_down_sync(0xffffffffu, v, offset);
-        const I other_i = __shfl_down_sync(0xffffffffu, i, offset);
-        fj_arg_combine<Max>(v, i, other_v, other_i);
-      }
+      fj_warp_argreduce<Max>(v, i, 32u);
     }
     __syncthreads();  // shared memory is free for the next row
   }

@@ -403,6 +403,9 @@ RULES.update({
 
 def render_kernel(spec: KernelSpec, producers, block: int, force_index64: bool = False) -> RenderedKernel:
     writer = KernelWriter(spec, producers, force_index64 or needs_index64(spec))
+    if spec.scan_reverse is not None:
+        from .scan import render_scan
+        return render_scan(writer, block)
     if spec.reduce_axes is not None:
         from .reduce import render_reduction
         return render_reduction(writer, block)

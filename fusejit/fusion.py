@@ -24,8 +24,10 @@ SHAPE_PRIMITIVES = {
 # Their results are stored and read by consumers from memory.
 REDUCTIONS = {"reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "reduce_and", "reduce_or",
               "reduce_xor", "argmax", "argmin"}
+# Cumulative ops: a block-per-row scan kernel that fuses the operand's producers.
+SCANS = {"cumsum", "cumprod", "cummax", "cummin", "cumlogsumexp"}
 FUSIBLE = set(ops.ELEMENTWISE) | ops.EXPANDED | SHAPE_PRIMITIVES
-SUPPORTED = FUSIBLE | REDUCTIONS
+SUPPORTED = FUSIBLE | REDUCTIONS | SCANS
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -37,6 +39,7 @@ class KernelSpec:
     eqns: tuple[Eqn, ...]         # the fused equations, in graph order
     reduce_axes: tuple[int, ...] | None = None   # a reduction kernel: the operand axes reduced
     reduce_shape: tuple[int, ...] = ()           # ... and their extents
+    scan_reverse: bool | None = None             # a scan kernel (reduce_axes holds its axis)
 
     @property
     def size(self) -> int:
@@ -73,7 +76,7 @@ def plan_kernels(graph: Graph, cuts: frozenset = frozenset(), prefix: str = "fj"
     prod = producers(graph)
     base_sources = {id(v) for v in graph.inputs} | {id(v) for v, _ in graph.consts}
 
-    reduced = {id(v) for e in graph.eqns if e.primitive in REDUCTIONS for v in e.outputs}
+    reduced = {id(v) for e in graph.eqns if e.primitive in REDUCTIONS | SCANS for v in e.outputs}
     materialized = set(cuts) | reduced
 
     def is_source(v: Var) -> bool:
@@ -108,7 +111,11 @@ def plan_kernels(graph: Graph, cuts: frozenset = frozenset(), prefix: str = "fj"
     # axes), so reductions of one input over the same axes (mean and variance) share a kernel.
     groups: dict[tuple, list[Var]] = {}
     for v in stored:
-        if id(v) in reduced:
+        if id(v) in reduced and prod[id(v)][0].primitive in SCANS:
+            eqn, _ = prod[id(v)]
+            key = (int(eqn.params["axis"]), bool(eqn.params.get("reverse", False)))
+            groups.setdefault((stage(v), "scan", v.shape, key), []).append(v)
+        elif id(v) in reduced:
             eqn, _ = prod[id(v)]
             axes = tuple(sorted(int(a) for a in eqn.params["axes"]))
             groups.setdefault((stage(v), "reduce", eqn.inputs[0].shape, axes, v.shape), []).append(v)
@@ -120,7 +127,11 @@ def plan_kernels(graph: Graph, cuts: frozenset = frozenset(), prefix: str = "fj"
     for k, (key, outs) in enumerate(sorted(groups.items(), key=lambda kv: kv[0][0])):
         eqns, sources = cone(outs, prod, is_source)
         eqns.sort(key=lambda e: order[id(e)])
-        if key[1] == "reduce":
+        if key[1] == "scan":
+            _, _, shape, (axis, reverse) = key
+            kernels.append(KernelSpec(f"{prefix}_k{k}", shape, tuple(outs), tuple(sources), tuple(eqns),
+                                      (axis,), (shape[axis],), reverse))
+        elif key[1] == "reduce":
             _, _, in_shape, axes, shape = key
             kernels.append(KernelSpec(f"{prefix}_k{k}", shape, tuple(outs), tuple(sources), tuple(eqns),
                                       axes, tuple(in_shape[a] for a in axes)))

@@ -130,7 +130,8 @@ def build_program(graph, plan, rendered, device: DeviceInfo) -> Program:
             grid = device.grid(n)
         else:
             reduce_n = int(np.prod(spec.reduce_shape, dtype=np.int64))
-            grid = device.reduce_grid(n, reduce_n)
+            rows = n if spec.scan_reverse is None else n // max(reduce_n, 1)
+            grid = device.reduce_grid(rows, reduce_n)
         block = 1 if device.kind == "host" else k.block
         args = []
         for p in k.params:

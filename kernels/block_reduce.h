@@ -119,3 +119,15 @@ FJ_DEVICE void fj_block_argreduce(T& v, I& i, T identity_v, I identity_i, T* sme
     __syncthreads();  // shared memory is free for the next row
   }
 }
+
+// log(exp(a) + exp(b)) without overflow; -inf is the identity, NaN propagates.
+struct fj_op_logaddexp {
+  template <class T> __device__ __forceinline__ T operator()(T a, T b) const {
+    const T hi = fj_max(a, b);
+    if (hi != hi) return hi;
+    const T lo = a < b ? a : b;
+    if (lo == -hi && hi < (T)0 && !fj_is_finite(hi)) return hi;  // both -inf
+    if (!fj_is_finite(hi)) return hi;                              // +inf
+    return hi + log1p(exp(lo - hi));
+  }
+};

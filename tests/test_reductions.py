@@ -10,7 +10,7 @@ from jax import lax
 
 import fusejit
 from fusejit import backends, templates
-from helpers import FLOATS, INTS, rand, verify
+from helpers import FLOATS, INTS, OVERRIDES, rand, verify
 
 
 @pytest.mark.parametrize("row", [1, 31, 33, 1025])
@@ -111,9 +111,32 @@ def test_argmax_argmin_first_index_and_nan(dtype, x64):
                       jnp.argmax(x[:, :33], 1, keepdims=True)), x)
 
 
-def test_unsupported_reduction_like_primitives_are_named():
-    with pytest.raises(fusejit.UnsupportedError, match="cumsum"):
-        fusejit.jit(lambda x: jnp.cumsum(x))(np.ones(4, np.float32))
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_cumulative_ops_float(dtype, x64):
+    x = rand(np.random.default_rng(15), (5, 1030), dtype)
+    verify(lambda x: {
+        "cumsum": jnp.cumsum(x, 1), "cumsum0": jnp.cumsum(jnp.sin(x[:, :40]), 0),
+        "reverse": lax.cumsum(x[:, :33], 1, reverse=True), "cumprod": jnp.cumprod(x[:, :31] * 0.5, 1),
+        "cummax": lax.cummax(x, 1), "cummin": lax.cummin(x[:, :40], 0, reverse=True),
+        "cumlogsumexp": lax.cumlogsumexp(x, 1), "flat": jnp.cumsum(x[:2]),
+    }, x, **OVERRIDES["cumsum"])
+
+
+@pytest.mark.parametrize("dtype", (np.int8, np.int32, np.uint16, np.int64))
+def test_cumulative_ops_int_and_bool(dtype, x64):
+    x = rand(np.random.default_rng(16), (9, 37), dtype, special=True)
+    verify(lambda x: (jnp.cumsum(x, 1, dtype=x.dtype), jnp.cumprod(x, 0, dtype=x.dtype), lax.cummax(x, 1),
+                      lax.cummin(x, 0, reverse=True), jnp.cumsum(x > 0, 1)), x)
+
+
+def test_cumulative_empty_and_single():
+    e, s = np.zeros((0, 5), np.float32), rand(np.random.default_rng(17), (4, 1), np.float32)
+    verify(lambda e, s: (jnp.cumsum(e, 1), jnp.cumsum(e, 0), jnp.cumsum(s, 1), lax.cummax(s, 0)), e, s)
+
+
+def test_unsupported_sort_is_named():
+    with pytest.raises(fusejit.UnsupportedError, match="'sort'"):
+        fusejit.jit(lambda x: jnp.sort(x) * 2)(np.ones(4, np.float32))
 
 
 @pytest.fixture

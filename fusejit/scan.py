@@ -1,0 +1,80 @@
+"""Codegen of cumulative ops (cumsum, cumprod, cummax, cummin, cumlogsumexp).
+
+A row is every element along the scanned axis for one position of the other axes.  One
+block per row: a chunked two-pass scan (kernels/scan.cu.in).  The operand's producers are
+fused, and computed in both passes, so the input is read twice.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import ops
+from .indexing import Sym, aff, delinearize, linearize
+from .reduce import accumulator_dtype, identity
+from .templates import fill
+
+COMBINE = {
+    "cumsum": ("fj_op_sum", "zero", "reduce_sum"), "cumprod": ("fj_op_prod", "one", "reduce_prod"),
+    "cummax": ("fj_op_max", "lowest", "reduce_max"), "cummin": ("fj_op_min", "highest", "reduce_min"),
+    "cumlogsumexp": ("fj_op_logaddexp", "lowest", "reduce_max"),
+}
+
+
+def render_scan(w, block: int):
+    from .codegen import Param, RenderedKernel, render_params
+    spec = w.spec
+    w.var_by_id = {id(v): v for e in spec.eqns for v in e.outputs}
+    (axis,), (scan_n,) = spec.reduce_axes, spec.reduce_shape
+    row_shape = spec.shape[:axis] + spec.shape[axis + 1:]
+    rows = spec.size // max(scan_n, 1)
+    row_idx = list(delinearize(aff(Sym("loop", ("i",), 0, max(rows - 1, 0))), row_shape))
+    r = aff(Sym("loop", ("r",), 0, max(scan_n - 1, 0)))
+    position = (scan_n - 1) - r if spec.scan_reverse else r
+    idx = tuple(row_idx[:axis] + [position] + row_idx[axis:])
+    address = w.index(linearize(idx, spec.shape))
+    shared, init, accumulate, publish, exclusive, resume, rescan = [], [], [], [], [], [], []
+    for k, out in enumerate(spec.outputs):
+        eqn, _ = w.producers[id(out)]
+        functor, ident_kind, like = COMBINE[eqn.primitive]
+        acc_dtype = accumulator_dtype(like, out.dtype)
+        acc_t, out_t = ops.ctype(acc_dtype), ops.ctype(out.dtype)
+        ident = identity(ident_kind, out.dtype, acc_dtype)
+        value = w.read(eqn.inputs[0], idx)
+        if acc_dtype != out.dtype:
+            value = f"({acc_t}){value}"
+        shared.append(f"__shared__ {acc_t} totals{k}[{block}];")
+        init.append(f"{acc_t} acc{k} = {ident};")
+        accumulate.append(f"acc{k} = {functor}()(acc{k}, {value});  // {eqn.primitive}")
+        publish.append(f"totals{k}[threadIdx.x] = acc{k};")
+        exclusive += [f"{acc_t} prefix{k} = {ident};",
+                      f"for (unsigned t = 0; t < blockDim.x; ++t) {{",
+                      f"  const {acc_t} chunk_total = totals{k}[t];",
+                      f"  totals{k}[t] = prefix{k};",
+                      f"  prefix{k} = {functor}()(prefix{k}, chunk_total);",
+                      "}"]
+        resume.append(f"acc{k} = totals{k}[threadIdx.x];")
+        rescan += [f"acc{k} = {functor}()(acc{k}, {value});  // {eqn.primitive}",
+                   f"out{k}[{address}] = fj_convert<{out_t}>(acc{k});"]
+    params = w.buffer_params() + [Param("scalar", "n", w.index_ctype, value=rows),
+                                  Param("scalar", "scan_n", w.index_ctype, value=scan_n)]
+    body = "".join(f"      {line}\n" for line in w.body)
+    source = fill(
+        "scan.cu.in",
+        name=spec.name,
+        description=f"{len(spec.outputs)} scan(s) along axis {axis}{' (reversed)' if spec.scan_reverse else ''} "
+                    f"of {list(spec.shape)}: {rows} row(s) of {scan_n}",
+        fused=w.fused_summary(),
+        block=block,
+        params=render_params(params),
+        index_type=w.index_ctype,
+        shared="".join(f"  {line}\n" for line in shared),
+        prologue="".join(f"  {line}\n" for line in w.prologue),
+        init="".join(f"    {line}\n" for line in init),
+        body=body,
+        accumulate="".join(f"      {line}\n" for line in accumulate),
+        publish="".join(f"    {line}\n" for line in publish),
+        exclusive="".join(f"      {line}\n" for line in exclusive),
+        resume="".join(f"    {line}\n" for line in resume),
+        rescan="".join(f"      {line}\n" for line in rescan),
+    )
+    return RenderedKernel(spec, source, tuple(params), w.index_ctype != "int", 2 * w.loads, len(spec.outputs), block)

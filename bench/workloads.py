@@ -226,3 +226,101 @@ register(Workload(
     # A column sum of thousands of +-2 values can cancel to nearly zero; the error of a float32
     # sum scales with sum(|x|) (~eps * rows * 2), not with the result, so atol must too.
     tolerance=dict(atol=2e-3)))
+
+
+# ---- epilogues, optimizers, stencils -------------------------------------------------------
+
+def gelu_bias(x, b):
+    """GELU (tanh form) of x + bias: a matmul epilogue without the matmul."""
+    import jax
+    return jax.nn.gelu(x + b)
+
+
+def gelu_bias_eager(xp, x, b):
+    y = x + b
+    return 0.5 * y * (1.0 + xp.tanh(0.7978845608 * (y + 0.044715 * y ** 3)))
+
+
+def _matrix_bias(cols):
+    def build(rng, n):
+        rows = max(1, n // cols)
+        return (uniform(rng, (rows, cols), np.float32, -3.0, 3.0), uniform(rng, (cols,), np.float32, -1.0, 1.0))
+    return build
+
+
+register(Workload(
+    name="gelu_bias", fn=gelu_bias, eager=gelu_bias_eager, build=_matrix_bias(4096), size=8192 * 4096,
+    stresses="GELU with a broadcast bias over (8192, 4096) float32: a long elementwise epilogue"))
+
+
+def adam(p, g, m, v):
+    """One Adam step: 4 inputs, 3 outputs per parameter."""
+    b1, b2, lr, eps = 0.9, 0.999, 1e-3, 1e-8
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * g * g
+    p = p - lr * (m / (1 - b1)) / (jnp.sqrt(v / (1 - b2)) + eps)
+    return p, m, v
+
+
+def adam_eager(xp, p, g, m, v):
+    b1, b2, lr, eps = 0.9, 0.999, 1e-3, 1e-8
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * g * g
+    return p - lr * (m / (1 - b1)) / (xp.sqrt(v / (1 - b2)) + eps), m, v
+
+
+register(Workload(
+    name="adam", fn=adam, eager=adam_eager,
+    build=lambda rng, n: (uniform(rng, (n,), np.float32), uniform(rng, (n,), np.float32),
+                          uniform(rng, (n,), np.float32), uniform(rng, (n,), np.float32, 0.1, 2.0)),
+    size=10_000_000, stresses="an Adam step over 10M parameters: many inputs and outputs in one kernel"))
+
+
+def laplacian(u):
+    """5-point Laplacian of the interior of a 2-D grid, from shifted slices."""
+    return u[:-2, 1:-1] + u[2:, 1:-1] + u[1:-1, :-2] + u[1:-1, 2:] - 4.0 * u[1:-1, 1:-1]
+
+
+def laplacian_eager(xp, u):
+    return u[:-2, 1:-1] + u[2:, 1:-1] + u[1:-1, :-2] + u[1:-1, 2:] - 4.0 * u[1:-1, 1:-1]
+
+
+register(Workload(
+    name="laplacian", fn=laplacian, eager=laplacian_eager, build=_square_matrix, size=4096 * 4096,
+    stresses="2-D 5-point stencil from slices on (4096, 4096): neighbouring reads fused into one kernel"))
+
+TAPS = (0.02, 0.05, 0.12, 0.2, 0.22, 0.2, 0.12, 0.05, 0.02)
+
+
+def conv9(x):
+    """A 9-tap filter from shifted slices (a 'valid' 1-D convolution)."""
+    n = x.shape[0] - len(TAPS) + 1
+    return sum(w * x[k:k + n] for k, w in enumerate(TAPS))
+
+
+def conv9_eager(xp, x):
+    n = x.shape[0] - len(TAPS) + 1
+    return sum(w * x[k:k + n] for k, w in enumerate(TAPS))
+
+
+register(Workload(
+    name="conv9", fn=conv9, eager=conv9_eager,
+    build=lambda rng, n: (uniform(rng, (n,), np.float32),), size=10_000_000,
+    stresses="9-tap 1-D convolution of 10M float32 from shifted slices: 9 loads per output, 1 kernel"))
+
+
+def cumsum(x):
+    return jnp.cumsum(x)
+
+
+def cumsum_eager(xp, x):
+    return xp.cumsum(x)
+
+
+register(Workload(
+    name="cumsum_10M", fn=cumsum, eager=cumsum_eager,
+    build=lambda rng, n: (uniform(rng, (n,), np.float32, 0.0, 1.0),), size=10_000_000,
+    stresses="cumulative sum of 10M float32 (positive): a scan of one long row",
+    # The running sum grows to ~5e6: float32 sums differ from float64-accumulated ones by
+    # about eps * (running sum), so the relative tolerance is widened.
+    tolerance=dict(rtol=2e-4)))

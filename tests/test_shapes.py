@@ -149,3 +149,17 @@ def test_index64_forced_on_small_arrays():
         compiled = jitted.lower(x)
         assert all(k.index64 for k in compiled.rendered)
         assert "typedef long long idx_t;" in compiled.source
+
+
+def test_too_long_kernel_is_split_by_storing_an_intermediate():
+    """70 nested neighbour sums would need ~2500 statements in one kernel: fusion stores an
+    intermediate and continues in a second kernel."""
+    def f(x):
+        for _ in range(70):
+            x = x[1:] * 0.5 + x[:-1] * 0.5
+        return x
+
+    x = rand(rng(25), (300,), np.float32)
+    compiled = verify(f, x, backends=("host",))
+    assert compiled.kernel_count >= 2
+    assert compiled.plan.cuts

@@ -170,19 +170,11 @@ class KernelWriter:
             address = linearize(idx, spec.shape)
             self.body.append(f"out{k}[{self.index(address)}] = {value};")
         params = self.buffer_params() + [Param("scalar", "n", self.index_ctype, value=n)]
-        param_text = render_params(params)
-        source = fill(
-            "elementwise.cu.in",
-            name=spec.name,
-            description=f"{len(spec.outputs)} output(s) of shape {list(spec.shape)}, "
-                        f"{self.loads} load(s) and {len(spec.outputs)} store(s) per element",
-            fused=self.fused_summary(),
-            block=block,
-            params=param_text,
-            index_type=self.index_ctype,
-            prologue="".join(f"  {line}\n" for line in self.prologue),
-            body="".join(f"    {line}\n" for line in self.body),
-        )
+        source = fill_kernel(
+            self, "elementwise.cu.in",
+            f"{len(spec.outputs)} output(s) of shape {list(spec.shape)}, "
+            f"{self.loads} load(s) and {len(spec.outputs)} store(s) per element",
+            block, params, body=indent(self.body, 2))
         return RenderedKernel(spec, source, tuple(params), self.index_ctype != "int",
                               self.loads, len(spec.outputs), block)
 
@@ -203,6 +195,18 @@ class KernelWriter:
             eqn, pos = self.producers[id(out)]
             return RULES[eqn.primitive](self, eqn, pos, tuple(aff(e) for e in idx))
         return self.read(out, idx)
+
+
+def indent(lines, depth: int) -> str:
+    """Lines of C for a template slot, indented `depth` levels of two spaces."""
+    return "".join(f"{'  ' * depth}{line}\n" for line in lines)
+
+
+def fill_kernel(w, template_name: str, description: str, block: int, params, **sections) -> str:
+    """Fill the slots every kernel template shares; `sections` are the template's own slots."""
+    return fill(template_name, name=w.spec.name, description=description, fused=w.fused_summary(),
+                block=block, params=render_params(params), index_type=w.index_ctype,
+                prologue=indent(w.prologue, 1), **sections)
 
 
 def render_params(params) -> str:

@@ -10,7 +10,6 @@ import numpy as np
 
 from . import ops
 from .indexing import Sym, aff, delinearize
-from .templates import fill
 
 # primitive -> (combine functor, identity kind)
 COMBINE = {
@@ -75,7 +74,7 @@ def render_arg(w, k, eqn, out, idx, init, shared, combine, stores):
 
 
 def render_reduction(w, block: int):
-    from .codegen import Param, RenderedKernel, render_params
+    from .codegen import Param, RenderedKernel, fill_kernel, indent
     spec = w.spec
     w.var_by_id = {id(v): v for e in spec.eqns for v in e.outputs}
     rows = spec.size
@@ -105,20 +104,10 @@ def render_reduction(w, block: int):
         stores.append(f"out{k}[i] = fj_convert<{ops.ctype(out.dtype)}>(acc{k});")
     params = w.buffer_params() + [Param("scalar", "n", w.index_ctype, value=rows),
                                   Param("scalar", "reduce_n", w.index_ctype, value=reduce_n)]
-    source = fill(
-        "reduce.cu.in",
-        name=spec.name,
-        description=f"{len(spec.outputs)} reduction(s) over axes {list(spec.reduce_axes)} of "
-                    f"{list(spec.outputs[0].shape)} rows x {reduce_n} elements, {w.loads} load(s) per element",
-        fused=w.fused_summary(),
-        block=block,
-        params=render_params(params),
-        index_type=w.index_ctype,
-        shared="".join(f"  {line}\n" for line in shared),
-        prologue="".join(f"  {line}\n" for line in w.prologue),
-        init="".join(f"    {line}\n" for line in init),
-        body="".join(f"      {line}\n" for line in w.body),
-        combine="".join(f"    {line}\n" for line in combine),
-        stores="".join(f"      {line}\n" for line in stores),
-    )
+    source = fill_kernel(
+        w, "reduce.cu.in",
+        f"{len(spec.outputs)} reduction(s) over axes {list(spec.reduce_axes)} of "
+        f"{list(spec.outputs[0].shape)} rows x {reduce_n} elements, {w.loads} load(s) per element",
+        block, params, shared=indent(shared, 1), init=indent(init, 2), body=indent(w.body, 3),
+        combine=indent(combine, 2), stores=indent(stores, 3))
     return RenderedKernel(spec, source, tuple(params), w.index_ctype != "int", w.loads, len(spec.outputs), block)

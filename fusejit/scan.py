@@ -11,7 +11,6 @@ import numpy as np
 from . import ops
 from .indexing import Sym, aff, delinearize, linearize
 from .reduce import accumulator_dtype, identity
-from .templates import fill
 
 COMBINE = {
     "cumsum": ("fj_op_sum", "zero", "reduce_sum"), "cumprod": ("fj_op_prod", "one", "reduce_prod"),
@@ -21,7 +20,7 @@ COMBINE = {
 
 
 def render_scan(w, block: int):
-    from .codegen import Param, RenderedKernel, render_params
+    from .codegen import Param, RenderedKernel, fill_kernel, indent
     spec = w.spec
     w.var_by_id = {id(v): v for e in spec.eqns for v in e.outputs}
     (axis,), (scan_n,) = spec.reduce_axes, spec.reduce_shape
@@ -57,24 +56,11 @@ def render_scan(w, block: int):
                    f"out{k}[{address}] = fj_convert<{out_t}>(acc{k});"]
     params = w.buffer_params() + [Param("scalar", "n", w.index_ctype, value=rows),
                                   Param("scalar", "scan_n", w.index_ctype, value=scan_n)]
-    body = "".join(f"      {line}\n" for line in w.body)
-    source = fill(
-        "scan.cu.in",
-        name=spec.name,
-        description=f"{len(spec.outputs)} scan(s) along axis {axis}{' (reversed)' if spec.scan_reverse else ''} "
-                    f"of {list(spec.shape)}: {rows} row(s) of {scan_n}",
-        fused=w.fused_summary(),
-        block=block,
-        params=render_params(params),
-        index_type=w.index_ctype,
-        shared="".join(f"  {line}\n" for line in shared),
-        prologue="".join(f"  {line}\n" for line in w.prologue),
-        init="".join(f"    {line}\n" for line in init),
-        body=body,
-        accumulate="".join(f"      {line}\n" for line in accumulate),
-        publish="".join(f"    {line}\n" for line in publish),
-        exclusive="".join(f"      {line}\n" for line in exclusive),
-        resume="".join(f"    {line}\n" for line in resume),
-        rescan="".join(f"      {line}\n" for line in rescan),
-    )
+    source = fill_kernel(
+        w, "scan.cu.in",
+        f"{len(spec.outputs)} scan(s) along axis {axis}{' (reversed)' if spec.scan_reverse else ''} "
+        f"of {list(spec.shape)}: {rows} row(s) of {scan_n}",
+        block, params, shared=indent(shared, 1), init=indent(init, 2), body=indent(w.body, 3),
+        accumulate=indent(accumulate, 3), publish=indent(publish, 2), exclusive=indent(exclusive, 3),
+        resume=indent(resume, 2), rescan=indent(rescan, 3))
     return RenderedKernel(spec, source, tuple(params), w.index_ctype != "int", 2 * w.loads, len(spec.outputs), block)

@@ -11,6 +11,7 @@ import collections
 import hashlib
 import os
 import tempfile
+import warnings
 
 from . import config
 from ._version import __version__
@@ -37,36 +38,114 @@ def entry_path(kind: str, key: str, suffix: str) -> str:
     return os.path.join(config.cache_dir(), kind, f"{key}{suffix}")
 
 
+def _digest(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _drop(*paths: str) -> None:
+    for path in paths:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
 def lookup(kind: str, key: str, suffix: str) -> str | None:
+    """The path of a valid entry, or None.  An entry whose checksum does not match (truncated,
+    corrupted) is removed with a warning, so the caller compiles it again."""
     if not enabled():
         return None
     path = entry_path(kind, key, suffix)
-    if os.path.exists(path):
-        stats["disk_hits"] += 1
-        return path
-    return None
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path + ".sha256") as f:
+            expected = f.read().strip()
+        valid = _digest(path) == expected
+    except OSError:
+        valid = False
+    if not valid:
+        warnings.warn(f"fusejit: cache entry {path} is corrupted or incomplete; recompiling", stacklevel=3)
+        _drop(path, path + ".sha256")
+        return None
+    try:
+        os.utime(path)  # least recently used goes first when the cache is over its size cap
+    except OSError:
+        pass
+    stats["disk_hits"] += 1
+    return path
+
+
+_warned_dirs: set = set()
+
+
+def _writable_dir(kind: str) -> str:
+    """The cache directory for `kind`, or a private temporary one (with a warning) when the
+    cache is disabled, missing and uncreatable, or read-only."""
+    if enabled():
+        directory = os.path.join(config.cache_dir(), kind)
+        try:
+            os.makedirs(directory, exist_ok=True)
+            if os.access(directory, os.W_OK):
+                return directory
+            problem = "is read-only"
+        except OSError as e:
+            problem = f"cannot be created ({e.strerror})"
+        if directory not in _warned_dirs:
+            _warned_dirs.add(directory)
+            warnings.warn(f"fusejit: cache directory {directory} {problem}; compiled kernels are kept for "
+                          f"this process only (set FUSEJIT_CACHE_DIR to a writable directory)", stacklevel=4)
+    return tempfile.mkdtemp(prefix="fusejit-")
 
 
 def store(kind: str, key: str, suffix: str, build) -> str:
-    """Run build(tmp_path) to produce the entry, then move it into place atomically.
-
-    With the cache disabled the entry goes to a private temporary directory."""
+    """Run build(tmp_path) to produce the entry, then move it into place atomically, its
+    checksum first.  A failed build leaves nothing behind."""
     stats["compiles"] += 1
-    if enabled():
-        directory = os.path.join(config.cache_dir(), kind)
-        os.makedirs(directory, exist_ok=True)
-    else:
-        directory = tempfile.mkdtemp(prefix="fusejit-")
+    directory = _writable_dir(kind)
     final = os.path.join(directory, f"{key}{suffix}")
     fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=suffix, dir=directory)
     os.close(fd)
     try:
         build(tmp)
+        fd, tmp_sum = tempfile.mkstemp(prefix=f".{key}.", suffix=".sha256", dir=directory)
+        with os.fdopen(fd, "w") as f:
+            f.write(_digest(tmp))
+        os.replace(tmp_sum, final + ".sha256")
         os.replace(tmp, final)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        _drop(tmp)
+    enforce_size_cap()
     return final
+
+
+def enforce_size_cap() -> None:
+    """With FUSEJIT_CACHE_MAX_BYTES set, remove least recently used entries until under it."""
+    cap = os.environ.get("FUSEJIT_CACHE_MAX_BYTES")
+    if not cap or not enabled():
+        return
+    entries = []
+    for root, _, files in os.walk(config.cache_dir()):
+        for name in files:
+            if name.startswith(".") or name.endswith(".sha256"):
+                continue
+            path = os.path.join(root, name)
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            entries.append((st.st_mtime, st.st_size, path))
+    total = sum(size for _, size, _ in entries)
+    for _, size, path in sorted(entries):
+        if total <= int(cap):
+            break
+        _drop(path, path + ".sha256")
+        total -= size
+        stats["evictions"] += 1
 
 
 def clear() -> None:

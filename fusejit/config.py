@@ -3,6 +3,7 @@
 FUSEJIT_BACKEND       cuda | host | emulate: override the default backend.
 FUSEJIT_CACHE_DIR     where compiled kernels are kept (default: ~/.cache/fusejit).
 FUSEJIT_CACHE=0       disable the on-disk cache.
+FUSEJIT_CACHE_MAX_BYTES  cap on the on-disk cache; least recently used entries go first.
 FUSEJIT_CHECK=1       diff every call against jax.jit and raise MismatchError on a failure.
 FUSEJIT_DEBUG=N       1: launches, 2: graphs, 3: fusion groups, 4: kernel source.
 FUSEJIT_DUMP_SOURCE=1 print each kernel's source when it compiles.

@@ -36,7 +36,7 @@ def test_same_key_hits_memory_and_traces_once(fresh_cache):
 def test_entries_are_complete_files_only(fresh_cache):
     fusejit.jit(lambda x: x * 3.5)(np.ones(3, np.float32))
     files = sorted(os.listdir(fresh_cache / "host"))
-    assert len(files) == 1 and files[0].endswith(".so") and not files[0].startswith(".")
+    assert len(files) == 2 and files[0].endswith(".so") and files[1] == files[0] + ".sha256"
 
 
 SCRIPT = textwrap.dedent("""
@@ -87,3 +87,68 @@ def test_clear(fresh_cache):
     assert fresh_cache.exists()
     fusejit.cache.clear()
     assert not fresh_cache.exists()
+
+
+def test_corrupted_entry_is_detected_and_recompiled(fresh_cache):
+    f = lambda x: x * 6.5  # noqa: E731
+    fusejit.jit(f)(np.ones(3, np.float32))
+    (entry,) = [p for p in (fresh_cache / "host").iterdir() if p.suffix == ".so"]
+    data = entry.read_bytes()
+    entry.unlink()  # a new file: this process still has the old one mapped
+    entry.write_bytes(data[: len(data) // 2])  # truncated
+    backends._instances.clear()
+    cache.stats.clear()
+    with pytest.warns(UserWarning, match="corrupted or incomplete"):
+        out = fusejit.jit(f)(np.ones(3, np.float32))
+    np.testing.assert_array_equal(out, np.full(3, 6.5, np.float32))
+    assert cache.stats["compiles"] == 1 and cache.stats["disk_hits"] == 0
+
+
+def test_unusable_cache_dir_falls_back_to_memory(tmp_path, monkeypatch):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("FUSEJIT_CACHE_DIR", str(blocker / "cache"))
+    backends._instances.clear()
+    with pytest.warns(UserWarning, match="cannot be created"):
+        out = fusejit.jit(lambda x: x + 0.125)(np.zeros(2, np.float32))
+    np.testing.assert_array_equal(out, [0.125, 0.125])
+    backends._instances.clear()
+
+
+def test_size_cap_evicts_least_recently_used(fresh_cache, monkeypatch):
+    x = np.ones(2, np.float32)
+    fusejit.jit(lambda x: x + 11.0)(x)
+    size = sum(p.stat().st_size for p in (fresh_cache / "host").iterdir() if p.suffix == ".so")
+    monkeypatch.setenv("FUSEJIT_CACHE_MAX_BYTES", str(int(size * 1.5)))
+    fusejit.jit(lambda x: x + 12.0)(x)
+    entries = [p for p in (fresh_cache / "host").iterdir() if p.suffix == ".so"]
+    assert len(entries) == 1 and cache.stats["evictions"] == 1
+
+
+CONCURRENT = textwrap.dedent("""
+    import numpy as np, jax.numpy as jnp, fusejit
+    print(float(fusejit.jit(lambda x: jnp.cos(x) * 0.0625)(np.zeros(5, np.float32))[0]))
+""")
+
+
+def test_two_processes_compiling_at_once_both_succeed(fresh_cache):
+    env = dict(os.environ, FUSEJIT_CACHE_DIR=str(fresh_cache))
+    procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT], env=env, stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert [o.strip().splitlines()[-1] for o in outs] == ["0.0625", "0.0625"]
+    entries = [p for p in (fresh_cache / "host").iterdir() if not p.name.startswith(".")]
+    assert sorted(p.suffix for p in entries) == [".sha256", ".so"]
+
+
+def test_eight_threads_different_shapes_compile_once_each():
+    import concurrent.futures
+    f = fusejit.jit(lambda x: jnp.sin(x) * 2.0 + 1.0)
+    shapes = [(n,) for n in (3, 5, 7, 9)] * 2
+    inputs = [np.random.default_rng(k).standard_normal(s).astype(np.float32) for k, s in enumerate(shapes)]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        outs = list(pool.map(f, inputs))
+    for x, y in zip(inputs, outs):
+        np.testing.assert_allclose(y, np.sin(x) * 2 + 1, rtol=1e-6)
+    assert f.trace_count == 4

@@ -225,3 +225,32 @@ def test_backend_selection(monkeypatch):
 def test_cuda_backend_without_gpu_is_a_clear_error():
     with pytest.raises(fusejit.ToolchainError, match="needs CuPy and a CUDA GPU"):
         fusejit.jit(lambda x: x + 1, backend="cuda")(np.ones(2))
+
+
+def test_missing_cxx_compiler_says_what_to_install(monkeypatch):
+    from fusejit import backends
+    from fusejit.backends import cxx
+    monkeypatch.setenv("PATH", "")
+    monkeypatch.delenv("FUSEJIT_CXX", raising=False)
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setenv("FUSEJIT_CACHE", "0")
+    cxx.compiler.cache_clear()
+    backends._instances.clear()
+    try:
+        with pytest.raises(fusejit.ToolchainError, match="install g\\+\\+"):
+            fusejit.jit(lambda x: x * 1.0625)(np.ones(2, np.float32))
+    finally:
+        monkeypatch.undo()
+        cxx.compiler.cache_clear()
+        backends._instances.clear()
+
+
+def test_missing_nvrtc_says_what_to_install(monkeypatch):
+    import sys
+
+    import cupy_backends.cuda.libs as libs
+    from fusejit import nvrtc
+    monkeypatch.delattr(libs, "nvrtc")
+    monkeypatch.setitem(sys.modules, "cupy_backends.cuda.libs.nvrtc", None)
+    with pytest.raises(fusejit.ToolchainError, match="nvidia-cuda-nvrtc"):
+        nvrtc.compile_source('extern "C" __global__ void k() {}', "sm_90")

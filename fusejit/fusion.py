@@ -40,6 +40,7 @@ class KernelSpec:
     reduce_axes: tuple[int, ...] | None = None   # a reduction kernel: the operand axes reduced
     reduce_shape: tuple[int, ...] = ()           # ... and their extents
     scan_reverse: bool | None = None             # a scan kernel (reduce_axes holds its axis)
+    epilogue: frozenset = frozenset()            # ids of outputs computed after a reduction
 
     @property
     def size(self) -> int:
@@ -122,6 +123,21 @@ def plan_kernels(graph: Graph, cuts: frozenset = frozenset(), prefix: str = "fj"
         else:
             groups.setdefault((stage(v), "map", v.shape), []).append(v)
 
+    # Elementwise consumers of one reduction kernel's results, of the results' shape, are
+    # computed by that kernel after its block reduction (an epilogue) instead of by a kernel
+    # of their own: `mean = sum / n` costs no launch.
+    home_of = {id(v): key for key, vs in groups.items() if key[1] == "reduce" for v in vs}
+    epilogue: set[int] = set()
+    for key in [k for k in groups if k[1] == "map"]:
+        for v in list(groups[key]):
+            home = epilogue_home(v, prod, is_source, home_of, base_sources)
+            if home is not None:
+                groups[key].remove(v)
+                groups[home].append(v)
+                epilogue.add(id(v))
+        if not groups[key]:
+            del groups[key]
+
     order = {id(e): k for k, e in enumerate(graph.eqns)}
     kernels = []
     for k, (key, outs) in enumerate(sorted(groups.items(), key=lambda kv: kv[0][0])):
@@ -133,16 +149,51 @@ def plan_kernels(graph: Graph, cuts: frozenset = frozenset(), prefix: str = "fj"
                                       (axis,), (shape[axis],), reverse))
         elif key[1] == "reduce":
             _, _, in_shape, axes, shape = key
-            kernels.append(KernelSpec(f"{prefix}_k{k}", shape, tuple(outs), tuple(sources), tuple(eqns),
-                                      axes, tuple(in_shape[a] for a in axes)))
+            reductions = [v for v in outs if id(v) not in epilogue]
+            epi = [v for v in outs if id(v) in epilogue]
+            eqns, sources = cone(reductions, prod, is_source)
+            more_eqns, more_sources = cone(epi, prod, is_source, provided={id(v) for v in reductions})
+            eqns += [e for e in more_eqns if e not in eqns]
+            sources += [s for s in more_sources if s not in sources]
+            eqns.sort(key=lambda e: order[id(e)])
+            kernels.append(KernelSpec(f"{prefix}_k{k}", shape, tuple(reductions + epi), tuple(sources),
+                                      tuple(eqns), axes, tuple(in_shape[a] for a in axes),
+                                      epilogue=frozenset(id(v) for v in epi)))
         else:
             kernels.append(KernelSpec(f"{prefix}_k{k}", key[2], tuple(outs), tuple(sources), tuple(eqns)))
     return FusionPlan(graph, tuple(kernels), frozenset(cuts))
 
 
-def cone(outputs, prod, is_source):
-    """The equations computing `outputs` from sources, and the sources in order of first use."""
-    eqns, sources, seen = [], [], set()
+def epilogue_home(v, prod, is_source, home_of, base_sources):
+    """The reduction kernel (its group key) that can compute v after its block reduction: v
+    is elementwise in that kernel's results (of v's shape) and in inputs of v's size or of one
+    element.  Reshapes, squeezes and broadcasts that keep the element count map an index to
+    the same element, so they may stand between."""
+    eqns, sources = cone([v], prod, is_source)
+    allowed = set(ops.ELEMENTWISE) | ops.EXPANDED | {"reshape", "squeeze", "expand_dims", "broadcast_in_dim"}
+    if not eqns or any(e.primitive not in allowed for e in eqns):
+        return None
+    if any(isinstance(a, Var) and a.size not in (v.size, 1) for e in eqns for a in e.inputs + e.outputs):
+        return None
+    if any(e.primitive == "broadcast_in_dim" and e.inputs[0].size != e.outputs[0].size and e.inputs[0].ndim
+           for e in eqns):
+        return None
+    homes = set()
+    for s in sources:
+        if id(s) in home_of:
+            homes.add(home_of[id(s)])
+        elif id(s) not in base_sources or s.size not in (v.size, 1):
+            return None
+    if len(homes) != 1:
+        return None
+    home = homes.pop()
+    return home if home[4] == v.shape else None
+
+
+def cone(outputs, prod, is_source, provided=frozenset()):
+    """The equations computing `outputs` from sources, and the sources in order of first use;
+    values in `provided` are computed by the kernel itself and are neither."""
+    eqns, sources, seen = [], [], set(provided)
 
     def visit(v):
         if id(v) in seen:
@@ -180,7 +231,13 @@ def format_plan(plan: FusionPlan, name=None) -> str:
     lines = []
     for k in plan.kernels:
         prims = ", ".join(dict.fromkeys(e.primitive for e in k.eqns)) or "copy"
+        if k.scan_reverse is not None:
+            kind = f"scan along axis {k.reduce_axes[0]}{' (reversed)' if k.scan_reverse else ''}, "
+        elif k.reduce_axes is not None:
+            kind = f"reduce axes {list(k.reduce_axes)}{f' + {len(k.epilogue)} epilogue' if k.epilogue else ''}, "
+        else:
+            kind = ""
         lines.append(
-            f"{k.name}: shape={list(k.shape)} loads {', '.join(name(v) for v in k.sources) or '-'}"
+            f"{k.name}: {kind}shape={list(k.shape)} loads {', '.join(name(v) for v in k.sources) or '-'}"
             f" -> stores {', '.join(name(v) for v in k.outputs)}; fuses {len(k.eqns)} eqns ({prims})")
     return "\n".join(lines) if lines else "(no kernels)"

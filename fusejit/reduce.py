@@ -73,6 +73,23 @@ def render_arg(w, k, eqn, out, idx, init, shared, combine, stores):
     stores.append(f"out{k}[i] = arg{k};")
 
 
+def epilogue(w, spec, out_idx, results) -> list[str]:
+    """Statements computing the kernel's epilogue outputs from the reduction results (thread 0,
+    after the block reduction).  Names from the reduction loop are out of scope here."""
+    body = w.body
+    w.body = lines = []
+    w.memo.clear()
+    w.sym_names.clear()
+    for var_id, name in results.items():
+        w.memo[(var_id, tuple(out_idx))] = name
+        w.variant.add(name)
+    for k, out in enumerate(spec.outputs):
+        if id(out) in spec.epilogue:
+            lines.append(f"out{k}[i] = {w.read(out, out_idx)};")
+    w.body = body
+    return lines
+
+
 def render_reduction(w, block: int):
     from .codegen import Param, RenderedKernel, fill_kernel, indent
     spec = w.spec
@@ -82,13 +99,17 @@ def render_reduction(w, block: int):
     out_idx = delinearize(aff(Sym("loop", ("i",), 0, max(rows - 1, 0))), spec.shape)
     red_idx = delinearize(aff(Sym("loop", ("r",), 0, max(reduce_n - 1, 0))), spec.reduce_shape)
     init, shared, combine, stores = [], [], [], []
+    results = {}
     for k, out in enumerate(spec.outputs):
+        if id(out) in spec.epilogue:
+            continue
         eqn, _ = w.producers[id(out)]
         operand = eqn.inputs[0]
         it_out, it_red = iter(out_idx), iter(red_idx)
         idx = tuple(next(it_red) if d in spec.reduce_axes else next(it_out) for d in range(operand.ndim))
         if eqn.primitive in ("argmax", "argmin"):
             render_arg(w, k, eqn, out, idx, init, shared, combine, stores)
+            results[id(out)] = f"arg{k}"
             continue
         functor, ident_kind = COMBINE[eqn.primitive]
         acc_dtype = accumulator_dtype(eqn.primitive, out.dtype)
@@ -101,7 +122,10 @@ def render_reduction(w, block: int):
         init.append(f"{acc_t} acc{k} = {ident};")
         shared.append(f"__shared__ {acc_t} smem{k}[32];")
         combine.append(f"acc{k} = fj_block_reduce(acc{k}, ({acc_t}){ident}, smem{k}, {functor}());")
-        stores.append(f"out{k}[i] = fj_convert<{ops.ctype(out.dtype)}>(acc{k});")
+        stores.append(f"const {ops.ctype(out.dtype)} res{k} = fj_convert<{ops.ctype(out.dtype)}>(acc{k});")
+        stores.append(f"out{k}[i] = res{k};")
+        results[id(out)] = f"res{k}"
+    stores += epilogue(w, spec, out_idx, results)
     params = w.buffer_params() + [Param("scalar", "n", w.index_ctype, value=rows),
                                   Param("scalar", "reduce_n", w.index_ctype, value=reduce_n)]
     source = fill_kernel(

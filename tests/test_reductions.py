@@ -175,3 +175,14 @@ def test_emulation_catches_a_missing_syncthreads(kernels_without_block_barrier):
     # ... the GPU-faithful emulation runs 256 threads per block and does.
     report = fusejit.check(fusejit.jit(f, backend="emulate"), x)
     assert not report.ok, str(report)
+
+
+def test_elementwise_consumers_run_in_the_reduction_epilogue():
+    """mean = sum / n and sqrt(sum(x*x)) * 2 are computed by the reduction kernel.  logsumexp's
+    log(sum) + max needs two reduction kernels' results, so it keeps a kernel of its own."""
+    x = rand(np.random.default_rng(18), (40, 257), np.float32)
+    compiled = verify(lambda x: (jnp.mean(x, 1), jnp.sqrt(jnp.sum(x * x, 1)) * 2.0,
+                                 jax.nn.logsumexp(x, axis=1)), x)
+    epilogues = [k for k in compiled.rendered if k.spec.epilogue]
+    assert len(epilogues) == 1 and len(epilogues[0].spec.epilogue) == 2
+    assert compiled.kernel_count == 3

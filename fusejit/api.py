@@ -46,7 +46,7 @@ class InsideTrace(Exception):
     """A fusejit function called while JAX traces an outer function: it is inlined, as jax.jit is."""
 
 
-def _hashable(value, where: str):
+def _hashable(value):
     try:
         hash(value)
     except TypeError as e:
@@ -108,8 +108,8 @@ class Jitted:
 
     # ---- specialization ----
     def _split(self, args, kwargs):
-        static_pos = tuple((k, _hashable(args[k], "static")) for k in self.static_argnums if k < len(args))
-        static_kw = tuple(sorted((k, _hashable(v, "static")) for k, v in kwargs.items()
+        static_pos = tuple((k, _hashable(args[k])) for k in self.static_argnums if k < len(args))
+        static_kw = tuple(sorted((k, _hashable(v)) for k, v in kwargs.items()
                                  if k in self.static_argnames))
         dyn_args = tuple(a for k, a in enumerate(args) if k not in self.static_argnums)
         dyn_kwargs = {k: v for k, v in kwargs.items() if k not in self.static_argnames}
@@ -169,12 +169,16 @@ class Jitted:
         return compiled
 
     # ---- calls ----
-    def __call__(self, *args, **kwargs):
+    def run(self, *args, **kwargs):
+        """Call without the diff against jax.jit (that `check=True` or FUSEJIT_CHECK ask for)."""
         try:
             compiled, leaves = self.specialize(args, kwargs)
         except InsideTrace:
             return self.fun(*args, **kwargs)
-        result = jax.tree_util.tree_unflatten(compiled.out_tree, compiled.run(leaves))
+        return jax.tree_util.tree_unflatten(compiled.out_tree, compiled.run(leaves))
+
+    def __call__(self, *args, **kwargs):
+        result = self.run(*args, **kwargs)
         if self.check or config.env_flag("FUSEJIT_CHECK"):
             from .check import compare
             report = compare(self.reference(*args, **kwargs), result)

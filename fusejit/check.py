@@ -145,14 +145,6 @@ def check(f, *args, rtol=None, atol=None, **kwargs) -> CheckReport:
     """Run f with fusejit and with jax.jit on the same inputs; return the per-output diff report."""
     from .api import Jitted, jit
     jitted = f if isinstance(f, Jitted) else jit(f)
-    got = jitted(*args, **kwargs) if not jitted.check else jitted.__class__.__call__(
-        _unchecked(jitted), *args, **kwargs)
+    got = jitted.run(*args, **kwargs)
     want = jitted.reference(*args, **kwargs)
     return compare(want, got, rtol, atol)
-
-
-def _unchecked(jitted):
-    import copy
-    clone = copy.copy(jitted)
-    clone.check = False
-    return clone

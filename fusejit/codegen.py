@@ -65,6 +65,7 @@ class KernelWriter:
     def __init__(self, spec: KernelSpec, producers, index64: bool):
         self.spec = spec
         self.producers = producers
+        self.index64 = index64
         self.index_ctype = "long long" if index64 else "int"
         self.source_names = {id(v): f"in{k}" for k, v in enumerate(spec.sources)}
         self.memo: dict = {}
@@ -175,7 +176,7 @@ class KernelWriter:
             f"{len(spec.outputs)} output(s) of shape {list(spec.shape)}, "
             f"{self.loads} load(s) and {len(spec.outputs)} store(s) per element",
             block, params, body=indent(self.body, 2))
-        return RenderedKernel(spec, source, tuple(params), self.index_ctype != "int",
+        return RenderedKernel(spec, source, tuple(params), self.index64,
                               self.loads, len(spec.outputs), block)
 
     def buffer_params(self) -> list:

@@ -141,8 +141,9 @@ def plan_kernels(graph: Graph, cuts: frozenset = frozenset(), prefix: str = "fj"
     order = {id(e): k for k, e in enumerate(graph.eqns)}
     kernels = []
     for k, (key, outs) in enumerate(sorted(groups.items(), key=lambda kv: kv[0][0])):
-        eqns, sources = cone(outs, prod, is_source)
-        eqns.sort(key=lambda e: order[id(e)])
+        if key[1] != "reduce":
+            eqns, sources = cone(outs, prod, is_source)
+            eqns.sort(key=lambda e: order[id(e)])
         if key[1] == "scan":
             _, _, shape, (axis, reverse) = key
             kernels.append(KernelSpec(f"{prefix}_k{k}", shape, tuple(outs), tuple(sources), tuple(eqns),

@@ -23,11 +23,9 @@ class Sym:
     lo: int
     hi: int
 
-    def __lt__(self, other: "Sym") -> bool:  # a stable order for canonical sums
-        return sort_key(self) < sort_key(other)
-
 
 def sort_key(sym: Sym):
+    """A stable order of symbols for canonical sums."""
     return (sym.kind, repr(sym.args))
 
 
@@ -176,8 +174,3 @@ def delinearize(flat: Affine, shape) -> tuple[Affine, ...]:
     """The multi-dimensional index of a row-major flat offset (0 <= flat < prod(shape))."""
     return tuple(aff(0) if d == 1 else delin(flat, st, d) for st, d in zip(strides_of(shape), shape))
 
-
-def in_range(f: Affine, lo: int, hi: int) -> bool:
-    """True when f provably lies in [lo, hi]."""
-    f = aff(f)
-    return f.lo >= lo and f.hi <= hi

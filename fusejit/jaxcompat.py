@@ -65,10 +65,6 @@ def source_of(eqn) -> str:
     return summary
 
 
-def pad_config(params) -> tuple[tuple[int, int, int], ...]:
-    return tuple((int(lo), int(hi), int(interior)) for lo, hi, interior in params["padding_config"])
-
-
 def literal_value(atom):
     return atom.val
 

@@ -30,10 +30,6 @@ def is_bool(dtype) -> bool:
     return np.dtype(dtype).kind == "b"
 
 
-def is_signed_int(dtype) -> bool:
-    return np.dtype(dtype).kind == "i"
-
-
 def c_literal(value, dtype) -> str:
     """An exact C literal of `dtype`."""
     dtype = np.dtype(dtype)

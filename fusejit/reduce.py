@@ -134,4 +134,4 @@ def render_reduction(w, block: int):
         f"{list(spec.outputs[0].shape)} rows x {reduce_n} elements, {w.loads} load(s) per element",
         block, params, shared=indent(shared, 1), init=indent(init, 2), body=indent(w.body, 3),
         combine=indent(combine, 2), stores=indent(stores, 3))
-    return RenderedKernel(spec, source, tuple(params), w.index_ctype != "int", w.loads, len(spec.outputs), block)
+    return RenderedKernel(spec, source, tuple(params), w.index64, w.loads, len(spec.outputs), block)

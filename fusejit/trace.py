@@ -96,7 +96,7 @@ def eliminate_dead_code(graph: Graph) -> Graph:
     return Graph(graph.inputs, consts, tuple(reversed(kept)), graph.outputs)
 
 
-def make_graph(fun, *, static_argnums=(), static_argnames=()):
+def make_graph(fun, *, static_argnums=()):
     """Like jax.make_jaxpr: `fusejit.make_graph(f)(*args)` returns f's Graph (printable)."""
     def wrapped(*args, **kwargs):
         closed = jax.make_jaxpr(fun, static_argnums=static_argnums)(*args, **kwargs)

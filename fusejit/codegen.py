@@ -16,9 +16,10 @@ import numpy as np
 
 from . import ops
 from .errors import UnsupportedError
-from .fusion import KernelSpec
+from .fusion import KernelSpec, NotPersistent
 from .indexing import (Affine, Sym, aff, clamp, delin, delinearize, linearize, loop_symbol)
 from .ir import Literal, Var
+from .launch import Layout
 from .templates import fill
 
 MAX_STATEMENTS = 1500
@@ -35,11 +36,14 @@ class KernelTooLarge(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class Param:
-    kind: str          # 'in' | 'out' | 'scalar'
+    kind: str          # 'in' | 'out' | 'scalar' | 'scratch'
     name: str
     ctype: str         # the C type of the argument's value (pointer types for buffers)
     var: Var | None = None
-    value: int = 0     # a scalar's value (element counts), fixed by the specialization
+    value: int | None = 0  # a scalar's value (element counts); None: the launch plan sets it
+    dtype: np.dtype | None = None  # a scratch buffer's element type
+    extent: str = ""   # a scratch buffer's length: 'partials' (rows x segments) or 'rows'
+    zero: bool = False  # a scratch buffer that must start zeroed
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -51,6 +55,7 @@ class RenderedKernel:
     loads: int
     stores: int
     block: int
+    layout: Layout
 
     @property
     def name(self) -> str:
@@ -76,6 +81,8 @@ class KernelWriter:
         self.counts = collections.Counter()
         self.requests = collections.Counter()
         self.loads = 0
+        self.results: set[int] = set()  # ids of values the kernel computes outside the fused loop
+        self.cache = None                # a reduction's shared-memory row cache (reduce.RowCache)
 
     # ---- statements ----
     def emit(self, prefix: str, ctype: str, expr: str, comment: str = "", invariant: bool = False) -> str:
@@ -148,9 +155,17 @@ class KernelWriter:
         self.requests[id(atom)] += 1
         if id(atom) in self.source_names:
             address = linearize(idx, atom.shape)
-            name = self.emit("x", ops.ctype(atom.dtype), f"{self.source_names[id(atom)]}[{self.index(address)}]",
-                             invariant=address.is_const)
-            self.loads += 1
+            cached = self.cache.load(self, atom, address) if self.cache is not None else None
+            if cached is not None:
+                name = cached
+            else:
+                name = self.emit("x", ops.ctype(atom.dtype), f"{self.source_names[id(atom)]}[{self.index(address)}]",
+                                 invariant=address.is_const)
+                self.loads += 1
+                if self.cache is not None:
+                    self.cache.loaded(self, atom, address, name)
+        elif id(atom) in self.results:
+            raise NotPersistent(self.spec.family, "a reduction result is read at another row's index")
         else:
             eqn, pos = self.producers[id(atom)]
             rule = RULES.get(eqn.primitive)
@@ -160,6 +175,16 @@ class KernelWriter:
             name = rule(self, eqn, pos, idx)
         self.memo[key] = name
         return name
+
+    def new_scope(self, results: dict | None = None) -> None:
+        """Start a new C scope (a loop or block): values computed in the last one are gone,
+        loop-invariant ones (in the prologue) stay.  `results` maps (value id, index) to the
+        names of values computed outside the fused code, such as reduction results."""
+        self.memo = {k: v for k, v in self.memo.items() if v not in self.variant}
+        self.sym_names = {s: v for s, v in self.sym_names.items() if v not in self.variant}
+        for key, name in (results or {}).items():
+            self.memo[key] = name
+            self.variant.add(name)
 
     def render(self, block: int) -> RenderedKernel:
         spec = self.spec
@@ -177,7 +202,7 @@ class KernelWriter:
             f"{self.loads} load(s) and {len(spec.outputs)} store(s) per element",
             block, params, body=indent(self.body, 2))
         return RenderedKernel(spec, source, tuple(params), self.index64,
-                              self.loads, len(spec.outputs), block)
+                              self.loads, len(spec.outputs), block, Layout("map", n))
 
     def buffer_params(self) -> list:
         """The kernel's buffer parameters: its sources, then its outputs."""
@@ -211,7 +236,8 @@ def fill_kernel(w, template_name: str, description: str, block: int, params, **s
 
 
 def render_params(params) -> str:
-    return ", ".join(f"{p.ctype} FJ_RESTRICT {p.name}" if p.kind != "scalar" else f"const {p.ctype} {p.name}"
+    return ", ".join(f"const {p.ctype} {p.name}" if p.kind == "scalar" else
+                     f"{p.ctype} {p.name}" if p.kind == "scratch" else f"{p.ctype} FJ_RESTRICT {p.name}"
                      for p in params)
 
 
@@ -407,14 +433,14 @@ RULES.update({
 
 
 def render_kernel(spec: KernelSpec, producers, block: int, force_index64: bool = False) -> RenderedKernel:
-    writer = KernelWriter(spec, producers, force_index64 or needs_index64(spec))
-    if spec.scan_reverse is not None:
+    index64 = force_index64 or needs_index64(spec)
+    if spec.kind == "scan":
         from .scan import render_scan
-        return render_scan(writer, block)
-    if spec.reduce_axes is not None:
+        return render_scan(KernelWriter(spec, producers, index64), block)
+    if spec.kind == "reduce":
         from .reduce import render_reduction
-        return render_reduction(writer, block)
-    return writer.render(block)
+        return render_reduction(lambda: KernelWriter(spec, producers, index64), block)
+    return KernelWriter(spec, producers, index64).render(block)
 
 
 def render_module(kernels) -> str:

@@ -6,7 +6,7 @@ import re
 
 from . import config
 from .codegen import KernelTooLarge, render_kernel, render_module
-from .fusion import FusionPlan, check_supported, format_plan, plan_kernels, producers
+from .fusion import FusionPlan, NotPersistent, check_supported, format_plan, plan_kernels, producers
 from .ir import Graph, Namer, format_graph
 from .launch import CUDA_BLOCK, Program, build_program
 
@@ -54,9 +54,11 @@ def compile_graph(graph: Graph, backend, name: str = "fn", force_index64: bool =
     device = backend.device_info()
     prod = producers(graph)
     cuts: frozenset = frozenset()
+    separate: frozenset = frozenset()
+    limits: dict = {}
     prefix = f"fj_{identifier(name)}"
     while True:
-        plan = plan_kernels(graph, cuts, prefix)
+        plan = plan_kernels(graph, cuts, prefix, separate, limits)
         try:
             # Every backend compiles the same text: launch bounds are the GPU's block size.
             rendered = tuple(render_kernel(spec, prod, CUDA_BLOCK, force_index64=force_index64)
@@ -66,6 +68,13 @@ def compile_graph(graph: Graph, backend, name: str = "fn", force_index64: bool =
             if len(cuts) >= MAX_CUTS or id(e.var) in cuts:
                 raise
             cuts = cuts | {id(e.var)}
+        except NotPersistent as e:  # the row family runs as one kernel per phase (or less) instead
+            config.debug(3, f"row family of {name} split: {e}")
+            if e.fit is not None and limits.get(e.family, e.fit + 1) > e.fit:
+                limits[e.family] = e.fit
+            elif e.family in separate:
+                raise RuntimeError(f"row family {e.family} could not be split: {e}") from e
+            separate = separate | {e.family}
     config.debug(2, f"graph of {name}:\n{format_graph(graph)}")
     config.debug(3, f"fusion plan of {name}:\n{format_plan(plan)}")
     source = render_module(rendered)

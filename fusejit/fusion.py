@@ -7,6 +7,12 @@ graph output or a cut (a value too costly to recompute, chosen by
 memory: a graph input, a constant, or a cut.  Stored values are grouped into one
 kernel per (stage, shape), where the stage counts the cuts between a value and
 the graph's inputs, so several outputs of one shape come from one kernel.
+
+Reductions of one operand shape over the same axes form a *row family*: the
+reductions of later stages (softmax's sum after its max), the elementwise values of
+the operand's shape computed from them (softmax's quotient) and those of the rows'
+shape (the epilogue: `mean = sum / n`) join the first reduction's kernel, which
+computes them phase by phase, one row per team of threads.
 """
 from __future__ import annotations
 
@@ -21,7 +27,6 @@ SHAPE_PRIMITIVES = {
     "concatenate", "stack", "pad", "iota", "tile", "split",
 }
 # Reductions: computed by a block-cooperative kernel that fuses the operand's producers.
-# Their results are stored and read by consumers from memory.
 REDUCTIONS = {"reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "reduce_and", "reduce_or",
               "reduce_xor", "argmax", "argmin"}
 # Cumulative ops: a block-per-row scan kernel that fuses the operand's producers.
@@ -33,14 +38,18 @@ SUPPORTED = FUSIBLE | REDUCTIONS | SCANS
 @dataclasses.dataclass(frozen=True, eq=False)
 class KernelSpec:
     name: str
-    shape: tuple[int, ...]
+    kind: str                     # 'map' | 'reduce' | 'scan'
+    shape: tuple[int, ...]        # the iteration shape: map/scan outputs, reduce rows
     outputs: tuple[Var, ...]      # values the kernel stores, in order
     sources: tuple[Var, ...]      # values the kernel loads, in order of first use
     eqns: tuple[Eqn, ...]         # the fused equations, in graph order
-    reduce_axes: tuple[int, ...] | None = None   # a reduction kernel: the operand axes reduced
+    reduce_axes: tuple[int, ...] | None = None   # reduce: the operand axes reduced; scan: (axis,)
     reduce_shape: tuple[int, ...] = ()           # ... and their extents
-    scan_reverse: bool | None = None             # a scan kernel (reduce_axes holds its axis)
-    epilogue: frozenset = frozenset()            # ids of outputs computed after a reduction
+    scan_reverse: bool | None = None             # a scan kernel's direction
+    phases: tuple = ()            # reduce: the reductions of each phase (stored or not), in order
+    full: frozenset = frozenset()      # reduce: ids of outputs of the operand's shape
+    epilogue: frozenset = frozenset()  # reduce: ids of outputs of the rows' shape
+    family: tuple = ()            # reduce: the key that `separate` names to split the family
 
     @property
     def size(self) -> int:
@@ -48,6 +57,11 @@ class KernelSpec:
         for d in self.shape:
             n *= d
         return n
+
+    @property
+    def in_shape(self) -> tuple[int, ...]:
+        """A reduction kernel's operand shape."""
+        return self.family[1]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -58,6 +72,38 @@ class FusionPlan:
 
     def __str__(self) -> str:
         return format_plan(self)
+
+
+@dataclasses.dataclass(eq=False)
+class Group:
+    """Stored values that one kernel computes, while the plan is being made."""
+    kind: str                  # 'map' | 'reduce' | 'scan'
+    stage: int
+    shape: tuple               # map/scan: output shape; reduce: rows' shape
+    outputs: list              # map/scan outputs
+    in_shape: tuple = ()       # reduce: operand shape
+    axes: tuple = ()           # reduce: reduced axes; scan: (axis,)
+    reverse: bool = False      # scan
+    phases: list = dataclasses.field(default_factory=list)
+    full: list = dataclasses.field(default_factory=list)
+    epilogue: list = dataclasses.field(default_factory=list)
+
+    @property
+    def family(self) -> tuple:
+        return (self.stage, self.in_shape, self.axes, self.shape)
+
+    def reductions(self) -> list:
+        return [v for phase in self.phases for v in phase]
+
+
+class NotPersistent(Exception):
+    """Codegen cannot compute a row family in one kernel; `family` is split up instead, into
+    kernels of at most `fit` reductions each when that many is the limit."""
+
+    def __init__(self, family: tuple, why: str, fit: int | None = None):
+        self.family = family
+        self.fit = fit
+        super().__init__(why)
 
 
 def check_supported(graph: Graph, backend: str) -> None:
@@ -73,10 +119,18 @@ def producers(graph: Graph) -> dict[int, tuple[Eqn, int]]:
     return {id(v): (eqn, k) for eqn in graph.eqns for k, v in enumerate(eqn.outputs)}
 
 
-def plan_kernels(graph: Graph, cuts: frozenset = frozenset(), prefix: str = "fj") -> FusionPlan:
+def row_family_eligible(g: Group) -> bool:
+    """A family computes a row per team: the operand's innermost axis must be reduced."""
+    return bool(g.in_shape) and (len(g.in_shape) - 1) in g.axes
+
+
+def plan_kernels(graph: Graph, cuts: frozenset = frozenset(), prefix: str = "fj",
+                 separate: frozenset = frozenset(), limits: dict | None = None) -> FusionPlan:
+    """The kernels computing `graph`; `cuts` are values to store, `separate` row families
+    (by their first reduction's key) that codegen could not compute in one kernel, `limits`
+    the most reductions one kernel of a family may compute (shared memory)."""
     prod = producers(graph)
     base_sources = {id(v) for v in graph.inputs} | {id(v) for v, _ in graph.consts}
-
     reduced = {id(v) for e in graph.eqns if e.primitive in REDUCTIONS | SCANS for v in e.outputs}
     materialized = set(cuts) | reduced
 
@@ -108,68 +162,116 @@ def plan_kernels(graph: Graph, cuts: frozenset = frozenset(), prefix: str = "fj"
         seen.add(id(v))
         stored.append(v)
 
-    # Elementwise kernels group by (stage, shape); reduction kernels by (stage, operand shape,
-    # axes), so reductions of one input over the same axes (mean and variance) share a kernel.
-    groups: dict[tuple, list[Var]] = {}
+    # Map kernels group by (stage, shape); reductions by (stage, operand shape, axes), so
+    # reductions of one input over the same axes (mean and variance) share a kernel.
+    groups: dict[tuple, Group] = {}
     for v in stored:
-        if id(v) in reduced and prod[id(v)][0].primitive in SCANS:
-            eqn, _ = prod[id(v)]
-            key = (int(eqn.params["axis"]), bool(eqn.params.get("reverse", False)))
-            groups.setdefault((stage(v), "scan", v.shape, key), []).append(v)
+        s = stage(v)
+        eqn = prod[id(v)][0]
+        if id(v) in reduced and eqn.primitive in SCANS:
+            axis, reverse = int(eqn.params["axis"]), bool(eqn.params.get("reverse", False))
+            g = groups.setdefault((s, "scan", v.shape, axis, reverse),
+                                  Group("scan", s, v.shape, [], axes=(axis,), reverse=reverse))
+            g.outputs.append(v)
         elif id(v) in reduced:
-            eqn, _ = prod[id(v)]
             axes = tuple(sorted(int(a) for a in eqn.params["axes"]))
-            groups.setdefault((stage(v), "reduce", eqn.inputs[0].shape, axes, v.shape), []).append(v)
+            in_shape = eqn.inputs[0].shape
+            g = groups.setdefault((s, "reduce", in_shape, axes, v.shape),
+                                  Group("reduce", s, v.shape, [], in_shape=in_shape, axes=axes, phases=[[]]))
+            g.phases[0].append(v)
         else:
-            groups.setdefault((stage(v), "map", v.shape), []).append(v)
+            g = groups.setdefault((s, "map", v.shape), Group("map", s, v.shape, []))
+            g.outputs.append(v)
+    order = []
+    for g in sorted(groups.values(), key=lambda g: g.stage):  # stable: first use breaks ties
+        most = (limits or {}).get(g.family) if g.kind == "reduce" else None
+        if most is None or len(g.phases[0]) <= most:
+            order.append(g)
+            continue
+        reductions = g.phases[0]
+        for start in range(0, len(reductions), most):
+            order.append(dataclasses.replace(g, phases=[reductions[start:start + most]], full=[], epilogue=[]))
 
-    # Elementwise consumers of one reduction kernel's results, of the results' shape, are
-    # computed by that kernel after its block reduction (an epilogue) instead of by a kernel
+    def sources_of(vs):
+        return cone(vs, prod, is_source)[1]
+
+    # Row families: later reductions of the same rows, and values of the operand's shape
+    # computed from the family's reductions, join the family's first kernel.  Everything
+    # they read must be the family's own reductions or values stored by earlier kernels.
+    for g in order:
+        if g.kind != "reduce" or not g.phases or g.family in separate or not row_family_eligible(g):
+            continue
+        members = {id(v) for v in g.reductions()}
+
+        def ready(vs):
+            return all(id(s) in base_sources or id(s) in members or stage(s) < g.stage
+                       for s in sources_of(vs))
+
+        for h in order:
+            if h is g or h.stage <= g.stage:
+                continue
+            if (h.kind == "reduce" and h.phases and (h.in_shape, h.axes, h.shape) == (g.in_shape, g.axes, g.shape)
+                    and ready(h.reductions())):
+                g.phases += h.phases
+                members |= {id(v) for v in h.reductions()}
+                h.phases = []
+            elif h.kind == "map" and h.shape == g.in_shape:
+                for v in [v for v in h.outputs if ready([v])]:
+                    h.outputs.remove(v)
+                    g.full.append(v)
+    order = [g for g in order if g.outputs or g.phases]
+
+    # Elementwise consumers of one reduction kernel's results, of the rows' shape, are
+    # computed by that kernel after its reductions (an epilogue) instead of by a kernel
     # of their own: `mean = sum / n` costs no launch.
-    home_of = {id(v): key for key, vs in groups.items() if key[1] == "reduce" for v in vs}
-    epilogue: set[int] = set()
-    for key in [k for k in groups if k[1] == "map"]:
-        for v in list(groups[key]):
+    home_of = {id(v): g for g in order if g.kind == "reduce" for v in g.reductions()}
+    for g in [g for g in order if g.kind == "map"]:
+        for v in list(g.outputs):
             home = epilogue_home(v, prod, is_source, home_of, base_sources)
             if home is not None:
-                groups[key].remove(v)
-                groups[home].append(v)
-                epilogue.add(id(v))
-        if not groups[key]:
-            del groups[key]
+                g.outputs.remove(v)
+                home.epilogue.append(v)
+    order = [g for g in order if g.outputs or g.phases]
 
-    order = {id(e): k for k, e in enumerate(graph.eqns)}
-    kernels = []
-    for k, (key, outs) in enumerate(sorted(groups.items(), key=lambda kv: kv[0][0])):
-        if key[1] != "reduce":
-            eqns, sources = cone(outs, prod, is_source)
-            eqns.sort(key=lambda e: order[id(e)])
-        if key[1] == "scan":
-            _, _, shape, (axis, reverse) = key
-            kernels.append(KernelSpec(f"{prefix}_k{k}", shape, tuple(outs), tuple(sources), tuple(eqns),
-                                      (axis,), (shape[axis],), reverse))
-        elif key[1] == "reduce":
-            _, _, in_shape, axes, shape = key
-            reductions = [v for v in outs if id(v) not in epilogue]
-            epi = [v for v in outs if id(v) in epilogue]
+    eqn_order = {id(e): k for k, e in enumerate(graph.eqns)}
+    cones = []
+    for g in order:
+        if g.kind == "reduce":
+            reductions = g.reductions()
             eqns, sources = cone(reductions, prod, is_source)
-            more_eqns, more_sources = cone(epi, prod, is_source, provided={id(v) for v in reductions})
+            more_eqns, more_sources = cone(g.full + g.epilogue, prod, is_source,
+                                           provided={id(v) for v in reductions})
             eqns += [e for e in more_eqns if e not in eqns]
             sources += [s for s in more_sources if s not in sources]
-            eqns.sort(key=lambda e: order[id(e)])
-            kernels.append(KernelSpec(f"{prefix}_k{k}", shape, tuple(reductions + epi), tuple(sources),
-                                      tuple(eqns), axes, tuple(in_shape[a] for a in axes),
-                                      epilogue=frozenset(id(v) for v in epi)))
         else:
-            kernels.append(KernelSpec(f"{prefix}_k{k}", key[2], tuple(outs), tuple(sources), tuple(eqns)))
+            eqns, sources = cone(g.outputs, prod, is_source)
+        eqns.sort(key=lambda e: eqn_order[id(e)])
+        cones.append((eqns, sources))
+    # A reduction that only its own kernel reads (softmax's max and sum) is not stored.
+    needed = {id(o) for o in graph.outputs} | {id(s) for _, sources in cones for s in sources}
+    kernels = []
+    for k, (g, (eqns, sources)) in enumerate(zip(order, cones)):
+        name = f"{prefix}_k{k}"
+        if g.kind == "scan":
+            kernels.append(KernelSpec(name, "scan", g.shape, tuple(g.outputs), tuple(sources), tuple(eqns),
+                                      g.axes, (g.shape[g.axes[0]],), g.reverse))
+        elif g.kind == "reduce":
+            stored_reductions = [v for v in g.reductions() if id(v) in needed]
+            kernels.append(KernelSpec(
+                name, "reduce", g.shape, tuple(stored_reductions + g.full + g.epilogue), tuple(sources),
+                tuple(eqns), g.axes, tuple(g.in_shape[a] for a in g.axes), phases=tuple(tuple(p) for p in g.phases),
+                full=frozenset(id(v) for v in g.full), epilogue=frozenset(id(v) for v in g.epilogue),
+                family=g.family))
+        else:
+            kernels.append(KernelSpec(name, "map", g.shape, tuple(g.outputs), tuple(sources), tuple(eqns)))
     return FusionPlan(graph, tuple(kernels), frozenset(cuts))
 
 
 def epilogue_home(v, prod, is_source, home_of, base_sources):
-    """The reduction kernel (its group key) that can compute v after its block reduction: v
-    is elementwise in that kernel's results (of v's shape) and in inputs of v's size or of one
-    element.  Reshapes, squeezes and broadcasts that keep the element count map an index to
-    the same element, so they may stand between."""
+    """The reduction kernel (its Group) that can compute v after its reductions: v is
+    elementwise in that kernel's results (one per row, in any shape of that size: keepdims)
+    and in inputs of v's size or of one element.  Reshapes, squeezes and broadcasts that keep
+    the element count map a flat index to the same element, so they may stand between."""
     eqns, sources = cone([v], prod, is_source)
     allowed = set(ops.ELEMENTWISE) | ops.EXPANDED | {"reshape", "squeeze", "expand_dims", "broadcast_in_dim"}
     if not eqns or any(e.primitive not in allowed for e in eqns):
@@ -188,7 +290,10 @@ def epilogue_home(v, prod, is_source, home_of, base_sources):
     if len(homes) != 1:
         return None
     home = homes.pop()
-    return home if home[4] == v.shape else None
+    size = 1
+    for d in home.shape:
+        size *= d
+    return home if size == v.size else None
 
 
 def cone(outputs, prod, is_source, provided=frozenset()):
@@ -232,10 +337,13 @@ def format_plan(plan: FusionPlan, name=None) -> str:
     lines = []
     for k in plan.kernels:
         prims = ", ".join(dict.fromkeys(e.primitive for e in k.eqns)) or "copy"
-        if k.scan_reverse is not None:
+        if k.kind == "scan":
             kind = f"scan along axis {k.reduce_axes[0]}{' (reversed)' if k.scan_reverse else ''}, "
-        elif k.reduce_axes is not None:
-            kind = f"reduce axes {list(k.reduce_axes)}{f' + {len(k.epilogue)} epilogue' if k.epilogue else ''}, "
+        elif k.kind == "reduce":
+            extra = [f"{len(k.phases)} phases"] if len(k.phases) > 1 else []
+            extra += [f"{len(k.full)} full"] if k.full else []
+            extra += [f"{len(k.epilogue)} epilogue"] if k.epilogue else []
+            kind = f"reduce axes {list(k.reduce_axes)}{' + ' + ', '.join(extra) if extra else ''}, "
         else:
             kind = ""
         lines.append(

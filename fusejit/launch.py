@@ -29,16 +29,41 @@ class DeviceInfo:
         per_block = max(self.block, self.min_chunk)
         return max(1, min(-(-n // per_block), self.multiprocessors * self.blocks_per_unit))
 
-    def reduce_grid(self, rows: int, reduce_n: int) -> int:
-        """Blocks for a block-per-row reduction: every row its own block, up to the cap; on the
-        host, no more blocks than there is work for min_chunk elements each."""
-        blocks = min(rows, self.multiprocessors * self.blocks_per_unit)
+    def reduce_grid(self, units: int, work: int, per_block: int = 1) -> int:
+        """Blocks for a kernel whose blocks take `per_block` units (rows, tiles) at a time, each
+        of `work` elements: every block busy, up to the cap; on the host (one thread per block,
+        one unit at a time), no more blocks than there is work for min_chunk elements each."""
+        if self.kind == "host":
+            per_block = 1
+        blocks = min(-(-units // per_block), self.multiprocessors * self.blocks_per_unit)
         if self.min_chunk > 1:
-            blocks = min(blocks, -(-(rows * max(reduce_n, 1)) // self.min_chunk))
+            blocks = min(blocks, -(-(units * max(work, 1)) // self.min_chunk))
         return max(1, blocks)
 
+    def segments(self, rows: int, reduce_n: int) -> int:
+        """Segments per row of a split reduction: enough blocks to fill the device, each segment
+        at least `SEGMENT_MIN` elements (the host: `min_chunk`)."""
+        least = max(self.min_chunk, SEGMENT_MIN)
+        want = -(-self.multiprocessors * (1 if self.kind == "host" else 4) // max(rows, 1))
+        return max(1, min(want, reduce_n // least))
 
-CUDA_BLOCK = 256  # threads per block of every elementwise kernel (its __launch_bounds__)
+
+CUDA_BLOCK = 256  # threads per block of every kernel (its __launch_bounds__)
+SEGMENT_MIN = 4096  # fewest elements per segment of a split reduction
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """How a kernel's work maps onto blocks, for sizing its grid.
+
+    kind   'map': `units` elements, a grid-stride loop; 'rows': `units` rows, `per_block`
+           of them per block on a GPU (a team of threads each); 'tiles': `units` tiles of
+           outputs; 'split': `units` rows of `work` elements, each cut into segments; 'scan':
+           `units` rows, one per block."""
+    kind: str
+    units: int
+    work: int = 1
+    per_block: int = 1
 
 
 def cuda_device_info(arch: str, multiprocessors: int) -> DeviceInfo:
@@ -67,7 +92,7 @@ class Launch:
     block: int
     args: tuple[Arg, ...]
     n: int
-    outputs: tuple[int, ...]  # slots written
+    outputs: tuple[int, ...]  # slots written (outputs and scratch buffers)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -76,7 +101,7 @@ class Program:
     input_slots: tuple[int, ...]
     input_dtypes: tuple[np.dtype, ...]
     consts: tuple[tuple[int, np.ndarray], ...]
-    allocs: tuple[tuple[int, tuple, np.dtype], ...]
+    allocs: tuple[tuple[int, tuple, np.dtype, bool], ...]  # slot, shape, dtype, zeroed
     launches: tuple[Launch, ...]
     outputs: tuple[tuple, ...]  # ('slot', k) | ('input', k) | ('literal', value, dtype)
 
@@ -86,8 +111,8 @@ class Program:
             env[slot] = backend.asarray(x, dtype)
         for (slot, _), arr in zip(self.consts, const_arrays):
             env[slot] = arr
-        for slot, shape, dtype in self.allocs:
-            env[slot] = backend.empty(shape, dtype)
+        for slot, shape, dtype, zero in self.allocs:
+            env[slot] = backend.zeros(shape, dtype) if zero else backend.empty(shape, dtype)
         debug = config.debug_level() >= 1
         for launch in self.launches:
             if debug:
@@ -111,9 +136,11 @@ def build_program(graph, plan, rendered, device: DeviceInfo) -> Program:
     slots: dict[int, int] = {}
 
     def slot(v) -> int:
-        if id(v) not in slots:
-            slots[id(v)] = len(slots)
-        return slots[id(v)]
+        """A value's buffer slot; a scratch buffer's key is (kernel name, parameter name)."""
+        key = v if isinstance(v, tuple) else id(v)
+        if key not in slots:
+            slots[key] = len(slots)
+        return slots[key]
 
     input_slots = tuple(slot(v) for v in graph.inputs)
     consts = tuple((slot(v), arr) for v, arr in graph.consts)
@@ -121,26 +148,34 @@ def build_program(graph, plan, rendered, device: DeviceInfo) -> Program:
     by_name = {k.name: k for k in rendered}
     for spec in plan.kernels:
         for v in spec.outputs:
-            allocs.append((slot(v), v.shape, v.dtype))
+            allocs.append((slot(v), v.shape, v.dtype, False))
         k = by_name.get(spec.name)
         if k is None:  # an empty iteration space: outputs are allocated, nothing runs
             continue
-        n = spec.size
-        if spec.reduce_axes is None:
-            grid = device.grid(n)
+        lay = k.layout
+        segments = 1
+        if lay.kind == "map":
+            grid = device.grid(lay.units)
+        elif lay.kind == "split":
+            segments = device.segments(lay.units, lay.work)
+            grid = device.reduce_grid(lay.units * segments, -(-lay.work // segments))
         else:
-            reduce_n = int(np.prod(spec.reduce_shape, dtype=np.int64))
-            rows = n if spec.scan_reverse is None else n // max(reduce_n, 1)
-            grid = device.reduce_grid(rows, reduce_n)
+            grid = device.reduce_grid(lay.units, lay.work, lay.per_block)
         block = 1 if device.kind == "host" else k.block
-        args = []
+        index_dtype = np.dtype(np.int64 if k.index64 else np.int32)
+        args, written = [], [slot(v) for v in spec.outputs]
         for p in k.params:
             if p.kind == "scalar":
-                args.append(Arg(dtype=np.dtype(np.int64 if k.index64 else np.int32), value=p.value))
+                args.append(Arg(dtype=index_dtype, value=segments if p.value is None else p.value))
+            elif p.kind == "scratch":
+                s = slot((spec.name, p.name))
+                length = lay.units * segments if p.extent == "partials" else lay.units
+                allocs.append((s, (length,), p.dtype, p.zero))
+                args.append(Arg(slot=s))
+                written.append(s)
             else:
                 args.append(Arg(slot=slot(p.var)))
-        launches.append(Launch(spec.name, grid, block, tuple(args), n,
-                               tuple(slot(v) for v in spec.outputs)))
+        launches.append(Launch(spec.name, grid, block, tuple(args), spec.size, tuple(written)))
     outputs = []
     input_ids = {id(v): k for k, v in enumerate(graph.inputs)}
     const_ids = {id(v) for v, _ in graph.consts}

@@ -1,15 +1,34 @@
-"""Codegen of reduction kernels: the operand's producers fused into a block-per-row loop.
+"""Codegen of reduction kernels: the operand's producers fused into the reduction loop.
 
-The reduced axes are flattened into one inner index `r` that the block's threads stride
-over; each thread accumulates in a register, then `fj_block_reduce` combines the block.
-Reductions of one input over the same axes share the kernel (one accumulator each).
+Three strategies, chosen from the shapes (kernels/reduce_*.cu.in):
+  rows     the operand's innermost axis is reduced: a team of threads per row, a few lanes
+           of a warp for short rows, a warp for rows up to 1024 elements, the whole block
+           for longer ones.  A row family's phases (softmax: max, then the sum of
+           exponentials, then the quotients) run one after another in the same kernel;
+           inputs read in several phases are kept in shared memory, so each element is
+           read from global memory once.
+  columns  the innermost axis is kept: a block owns a tile of 32 consecutive outputs, its
+           threads walk down the tile's columns (coalesced loads) and the partials of the
+           block's slices meet in shared memory.
+  split    a few long rows (a full reduction): each row is cut into segments, a block
+           reduces a segment to a partial, and the last block of a row to finish combines
+           the row's partials in segment order, so the result is the same run after run.
+Every strategy combines in a fixed order, so a launch with the same grid and block sizes is
+bit-for-bit deterministic.  The host fast mode runs the same code with one thread per block.
 """
 from __future__ import annotations
+
+import collections
+import dataclasses
 
 import numpy as np
 
 from . import ops
-from .indexing import Sym, aff, delinearize
+from .fusion import NotPersistent
+from .indexing import Sym, aff, delinearize, linearize
+from .ir import Eqn, Var
+from .launch import Layout
+from .templates import fill
 
 # primitive -> (combine functor, identity kind)
 COMBINE = {
@@ -18,6 +37,12 @@ COMBINE = {
     "reduce_and": ("fj_op_and", "ones"), "reduce_or": ("fj_op_or", "zero"),
     "reduce_xor": ("fj_op_xor", "zero"),
 }
+WARP = 32
+SPLIT_ROWS = 64        # fewer rows than this ...
+SPLIT_MIN = 8192       # ... of at least this many elements: each row is split across blocks
+TILE = 32              # outputs per block of a column reduction
+CACHE_BYTES = 32 * 1024  # shared memory a row kernel may use for cached inputs, per block
+SHARED_BYTES = 48 * 1024  # static shared memory a block may declare (every CUDA architecture)
 
 
 def accumulator_dtype(primitive: str, dtype: np.dtype) -> np.dtype:
@@ -50,88 +75,401 @@ def identity(kind: str, out: np.dtype, acc: np.dtype) -> str:
     return ops.c_literal(info.min if kind == "lowest" else info.max, acc)
 
 
-def render_arg(w, k, eqn, out, idx, init, shared, combine, stores):
-    """argmax/argmin over one axis: a (value, index) accumulator pair."""
-    is_max = eqn.primitive == "argmax"
-    operand = eqn.inputs[0]
-    val_dtype = np.dtype(np.int32) if operand.dtype.kind == "b" or (
-        operand.dtype.kind in "iu" and operand.dtype.itemsize < 4) else operand.dtype
-    val_t, idx_t = ops.ctype(val_dtype), ops.ctype(out.dtype)
-    ident_v = identity("lowest" if is_max else "highest", operand.dtype, val_dtype)
-    ident_i = ops.c_literal(np.iinfo(out.dtype).max, out.dtype)
-    value = w.read(operand, idx)
-    if val_dtype != operand.dtype:
-        value = f"({val_t}){value}"
-    flag = "true" if is_max else "false"
-    w.body.append(f"fj_arg_combine<{flag}>(acc{k}, arg{k}, {value}, ({idx_t})r);  // {eqn.primitive}")
-    init.append(f"{val_t} acc{k} = {ident_v};")
-    init.append(f"{idx_t} arg{k} = {ident_i};")
-    shared.append(f"__shared__ {val_t} smem{k}[32];")
-    shared.append(f"__shared__ {idx_t} smem_arg{k}[32];")
-    combine.append(f"fj_block_argreduce<{flag}>(acc{k}, arg{k}, ({val_t}){ident_v}, ({idx_t}){ident_i}, "
-                   f"smem{k}, smem_arg{k});")
-    stores.append(f"out{k}[i] = arg{k};")
+@dataclasses.dataclass(frozen=True)
+class Reduction:
+    """One reduction of a kernel: its number k among the kernel's reductions, the output
+    parameter it is stored to (None: read only inside the kernel), accumulator type and
+    combine step.  argmax/argmin carry a (value, index) pair: `acc{k}` and `arg{k}`."""
+    k: int
+    out: Var
+    eqn: Eqn
+    store: int | None
+
+    @property
+    def is_arg(self) -> bool:
+        return self.eqn.primitive in ("argmax", "argmin")
+
+    @property
+    def operand(self) -> Var:
+        return self.eqn.inputs[0]
+
+    @property
+    def acc_dtype(self) -> np.dtype:
+        if self.is_arg:
+            dtype = self.operand.dtype
+            return np.dtype(np.int32) if dtype.kind == "b" or (dtype.kind in "iu" and dtype.itemsize < 4) else dtype
+        return accumulator_dtype(self.eqn.primitive, self.out.dtype)
+
+    @property
+    def acc_t(self) -> str:
+        return ops.ctype(self.acc_dtype)
+
+    @property
+    def arg_t(self) -> str:
+        return ops.ctype(self.out.dtype)
+
+    @property
+    def flag(self) -> str:
+        return "true" if self.eqn.primitive == "argmax" else "false"
+
+    @property
+    def functor(self) -> str:
+        return COMBINE[self.eqn.primitive][0]
+
+    @property
+    def ident(self) -> str:
+        if self.is_arg:
+            return identity("lowest" if self.eqn.primitive == "argmax" else "highest", self.operand.dtype,
+                            self.acc_dtype)
+        return identity(COMBINE[self.eqn.primitive][1], self.out.dtype, self.acc_dtype)
+
+    @property
+    def arg_ident(self) -> str:
+        return ops.c_literal(np.iinfo(self.out.dtype).max, self.out.dtype)
+
+    @property
+    def itemsize(self) -> int:
+        """Bytes of one (value, index) partial."""
+        return self.acc_dtype.itemsize + (self.out.dtype.itemsize if self.is_arg else 0)
+
+    def declare(self, value: str = "acc", arg: str = "arg") -> list[str]:
+        """Registers holding the identity."""
+        lines = [f"{self.acc_t} {value}{self.k} = {self.ident};"]
+        if self.is_arg:
+            lines.append(f"{self.arg_t} {arg}{self.k} = {self.arg_ident};")
+        return lines
+
+    def read(self, w, index) -> str:
+        """The operand's element at `index`, in the accumulator's type."""
+        value = w.read(self.operand, index)
+        return value if self.acc_dtype == self.operand.dtype else f"({self.acc_t}){value}"
+
+    def step(self, acc: str, arg: str, value: str, position: str = "r") -> str:
+        """Combine one element (and its position along the reduced axes) into (acc, arg)."""
+        if self.is_arg:
+            return f"fj_arg_combine<{self.flag}>({acc}, {arg}, {value}, ({self.arg_t}){position});  // {self.eqn.primitive}"
+        return f"{acc} = {self.functor}()({acc}, {value});  // {self.eqn.primitive}"
+
+    def merge(self, acc: str, arg: str, other: str, other_arg: str) -> str:
+        """Combine another partial into (acc, arg)."""
+        if self.is_arg:
+            return f"fj_arg_combine<{self.flag}>({acc}, {arg}, {other}, {other_arg});"
+        return f"{acc} = {self.functor}()({acc}, {other});"
+
+    def result(self) -> list[str]:
+        """`res{k}`: the reduction's value in the output type, from acc/arg."""
+        if self.is_arg:
+            return [f"const {self.arg_t} res{self.k} = arg{self.k};"]
+        out_t = ops.ctype(self.out.dtype)
+        return [f"const {out_t} res{self.k} = fj_convert<{out_t}>(acc{self.k});"]
 
 
-def epilogue(w, spec, out_idx, results) -> list[str]:
-    """Statements computing the kernel's epilogue outputs from the reduction results (thread 0,
-    after the block reduction).  Names from the reduction loop are out of scope here."""
-    body = w.body
-    w.body = lines = []
-    w.memo.clear()
-    w.sym_names.clear()
-    for var_id, name in results.items():
-        w.memo[(var_id, tuple(out_idx))] = name
-        w.variant.add(name)
+def reductions_of(spec, phase) -> list[Reduction]:
+    number = {id(v): k for k, v in enumerate(v for p in spec.phases for v in p)}
+    position = {id(v): k for k, v in enumerate(spec.outputs)}
+    return [Reduction(number[id(v)], v, spec_producer(spec, v), position.get(id(v))) for v in phase]
+
+
+def spec_producer(spec, v) -> Eqn:
+    for e in spec.eqns:
+        if any(o is v for o in e.outputs):
+            return e
+    raise KeyError("reduction without its equation")
+
+
+@dataclasses.dataclass
+class Indices:
+    """The symbolic indices of a reduction kernel: row `i`, reduced position `r`, and the
+    operand element they name."""
+    out: tuple
+    element: tuple
+    row_address: object
+
+    @staticmethod
+    def of(spec) -> "Indices":
+        rows = spec.size
+        reduce_n = reduce_count(spec)
+        out = delinearize(aff(Sym("loop", ("i",), 0, max(rows - 1, 0))), spec.shape)
+        red = iter(delinearize(aff(Sym("loop", ("r",), 0, max(reduce_n - 1, 0))), spec.reduce_shape))
+        it_out = iter(out)
+        element = tuple(next(red) if d in spec.reduce_axes else next(it_out) for d in range(len(spec.in_shape)))
+        return Indices(out, element, linearize(out, spec.shape))
+
+
+def epilogue_index(ix: Indices, out: Var) -> tuple:
+    """An epilogue output's index at the current row: it has one element per row, in a
+    shape of its own (keepdims), at the same flat position."""
+    return delinearize(ix.row_address, out.shape)
+
+
+def reduce_count(spec) -> int:
+    return int(np.prod(spec.reduce_shape, dtype=np.int64))
+
+
+def check_shared(spec, reds, slots: int, fixed: int = 0) -> None:
+    """Raise NotPersistent when `slots` partials per reduction (and `fixed` more bytes) exceed
+    a block's shared memory; the planner then gives the kernel fewer reductions."""
+    total = fixed + sum(slots * red.itemsize for red in reds)
+    if total <= SHARED_BYTES:
+        return
+    fit, used = 0, fixed
+    for red in reds:
+        used += slots * red.itemsize
+        if used > SHARED_BYTES:
+            break
+        fit += 1
+    raise NotPersistent(spec.family, f"{len(reds)} reductions need {total} bytes of shared memory",
+                        fit=max(1, fit))
+
+
+def row_stores(w, spec, reds, ix: Indices) -> list[str]:
+    """Statements storing the reductions' results and the epilogue outputs of one row."""
+    lines = []
+    for red in reds:
+        lines += red.result()
+    results = {(id(red.out), ix.out): f"res{red.k}" for red in reds}
+    body, w.body = w.body, lines
+    w.new_scope(results)
+    address = w.index(ix.row_address)
+    for red in reds:
+        if red.store is not None:
+            lines.append(f"out{red.store}[{address}] = res{red.k};")
     for k, out in enumerate(spec.outputs):
         if id(out) in spec.epilogue:
-            lines.append(f"out{k}[i] = {w.read(out, out_idx)};")
+            lines.append(f"out{k}[{address}] = {w.read_output(out, epilogue_index(ix, out))};")
     w.body = body
     return lines
 
 
-def render_reduction(w, block: int):
+def scalar_params(w, spec, extra=()) -> list:
+    from .codegen import Param
+    return (w.buffer_params() + [Param("scalar", "n", w.index_ctype, value=spec.size),
+                                 Param("scalar", "reduce_n", w.index_ctype, value=reduce_count(spec))]
+            + list(extra))
+
+
+def describe(spec, w, strategy: str) -> str:
+    return (f"{len(spec.outputs)} output(s) of {len(spec.phases)} phase(s) reducing axes {list(spec.reduce_axes)} "
+            f"of {list(spec.in_shape)} ({strategy}), {w.loads} load(s) per element")
+
+
+# ---------------- strategy: a team of threads per row ----------------
+
+class RowCache:
+    """Inputs that several passes of a row kernel read at the row's own elements, kept in
+    shared memory: the first pass loads from global memory and writes the cache, later
+    passes read the cache.  With `names` empty it only records which passes read what."""
+
+    def __init__(self, element_address: dict, names: dict, row_len: int):
+        self.element_address = element_address  # source id -> address of the row's element
+        self.names = names                  # source id -> shared array name
+        self.row_len = row_len
+        self.passes = collections.defaultdict(set)
+        self.pass_no = 0
+        self.filled: set[int] = set()
+
+    def load(self, w, var, address):
+        if self.element_address.get(id(var)) != address:
+            return None
+        self.passes[id(var)].add(self.pass_no)
+        if id(var) in self.filled:
+            return w.emit("x", ops.ctype(var.dtype), f"{self.names[id(var)]}[slot * {self.row_len}u + r]")
+        return None
+
+    def loaded(self, w, var, address, name):
+        if id(var) in self.names and self.element_address.get(id(var)) == address and id(var) not in self.filled:
+            w.body.append(f"{self.names[id(var)]}[slot * {self.row_len}u + r] = {name};")
+            self.filled.add(id(var))
+
+
+def team_width(row_len: int, block: int) -> int:
+    """Threads per row: the next power of two up to a warp for short rows, a warp up to
+    1024 elements, the whole block beyond."""
+    if row_len <= WARP:
+        width = 1
+        while width < row_len:
+            width *= 2
+        return width
+    return WARP if row_len <= 1024 else block
+
+
+def render_rows(w, block: int, team: int, cached: dict):
+    from .codegen import RenderedKernel, fill_kernel, indent
+    spec = w.spec
+    w.var_by_id = {id(v): v for e in spec.eqns for v in e.outputs}
+    ix = Indices.of(spec)
+    row_len = reduce_count(spec)
+    teams = block // team
+    element = {id(s): linearize(ix.element, s.shape) for s in spec.sources if s.shape == spec.in_shape}
+    cache = RowCache(element, cached, row_len)
+    w.cache = cache
+    all_reds = [red for phase in spec.phases for red in reductions_of(spec, phase)]
+    w.results = {id(red.out) for red in all_reds}
+    by_id = {id(s): s for s in spec.sources}
+    check_shared(spec, all_reds, WARP + 1, sum(teams * row_len * by_id[i].dtype.itemsize for i in cached))
+    shared = [f"__shared__ {ops.ctype(by_id[i].dtype)} {name}[{teams * row_len}];" for i, name in cached.items()]
+    results: dict = {}
+    passes = []
+    for p, phase in enumerate(spec.phases):
+        reds = reductions_of(spec, phase)
+        cache.pass_no = p
+        w.new_scope(results)
+        w.body = []
+        init, finish = [], []
+        for red in reds:
+            init += red.declare()
+            w.body.append(red.step(f"acc{red.k}", f"arg{red.k}", red.read(w, ix.element)))
+            shared.append(f"__shared__ {red.acc_t} smem{red.k}[{WARP + 1}];")
+            if red.is_arg:
+                shared.append(f"__shared__ {red.arg_t} smem_arg{red.k}[{WARP + 1}];")
+                finish.append(f"fj_team_argallreduce<{team}u, {red.flag}>(acc{red.k}, arg{red.k}, "
+                              f"({red.acc_t}){red.ident}, ({red.arg_t}){red.arg_ident}, smem{red.k}, smem_arg{red.k});")
+            else:
+                finish.append(f"acc{red.k} = fj_team_allreduce<{team}u>(acc{red.k}, ({red.acc_t}){red.ident}, "
+                              f"smem{red.k}, {red.functor}());")
+            finish += red.result()
+            results[(id(red.out), ix.out)] = f"res{red.k}"
+        passes.append(fill("reduce_rows_phase.cu.in", phase=str(p),
+                           primitives=", ".join(red.eqn.primitive for red in reds),
+                           init=indent(init, 2), body=indent(w.body, 3), finish=indent(finish, 2)))
+    if spec.full:
+        cache.pass_no = len(spec.phases)
+        w.new_scope(results)
+        w.body = []
+        for k, out in enumerate(spec.outputs):
+            if id(out) in spec.full:
+                value = w.read_output(out, ix.element)
+                w.body.append(f"out{k}[{w.index(linearize(ix.element, out.shape))}] = {value};")
+        passes.append(fill("reduce_rows_final.cu.in", body=indent(w.body, 3)))
+    cache.pass_no = len(spec.phases) + 1
+    w.new_scope(results)
+    w.body = []
+    address = w.index(ix.row_address)
+    for red in all_reds:
+        if red.store is not None:
+            w.body.append(f"out{red.store}[{address}] = res{red.k};")
+    for k, out in enumerate(spec.outputs):
+        if id(out) in spec.epilogue:
+            w.body.append(f"out{k}[{address}] = {w.read_output(out, epilogue_index(ix, out))};")
+    stores = w.body
+    source = fill_kernel(
+        w, "reduce_rows.cu.in", describe(spec, w, f"a team of {team} per row"), block, scalar_params(w, spec),
+        team=str(team), teams=str(teams), shared=indent(shared, 1), passes="".join(passes),
+        stores=indent(stores, 3))
+    layout = Layout("rows", spec.size, row_len, teams)
+    return RenderedKernel(spec, source, tuple(scalar_params(w, spec)), w.index64, w.loads, len(spec.outputs),
+                          block, layout), cache
+
+
+# ---------------- strategy: tiles of output columns ----------------
+
+def render_columns(w, block: int):
+    from .codegen import RenderedKernel, fill_kernel, indent
+    spec = w.spec
+    w.var_by_id = {id(v): v for e in spec.eqns for v in e.outputs}
+    ix = Indices.of(spec)
+    reds = reductions_of(spec, spec.phases[0])
+    w.results = {id(red.out) for red in reds}
+    slices = block // TILE
+    check_shared(spec, reds, slices * TILE)
+    shared, init, combine = [], [], []
+    w.body = []
+    for red in reds:
+        shared.append(f"__shared__ {red.acc_t} part{red.k}[{slices}][{TILE}];")
+        init.append(f"part{red.k}[ty][c] = {red.ident};")
+        cell, arg_cell = f"part{red.k}[ty][c]", f"part_arg{red.k}[ty][c]"
+        if red.is_arg:
+            shared.append(f"__shared__ {red.arg_t} part_arg{red.k}[{slices}][{TILE}];")
+            init.append(f"{arg_cell} = {red.arg_ident};")
+        w.body.append(red.step(cell, arg_cell, red.read(w, ix.element)))
+        combine.append(f"{red.acc_t} acc{red.k} = part{red.k}[0][c];")
+        if red.is_arg:
+            combine.append(f"{red.arg_t} arg{red.k} = part_arg{red.k}[0][c];")
+        combine.append(f"for (unsigned y = 1; y < ny; ++y) "
+                       + red.merge(f"acc{red.k}", f"arg{red.k}", f"part{red.k}[y][c]", f"part_arg{red.k}[y][c]"))
+    body = w.body
+    stores = row_stores(w, spec, reds, ix)
+    source = fill_kernel(
+        w, "reduce_columns.cu.in", describe(spec, w, f"tiles of {TILE} outputs"), block, scalar_params(w, spec),
+        tile=str(TILE), shared=indent(shared, 1), init=indent(init, 3), body=indent(body, 4),
+        combine=indent(combine, 3), stores=indent(stores, 3))
+    tiles = -(-spec.size // TILE)
+    layout = Layout("tiles", tiles, TILE * reduce_count(spec))
+    return RenderedKernel(spec, source, tuple(scalar_params(w, spec)), w.index64, w.loads, len(spec.outputs),
+                          block, layout)
+
+
+# ---------------- strategy: rows split across blocks ----------------
+
+def render_split(w, block: int):
     from .codegen import Param, RenderedKernel, fill_kernel, indent
     spec = w.spec
     w.var_by_id = {id(v): v for e in spec.eqns for v in e.outputs}
-    rows = spec.size
-    reduce_n = int(np.prod(spec.reduce_shape, dtype=np.int64))
-    out_idx = delinearize(aff(Sym("loop", ("i",), 0, max(rows - 1, 0))), spec.shape)
-    red_idx = delinearize(aff(Sym("loop", ("r",), 0, max(reduce_n - 1, 0))), spec.reduce_shape)
-    init, shared, combine, stores = [], [], [], []
-    results = {}
-    for k, out in enumerate(spec.outputs):
-        if id(out) in spec.epilogue:
-            continue
-        eqn, _ = w.producers[id(out)]
-        operand = eqn.inputs[0]
-        it_out, it_red = iter(out_idx), iter(red_idx)
-        idx = tuple(next(it_red) if d in spec.reduce_axes else next(it_out) for d in range(operand.ndim))
-        if eqn.primitive in ("argmax", "argmin"):
-            render_arg(w, k, eqn, out, idx, init, shared, combine, stores)
-            results[id(out)] = f"arg{k}"
-            continue
-        functor, ident_kind = COMBINE[eqn.primitive]
-        acc_dtype = accumulator_dtype(eqn.primitive, out.dtype)
-        acc_t = ops.ctype(acc_dtype)
-        ident = identity(ident_kind, out.dtype, acc_dtype)
-        value = w.read(operand, idx)
-        if acc_dtype != out.dtype:
-            value = f"({acc_t}){value}"
-        w.body.append(f"acc{k} = {functor}()(acc{k}, {value});  // {eqn.primitive}")
-        init.append(f"{acc_t} acc{k} = {ident};")
-        shared.append(f"__shared__ {acc_t} smem{k}[32];")
-        combine.append(f"acc{k} = fj_block_reduce(acc{k}, ({acc_t}){ident}, smem{k}, {functor}());")
-        stores.append(f"const {ops.ctype(out.dtype)} res{k} = fj_convert<{ops.ctype(out.dtype)}>(acc{k});")
-        stores.append(f"out{k}[i] = res{k};")
-        results[id(out)] = f"res{k}"
-    stores += epilogue(w, spec, out_idx, results)
-    params = w.buffer_params() + [Param("scalar", "n", w.index_ctype, value=rows),
-                                  Param("scalar", "reduce_n", w.index_ctype, value=reduce_n)]
+    ix = Indices.of(spec)
+    reds = reductions_of(spec, spec.phases[0])
+    w.results = {id(red.out) for red in reds}
+    check_shared(spec, reds, WARP + 1, 1)
+    shared, init, combine, publish, finish = [], [], [], [], []
+    scratch = []
+    w.body = []
+    for red in reds:
+        k = red.k
+        init += red.declare()
+        w.body.append(red.step(f"acc{k}", f"arg{k}", red.read(w, ix.element)))
+        shared.append(f"__shared__ {red.acc_t} smem{k}[{WARP + 1}];")
+        scratch.append(Param("scratch", f"partial{k}", f"{red.acc_t}*", dtype=red.acc_dtype, extent="partials"))
+        publish.append(f"partial{k}[work] = acc{k};")
+        finish.append(f"acc{k} = fj_load_cg(&partial{k}[first]);")
+        if red.is_arg:
+            shared.append(f"__shared__ {red.arg_t} smem_arg{k}[{WARP + 1}];")
+            combine.append(f"fj_block_argreduce<{red.flag}>(acc{k}, arg{k}, ({red.acc_t}){red.ident}, "
+                           f"({red.arg_t}){red.arg_ident}, smem{k}, smem_arg{k});")
+            scratch.append(Param("scratch", f"partial_arg{k}", f"{red.arg_t}*", dtype=red.out.dtype,
+                                 extent="partials"))
+            publish.append(f"partial_arg{k}[work] = arg{k};")
+            finish.append(f"arg{k} = fj_load_cg(&partial_arg{k}[first]);")
+            finish.append("for (idx_t s = 1; s < segments; ++s) "
+                          + red.merge(f"acc{k}", f"arg{k}", f"fj_load_cg(&partial{k}[first + s])",
+                                      f"fj_load_cg(&partial_arg{k}[first + s])"))
+        else:
+            combine.append(f"acc{k} = fj_block_reduce(acc{k}, ({red.acc_t}){red.ident}, smem{k}, {red.functor}());")
+            finish.append("for (idx_t s = 1; s < segments; ++s) "
+                          + red.merge(f"acc{k}", "", f"fj_load_cg(&partial{k}[first + s])", ""))
+    body = w.body
+    stores = row_stores(w, spec, reds, ix)
+    params = scalar_params(w, spec, [Param("scalar", "segments", w.index_ctype, value=None)] + scratch
+                           + [Param("scratch", "tickets", "unsigned int*", dtype=np.dtype(np.uint32), extent="rows",
+                                    zero=True)])
     source = fill_kernel(
-        w, "reduce.cu.in",
-        f"{len(spec.outputs)} reduction(s) over axes {list(spec.reduce_axes)} of "
-        f"{list(spec.outputs[0].shape)} rows x {reduce_n} elements, {w.loads} load(s) per element",
-        block, params, shared=indent(shared, 1), init=indent(init, 2), body=indent(w.body, 3),
-        combine=indent(combine, 2), stores=indent(stores, 3))
-    return RenderedKernel(spec, source, tuple(params), w.index64, w.loads, len(spec.outputs), block)
+        w, "reduce_split.cu.in", describe(spec, w, "rows split across blocks"), block, params,
+        shared=indent(shared, 1), init=indent(init, 2), body=indent(body, 3), combine=indent(combine, 2),
+        publish=indent(publish, 3), finish=indent(finish, 3), stores=indent(stores, 3))
+    layout = Layout("split", spec.size, reduce_count(spec))
+    return RenderedKernel(spec, source, tuple(params), w.index64, w.loads, len(spec.outputs), block, layout)
+
+
+def render_reduction(make_writer, block: int):
+    """Render a reduction kernel with the strategy its shapes call for."""
+    w = make_writer()
+    spec = w.spec
+    rows, row_len = spec.size, reduce_count(spec)
+    persistent = len(spec.phases) > 1 or bool(spec.full)
+    inner = (len(spec.in_shape) - 1) in spec.reduce_axes
+    if persistent and not inner:
+        raise NotPersistent(spec.family, "a row family needs the operand's innermost axis reduced")
+    if not persistent and rows < SPLIT_ROWS and row_len >= SPLIT_MIN:
+        return render_split(w, block)
+    if not inner:
+        return render_columns(w, block)
+    team = team_width(row_len, block)
+    rendered, cache = render_rows(w, block, team, {})
+    reread = [s for s in spec.sources if len(cache.passes.get(id(s), ())) > 1]
+    if not reread:
+        return rendered
+    row_bytes = row_len * sum(s.dtype.itemsize for s in reread)
+    if (block // team) * row_bytes > CACHE_BYTES:
+        team = block
+    if row_bytes > CACHE_BYTES:
+        raise NotPersistent(spec.family, f"a row of {row_bytes} bytes does not fit in shared memory")
+    names = {id(s): f"cache{k}" for k, s in enumerate(reread)}
+    return render_rows(make_writer(), block, team, names)[0]

@@ -10,6 +10,7 @@ import numpy as np
 
 from . import ops
 from .indexing import Sym, aff, delinearize, linearize
+from .launch import Layout
 from .reduce import accumulator_dtype, identity
 
 COMBINE = {
@@ -63,4 +64,5 @@ def render_scan(w, block: int):
         block, params, shared=indent(shared, 1), init=indent(init, 2), body=indent(w.body, 3),
         accumulate=indent(accumulate, 3), publish=indent(publish, 2), exclusive=indent(exclusive, 3),
         resume=indent(resume, 2), rescan=indent(rescan, 3))
-    return RenderedKernel(spec, source, tuple(params), w.index64, 2 * w.loads, len(spec.outputs), block)
+    return RenderedKernel(spec, source, tuple(params), w.index64, 2 * w.loads, len(spec.outputs), block,
+                          Layout("scan", rows, scan_n))

@@ -120,6 +120,53 @@ FJ_DEVICE void fj_block_argreduce(T& v, I& i, T identity_v, I identity_i, T* sme
   }
 }
 
+// All-reduce over a team of W threads: every thread of the team ends with the same bits.
+// W up to 32: aligned lanes of a warp, a butterfly of xor shuffles in which both partners
+// combine (lower lane, upper lane) in that order.  W larger: the team is the whole block,
+// reduced through shared memory (`smem`, 33 slots) and broadcast from slot 32.
+// In the host fast mode a team is one thread.
+template <unsigned W, class T, class Op>
+FJ_DEVICE T fj_team_allreduce(T v, T identity, T* smem, Op op) {
+  if constexpr (W <= 32u) {
+    const unsigned team = blockDim.x < W ? blockDim.x : W;
+    for (unsigned offset = team / 2u; offset > 0u; offset /= 2u) {
+      const T other = __shfl_xor_sync(0xffffffffu, v, offset);
+      v = (threadIdx.x & offset) ? op(other, v) : op(v, other);
+    }
+    return v;
+  } else {
+    v = fj_block_reduce(v, identity, smem, op);
+    if (threadIdx.x == 0u) smem[32] = v;
+    __syncthreads();  // the block's result is in shared memory
+    v = smem[32];
+    __syncthreads();  // every thread has read it
+    return v;
+  }
+}
+
+// The (value, index) version of fj_team_allreduce, for argmax/argmin.
+template <unsigned W, bool Max, class T, class I>
+FJ_DEVICE void fj_team_argallreduce(T& v, I& i, T identity_v, I identity_i, T* smem_v, I* smem_i) {
+  if constexpr (W <= 32u) {
+    const unsigned team = blockDim.x < W ? blockDim.x : W;
+    for (unsigned offset = team / 2u; offset > 0u; offset /= 2u) {
+      const T other_v = __shfl_xor_sync(0xffffffffu, v, offset);
+      const I other_i = __shfl_xor_sync(0xffffffffu, i, offset);
+      fj_arg_combine<Max>(v, i, other_v, other_i);
+    }
+  } else {
+    fj_block_argreduce<Max>(v, i, identity_v, identity_i, smem_v, smem_i);
+    if (threadIdx.x == 0u) {
+      smem_v[32] = v;
+      smem_i[32] = i;
+    }
+    __syncthreads();  // the block's result is in shared memory
+    v = smem_v[32];
+    i = smem_i[32];
+    __syncthreads();  // every thread has read it
+  }
+}
+
 // log(exp(a) + exp(b)) without overflow; -inf is the identity, NaN propagates.
 struct fj_op_logaddexp {
   template <class T> __device__ __forceinline__ T operator()(T a, T b) const {

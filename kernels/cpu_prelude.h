@@ -35,6 +35,13 @@ static inline double fj_rsqrt(double x) { return 1.0 / sqrt(x); }
 static inline float fj_lgamma(float x) { int sign; return lgammaf_r(x, &sign); }
 static inline double fj_lgamma(double x) { int sign; return lgamma_r(x, &sign); }
 
+// A split reduction's ticket (blocks run on several OS threads in the host fast mode): the
+// partial written before is released with it, the last ticket acquires every other's.
+static inline bool fj_take_ticket(unsigned int* ticket, unsigned int count) {
+  return __atomic_fetch_add(ticket, 1u, __ATOMIC_ACQ_REL) == count - 1u;
+}
+template <class T> static inline T fj_load_cg(const T* p) { return *p; }
+
 // Inverse error function (CUDA has it built in; the C library does not).  A closed-form
 // first guess, then Halley steps on erf (erfc near +-1, where erf loses the digits).
 static inline double fj_erfinv(double y) {

@@ -12,13 +12,7 @@ typedef unsigned long long uint64_t;
 #define FJ_DEVICE __device__ __forceinline__
 #define FJ_RESTRICT __restrict__
 
-// Grid-stride loop: thread t of the grid handles elements t, t + total_threads, ...
-#define FJ_GRID_LOOP(idx_t, i, n) \
-  for (idx_t i = (idx_t)blockIdx.x * (idx_t)blockDim.x + (idx_t)threadIdx.x; i < (n); \
-       i += (idx_t)blockDim.x * (idx_t)gridDim.x)
-
-// Block loop: block b of the grid handles rows b, b + gridDim.x, ... (all its threads together).
-#define FJ_BLOCK_LOOP(idx_t, i, n) for (idx_t i = (idx_t)blockIdx.x; i < (n); i += (idx_t)gridDim.x)
+#include "gpu_loops.h"
 
 FJ_DEVICE float fj_inf_f() { return __int_as_float(0x7f800000); }
 FJ_DEVICE float fj_nan_f() { return __int_as_float(0x7fc00000); }
@@ -34,3 +28,13 @@ FJ_DEVICE float fj_erfinv(float x) { return erfinvf(x); }
 FJ_DEVICE double fj_erfinv(double x) { return erfinv(x); }
 FJ_DEVICE float fj_lgamma(float x) { return lgammaf(x); }
 FJ_DEVICE double fj_lgamma(double x) { return lgamma(x); }
+
+// A split reduction's ticket: the partial written before is visible to the block that draws
+// the last ticket, which then reads the partials past the (incoherent) L1 cache.
+FJ_DEVICE bool fj_take_ticket(unsigned int* ticket, unsigned int count) {
+  __threadfence();
+  const bool last = atomicAdd(ticket, 1u) == count - 1u;
+  if (last) __threadfence();
+  return last;
+}
+template <class T> FJ_DEVICE T fj_load_cg(const T* p) { return __ldcg(p); }

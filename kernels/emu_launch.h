@@ -9,11 +9,7 @@
 #include <thread>
 #include <vector>
 
-#define FJ_GRID_LOOP(idx_t, i, n) \
-  for (idx_t i = (idx_t)blockIdx.x * (idx_t)blockDim.x + (idx_t)threadIdx.x; i < (n); \
-       i += (idx_t)blockDim.x * (idx_t)gridDim.x)
-
-#define FJ_BLOCK_LOOP(idx_t, i, n) for (idx_t i = (idx_t)blockIdx.x; i < (n); i += (idx_t)gridDim.x)
+#include "gpu_loops.h"
 
 #define __shared__ static
 

@@ -16,11 +16,18 @@
   const idx_t fj_row1_##i = fj_row0_##i + fj_rows_##i < (n) ? fj_row0_##i + fj_rows_##i : (n); \
   for (idx_t i = fj_row0_##i; i < fj_row1_##i; ++i)
 
+// Rows of a row-team kernel: one team of one thread per block, a contiguous chunk of rows.
+#define FJ_TEAM_LOOP(idx_t, row0, n, teams) FJ_BLOCK_LOOP(idx_t, row0, n)
+
 // A block is one thread: shared memory is per OS thread, barriers and shuffles are trivial.
 #define __shared__ static thread_local
 static inline void __syncthreads() {}
 template <class T>
 static inline T __shfl_down_sync(unsigned, T value, unsigned, int = 32) { return value; }
+template <class T>
+static inline T __shfl_xor_sync(unsigned, T value, int, int = 32) { return value; }
+template <class T>
+static inline T __shfl_sync(unsigned, T value, int, int = 32) { return value; }
 
 #define FJ_HOST_LAUNCH(grid, block, call)                          \
   do {                                                             \

@@ -139,15 +139,26 @@ def test_unsupported_sort_is_named():
         fusejit.jit(lambda x: jnp.sort(x) * 2)(np.ones(4, np.float32))
 
 
-@pytest.fixture
-def kernels_without_block_barrier(tmp_path, monkeypatch):
-    """A deliberately broken copy of kernels/: the block reduction misses the __syncthreads
-    between writing the warps' partials and reading them."""
+# A deliberately broken copy of kernels/ per case: a barrier removed from a cooperative step.
+BROKEN_BARRIERS = {
+    # the block reduction (rows of 1025: a whole block per row) reads the warps' partials early
+    "block_reduce": ("block_reduce.h", "    __syncthreads();  // every warp's partial is in shared memory\n",
+                     lambda x: jnp.sum(x, 1), (96, 1025)),
+    # the column reduction combines its slices' partials before they are all written
+    "columns": ("reduce_columns.cu.in", "    __syncthreads();  // every slice's partials are in shared memory\n",
+                lambda x: jnp.sum(x, 0), (1025, 96)),
+}
+
+
+@pytest.fixture(params=sorted(BROKEN_BARRIERS))
+def kernels_without_a_barrier(request, tmp_path, monkeypatch):
+    """A copy of kernels/ with one __syncthreads removed; yields the function and input shape
+    that exercise it."""
+    filename, marker, fun, shape = BROKEN_BARRIERS[request.param]
     broken = tmp_path / "kernels"
     shutil.copytree(templates.kernels_dir(), broken)
-    path = broken / "block_reduce.h"
+    path = broken / filename
     text = path.read_text()
-    marker = "    __syncthreads();  // every warp's partial is in shared memory\n"
     assert marker in text
     path.write_text(text.replace(marker, ""))
     monkeypatch.setenv("FUSEJIT_KERNELS_DIR", str(broken))
@@ -159,17 +170,14 @@ def kernels_without_block_barrier(tmp_path, monkeypatch):
         backends._instances.clear()
 
     reset()
-    yield
+    yield fun, shape
     monkeypatch.undo()
     reset()
 
 
-def test_emulation_catches_a_missing_syncthreads(kernels_without_block_barrier):
-    x = rand(np.random.default_rng(13), (96, 1025), np.float32) + 2.0
-
-    def f(x):
-        return jnp.sum(x, 1)
-
+def test_emulation_catches_a_missing_syncthreads(kernels_without_a_barrier):
+    f, shape = kernels_without_a_barrier
+    x = rand(np.random.default_rng(13), shape, np.float32) + 2.0
     # The host fast mode runs one thread per block and cannot see the race ...
     assert fusejit.check(fusejit.jit(f, backend="host"), x).ok
     # ... the GPU-faithful emulation runs 256 threads per block and does.
@@ -178,11 +186,12 @@ def test_emulation_catches_a_missing_syncthreads(kernels_without_block_barrier):
 
 
 def test_elementwise_consumers_run_in_the_reduction_epilogue():
-    """mean = sum / n and sqrt(sum(x*x)) * 2 are computed by the reduction kernel.  logsumexp's
-    log(sum) + max needs two reduction kernels' results, so it keeps a kernel of its own."""
+    """mean = sum / n, sqrt(sum(x*x)) * 2 and logsumexp's log(sum) + max are computed by the
+    reduction kernel after its phases (max, then the sum of exponentials): one kernel that
+    reads x once per element."""
     x = rand(np.random.default_rng(18), (40, 257), np.float32)
     compiled = verify(lambda x: (jnp.mean(x, 1), jnp.sqrt(jnp.sum(x * x, 1)) * 2.0,
                                  jax.nn.logsumexp(x, axis=1)), x)
-    epilogues = [k for k in compiled.rendered if k.spec.epilogue]
-    assert len(epilogues) == 1 and len(epilogues[0].spec.epilogue) == 2
-    assert compiled.kernel_count == 3
+    assert compiled.kernel_count == 1
+    (kernel,) = compiled.rendered
+    assert len(kernel.spec.phases) == 2 and len(kernel.spec.epilogue) == 3 and kernel.loads == 1

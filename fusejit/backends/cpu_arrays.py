@@ -22,6 +22,9 @@ class CpuArrays:
     def empty(self, shape, dtype):
         return np.empty(shape, dtype)
 
+    def zeros(self, shape, dtype):
+        return np.zeros(shape, dtype)
+
     def copy(self, x):
         return np.array(x, copy=True)
 

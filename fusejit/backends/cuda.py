@@ -61,6 +61,9 @@ class CudaBackend:
     def empty(self, shape, dtype):
         return self.cp.empty(shape, dtype)
 
+    def zeros(self, shape, dtype):
+        return self.cp.zeros(shape, dtype)
+
     def copy(self, x):
         return x.copy()
 

@@ -1,0 +1,15 @@
+// Work loops of the GPU and of the GPU-faithful emulation (the host fast mode has its own,
+// in host_launch.h, that give each block a contiguous chunk).
+#pragma once
+
+// Grid-stride loop: thread t of the grid handles elements t, t + total_threads, ...
+#define FJ_GRID_LOOP(idx_t, i, n) \
+  for (idx_t i = (idx_t)blockIdx.x * (idx_t)blockDim.x + (idx_t)threadIdx.x; i < (n); \
+       i += (idx_t)blockDim.x * (idx_t)gridDim.x)
+
+// Block loop: block b of the grid handles rows b, b + gridDim.x, ... (all its threads together).
+#define FJ_BLOCK_LOOP(idx_t, i, n) for (idx_t i = (idx_t)blockIdx.x; i < (n); i += (idx_t)gridDim.x)
+
+// Team loop: a block of `teams` teams handles rows row0 .. row0 + teams - 1 at a time.
+#define FJ_TEAM_LOOP(idx_t, row0, n, teams) \
+  for (idx_t row0 = (idx_t)blockIdx.x * (idx_t)(teams); row0 < (n); row0 += (idx_t)gridDim.x * (idx_t)(teams))

@@ -1,0 +1,172 @@
+"""The reduction strategies (fusejit/reduce.py) on every dtype, row families fused into one
+persistent kernel, and the numerics of long reductions, all against jax.jit."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+import fusejit
+from helpers import FLOATS, INTS, rand, verify
+
+# name -> (operand shape, reduced axes, the layout the kernel must use, GPU rows per block)
+STRATEGIES = {
+    "rows_of_1": ((37, 1), (1,), "rows", 256),
+    "rows_of_7": ((70, 7), (1,), "rows", 32),       # a team of 8 lanes per row
+    "rows_of_33": ((9, 33), (1,), "rows", 8),       # a warp per row
+    "rows_of_1025": ((5, 1025), (1,), "rows", 1),   # the whole block per row
+    "rows_two_axes": ((6, 7, 33), (0, 2), "rows", 8),
+    "columns": ((33, 41), (0,), "tiles", 1),
+    "columns_middle": ((5, 7, 33), (1,), "tiles", 1),
+    "split_full": ((9000,), (0,), "split", 1),
+    "split_rows": ((3, 8200), (1,), "split", 1),
+    "split_columns": ((8200, 2), (0,), "split", 1),
+}
+
+
+def float_reductions(x, axes):
+    out = {"sum": jnp.sum(x, axes), "max": jnp.max(x, axes), "min": jnp.min(x, axes),
+           "prod": jnp.prod(1 + x * 1e-3, axes), "mean": jnp.mean(x, axes, keepdims=True)}
+    if len(axes) == 1:
+        out |= {"argmax": jnp.argmax(x, axes[0]), "argmin": jnp.argmin(x, axes[0])}
+    return out
+
+
+def int_reductions(x, axes):
+    out = {"sum": jnp.sum(x, axes, dtype=x.dtype), "prod": jnp.prod(x, axes, dtype=x.dtype),
+           "max": jnp.max(x, axes), "min": jnp.min(x, axes), "and": lax.reduce_and(x, axes),
+           "or": lax.reduce_or(x, axes), "xor": lax.reduce_xor(x, axes)}
+    if len(axes) == 1:
+        out |= {"argmax": jnp.argmax(x, axes[0]), "argmin": jnp.argmin(x, axes[0])}
+    return out
+
+
+def bool_reductions(b, axes):
+    out = {"any": jnp.any(b, axes), "all": jnp.all(b, axes), "xor": lax.reduce_xor(b, axes),
+           "count": jnp.sum(b, axes), "max": jnp.max(b, axes, keepdims=True)}
+    if len(axes) == 1:
+        out |= {"argmax": jnp.argmax(b, axes[0]), "argmin": jnp.argmin(b, axes[0])}
+    return out
+
+
+DTYPE_GROUPS = {"floats": (FLOATS, float_reductions), "ints": (INTS, int_reductions),
+                "bool": ((np.bool_,), bool_reductions)}
+
+
+@pytest.mark.parametrize("group", sorted(DTYPE_GROUPS))
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_every_strategy_on_every_dtype(strategy, group, x64):
+    shape, axes, kind, per_block = STRATEGIES[strategy]
+    dtypes, reductions = DTYPE_GROUPS[group]
+    rng = np.random.default_rng(abs(hash((strategy, group))) % 2**32)
+    inputs = [rand(rng, shape, dtype, special=group == "ints") for dtype in dtypes]
+    if group == "bool":
+        inputs[0].reshape(-1)[: shape[-1]] = True  # a run of ties for argmax/argmin
+
+    def f(*xs):
+        return {np.dtype(x.dtype).name: reductions(x, axes) for x in xs}
+
+    compiled = verify(f, *inputs)
+    layouts = {(k.layout.kind, k.layout.per_block) for k in compiled.rendered}
+    assert layouts == {(kind, per_block)}, layouts
+
+
+def test_split_reduction_is_deterministic():
+    """Per-block partials combined by whichever block finishes last, in segment order: the
+    same bits every run, on the host (blocks on several threads) and in the emulation."""
+    x = rand(np.random.default_rng(20), (2, 50_000), np.float32)
+    for backend in ("host", "emulate"):
+        f = fusejit.jit(lambda x: (jnp.sum(jnp.exp(x), 1), jnp.argmax(x, 1)), backend=backend)
+        assert f.lower(x).rendered[0].layout.kind == "split"
+        first = f(x)
+        for _ in range(3):
+            again = f(x)
+            assert all(np.array_equal(a, b) for a, b in zip(first, again))
+
+
+def test_sum_of_ten_million_float32_within_tolerance():
+    """10**7 float32 elements: float64 accumulation keeps sum, mean, variance and norm within
+    the float32 tolerance of jax.jit (README: accumulation).  The host runs it (the emulation
+    runs the same split kernel in test_every_strategy_on_every_dtype[split_full-*])."""
+    x = rand(np.random.default_rng(21), (10**7,), np.float32) + 1.0
+    compiled = verify(lambda x: (jnp.sum(x), jnp.mean(x), jnp.var(x), jnp.linalg.norm(x), jnp.max(x)), x,
+                      backends=("host",))
+    assert {k.layout.kind for k in compiled.rendered} == {"split"}
+
+
+def test_many_reductions_are_spread_over_kernels_that_fit_shared_memory():
+    """A float32 column max takes 1 KB of shared memory per block: 60 of them do not fit in
+    48 KB, so the plan gives them to two kernels (NVRTC would refuse the one kernel)."""
+    x = rand(np.random.default_rng(26), (60, 33, 41), np.float32)
+    compiled = verify(lambda x: [jnp.max(x[k] * (k + 1), 0) for k in range(60)], x, backends=("host",))
+    assert compiled.kernel_count == 2
+
+
+# ---- row families: reduce, broadcast back, elementwise, reduce again, in one kernel ----
+
+def layer_norm(x, gamma, beta):
+    mean = jnp.mean(x, -1, keepdims=True)
+    var = jnp.mean(jnp.square(x - mean), -1, keepdims=True)
+    return (x - mean) * lax.rsqrt(var + 1e-5) * gamma + beta
+
+
+FAMILIES = {
+    "softmax": lambda x, g, b: jax.nn.softmax(x),
+    "log_softmax": lambda x, g, b: jax.nn.log_softmax(x, axis=-1),
+    "logsumexp": lambda x, g, b: jax.nn.logsumexp(x, axis=-1),
+    "standardize": lambda x, g, b: jax.nn.standardize(x, axis=-1),
+    "layer_norm": layer_norm,
+    "mean_var": lambda x, g, b: (jnp.mean(x, -1), jnp.var(x, -1)),
+}
+
+
+@pytest.mark.parametrize("row", [1, 7, 33, 1025])
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_row_families_run_as_one_kernel(dtype, row, x64):
+    rng = np.random.default_rng(row)
+    x, g, b = (rand(rng, (13, row), dtype), rand(rng, (row,), dtype), rand(rng, (row,), dtype))
+
+    def f(x, g, b):
+        return {name: fn(x, g, b) for name, fn in FAMILIES.items()}
+
+    compiled = verify(f, x, g, b)
+    # Every family reduces x over its rows: they share one kernel that reads x once.
+    assert compiled.kernel_count == 1, compiled.as_text()
+    (kernel,) = compiled.rendered
+    assert len(kernel.spec.phases) >= 2 and kernel.layout.kind == "rows"
+    assert kernel.source.count("in0[") == 1  # later phases read x from shared memory
+    assert "phases" in compiled.as_text()
+
+
+def test_softmax_reads_each_element_once_and_stores_only_the_result():
+    x = rand(np.random.default_rng(22), (64, 1024), np.float32)
+    compiled = verify(jax.nn.softmax, x)
+    (kernel,) = compiled.rendered
+    assert kernel.loads == 1 and kernel.stores == 1  # max and sum stay in registers
+    assert kernel.layout.per_block == 8  # a warp per row, eight rows per block
+
+
+def test_family_whose_rows_do_not_fit_runs_as_separate_kernels():
+    """Rows of 10000 float32 (40 KB) do not fit in the shared-memory cache: the family falls
+    back to one kernel per phase, with the same results."""
+    x = rand(np.random.default_rng(23), (3, 10000), np.float32)
+    compiled = verify(jax.nn.softmax, x, backends=("host",))
+    assert compiled.kernel_count == 3
+    assert all(len(k.spec.phases) <= 1 for k in compiled.rendered)
+
+
+def test_family_reading_another_rows_result_is_split():
+    """A phase that reads a reduction result at another row's index cannot run in the row's
+    team: fusejit splits the family instead of computing a wrong value."""
+    x = rand(np.random.default_rng(24), (9, 40), np.float32)
+    compiled = verify(lambda x: jnp.sum(x - jnp.max(x, 1)[::-1, None], 1), x)
+    assert compiled.kernel_count == 2
+
+
+def test_family_on_outer_axis_runs_phase_by_phase():
+    """Families need the innermost axis reduced (a row per team); over axis 0 each phase is
+    a column kernel of its own."""
+    x = rand(np.random.default_rng(25), (40, 9), np.float32)
+    compiled = verify(lambda x: jax.nn.softmax(x, axis=0), x)
+    assert {k.layout.kind for k in compiled.rendered} <= {"tiles", "map"}
+    assert compiled.kernel_count == 3

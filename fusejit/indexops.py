@@ -104,38 +104,26 @@ def _flat_positions(xp, operand_shape, starts, window_dims, window_sizes, batch_
 
 
 def _window_mask(fits, n_window):
-    return None if fits is None else fits.reshape(fits.shape + (1,) * n_window)
+    """The per-window mask `fits` broadcastable over the window dims."""
+    return fits.reshape(fits.shape + (1,) * n_window)
 
 
 # ----------------------------------------------------------------------------------------------
 # gather
 
 
-def _fill_value(params, dtype):
-    """The FILL_OR_DROP fill: params['fill_value'], or JAX's default for the dtype (NaN for
-    floats, the minimum for signed and the maximum for unsigned integers, True for bool)."""
-    fill = params.get("fill_value")
-    if fill is not None:
-        return fill
-    if dtype.kind == "f":
-        return np.nan
-    if dtype.kind == "i":
-        return np.iinfo(dtype).min
-    if dtype.kind == "u":
-        return np.iinfo(dtype).max
-    return True
-
-
 def gather(lib, params, out_avals, operand, indices):
     """lax.gather (index_vector_dim last, as JAX emits): CLIP and PROMISE_IN_BOUNDS clamp each
-    window start so the window fits (XLA's semantics); FILL_OR_DROP gives the fill value for
-    every window whose start is out of bounds."""
+    window start so the window fits (XLA's semantics); FILL_OR_DROP gives params['fill_value']
+    for every window whose start is out of bounds."""
     xp = lib.xp
     dn, sizes = params["dimension_numbers"], params["slice_sizes"]
     shape, dtype = out_avals[0]
     if math.prod(shape) == 0:
         return [xp.empty(shape, dtype)]
     mode = GatherScatterMode.from_any(params["mode"])
+    if mode == GatherScatterMode.ONE_HOT:  # jax.jit has no CPU lowering for it either
+        raise UnsupportedError("gather with mode=ONE_HOT has no library rule", primitive="gather")
     batching = [int(d) for d in dn.operand_batching_dims]
     window_dims = [d for d in range(operand.ndim) if d not in dn.collapsed_slice_dims and d not in batching]
     window_sizes = [sizes[d] for d in window_dims]
@@ -145,12 +133,13 @@ def gather(lib, params, out_avals, operand, indices):
     flat = _flat_positions(xp, operand.shape, starts, window_dims, window_sizes, batch_ndim)
     got = xp.take(operand.reshape(-1), flat)
     if fits is not None:
-        got = xp.where(_window_mask(fits, len(window_dims)), got, xp.asarray(_fill_value(params, dtype), dtype=dtype))
+        fill = xp.asarray(params["fill_value"], dtype=dtype)  # jnp resolves the default (NaN, INT_MIN, ...)
+        got = xp.where(_window_mask(fits, len(window_dims)), got, fill)
     # Output dims: offset_dims hold the window dims in order, the others the batch dims in order.
     batch_axes = iter(range(batch_ndim))
     perm = [batch_ndim + list(dn.offset_dims).index(i) if i in dn.offset_dims else next(batch_axes)
             for i in range(len(shape))]
-    return [xp.asarray(xp.transpose(got, perm).reshape(shape), order="C")]
+    return [xp.asarray(xp.transpose(got, perm), order="C")]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -208,9 +197,9 @@ def _set_last(lib, out, flat, values):
 
 
 def _scatter(lib, params, out_avals, operand, indices, updates, apply):
-    """Common to the scatters: CLIP clamps each window start so the window fits; FILL_OR_DROP and
-    PROMISE_IN_BOUNDS drop every window that does not fit entirely (XLA's semantics). The
-    updates are applied in row-major order of the scatter indices."""
+    """Common to the scatters: CLIP clamps each window start so the window fits; the other modes
+    (FILL_OR_DROP, PROMISE_IN_BOUNDS, ONE_HOT) drop every window that does not fit entirely, as
+    XLA's CPU scatter does. The updates are applied in row-major order of the scatter indices."""
     xp = lib.xp
     dn = params["dimension_numbers"]
     shape, dtype = out_avals[0]

@@ -53,6 +53,10 @@ def cuda_lib() -> ArrayLib:
     return ArrayLib("cupy", cupy, cupyx.scipy.linalg)
 
 
+def _size(x, dims) -> int:
+    return math.prod(x.shape[d] for d in dims)
+
+
 def dot_general(lib, params, out_avals, lhs, rhs):
     """lax.dot_general: output dims are batch, lhs free, rhs free; operands are converted to the
     output dtype first (preferred_element_type), integers wrap, bool is an OR of ANDs."""
@@ -61,8 +65,7 @@ def dot_general(lib, params, out_avals, lhs, rhs):
     shape, dtype = out_avals[0]
     lhs_free = [d for d in range(lhs.ndim) if d not in lhs_contract and d not in lhs_batch]
     rhs_free = [d for d in range(rhs.ndim) if d not in rhs_contract and d not in rhs_batch]
-    sizes = lambda x, dims: math.prod(x.shape[d] for d in dims)
-    b, m, k, n = sizes(lhs, lhs_batch), sizes(lhs, lhs_free), sizes(lhs, lhs_contract), sizes(rhs, rhs_free)
+    b, m, k, n = _size(lhs, lhs_batch), _size(lhs, lhs_free), _size(lhs, lhs_contract), _size(rhs, rhs_free)
     a = xp.transpose(lhs, [*lhs_batch, *lhs_free, *lhs_contract]).reshape(b, m, k)
     c = xp.transpose(rhs, [*rhs_batch, *rhs_contract, *rhs_free]).reshape(b, k, n)
     if np.dtype(dtype) == np.bool_:

@@ -1,0 +1,250 @@
+"""Library rules for sort, gather and the scatters (rows of fusejit.library.LIBRARY).
+
+Gather and scatter are written for XLA's general dimension numbers: every (batch index,
+window element) pair becomes one flat position in the operand, computed with array
+arithmetic, so any form jnp emits (take, x[idx], x[i, j_idx], take_along_axis, .at[...]
+with windows and batching dims) is the same code.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from jax.lax import GatherScatterMode
+
+from .errors import UnsupportedError
+
+# ----------------------------------------------------------------------------------------------
+# sort
+
+
+def _sort_key(xp, x):
+    """Integer keys in the order of JAX's sort comparator: for floats -0.0 equals 0.0, every NaN
+    (either sign) equals every other and sorts after +inf; bools and integers as they are."""
+    if x.dtype.kind == "b":
+        return x.astype(xp.uint8)
+    if x.dtype.kind != "f":
+        return x
+    canonical = xp.where(x == 0, xp.zeros_like(x), x)
+    canonical = xp.where(xp.isnan(x), xp.full_like(x, np.nan), canonical)
+    int_t = np.dtype(f"int{8 * x.dtype.itemsize}")
+    bits = canonical.view(int_t)
+    magnitude = int_t.type(np.iinfo(int_t).max)
+    # Negative floats: flip the magnitude bits so that a larger magnitude is a smaller integer.
+    return xp.where(bits < 0, bits ^ magnitude, bits)
+
+
+def sort(lib, params, out_avals, *operands):
+    """lax.sort: a stable lexicographic sort along `dimension` by the first `num_keys` operands,
+    in JAX's comparator order (see _sort_key); every operand is permuted the same way."""
+    xp = lib.xp
+    moved = [xp.moveaxis(op, params["dimension"], -1) for op in operands]
+    order = None
+    for key in reversed(moved[: params["num_keys"]]):  # least significant key first
+        k = _sort_key(xp, key)
+        if order is not None:
+            k = xp.take_along_axis(k, order, axis=-1)
+        step = xp.argsort(k, axis=-1, kind="stable")
+        order = step if order is None else xp.take_along_axis(order, step, axis=-1)
+    return [xp.asarray(xp.moveaxis(xp.take_along_axis(op, order, axis=-1), -1, params["dimension"]), order="C")
+            for op in moved]
+
+
+# ----------------------------------------------------------------------------------------------
+# flat positions shared by gather and scatter
+
+
+def _as_index(xp, indices):
+    """Start indices as int64; uint64 values above the int64 range saturate (still out of bounds)."""
+    if indices.dtype == np.uint64:
+        indices = xp.minimum(indices, np.uint64(np.iinfo(np.int64).max))
+    return indices.astype(xp.int64)
+
+
+def _starts(xp, indices, operand_shape, window, index_map, operand_batching, indices_batching, clip):
+    """Per operand dim, the window start for every batch index (arrays of the indices' batch
+    shape, or 0), and the mask of batch indices whose window fits in the operand (None when
+    all do). With `clip` the starts are clamped so that every window fits (XLA's CLIP); without,
+    starts are clamped too but the mask marks the windows that did not fit."""
+    idx = _as_index(xp, indices)
+    batch_shape = indices.shape[:-1]
+    starts = [0] * len(operand_shape)
+    fits = None
+    for k, d in enumerate(index_map):
+        s = idx[..., k]
+        hi = operand_shape[d] - window[d]
+        if not clip:
+            ok = (s >= 0) & (s <= hi)
+            fits = ok if fits is None else fits & ok
+        starts[d] = xp.clip(s, 0, hi)
+    for d, axis in zip(operand_batching, indices_batching):
+        shape = [1] * len(batch_shape)
+        shape[int(axis)] = batch_shape[int(axis)]
+        starts[int(d)] = xp.arange(batch_shape[int(axis)], dtype=xp.int64).reshape(shape)
+    return starts, fits
+
+
+def _flat_positions(xp, operand_shape, starts, window_dims, window_sizes, batch_ndim):
+    """Flat operand position of every (batch index, window element): an int64 array of shape
+    batch shape + window_sizes (window dims in operand order)."""
+    strides = [math.prod(operand_shape[d + 1:]) for d in range(len(operand_shape))]
+    n_window = len(window_dims)
+    flat = xp.zeros((1,) * (batch_ndim + n_window), dtype=xp.int64)
+    for d, stride in enumerate(strides):
+        term = starts[d]
+        if not isinstance(term, int):
+            term = term.reshape(term.shape + (1,) * n_window)
+        if d in window_dims:
+            j = window_dims.index(d)
+            shape = [1] * (batch_ndim + n_window)
+            shape[batch_ndim + j] = window_sizes[j]
+            term = term + xp.arange(window_sizes[j], dtype=xp.int64).reshape(shape)
+        flat = flat + term * stride
+    return flat
+
+
+def _window_mask(fits, n_window):
+    """The per-window mask `fits` broadcastable over the window dims."""
+    return fits.reshape(fits.shape + (1,) * n_window)
+
+
+# ----------------------------------------------------------------------------------------------
+# gather
+
+
+def gather(lib, params, out_avals, operand, indices):
+    """lax.gather (index_vector_dim last, as JAX emits): CLIP and PROMISE_IN_BOUNDS clamp each
+    window start so the window fits (XLA's semantics); FILL_OR_DROP gives params['fill_value']
+    for every window whose start is out of bounds."""
+    xp = lib.xp
+    dn, sizes = params["dimension_numbers"], params["slice_sizes"]
+    shape, dtype = out_avals[0]
+    if math.prod(shape) == 0:
+        return [xp.empty(shape, dtype)]
+    mode = GatherScatterMode.from_any(params["mode"])
+    if mode == GatherScatterMode.ONE_HOT:  # jax.jit has no CPU lowering for it either
+        raise UnsupportedError("gather with mode=ONE_HOT has no library rule", primitive="gather")
+    batching = [int(d) for d in dn.operand_batching_dims]
+    window_dims = [d for d in range(operand.ndim) if d not in dn.collapsed_slice_dims and d not in batching]
+    window_sizes = [sizes[d] for d in window_dims]
+    starts, fits = _starts(xp, indices, operand.shape, sizes, dn.start_index_map, batching,
+                           dn.start_indices_batching_dims, clip=mode != GatherScatterMode.FILL_OR_DROP)
+    batch_ndim = indices.ndim - 1
+    flat = _flat_positions(xp, operand.shape, starts, window_dims, window_sizes, batch_ndim)
+    got = xp.take(operand.reshape(-1), flat)
+    if fits is not None:
+        fill = xp.asarray(params["fill_value"], dtype=dtype)  # jnp resolves the default (NaN, INT_MIN, ...)
+        got = xp.where(_window_mask(fits, len(window_dims)), got, fill)
+    # Output dims: offset_dims hold the window dims in order, the others the batch dims in order.
+    batch_axes = iter(range(batch_ndim))
+    perm = [batch_ndim + list(dn.offset_dims).index(i) if i in dn.offset_dims else next(batch_axes)
+            for i in range(len(shape))]
+    return [xp.asarray(xp.transpose(got, perm), order="C")]
+
+
+# ----------------------------------------------------------------------------------------------
+# scatter
+
+
+def _occurrence(xp, flat):
+    """For each position in `flat`, how many earlier positions hold the same value."""
+    order = xp.argsort(flat, kind="stable")
+    sorted_flat = flat[order]
+    head = xp.ones(flat.shape, dtype=bool)
+    head[1:] = sorted_flat[1:] != sorted_flat[:-1]
+    positions = xp.arange(flat.size, dtype=xp.int64)
+    run = xp.cumsum(head) - 1
+    rank_sorted = positions - positions[head][run]
+    rank = xp.empty_like(rank_sorted)
+    rank[order] = rank_sorted
+    return rank
+
+
+def accumulate_in_rounds(xp, op, out, flat, values):
+    """out[flat[i]] = op(out[flat[i]], values[i]) for every i in order, duplicates included:
+    round r applies the r-th update of every target, so no round has a repeated target."""
+    if flat.size == 0:
+        return
+    rank = _occurrence(xp, flat)
+    for r in range(int(rank.max()) + 1):
+        sel = rank == r
+        targets = flat[sel]
+        out[targets] = op(out[targets], values[sel])
+
+
+def _accumulate(lib, op_name, out, flat, values):
+    """In-place out[flat[i]] op= values[i] in update order: ufunc.at on NumPy; on CuPy, whose
+    atomics cover few dtypes and no multiply, rounds of duplicate-free updates."""
+    op = getattr(lib.xp, op_name)
+    if lib.name == "numpy":
+        op.at(out, flat, values)
+    else:
+        accumulate_in_rounds(lib.xp, op, out, flat, values)
+
+
+def _set_last(lib, out, flat, values):
+    """out[flat[i]] = values[i]; where indices repeat, the last update in scatter order wins
+    (what XLA's CPU scatter does)."""
+    xp = lib.xp
+    if flat.size == 0:
+        return
+    order = xp.argsort(flat, kind="stable")
+    sorted_flat = flat[order]
+    last = xp.ones(flat.shape, dtype=bool)
+    last[:-1] = sorted_flat[:-1] != sorted_flat[1:]
+    winners = order[last]
+    out[flat[winners]] = values[winners]
+
+
+def _scatter(lib, params, out_avals, operand, indices, updates, apply):
+    """Common to the scatters: CLIP clamps each window start so the window fits; the other modes
+    (FILL_OR_DROP, PROMISE_IN_BOUNDS, ONE_HOT) drop every window that does not fit entirely, as
+    XLA's CPU scatter does. The updates are applied in row-major order of the scatter indices."""
+    xp = lib.xp
+    dn = params["dimension_numbers"]
+    shape, dtype = out_avals[0]
+    mode = GatherScatterMode.from_any(params["mode"])
+    update_window_dims = [int(d) for d in dn.update_window_dims]
+    inserted = [int(d) for d in dn.inserted_window_dims]
+    batching = [int(d) for d in dn.operand_batching_dims]
+    window_dims = [d for d in range(operand.ndim) if d not in inserted and d not in batching]
+    window_sizes = [updates.shape[d] for d in update_window_dims]
+    window = [1] * operand.ndim
+    for d, size in zip(window_dims, window_sizes):
+        window[d] = size
+    update_scatter_dims = [d for d in range(updates.ndim) if d not in update_window_dims]
+    values = xp.transpose(updates, update_scatter_dims + update_window_dims)  # batch + window
+    starts, fits = _starts(xp, indices, operand.shape, window, dn.scatter_dims_to_operand_dims, batching,
+                           dn.scatter_indices_batching_dims, clip=mode == GatherScatterMode.CLIP)
+    flat = _flat_positions(xp, operand.shape, starts, window_dims, window_sizes, indices.ndim - 1)
+    flat = xp.broadcast_to(flat, values.shape)
+    if fits is not None:
+        keep = xp.broadcast_to(_window_mask(fits, len(window_dims)), values.shape)
+        flat, values = flat[keep], values[keep]
+    out = xp.array(operand, dtype=dtype, copy=True).reshape(-1)
+    apply(lib, out, flat.reshape(-1), values.reshape(-1))
+    return [out.reshape(shape)]
+
+
+def scatter(lib, params, out_avals, operand, indices, updates):
+    """lax.scatter (x.at[idx].set): with duplicate indices the last update in row-major order of
+    the scatter indices wins, as on XLA's CPU backend."""
+    if params.get("update_jaxpr") is not None:
+        raise UnsupportedError("scatter with a custom update function (x.at[idx].apply) has no library rule",
+                               primitive="scatter")
+    return _scatter(lib, params, out_avals, operand, indices, updates, _set_last)
+
+
+def _combining(op_name, doc):
+    def rule(lib, params, out_avals, operand, indices, updates):
+        return _scatter(lib, params, out_avals, operand, indices, updates,
+                        lambda lib, out, flat, values: _accumulate(lib, op_name, out, flat, values))
+    rule.__doc__ = doc
+    rule.__name__ = rule.__qualname__ = f"scatter_{op_name}"
+    return rule
+
+
+scatter_add = _combining("add", "lax.scatter_add (x.at[idx].add): duplicates accumulate in update order; integers wrap.")
+scatter_mul = _combining("multiply", "lax.scatter_mul (x.at[idx].multiply): duplicates accumulate in update order; integers wrap.")
+scatter_min = _combining("minimum", "lax.scatter_min (x.at[idx].min): duplicates accumulate; NaN propagates.")
+scatter_max = _combining("maximum", "lax.scatter_max (x.at[idx].max): duplicates accumulate; NaN propagates.")

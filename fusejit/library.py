@@ -1,0 +1,127 @@
+"""library: primitives that run as library calls between fused kernels.
+
+Primitives that fusion does not turn into generated kernels (matrix products, factorisations,
+sorts, gathers and scatters, dynamic slices) run here, through NumPy/SciPy on the CPU backends
+and CuPy (cuBLAS/cuSOLVER) on the GPU. Each row of LIBRARY is one rule:
+
+    rule(lib, params, out_avals, *arrays) -> list of arrays
+
+`lib` is an ArrayLib (host_lib() or cuda_lib()); `params` is the jaxpr equation's params dict
+unchanged; `out_avals` gives each output's (shape, dtype); `arrays` are C-contiguous arrays of
+exactly the equation's input dtypes (NumPy on the host, CuPy on the GPU). A rule returns one
+C-contiguous array per output with exactly that shape and dtype. Every rule is written once
+against `lib.xp` / `lib.linalg`; where NumPy/SciPy and CuPy differ, one small helper branches on
+`lib.name`. No rule calls JAX. tests/test_library.py diffs every rule against jax.jit.
+
+The rules live by job: dot_general and the dynamic slices here, factorisations in
+fusejit/linalg.py, sort/gather/scatter in fusejit/indexops.py.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import types
+from typing import Callable
+
+import numpy as np
+
+from . import indexops, linalg
+from .errors import UnsupportedError
+
+
+@dataclasses.dataclass(frozen=True)
+class ArrayLib:
+    """The array module a rule computes with: NumPy + SciPy on the host, CuPy on the GPU."""
+    name: str                  # 'numpy' | 'cupy'
+    xp: types.ModuleType       # numpy or cupy
+    linalg: types.ModuleType   # scipy.linalg or cupyx.scipy.linalg
+
+
+@functools.lru_cache(maxsize=None)
+def host_lib() -> ArrayLib:
+    """NumPy with scipy.linalg (the LAPACK/BLAS that jax.jit itself calls on the CPU)."""
+    import scipy.linalg
+    return ArrayLib("numpy", np, scipy.linalg)
+
+
+@functools.lru_cache(maxsize=None)
+def cuda_lib() -> ArrayLib:
+    """CuPy with cupyx.scipy.linalg (cuBLAS/cuSOLVER); imported on first use."""
+    import cupy
+    import cupyx.scipy.linalg
+    return ArrayLib("cupy", cupy, cupyx.scipy.linalg)
+
+
+def _size(x, dims) -> int:
+    return math.prod(x.shape[d] for d in dims)
+
+
+def dot_general(lib, params, out_avals, lhs, rhs):
+    """lax.dot_general: output dims are batch, lhs free, rhs free; operands are converted to the
+    output dtype first (preferred_element_type), integers wrap, bool is an OR of ANDs."""
+    xp = lib.xp
+    (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = params["dimension_numbers"]
+    shape, dtype = out_avals[0]
+    lhs_free = [d for d in range(lhs.ndim) if d not in lhs_contract and d not in lhs_batch]
+    rhs_free = [d for d in range(rhs.ndim) if d not in rhs_contract and d not in rhs_batch]
+    b, m, k, n = _size(lhs, lhs_batch), _size(lhs, lhs_free), _size(lhs, lhs_contract), _size(rhs, rhs_free)
+    a = xp.transpose(lhs, [*lhs_batch, *lhs_free, *lhs_contract]).reshape(b, m, k)
+    c = xp.transpose(rhs, [*rhs_batch, *rhs_contract, *rhs_free]).reshape(b, k, n)
+    if np.dtype(dtype) == np.bool_:
+        # A sum of non-negative counts is positive exactly when some AND is true, also in float32.
+        out = xp.matmul(a.astype(xp.float32), c.astype(xp.float32)) > 0
+    else:
+        out = xp.matmul(a.astype(dtype), c.astype(dtype))
+    return [xp.asarray(out.reshape(shape), order="C")]
+
+
+def _start(index, dim: int, size: int) -> int:
+    """A dynamic start index clamped so that a slice of `size` fits in `dim`, as XLA does."""
+    return max(0, min(int(index), dim - size))
+
+
+def dynamic_slice(lib, params, out_avals, operand, *starts):
+    """lax.dynamic_slice: start indices clamped to [0, dim - slice_size]."""
+    sizes = params["slice_sizes"]
+    window = tuple(slice(_start(s, d, z), _start(s, d, z) + z) for s, d, z in zip(starts, operand.shape, sizes))
+    return [lib.xp.asarray(operand[window], order="C")]
+
+
+def dynamic_update_slice(lib, params, out_avals, operand, update, *starts):
+    """lax.dynamic_update_slice: start indices clamped to [0, dim - update dim]."""
+    window = tuple(slice(_start(s, d, z), _start(s, d, z) + z) for s, d, z in zip(starts, operand.shape, update.shape))
+    out = operand.copy()
+    out[window] = update
+    return [out]
+
+
+LIBRARY: dict[str, Callable] = {
+    "dot_general": dot_general,
+    "dynamic_slice": dynamic_slice,
+    "dynamic_update_slice": dynamic_update_slice,
+    "lu": linalg.lu,
+    "triangular_solve": linalg.triangular_solve,
+    "cholesky": linalg.cholesky,
+    "qr": linalg.qr,
+    "svd": linalg.svd,
+    "eigh": linalg.eigh,
+    "sort": indexops.sort,
+    "gather": indexops.gather,
+    "scatter": indexops.scatter,
+    "scatter-add": indexops.scatter_add,
+    "scatter-mul": indexops.scatter_mul,
+    "scatter-min": indexops.scatter_min,
+    "scatter-max": indexops.scatter_max,
+}
+
+
+def call(primitive: str, lib: ArrayLib, params: dict, out_avals, *arrays) -> list:
+    """Runs `primitive` through its LIBRARY rule; a primitive without a row is UnsupportedError."""
+    rule = LIBRARY.get(primitive)
+    if rule is None:
+        raise UnsupportedError(
+            f"primitive '{primitive}' has no library rule on the {lib.name} backend "
+            f"(library rules exist for: {', '.join(sorted(LIBRARY))})", primitive=primitive)
+    with np.errstate(all="ignore"):  # inf, NaN and integer wrap-around are results, as in XLA
+        return rule(lib, params, [(tuple(s), np.dtype(d)) for s, d in out_avals], *arrays)

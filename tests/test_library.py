@@ -1,0 +1,738 @@
+"""The library layer (fusejit/library.py) against jax.jit.
+
+Every test traces a jnp/lax function with jax.make_jaxpr and evaluates that jaxpr with each
+primitive that has a LIBRARY row computed by its rule (host_lib(), NumPy inputs, the equation's
+own params) and every other primitive by JAX; the result is diffed against jax.jit of the same
+function with fusejit.check.diff_arrays (shape and dtype exactly, floats by the tolerance
+table, integers and bools exactly). Each test also asserts that the primitives it is about
+really went through the library, and the evaluator checks every rule's output contract (count,
+shape, dtype, C-contiguity).
+"""
+from __future__ import annotations
+
+import collections
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.linalg
+from jax import lax
+from jax.extend import core as jcore
+
+from fusejit import indexops, library
+from fusejit.check import diff_arrays
+from fusejit.errors import UnsupportedError
+from helpers import rand
+
+# ----------------------------------------------------------------------------------------------
+# the evaluator
+
+
+def _read(env, v):
+    if isinstance(v, jcore.Literal):
+        return np.asarray(v.val, dtype=v.aval.dtype)
+    return env[v]
+
+
+def _library_eqn(lib, eqn, ins):
+    name = eqn.primitive.name
+    out_avals = [(v.aval.shape, v.aval.dtype) for v in eqn.outvars]
+    arrays = [lib.xp.asarray(np.asarray(x, order="C")) for x in ins]
+    assert [(a.shape, a.dtype) for a in arrays] == [(v.aval.shape, v.aval.dtype) for v in eqn.invars]
+    assert all(a.flags.c_contiguous for a in arrays)
+    outs = library.call(name, lib, eqn.params, out_avals, *arrays)
+    assert isinstance(outs, list) and len(outs) == len(out_avals), f"{name}: {len(outs)} outputs for {len(out_avals)}"
+    for i, (o, (shape, dtype)) in enumerate(zip(outs, out_avals)):
+        assert isinstance(o, lib.xp.ndarray), f"{name} output {i} is a {type(o)}"
+        assert o.shape == tuple(shape) and o.dtype == dtype, \
+            f"{name} output {i} is {o.dtype}{list(o.shape)}; the equation says {np.dtype(dtype)}{list(shape)}"
+        assert o.flags.c_contiguous, f"{name} output {i} is not C-contiguous"
+    return [o if lib.name == "numpy" else o.get() for o in outs]
+
+
+def _eval(closed, args, used, lib):
+    jaxpr = closed.jaxpr
+    env = dict(zip(jaxpr.constvars, closed.consts))
+    env.update(zip(jaxpr.invars, args))
+    for eqn in jaxpr.eqns:
+        ins = [_read(env, v) for v in eqn.invars]
+        name = eqn.primitive.name
+        if name in library.LIBRARY:
+            outs = _library_eqn(lib, eqn, ins)
+            used[name] += 1
+        elif name in ("jit", "pjit"):
+            outs = _eval(eqn.params["jaxpr"], ins, used, lib)
+        elif name == "custom_jvp_call":
+            outs = _eval(eqn.params["call_jaxpr"], ins, used, lib)
+        elif name == "custom_linear_solve":
+            # The forward value: the `solve` jaxpr applied to its constants and the right-hand side.
+            n = eqn.params["const_lengths"]
+            start = n.matvec + n.vecmat
+            outs = _eval(eqn.params["jaxprs"].solve, [*ins[start:start + n.solve], *ins[sum(n):]], used, lib)
+        else:
+            out = eqn.primitive.bind(*ins, **eqn.params)
+            outs = out if eqn.primitive.multiple_results else [out]
+        env.update(zip(eqn.outvars, outs))
+    return [np.asarray(_read(env, v)) for v in jaxpr.outvars]
+
+
+def run_with_library(f, *args, lib=None):
+    """f's outputs computed with the library rules, and a Counter of the rules that ran."""
+    used = collections.Counter()
+    outs = _eval(jax.make_jaxpr(f)(*args), jax.tree_util.tree_leaves(args), used, lib or library.host_lib())
+    return outs, used
+
+
+def check(f, *args, expect, compare=None, lib=None, rtol=None, atol=None):
+    """Assert that f with the library rules equals jax.jit(f) and that every primitive in
+    `expect` went through the library; compare(want, got) replaces the plain diff. Returns
+    (want, got) as lists of NumPy arrays."""
+    got, used = run_with_library(f, *args, lib=lib)
+    missing = set(expect) - set(used)
+    assert not missing, f"{missing} never reached the library (it ran: {dict(used)})"
+    want = [np.asarray(w) for w in jax.tree_util.tree_leaves(jax.jit(f)(*args))]
+    assert len(want) == len(got)
+    if compare is not None:
+        compare(want, got)
+    else:
+        for i, (w, g) in enumerate(zip(want, got)):
+            report = diff_arrays(f"out[{i}]", w, g, rtol=rtol, atol=atol)
+            assert report.ok, f"output {i} differs from jax.jit:\n{report}"
+    return want, got
+
+
+@pytest.fixture
+def wide(request):
+    """jax_enable_x64 on for a test whose `dtype` parameter is a 64-bit type."""
+    dtype = request.node.callspec.params.get("dtype")
+    if dtype is not None and np.dtype(dtype).itemsize == 8:
+        request.getfixturevalue("x64")
+
+
+# ----------------------------------------------------------------------------------------------
+# the table itself
+
+
+def test_unknown_primitive_names_primitive_and_backend():
+    with pytest.raises(UnsupportedError, match=r"'while'.*numpy backend") as e:
+        library.call("while", library.host_lib(), {}, [((), np.float32)], np.zeros((), np.float32))
+    assert e.value.primitive == "while"
+    fake_gpu = library.ArrayLib("cupy", np, scipy.linalg)  # only the name reaches the message
+    with pytest.raises(UnsupportedError, match=r"'fft'.*cupy backend"):
+        library.call("fft", fake_gpu, {}, [((2,), np.float32)], np.zeros(2, np.float32))
+
+
+def test_table_rows():
+    assert set(library.LIBRARY) == {
+        "dot_general", "lu", "triangular_solve", "cholesky", "qr", "svd", "eigh", "sort", "gather",
+        "scatter", "scatter-add", "scatter-mul", "scatter-min", "scatter-max", "dynamic_slice",
+        "dynamic_update_slice"}
+    assert library.host_lib().name == "numpy" and library.host_lib().linalg is scipy.linalg
+
+
+# ----------------------------------------------------------------------------------------------
+# dot_general
+
+DOTS = {
+    "matmul": (lambda a, b: a @ b, (7, 13), (13, 5)),
+    "matvec": (lambda a, b: a @ b, (6, 9), (9,)),
+    "vecmat": (lambda a, b: a @ b, (9,), (9, 6)),
+    "inner": (jnp.dot, (11,), (11,)),
+    "outer": (lambda a, b: jnp.einsum("i,j->ij", a, b), (4,), (3,)),
+    "batched": (lambda a, b: a @ b, (3, 4, 5), (3, 5, 2)),
+    "broadcast_batch": (lambda a, b: a @ b, (2, 1, 4, 5), (3, 5, 2)),
+    "einsum_bij_bkj": (lambda a, b: jnp.einsum("bij,bkj->bki", a, b), (2, 3, 4), (2, 5, 4)),
+    "einsum_two_contractions": (lambda a, b: jnp.einsum("ijk,kjl->li", a, b), (3, 4, 5), (5, 4, 2)),
+    "tensordot": (lambda a, b: jnp.tensordot(a, b, axes=([0, 2], [2, 0])), (3, 4, 5), (5, 2, 3)),
+    "empty_contraction": (lambda a, b: a @ b, (5, 0), (0, 3)),
+    "empty_rows": (lambda a, b: a @ b, (0, 4), (4, 3)),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int8])
+@pytest.mark.parametrize("case", sorted(DOTS))
+def test_dot_general_forms(case, dtype):
+    f, sa, sb = DOTS[case]
+    rng = np.random.default_rng(len(case))
+    special = dtype != np.float32  # extreme integers wrap; NaN/inf are test_dot_general_nonfinite_floats
+    check(f, rand(rng, sa, dtype, special=special), rand(rng, sb, dtype, special=special), expect=["dot_general"])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int8, np.uint8, np.int16, np.int32, np.uint32,
+                                   np.int64, np.uint64, np.bool_])
+def test_dot_general_dtypes(dtype, wide):
+    # Extreme integers: products and sums wrap as in XLA.
+    rng = np.random.default_rng(5)
+    special = np.dtype(dtype).kind != "f"
+    a, b = rand(rng, (3, 6, 17), dtype, special=special), rand(rng, (3, 17, 4), dtype, special=special)
+    check(lambda a, b: (a @ b, a[0] @ b[1]), a, b, expect=["dot_general"])
+
+
+def test_dot_general_bool_long_contraction():
+    # 256 true products: a count kept in 8 bits would wrap to zero (false).
+    a, b = np.ones((2, 256), bool), np.ones((256, 3), bool)
+    _, (got,) = check(lambda a, b: a @ b, a, b, expect=["dot_general"])
+    assert got.all()
+
+
+def test_dot_general_nonfinite_floats():
+    a = np.array([[np.inf, 1.0], [np.nan, 2.0], [1.0, -np.inf]], np.float32)
+    b = np.array([[0.0, 1.0, 2.0], [3.0, np.inf, -1.0]], np.float32)
+    _, (got,) = check(lambda a, b: a @ b, a, b, expect=["dot_general"])
+    assert np.isnan(got).any() and np.isinf(got).any()
+
+
+def test_dot_general_preferred_element_type(x64):
+    rng = np.random.default_rng(6)
+    f32 = rand(rng, (5, 7), np.float32), rand(rng, (7, 3), np.float32)
+    _, (got,) = check(lambda a, b: lax.dot(a, b, preferred_element_type=jnp.float64), *f32, expect=["dot_general"])
+    assert got.dtype == np.float64
+    i8 = rand(rng, (5, 7), np.int8, special=True), rand(rng, (7, 3), np.int8, special=True)
+    _, (got,) = check(lambda a, b: lax.dot(a, b, preferred_element_type=jnp.int32), *i8, expect=["dot_general"])
+    assert got.dtype == np.int32 and np.abs(got).max() > 127  # no int8 wrapping before the sum
+    u8 = rand(rng, (5, 7), np.uint8, special=True), rand(rng, (7, 3), np.uint8, special=True)
+    check(lambda a, b: lax.dot_general(a, b, (([1], [0]), ([], [])), preferred_element_type=jnp.int64), *u8,
+          expect=["dot_general"])
+
+
+def test_dot_general_float32_stays_float32_long_sums():
+    # K = 300: BLAS and XLA block the sums differently. Both round each partial sum, so the
+    # error is absolute and grows like sqrt(K) * eps * sum|a*b|; a wrong result is off by O(1).
+    rng = np.random.default_rng(7)
+    a, b = rand(rng, (30, 300), np.float32), rand(rng, (300, 20), np.float32)
+    atol = np.sqrt(300) * np.finfo(np.float32).eps * float((np.abs(a) @ np.abs(b)).max())
+    _, (got,) = check(lambda a, b: a @ b, a, b, expect=["dot_general"], atol=atol)
+    assert got.dtype == np.float32
+
+
+# ----------------------------------------------------------------------------------------------
+# lu, triangular_solve, cholesky
+
+FLOAT_DTYPES = [np.float32, np.float64]
+
+
+def _singular_matrices(rng, n, dtype):
+    """A batch of singular matrices: zero, rank 2, a repeated row, a zero column."""
+    zero = np.zeros((n, n), dtype)
+    rank2 = (rand(rng, (n, 2), dtype) @ rand(rng, (2, n), dtype)).astype(dtype)
+    repeated, zero_column = rand(rng, (n, n), dtype), rand(rng, (n, n), dtype)
+    repeated[3] = repeated[1]
+    zero_column[:, 0] = 0
+    return np.stack([zero, rank2, repeated, zero_column])
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_lu_singular_matrices(dtype, wide):
+    # No error: U has a zero (or tiny) pivot and solve gives inf/NaN (or huge values) as in JAX.
+    rng = np.random.default_rng(8)
+    a = _singular_matrices(rng, 6, dtype)
+    b = rand(rng, (4, 6, 2), dtype)
+    want, _ = check(lambda a, b: (lax.linalg.lu(a), jnp.linalg.solve(a, b), jnp.linalg.det(a)), a, b,
+                    expect=["lu", "triangular_solve", "gather"])
+    assert not np.isfinite(want[3][0]).all() and not np.isfinite(want[3][3]).all()
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_solve_inv_det(dtype, wide):
+    rng = np.random.default_rng(9)
+    a, a3 = rand(rng, (6, 6), dtype), rand(rng, (2, 5, 5), dtype)
+    check(lambda a, b, c, a3, d: (jnp.linalg.solve(a, b), jnp.linalg.solve(a, c), jnp.linalg.solve(a3, d),
+                                  jnp.linalg.inv(a3), jnp.linalg.det(a3), jnp.linalg.slogdet(a)),
+          a, rand(rng, (6,), dtype), rand(rng, (6, 3), dtype), a3, rand(rng, (2, 5, 2), dtype),
+          expect=["lu", "triangular_solve", "gather"])
+
+
+def _triangular(rng, shape, lower, unit_diagonal, dtype):
+    """A well-conditioned triangular matrix with NaN in the half that must not be read (and on
+    the diagonal when it is implied), so a rule that reads it gives NaN."""
+    n = shape[-1]
+    a = rand(rng, shape, dtype) + (2 * n * np.eye(n)).astype(dtype)
+    keep = np.tril(np.ones((n, n), bool)) if lower else np.triu(np.ones((n, n), bool))
+    if unit_diagonal:
+        keep &= ~np.eye(n, dtype=bool)
+    a[..., ~keep] = np.nan
+    return a
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("left_side,lower,transpose_a,unit_diagonal", list(itertools.product([True, False], repeat=4)))
+def test_triangular_solve(left_side, lower, transpose_a, unit_diagonal, dtype, wide):
+    rng = np.random.default_rng(10)
+    a = _triangular(rng, (2, 4, 4), lower, unit_diagonal, dtype)
+    b = rand(rng, (2, 4, 3) if left_side else (2, 3, 4), dtype)
+    _, (got,) = check(lambda a, b: lax.linalg.triangular_solve(
+        a, b, left_side=left_side, lower=lower, transpose_a=transpose_a, unit_diagonal=unit_diagonal), a, b,
+        expect=["triangular_solve"])
+    assert np.isfinite(got).all()
+
+
+def test_triangular_solve_conjugate_a_singular_and_empty():
+    rng = np.random.default_rng(11)
+    a = _triangular(rng, (5, 5), True, False, np.float32)
+    singular = a.copy()
+    singular[2, 2] = 0  # a zero pivot divides by zero: inf and NaN, no error
+    b = rand(rng, (5, 2), np.float32)
+    want, _ = check(lambda a, s, b, e: (
+        lax.linalg.triangular_solve(a, b, left_side=True, lower=True, conjugate_a=True),
+        lax.linalg.triangular_solve(s, b, left_side=True, lower=True),
+        lax.linalg.triangular_solve(a, e, left_side=True, lower=True)),
+        a, singular, b, np.zeros((5, 0), np.float32), expect=["triangular_solve"])
+    assert not np.isfinite(want[1]).all()
+
+
+def _spd(rng, shape, dtype):
+    x = rand(rng, shape, dtype)
+    return (x @ np.swapaxes(x, -1, -2) + shape[-1] * np.eye(shape[-1])).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_cholesky(dtype, wide):
+    rng = np.random.default_rng(12)
+    spd, not_pd = _spd(rng, (3, 5, 5), dtype), rand(rng, (5, 5), dtype)
+    not_pd[0, 0] = -1.0  # a negative pivot: certainly not positive definite
+    with_nan = _spd(rng, (4, 4), dtype)
+    with_nan[2, 1] = with_nan[1, 2] = np.nan
+    mixed = np.stack([_spd(rng, (4, 4), dtype), -_spd(rng, (4, 4), dtype)])  # one good, one bad matrix
+    want, _ = check(lambda a, b, c, d, e: (jnp.linalg.cholesky(a), jnp.linalg.cholesky(b), jnp.linalg.cholesky(c),
+                                           jnp.linalg.cholesky(d), jnp.linalg.cholesky(e)),
+                    spd, not_pd, with_nan, mixed, np.zeros((0, 0), dtype), expect=["cholesky"])
+    lower = np.tril(np.ones((5, 5), bool)), np.tril(np.ones((4, 4), bool))  # jnp zeroes the upper triangle
+    assert np.isfinite(want[0]).all() and np.isnan(want[1][lower[0]]).all() and np.isnan(want[2]).any()
+    assert np.isfinite(want[3][0]).all() and np.isnan(want[3][1][lower[1]]).all()
+
+
+def test_cholesky_primitive_reads_lower_keeps_upper():
+    # The bare primitive (no symmetrisation, no masking): jax.jit on the CPU computes L from the
+    # lower triangle and leaves the input's strict upper triangle in place.
+    a = _spd(np.random.default_rng(13), (2, 5, 5), np.float32)
+    a[..., np.triu_indices(5, 1)[0], np.triu_indices(5, 1)[1]] = 7.5
+    check(lambda a: lax.linalg.cholesky_p.bind(a), a, expect=["cholesky"])
+
+
+# ----------------------------------------------------------------------------------------------
+# qr, svd, eigh: vectors are unique only up to sign (and, where a factor has more columns than
+# the rank, only their span is unique), so those are compared after aligning signs with
+# jax.jit's, or through the projector onto their span; values and reconstructions directly.
+
+
+def _aligned(want, got, axis):
+    """got with each vector along `axis` (columns: axis=-2 holds the vector) multiplied by the
+    sign that makes it agree with want's; also returns the signs for the paired factor."""
+    dots = np.sum(want.astype(np.float64) * got, axis=axis, keepdims=True)
+    signs = np.where(dots < 0, -1, 1).astype(got.dtype)
+    return got * signs, signs
+
+
+def _diff(name, want, got, **tol):
+    report = diff_arrays(name, want, got, **tol)
+    assert report.ok, f"{name} differs from jax.jit:\n{report}"
+
+
+def _same_span(name, want, got):
+    """want and got have orthonormal columns spanning the same space (compared by projectors)."""
+    if want.shape[-1] == 0:
+        return
+    proj = lambda q: q.astype(np.float64) @ np.swapaxes(q, -1, -2)
+    eps = np.finfo(want.dtype).eps
+    _diff(name, proj(want), proj(got), rtol=0, atol=50 * want.shape[-2] * eps)
+
+
+def _reconstructs(name, a, product, dtype):
+    """product equals a up to the backward error of a stable factorisation in `dtype`."""
+    eps = np.finfo(dtype).eps
+    scale = max(1.0, float(np.abs(a).max(initial=0)))
+    _diff(name, a.astype(np.float64), product.astype(np.float64), rtol=0, atol=20 * max(a.shape[-2:]) * eps * scale)
+
+
+def _qr_compare(a, mode):
+    m, n = a.shape[-2:]
+    k = min(m, n)
+
+    def compare(want, got):
+        if mode == "r":
+            (r_want,), (r_got,) = want, got
+            r_got, _ = _aligned(r_want, r_got, axis=-1)  # rows of r carry the signs of q's columns
+            _diff("r", r_want, r_got)
+            return
+        (q_want, r_want), (q_got, r_got) = want, got
+        assert q_got.shape == q_want.shape and r_got.shape == r_want.shape
+        _reconstructs("q @ r", a, q_got.astype(np.float64) @ r_got, a.dtype)
+        q_k, signs = _aligned(q_want[..., :k], q_got[..., :k], axis=-2)
+        _diff("q[:, :k]", q_want[..., :k], q_k)
+        _diff("r[:k]", r_want[..., :k, :], r_got[..., :k, :] * np.swapaxes(signs, -1, -2))
+        _diff("r[k:]", r_want[..., k:, :], r_got[..., k:, :])  # zeros
+        _same_span("q[:, k:]", q_want[..., k:], q_got[..., k:])  # complete mode, m > n: a basis of the complement
+    return compare
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("mode", ["reduced", "complete", "r"])
+@pytest.mark.parametrize("shape", [(7, 4), (4, 7), (5, 5), (2, 6, 3), (3, 0), (0, 3)])
+def test_qr(shape, mode, dtype, wide):
+    a = rand(np.random.default_rng(sum(shape)), shape, dtype)
+    check(lambda a: jnp.linalg.qr(a, mode=mode), a, expect=["qr"], compare=_qr_compare(a, mode))
+
+
+def test_qr_pivoting_is_unsupported():
+    a = np.ones((3, 3), np.float32)
+    closed = jax.make_jaxpr(lambda a: jax.scipy.linalg.qr(a, pivoting=True))(a)
+    (eqn,) = [e for e in closed.jaxpr.eqns[0].params["jaxpr"].jaxpr.eqns if e.primitive.name == "qr"]
+    out_avals = [(v.aval.shape, v.aval.dtype) for v in eqn.outvars]
+    with pytest.raises(UnsupportedError, match="pivoting=True"):
+        library.call("qr", library.host_lib(), eqn.params, out_avals, a)
+
+
+def _svd_compare(a, full_matrices, compute_uv):
+    m, n = a.shape[-2:]
+    k = min(m, n)
+
+    def compare(want, got):
+        if not compute_uv:
+            _diff("s", want[0], got[0])
+            return
+        (u_want, s_want, vt_want), (u_got, s_got, vt_got) = want, got
+        assert u_got.shape == u_want.shape and vt_got.shape == vt_want.shape
+        _diff("s", s_want, s_got)
+        _reconstructs("u @ diag(s) @ vt", a, (u_got[..., :k].astype(np.float64) * s_got[..., None, :]) @ vt_got[..., :k, :],
+                      a.dtype)
+        u_k, signs = _aligned(u_want[..., :k], u_got[..., :k], axis=-2)  # a singular pair flips together
+        _diff("u[:, :k]", u_want[..., :k], u_k)
+        _diff("vt[:k]", vt_want[..., :k, :], vt_got[..., :k, :] * np.swapaxes(signs, -1, -2))
+        _same_span("u[:, k:]", u_want[..., k:], u_got[..., k:])
+        _same_span("vt[k:]", np.swapaxes(vt_want[..., k:, :], -1, -2), np.swapaxes(vt_got[..., k:, :], -1, -2))
+    return compare
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("full_matrices,compute_uv", [(True, True), (False, True), (False, False)])
+@pytest.mark.parametrize("shape", [(7, 4), (4, 7), (2, 5, 5), (3, 0)])
+def test_svd(shape, full_matrices, compute_uv, dtype, wide):
+    a = rand(np.random.default_rng(sum(shape) + 1), shape, dtype)
+    check(lambda a: jnp.linalg.svd(a, full_matrices=full_matrices, compute_uv=compute_uv), a, expect=["svd"],
+          compare=_svd_compare(a, full_matrices, compute_uv))
+
+
+def test_svd_and_eigh_of_nonfinite_matrices():
+    # jax.jit's lowering turns a solver failure into NaN: a NaN entry makes every output of its
+    # matrix NaN. An infinite entry is no failure: the host rules pass it to the same LAPACK.
+    rng = np.random.default_rng(14)
+    a = rand(rng, (3, 4, 4), np.float32)
+    a[0, 1, 2], a[2, 3, 3] = np.nan, np.inf
+    (u, s, vt, w, v), _ = check(lambda a: (*jnp.linalg.svd(a), *jnp.linalg.eigh(a)), a, expect=["svd", "eigh"])
+    assert all(np.isnan(x[0]).all() and np.isfinite(x[1]).all() for x in (u, s, vt, w, v))
+
+
+def _eigh_compare(a):
+    sym = (a + np.swapaxes(a, -1, -2)).astype(np.float64) / 2  # jnp.linalg.eigh symmetrises first
+
+    def compare(want, got):
+        (w_want, v_want), (w_got, v_got) = want, got
+        _diff("eigenvalues", w_want, w_got)
+        _reconstructs("v @ diag(w) @ v.T", sym, (v_got.astype(np.float64) * w_got[..., None, :]) @ np.swapaxes(v_got, -1, -2),
+                      a.dtype)
+        v_got, _ = _aligned(v_want, v_got, axis=-2)
+        _diff("eigenvectors", v_want, v_got)
+    return compare
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("uplo", ["L", "U"])
+@pytest.mark.parametrize("shape", [(6, 6), (3, 4, 4), (1, 1), (0, 0)])
+def test_eigh(shape, uplo, dtype, wide):
+    a = rand(np.random.default_rng(sum(shape) + 2), shape, dtype)
+    check(lambda a: jnp.linalg.eigh(a, UPLO=uplo), a, expect=["eigh"], compare=_eigh_compare(a))
+
+
+@pytest.mark.parametrize("lower", [True, False])
+def test_eigh_reads_one_triangle(lower, x64):
+    # The bare primitive on a non-symmetric matrix: only the named triangle counts.
+    a = rand(np.random.default_rng(15), (2, 5, 5), np.float64)
+    a[..., 0, 4] = np.nan if lower else 1e3  # NaN in the triangle that is not read
+    a[..., 4, 0] = 1e3 if lower else np.nan
+    half = np.tril(a) if lower else np.triu(a)
+    sym = half + np.swapaxes(half, -1, -2) - half * np.eye(5)
+    check(lambda a: lax.linalg.eigh(a, lower=lower, symmetrize_input=False), a, expect=["eigh"],
+          compare=lambda want, got: _eigh_compare(sym)(want[::-1], got[::-1]))
+
+
+# ----------------------------------------------------------------------------------------------
+# sort
+
+ALL_DTYPES = [np.float32, np.float64, np.int8, np.uint16, np.int32, np.int64, np.uint64, np.bool_]
+TIES = np.array([np.nan, -np.nan, 0.0, -0.0, np.inf, -np.inf, 1.0, -1.0, 2.5])
+
+
+def _keys(rng, shape, dtype):
+    """Values with many ties: for floats NaN of both signs, both zeros and infinities."""
+    if np.dtype(dtype).kind == "f":
+        return rng.choice(TIES, size=shape).astype(dtype)
+    return rand(rng, shape, dtype, special=True) if rng.random() < 0.5 else rng.integers(0, 3, size=shape).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", ALL_DTYPES)
+def test_sort_and_argsort(dtype, wide):
+    # argsort's integer output pins the order exactly: -0.0 ties with 0.0, every NaN (either
+    # sign) ties with every other after +inf, and ties keep their input order.
+    rng = np.random.default_rng(16)
+    x, y = _keys(rng, (5, 13), dtype), _keys(rng, (3, 4, 6), dtype)
+    _, got = check(lambda x, y: (jnp.sort(x), jnp.sort(x, axis=0), jnp.argsort(x), jnp.argsort(x, axis=0),
+                                 jnp.argsort(y, axis=1), jnp.sort(y, axis=1), jnp.argsort(x, descending=True)),
+                   x, y, expect=["sort"])
+    if np.dtype(dtype).kind == "f":
+        assert np.isnan(got[0][:, -1]).any() and np.signbit(got[0]).any()  # NaN and -0.0 were there
+
+
+def test_sort_random_floats_and_special_values(x64):
+    rng = np.random.default_rng(17)
+    x = rand(rng, (4, 33), np.float64, special=True)
+    check(lambda x: (jnp.sort(x), jnp.argsort(x), jnp.sort(x.astype(jnp.float32), axis=0)), x, expect=["sort"])
+
+
+def test_sort_several_keys_and_operands():
+    rng = np.random.default_rng(18)
+    k1, k2 = rng.integers(0, 3, (4, 20)).astype(np.int32), rng.choice(TIES, (4, 20)).astype(np.float32)
+    payload = rand(rng, (4, 20), np.float32)
+    check(lambda a, b, p: (lax.sort((a, b, p), dimension=1, num_keys=2), lax.sort((b, a), dimension=0, num_keys=1),
+                           lax.sort((a, b, p), dimension=1, num_keys=3), jnp.lexsort((b, a), axis=-1)),
+          k1, k2, payload, expect=["sort"])
+
+
+def test_sort_edge_shapes():
+    rng = np.random.default_rng(19)
+    check(lambda a, b, c, d: (jnp.sort(a), jnp.argsort(b, axis=0), jnp.sort(c), jnp.sort(d, axis=0),
+                              lax.sort(c, is_stable=False)),
+          np.zeros((0, 5), np.float32), np.zeros((3, 0), np.int32), rand(rng, (1,), np.float32),
+          rand(rng, (7,), np.bool_), expect=["sort"])
+
+
+# ----------------------------------------------------------------------------------------------
+# gather
+
+GATHERS = {
+    "take_axis0": lambda x, i: jnp.take(x, i, axis=0),
+    "take_axis1_clip": lambda x, i: jnp.take(x, i, axis=1, mode="clip"),
+    "take_wrap": lambda x, i: jnp.take(x, i, axis=1, mode="wrap"),
+    "take_flat": lambda x, i: jnp.take(x, i),
+    "index_rows": lambda x, i: x[i],
+    "index_2d_array": lambda x, i: x[i.reshape(2, -1) % 4],
+    "index_scalar_and_array": lambda x, i: x[1, i % 5],
+    "index_two_arrays": lambda x, i: x[i % 4, (i * 3) % 5],
+    "index_columns": lambda x, i: x[:, i % 5],
+    "index_with_slice": lambda x, i: x[i % 4, 1:4],
+    "get_fill": lambda x, i: x.at[i].get(mode="fill"),
+    "get_fill_value": lambda x, i: x.at[:, i].get(mode="fill", fill_value=7),
+    "get_promise_oob": lambda x, i: x.at[i].get(mode="promise_in_bounds"),
+    "get_clip": lambda x, i: x.at[i, i].get(mode="clip"),
+    "take_along_axis0": lambda x, i: jnp.take_along_axis(x, i.reshape(2, -1)[:, :5] % 4, axis=0),
+    "take_along_axis1": lambda x, i: jnp.take_along_axis(x, jnp.broadcast_to(i[:4, None], (4, 3)), axis=1),
+    "vmap_take": lambda x, i: jax.vmap(lambda row, j: row[j])(x, i[:4] % 5),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int8, np.uint32, np.int64, np.bool_])
+@pytest.mark.parametrize("case", sorted(GATHERS))
+def test_gather_forms(case, dtype, wide):
+    # Indices out of bounds on both sides (after jnp's negative-index wrap): FILL_OR_DROP fills
+    # (NaN, INT_MIN, UINT_MAX, True, or fill_value), CLIP and PROMISE_IN_BOUNDS clamp.
+    rng = np.random.default_rng(len(case))
+    x = rand(rng, (4, 5), dtype, special=True)
+    i = rng.integers(-8, 9, size=10).astype(np.int32)
+    check(GATHERS[case], x, i, expect=["gather"])
+
+
+@pytest.mark.parametrize("mode", ["clip", "fill", "promise_in_bounds"])
+def test_gather_windows(mode):
+    # Windows of 2x3 at start positions some of which do not fit: XLA clamps a start so the whole
+    # window fits (clip, promise_in_bounds) or fills the whole window (fill).
+    rng = np.random.default_rng(20)
+    x = rand(rng, (6, 7), np.float32)
+    starts = rng.integers(-2, 8, size=(5, 2)).astype(np.int32)
+    dnums = lax.GatherDimensionNumbers(offset_dims=(1, 2), collapsed_slice_dims=(), start_index_map=(0, 1))
+    _, (got,) = check(lambda x, s: lax.gather(x, s, dnums, slice_sizes=(2, 3), mode=mode), x, starts,
+                      expect=["gather"])
+    assert got.shape == (5, 2, 3)
+
+
+def test_gather_one_hot_is_unsupported():
+    # jax.jit cannot lower it on the CPU either.
+    closed = jax.make_jaxpr(lambda x, i: x.at[i].get(mode="one_hot"))(np.zeros(3, np.float32), np.array([0], np.int32))
+    (eqn,) = [e for e in closed.jaxpr.eqns if e.primitive.name == "gather"]
+    with pytest.raises(UnsupportedError, match="ONE_HOT"):
+        library.call("gather", library.host_lib(), eqn.params, [((1,), np.float32)], np.zeros(3, np.float32),
+                     np.zeros((1, 1), np.int32))
+
+
+def test_gather_empty_and_3d():
+    rng = np.random.default_rng(21)
+    x3 = rand(rng, (3, 4, 5), np.float32)
+    i = rng.integers(0, 3, size=(2, 3)).astype(np.int32)
+    check(lambda x3, i, e: (x3[i, :, i], x3[:, i], x3[..., i], jnp.take(x3, e, axis=1), jnp.take(x3[:, :0], i, axis=0)),
+          x3, i, np.zeros((0,), np.int32), expect=["gather"])
+
+
+# ----------------------------------------------------------------------------------------------
+# scatter
+
+
+def _at(kind, ref, idx, updates, **kw):
+    return getattr(ref.at[idx], kind)(updates, **kw)
+
+
+SCATTER_KINDS = ["set", "add", "multiply", "min", "max"]
+PRIMITIVE = {"set": "scatter", "add": "scatter-add", "multiply": "scatter-mul", "min": "scatter-min",
+             "max": "scatter-max"}
+
+
+@pytest.mark.parametrize("kind,dtype", [(k, d) for k in SCATTER_KINDS
+                                          for d in (np.float32, np.float64, np.int8, np.uint8, np.int32, np.bool_)
+                                          if not (d == np.bool_ and k in ("add", "multiply"))])  # none in jnp
+def test_scatter_duplicates_and_out_of_bounds(kind, dtype, wide):
+    # Duplicate indices accumulate (add/mul/min/max) or the last one wins (set); out-of-bound
+    # indices are dropped (the default mode), clamped (clip), or dropped too for
+    # promise_in_bounds and one_hot (what XLA's CPU scatter does with them).
+    rng = np.random.default_rng(SCATTER_KINDS.index(kind))
+    x, rows = rand(rng, (6,), dtype, special=True), rand(rng, (6, 4), dtype, special=True)
+    i = np.array([1, 3, 1, -2, 9, 1, -9, 0, 3, 5], np.int32)  # repeats 1 and 3; 9 and -9 out of bounds
+    u, urows = rand(rng, (10,), dtype, special=True), rand(rng, (10, 4), dtype, special=True)
+    check(lambda x, rows, i, u, urows: (
+        _at(kind, x, i, u), _at(kind, x, i, u, mode="clip"), _at(kind, x, i, u, mode="promise_in_bounds"),
+        _at(kind, x, i, u, mode="one_hot"),
+        _at(kind, rows, i, urows), _at(kind, rows, (i, i % 4), u), _at(kind, rows, (2, 3), u[0]),
+        _at(kind, rows.T, (slice(None), i % 7), urows.T)),
+        x, rows, i, u, urows, expect=[PRIMITIVE[kind]])
+
+
+def test_scatter_set_last_update_wins():
+    # Written down: for x.at[idx].set(u) with repeated indices, the update that comes last in
+    # the (row-major) order of the scatter indices wins, as in jax.jit on the CPU.
+    x = np.zeros(4, np.int32)
+    i = np.array([2, 0, 2, 2, 1, 0], np.int32)
+    u = np.arange(10, 16, dtype=np.int32)
+    _, (got,) = check(lambda x, i, u: x.at[i].set(u), x, i, u, expect=["scatter"])
+    np.testing.assert_array_equal(got, [15, 14, 13, 0])
+
+
+@pytest.mark.parametrize("kind", SCATTER_KINDS)
+def test_scatter_windows_and_batching_dims(kind):
+    rng = np.random.default_rng(22)
+    x3 = rand(rng, (3, 4, 5), np.float32)
+    i = rng.integers(-1, 4, size=(2, 3)).astype(np.int32)
+    check(lambda x3, i, u, v, w: (
+        _at(kind, x3, (i, slice(None), i), u),       # advanced indices split by a slice
+        _at(kind, x3, (slice(None), 1), v),           # static window
+        _at(kind, x3, (slice(1, 3), i[0] % 4), w),  # window before the scattered dim
+        jax.vmap(lambda row, j, val: _at(kind, row, j, val))(x3[0], i.reshape(-1)[:4] % 5, u.reshape(-1)[:4]),
+        jnp.put_along_axis(x3[0], i.reshape(-1)[:4, None] % 5, u.reshape(-1)[:4, None], axis=1, inplace=False) if kind == "set" else x3),
+        x3, i, rand(rng, (2, 3, 4), np.float32), rand(rng, (3, 5), np.float32), rand(rng, (2, 3, 5), np.float32),
+        expect=[PRIMITIVE[kind]])
+
+
+@pytest.mark.parametrize("mode", ["clip", "drop", "promise_in_bounds"])
+def test_scatter_add_window_partly_out_of_bounds(mode):
+    # A 2-row window starting at the last row does not fit: XLA drops the whole window (or, with
+    # clip, moves it back so that it fits).
+    dnums = lax.ScatterDimensionNumbers(update_window_dims=(0,), inserted_window_dims=(1,),
+                                        scatter_dims_to_operand_dims=(0, 1))
+    idx = np.array([[3, 1], [2, 4], [-1, 2], [1, 7], [0, 0]], np.int32)
+    x, u = np.zeros((4, 5), np.float32), np.arange(1, 11, dtype=np.float32).reshape(2, 5)
+    _, (got,) = check(lambda x, i, u: lax.scatter_add(x, i, u, dnums, mode=mode), x, idx, u, expect=["scatter-add"])
+    assert got.any()
+
+
+def test_scatter_empty_updates_and_nan():
+    rng = np.random.default_rng(23)
+    x = rand(rng, (5,), np.float32)
+    u = np.array([np.nan, 1.0, -np.inf], np.float32)
+    i = np.array([0, 0, 4], np.int32)
+    check(lambda x, e, u, i: (x.at[e].add(x[:0]), x.at[i].max(u), x.at[i].min(u), x.at[i].add(u), x.at[i].multiply(u)),
+          x, np.zeros((0,), np.int32), u, i, expect=["scatter-add", "scatter-max", "scatter-min", "scatter-mul"])
+
+
+def test_scatter_apply_is_unsupported():
+    closed = jax.make_jaxpr(lambda x, i: x.at[i].apply(jnp.sin))(np.zeros(3, np.float32), np.array([0], np.int32))
+    (eqn,) = [e for e in closed.jaxpr.eqns if e.primitive.name == "scatter"]
+    ins = [np.zeros(3, np.float32), np.zeros((1, 1), np.int32), np.zeros(1, np.float32)]
+    with pytest.raises(UnsupportedError, match="apply"):
+        library.call("scatter", library.host_lib(), eqn.params, [((3,), np.float32)], *ins)
+
+
+@pytest.mark.parametrize("op", ["add", "multiply", "minimum", "maximum"])
+def test_accumulate_in_rounds_matches_ufunc_at(op):
+    # The CuPy path of the combining scatters, run with NumPy: same order, so bit-identical.
+    rng = np.random.default_rng(24)
+    flat = rng.integers(0, 7, size=200)
+    values = rand(rng, (200,), np.float64) / 4 + 1
+    want, got = rand(rng, (9,), np.float64), None
+    got = want.copy()
+    getattr(np, op).at(want, flat, values)
+    indexops.accumulate_in_rounds(np, getattr(np, op), got, flat, values)
+    np.testing.assert_array_equal(got, want)
+
+
+# ----------------------------------------------------------------------------------------------
+# dynamic_slice, dynamic_update_slice
+
+STARTS = [(1, 2), (-1, 0), (100, -100), (3, 4), (0, 0)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int8, np.int64, np.bool_])
+@pytest.mark.parametrize("starts", STARTS)
+def test_dynamic_slice_and_update(starts, dtype, wide):
+    # Start indices are clamped so that the slice fits (negative ones first wrap once, in lax).
+    rng = np.random.default_rng(25)
+    x, u = rand(rng, (5, 7), dtype), rand(rng, (2, 3), dtype)
+    i, j = (np.int32(s) for s in starts)
+    check(lambda x, u, i, j: (lax.dynamic_slice(x, (i, j), (2, 3)), lax.dynamic_slice(x, (i, j), (0, 7)),
+                              lax.dynamic_update_slice(x, u, (i, j)), lax.dynamic_update_slice(x, u[:0], (i, j)),
+                              x[i], lax.dynamic_update_index_in_dim(x, u[0, :1].repeat(7), j, axis=0),
+                              lax.dynamic_slice_in_dim(x, j, 5, axis=1)),
+          x, u, i, j, expect=["dynamic_slice", "dynamic_update_slice"])
+
+
+# ----------------------------------------------------------------------------------------------
+# the same rules with CuPy (cuBLAS/cuSOLVER), where a GPU is present
+
+
+def _cases_for_both_libs():
+    rng = np.random.default_rng(26)
+    x, i = rand(rng, (4, 5), np.float64, special=True), rng.integers(-8, 9, size=10).astype(np.int32)
+    keys = rng.choice(TIES, size=(3, 9)).astype(np.float64)
+    a, spd = rand(rng, (2, 5, 5), np.float64), _spd(rng, (2, 5, 5), np.float64)
+    tri = _triangular(rng, (2, 4, 4), True, False, np.float64)
+    ints = rand(rng, (3, 6, 17), np.int32, special=True), rand(rng, (3, 17, 4), np.int32, special=True)
+    whole = rng.integers(-4, 5, (7, 13)).astype(np.float64), rng.integers(-4, 5, (13, 5)).astype(np.float64)
+    u = rand(rng, (10,), np.float64)
+    return {
+        "dot_int": (lambda a, b: a @ b, ints, ["dot_general"], None),
+        "dot_float_exact": (lambda a, b: a @ b, whole, ["dot_general"], None),  # integer values: no rounding
+        "sort": (lambda k: (jnp.sort(k), jnp.argsort(k, axis=0)), (keys,), ["sort"], None),
+        "gather": (lambda x, i: (jnp.take(x, i, axis=1), x[i % 4, 1:4], x.at[i].get(mode="clip")), (x, i),
+                   ["gather"], None),
+        "scatter": (lambda v, x, i, u: (v.at[i].set(u), v.at[i].add(u), v.at[i].multiply(u), v.at[i].min(u),
+                                        x.at[i, i % 5].max(u)), (x[:, 0].copy(), x, i, u),
+                    ["scatter", "scatter-add", "scatter-mul", "scatter-min", "scatter-max"], None),
+        "dynamic": (lambda x, i: (lax.dynamic_slice(x, (i, i), (2, 3)), lax.dynamic_update_slice(x, x[:2, :2], (i, i))),
+                    (x, np.int32(3)), ["dynamic_slice", "dynamic_update_slice"], None),
+        "lu_solve": (lambda a, b: (lax.linalg.lu(a), jnp.linalg.solve(a, b)), (a, rand(rng, (2, 5, 3), np.float64)),
+                     ["lu", "triangular_solve", "gather"], None),
+        "triangular_solve": (lambda t, b: lax.linalg.triangular_solve(t, b, left_side=False, lower=True, transpose_a=True),
+                             (tri, rand(rng, (2, 3, 4), np.float64)), ["triangular_solve"], None),
+        "cholesky": (lambda s, n: (jnp.linalg.cholesky(s), jnp.linalg.cholesky(n)), (spd, -spd), ["cholesky"], None),
+        "qr": (jnp.linalg.qr, (a[0, :, :3].copy(),), ["qr"], _qr_compare(a[0, :, :3], "reduced")),
+        "svd": (jnp.linalg.svd, (a,), ["svd"], _svd_compare(a, True, True)),
+        "eigh": (jnp.linalg.eigh, (a,), ["eigh"], _eigh_compare(a)),
+    }
+
+
+@pytest.mark.parametrize("backend", ["numpy", pytest.param("cupy", marks=pytest.mark.skipif(
+    not __import__("fusejit.backends", fromlist=["x"]).gpu_available(), reason="no GPU"))])
+@pytest.mark.parametrize("case", ["dot_int", "dot_float_exact", "sort", "gather", "scatter", "dynamic", "lu_solve",
+                                  "triangular_solve", "cholesky", "qr", "svd", "eigh"])
+def test_both_libs(case, backend, x64):
+    # The cases run with NumPy everywhere (so the cases themselves are checked) and with CuPy
+    # where a GPU is present.
+    f, args, expect, compare = _cases_for_both_libs()[case]
+    lib = library.host_lib() if backend == "numpy" else library.cuda_lib()
+    check(f, *args, expect=expect, compare=compare, lib=lib)

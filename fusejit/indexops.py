@@ -7,6 +7,7 @@ with windows and batching dims) is the same code.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -172,7 +173,7 @@ def accumulate_in_rounds(xp, op, out, flat, values):
         out[targets] = op(out[targets], values[sel])
 
 
-def _accumulate(lib, op_name, out, flat, values):
+def _accumulate(op_name, lib, out, flat, values):
     """In-place out[flat[i]] op= values[i] in update order: ufunc.at on NumPy; on CuPy, whose
     atomics cover few dtypes and no multiply, rounds of duplicate-free updates."""
     op = getattr(lib.xp, op_name)
@@ -235,16 +236,21 @@ def scatter(lib, params, out_avals, operand, indices, updates):
     return _scatter(lib, params, out_avals, operand, indices, updates, _set_last)
 
 
-def _combining(op_name, doc):
-    def rule(lib, params, out_avals, operand, indices, updates):
-        return _scatter(lib, params, out_avals, operand, indices, updates,
-                        lambda lib, out, flat, values: _accumulate(lib, op_name, out, flat, values))
-    rule.__doc__ = doc
-    rule.__name__ = rule.__qualname__ = f"scatter_{op_name}"
-    return rule
+def scatter_add(lib, params, out_avals, operand, indices, updates):
+    """lax.scatter_add (x.at[idx].add): duplicates accumulate in update order; integers wrap."""
+    return _scatter(lib, params, out_avals, operand, indices, updates, functools.partial(_accumulate, "add"))
 
 
-scatter_add = _combining("add", "lax.scatter_add (x.at[idx].add): duplicates accumulate in update order; integers wrap.")
-scatter_mul = _combining("multiply", "lax.scatter_mul (x.at[idx].multiply): duplicates accumulate in update order; integers wrap.")
-scatter_min = _combining("minimum", "lax.scatter_min (x.at[idx].min): duplicates accumulate; NaN propagates.")
-scatter_max = _combining("maximum", "lax.scatter_max (x.at[idx].max): duplicates accumulate; NaN propagates.")
+def scatter_mul(lib, params, out_avals, operand, indices, updates):
+    """lax.scatter_mul (x.at[idx].multiply): duplicates accumulate in update order; integers wrap."""
+    return _scatter(lib, params, out_avals, operand, indices, updates, functools.partial(_accumulate, "multiply"))
+
+
+def scatter_min(lib, params, out_avals, operand, indices, updates):
+    """lax.scatter_min (x.at[idx].min): duplicates accumulate; NaN propagates."""
+    return _scatter(lib, params, out_avals, operand, indices, updates, functools.partial(_accumulate, "minimum"))
+
+
+def scatter_max(lib, params, out_avals, operand, indices, updates):
+    """lax.scatter_max (x.at[idx].max): duplicates accumulate; NaN propagates."""
+    return _scatter(lib, params, out_avals, operand, indices, updates, functools.partial(_accumulate, "maximum"))

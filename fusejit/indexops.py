@@ -203,7 +203,8 @@ def _scatter(lib, params, out_avals, operand, indices, updates, apply):
     XLA's CPU scatter does. The updates are applied in row-major order of the scatter indices."""
     xp = lib.xp
     dn = params["dimension_numbers"]
-    shape, dtype = out_avals[0]
+    if operand.size == 0:  # nowhere to scatter to (CLIP could not clamp into an empty dim)
+        return [operand.copy()]
     mode = GatherScatterMode.from_any(params["mode"])
     update_window_dims = [int(d) for d in dn.update_window_dims]
     inserted = [int(d) for d in dn.inserted_window_dims]
@@ -222,9 +223,9 @@ def _scatter(lib, params, out_avals, operand, indices, updates, apply):
     if fits is not None:
         keep = xp.broadcast_to(_window_mask(fits, len(window_dims)), values.shape)
         flat, values = flat[keep], values[keep]
-    out = xp.array(operand, dtype=dtype, copy=True).reshape(-1)
+    out = operand.copy().reshape(-1)
     apply(lib, out, flat.reshape(-1), values.reshape(-1))
-    return [out.reshape(shape)]
+    return [out.reshape(operand.shape)]
 
 
 def scatter(lib, params, out_avals, operand, indices, updates):

@@ -649,8 +649,10 @@ def test_scatter_empty_updates_and_nan():
     x = rand(rng, (5,), np.float32)
     u = np.array([np.nan, 1.0, -np.inf], np.float32)
     i = np.array([0, 0, 4], np.int32)
-    check(lambda x, e, u, i: (x.at[e].add(x[:0]), x.at[i].max(u), x.at[i].min(u), x.at[i].add(u), x.at[i].multiply(u)),
-          x, np.zeros((0,), np.int32), u, i, expect=["scatter-add", "scatter-max", "scatter-min", "scatter-mul"])
+    check(lambda x, e, u, i: (x.at[e].add(x[:0]), x.at[i].max(u), x.at[i].min(u), x.at[i].add(u), x.at[i].multiply(u),
+                              x[:0].at[i].add(u, mode="clip"), x[:0].at[i].set(u)),
+          x, np.zeros((0,), np.int32), u, i,
+          expect=["scatter", "scatter-add", "scatter-max", "scatter-min", "scatter-mul"])
 
 
 def test_scatter_apply_is_unsupported():

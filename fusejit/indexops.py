@@ -7,6 +7,7 @@ with windows and batching dims) is the same code.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -172,7 +173,7 @@ def accumulate_in_rounds(xp, op, out, flat, values):
         out[targets] = op(out[targets], values[sel])
 
 
-def _accumulate(lib, op_name, out, flat, values):
+def _accumulate(op_name, lib, out, flat, values):
     """In-place out[flat[i]] op= values[i] in update order: ufunc.at on NumPy; on CuPy, whose
     atomics cover few dtypes and no multiply, rounds of duplicate-free updates."""
     op = getattr(lib.xp, op_name)
@@ -202,7 +203,8 @@ def _scatter(lib, params, out_avals, operand, indices, updates, apply):
     XLA's CPU scatter does. The updates are applied in row-major order of the scatter indices."""
     xp = lib.xp
     dn = params["dimension_numbers"]
-    shape, dtype = out_avals[0]
+    if operand.size == 0:  # nowhere to scatter to (CLIP could not clamp into an empty dim)
+        return [operand.copy()]
     mode = GatherScatterMode.from_any(params["mode"])
     update_window_dims = [int(d) for d in dn.update_window_dims]
     inserted = [int(d) for d in dn.inserted_window_dims]
@@ -221,9 +223,9 @@ def _scatter(lib, params, out_avals, operand, indices, updates, apply):
     if fits is not None:
         keep = xp.broadcast_to(_window_mask(fits, len(window_dims)), values.shape)
         flat, values = flat[keep], values[keep]
-    out = xp.array(operand, dtype=dtype, copy=True).reshape(-1)
+    out = operand.copy().reshape(-1)
     apply(lib, out, flat.reshape(-1), values.reshape(-1))
-    return [out.reshape(shape)]
+    return [out.reshape(operand.shape)]
 
 
 def scatter(lib, params, out_avals, operand, indices, updates):
@@ -235,16 +237,21 @@ def scatter(lib, params, out_avals, operand, indices, updates):
     return _scatter(lib, params, out_avals, operand, indices, updates, _set_last)
 
 
-def _combining(op_name, doc):
-    def rule(lib, params, out_avals, operand, indices, updates):
-        return _scatter(lib, params, out_avals, operand, indices, updates,
-                        lambda lib, out, flat, values: _accumulate(lib, op_name, out, flat, values))
-    rule.__doc__ = doc
-    rule.__name__ = rule.__qualname__ = f"scatter_{op_name}"
-    return rule
+def scatter_add(lib, params, out_avals, operand, indices, updates):
+    """lax.scatter_add (x.at[idx].add): duplicates accumulate in update order; integers wrap."""
+    return _scatter(lib, params, out_avals, operand, indices, updates, functools.partial(_accumulate, "add"))
 
 
-scatter_add = _combining("add", "lax.scatter_add (x.at[idx].add): duplicates accumulate in update order; integers wrap.")
-scatter_mul = _combining("multiply", "lax.scatter_mul (x.at[idx].multiply): duplicates accumulate in update order; integers wrap.")
-scatter_min = _combining("minimum", "lax.scatter_min (x.at[idx].min): duplicates accumulate; NaN propagates.")
-scatter_max = _combining("maximum", "lax.scatter_max (x.at[idx].max): duplicates accumulate; NaN propagates.")
+def scatter_mul(lib, params, out_avals, operand, indices, updates):
+    """lax.scatter_mul (x.at[idx].multiply): duplicates accumulate in update order; integers wrap."""
+    return _scatter(lib, params, out_avals, operand, indices, updates, functools.partial(_accumulate, "multiply"))
+
+
+def scatter_min(lib, params, out_avals, operand, indices, updates):
+    """lax.scatter_min (x.at[idx].min): duplicates accumulate; NaN propagates."""
+    return _scatter(lib, params, out_avals, operand, indices, updates, functools.partial(_accumulate, "minimum"))
+
+
+def scatter_max(lib, params, out_avals, operand, indices, updates):
+    """lax.scatter_max (x.at[idx].max): duplicates accumulate; NaN propagates."""
+    return _scatter(lib, params, out_avals, operand, indices, updates, functools.partial(_accumulate, "maximum"))

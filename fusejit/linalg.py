@@ -226,8 +226,9 @@ def svd(lib, params, out_avals, a):
 
 
 def eigh(lib, params, out_avals, a):
-    """lax.linalg.eigh: outputs (v, w), eigenvectors as columns of v and eigenvalues w ascending,
-    reading only the lower (lower=True) or upper triangle. A NaN in that triangle, or a solver
+    """lax.linalg.eigh: outputs (v, w), eigenvectors as columns of v and eigenvalues w ascending
+    (also with sort_eigenvalues=False: the solver's order, as on jax.jit's CPU), reading only
+    the lower (lower=True) or upper triangle. A NaN in that triangle, or a solver
     failure, gives NaN in both outputs, as jax.jit's lowering does. Eigenvectors are unique only
     up to sign."""
     _check_subset(params, "eigh")

@@ -15,7 +15,7 @@ import jax
 import numpy as np
 
 from . import backends, config, jaxcompat
-from .compiler import Compiled, compile_graph
+from .compiler import SCAN_STRATEGIES, Compiled, compile_graph
 from .trace import graph_from_jaxpr
 
 
@@ -60,7 +60,7 @@ class Jitted:
     """A function compiled by fusejit; call it like the original."""
 
     def __init__(self, fun, static_argnums=(), static_argnames=(), backend=None, check=False,
-                 index64=False):
+                 index64=False, scan=None):
         functools.update_wrapper(self, fun)
         self.fun = fun
         if isinstance(static_argnums, int):
@@ -77,6 +77,9 @@ class Jitted:
         self.backend = backend
         self.check = check
         self.index64 = index64
+        if scan is not None and scan not in SCAN_STRATEGIES:
+            raise ValueError(f"scan must be one of {', '.join(SCAN_STRATEGIES)}, not {scan!r}")
+        self.scan = scan
         self.cache: dict = {}
         self.fast_cache: dict = {}
         self.trace_count = 0
@@ -119,30 +122,32 @@ class Jitted:
         """(Compiled, flat dynamic arguments) for this call, compiling on a cache miss."""
         backend = backends.get(self.backend)
         index64 = self.index64 or config.env_flag("FUSEJIT_INDEX64")
+        scan = self.scan or config.scan_strategy()
         # Fast path for the common call: positional NumPy arrays only.  Their specs follow from
         # (shape, dtype) and the x64 flag alone, so no tree flattening is needed.
         fast_key = None
         if not kwargs and not self.static_argnums and all(type(a) is np.ndarray for a in args):
-            fast_key = (tuple((a.shape, a.dtype) for a in args), jaxcompat.x64_enabled(), backend.name, index64)
+            fast_key = (tuple((a.shape, a.dtype) for a in args), jaxcompat.x64_enabled(), backend.name, index64,
+                        scan)
             compiled = self.fast_cache.get(fast_key)
             if compiled is not None:
                 return compiled, args
         static_pos, static_kw, dyn_args, dyn_kwargs = self._split(args, kwargs)
         leaves, treedef = jax.tree_util.tree_flatten((dyn_args, dyn_kwargs))
         specs = tuple(leaf_spec(x) for x in leaves)
-        key = (treedef, specs, static_pos, static_kw, jaxcompat.x64_enabled(), backend.name, index64)
+        key = (treedef, specs, static_pos, static_kw, jaxcompat.x64_enabled(), backend.name, index64, scan)
         compiled = self.cache.get(key)
         if compiled is None:
             with self.lock:
                 compiled = self.cache.get(key)
                 if compiled is None:
-                    compiled = self._compile(backend, treedef, specs, static_pos, static_kw, args)
+                    compiled = self._compile(backend, treedef, specs, static_pos, static_kw, args, index64, scan)
                     self.cache[key] = compiled
         if fast_key is not None:
             self.fast_cache[fast_key] = compiled
         return compiled, leaves
 
-    def _compile(self, backend, treedef, specs, static_pos, static_kw, args) -> Compiled:
+    def _compile(self, backend, treedef, specs, static_pos, static_kw, args, index64, scan) -> Compiled:
         self.trace_count += 1
         out_tree = []
         nargs = len(args)
@@ -162,7 +167,7 @@ class Jitted:
         closed = jax.make_jaxpr(flat_fun)(*structs)
         graph = graph_from_jaxpr(closed)
         compiled = compile_graph(graph, backend, getattr(self.fun, "__name__", "fn"),
-                                 force_index64=self.index64 or config.env_flag("FUSEJIT_INDEX64"))
+                                 force_index64=index64, scan=scan)
         compiled.out_tree = out_tree[0]
         config.debug(1, f"compiled {getattr(self.fun, '__name__', 'fn')} for {backend.name}: "
                         f"{compiled.kernel_count} kernel launch(es) per call")
@@ -209,12 +214,12 @@ class Jitted:
         return f"<fusejit.jit {getattr(self.fun, '__qualname__', self.fun)}>"
 
 
-def jit(fun=None, *, static_argnums=(), static_argnames=(), backend=None, check=False, index64=False):
+def jit(fun=None, *, static_argnums=(), static_argnames=(), backend=None, check=False, index64=False, scan=None):
     """Compile a JAX function to fused CUDA kernels (run on the GPU through CuPy, or on the CPU).
 
     Usable bare (`@fusejit.jit`) or with keywords (`@fusejit.jit(static_argnums=(1,))`)."""
     if fun is None:
         return functools.partial(jit, static_argnums=static_argnums, static_argnames=static_argnames,
-                                 backend=backend, check=check, index64=index64)
+                                 backend=backend, check=check, index64=index64, scan=scan)
     return Jitted(fun, static_argnums=static_argnums, static_argnames=static_argnames,
-                  backend=backend, check=check, index64=index64)
+                  backend=backend, check=check, index64=index64, scan=scan)

@@ -81,6 +81,8 @@ class KernelWriter:
         self.counts = collections.Counter()
         self.requests = collections.Counter()
         self.loads = 0
+        self.reading: list[Var] = []    # the values being computed, outermost first
+        self.computed: list[Var] = []   # the values computed, in order
         self.results: set[int] = set()  # ids of values the kernel computes outside the fused loop
         self.cache = None                # a reduction's shared-memory row cache (reduce.RowCache)
 
@@ -100,10 +102,21 @@ class KernelWriter:
         return not any(e in self.variant for e in exprs)
 
     def most_requested(self) -> Var:
-        for var_id, _ in self.requests.most_common():
+        """The value to store instead of recomputing: the one read most often (at several
+        indices), else, in a long chain, the deepest one being computed now."""
+        outputs = {id(v) for v in self.spec.outputs}
+        for var_id, count in self.requests.most_common():
+            if count < 2:
+                break
             var = self.var_by_id.get(var_id)
-            if var is not None:
+            if var is not None and var_id not in outputs:
                 return var
+        for var in reversed(self.reading):
+            if id(var) in self.var_by_id and id(var) not in outputs:
+                return var
+        done = [v for v in self.computed if id(v) not in outputs]
+        if done:  # the chain is complete but too long: store its middle
+            return done[len(done) // 2]
         raise RuntimeError("kernel too large with nothing to materialize")
 
     # ---- index expressions ----
@@ -172,7 +185,10 @@ class KernelWriter:
             if rule is None:
                 raise UnsupportedError(f"fusejit has no codegen rule for primitive '{eqn.primitive}'",
                                        primitive=eqn.primitive, source=eqn.source)
+            self.reading.append(atom)
             name = rule(self, eqn, pos, idx)
+            self.reading.pop()
+            self.computed.append(atom)
         self.memo[key] = name
         return name
 

@@ -1,16 +1,20 @@
-"""The pipeline from a Graph to a runnable Compiled: fusion -> codegen -> backend compile -> launch plan."""
+"""The pipeline from a Graph to a runnable Compiled:
+control-flow rewrites -> fusion -> codegen -> backend compile -> steps -> launch plan."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
+import sys
 
-from . import config
+from . import config, control, steps
 from .codegen import KernelTooLarge, render_kernel, render_module
 from .fusion import FusionPlan, NotPersistent, check_supported, format_plan, plan_kernels, producers
-from .ir import Graph, Namer, format_graph
+from .ir import Eqn, Graph, Namer, format_graph
 from .launch import CUDA_BLOCK, Program, build_program
 
 MAX_CUTS = 256
+SCAN_STRATEGIES = ("auto", "unroll", "loop")
 
 
 @dataclasses.dataclass(eq=False)
@@ -23,24 +27,42 @@ class Compiled:
     backend: object
     module: object
     consts: tuple  # constants already on the backend's device
+    ops: dict      # id(eqn) -> the step running each equation that is not a kernel
+    name: str = "fn"
     out_tree: object = None
 
     def run(self, flat_args):
         return self.program.run(self.backend, self.module, flat_args, self.consts)
 
+    def run_into(self, flat_args, out):
+        """Run with the outputs written into `out` (one array or None per output)."""
+        return self.program.run(self.backend, self.module, flat_args, self.consts, out)
+
     @property
     def kernel_count(self) -> int:
+        """Kernel launches of one call, outside loops and branches."""
         return len(self.program.launches)
 
-    def as_text(self) -> str:
-        name = Namer()
-        parts = ["=== fusejit graph ===", format_graph(self.graph, name), "",
-                 f"=== fusion plan: {len(self.plan.kernels)} kernel(s) ===", format_plan(self.plan, name)]
+    @property
+    def call_count(self) -> int:
+        """Other steps (library calls, loops, branches) of one call, outside loops and branches."""
+        return len(self.program.steps) - len(self.program.launches)
+
+    def as_text(self, name: Namer | None = None, title: str = "fusejit graph") -> str:
+        name = name or Namer()
+        parts = [f"=== {title} ===", format_graph(self.graph, name), "",
+                 f"=== fusion plan: {len(self.plan.kernels)} kernel(s)"
+                 f"{f', {self.call_count} other step(s)' if self.call_count else ''} ===",
+                 format_plan(self.plan, name, lambda e: self.ops[id(e)].describe())]
         for k in self.rendered:
             parts.append(f"  {k.name}: {k.loads} load(s), {k.stores} store(s) per element, "
                          f"{'64' if k.index64 else '32'}-bit indexing")
         for k in self.rendered:
             parts += ["", f"=== kernel {k.name} (CUDA source) ===", k.source.rstrip()]
+        for e in self.plan.steps:
+            if isinstance(e, Eqn):
+                for child in self.ops[id(e)].children:
+                    parts += ["", child.as_text(name, f"{e.primitive} body {child.name}").rstrip()]
         return "\n".join(parts) + "\n"
 
 
@@ -49,14 +71,36 @@ def identifier(name: str) -> str:
     return text if not text[0].isdigit() else f"f_{text}"
 
 
-def compile_graph(graph: Graph, backend, name: str = "fn", force_index64: bool = False) -> Compiled:
-    check_supported(graph, backend.name)
+@contextlib.contextmanager
+def deep_recursion(limit: int = 50_000):
+    """Codegen recurses along chains of fused equations (an unrolled loop's are long)."""
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(before, limit))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(before)
+
+
+def compile_graph(graph: Graph, backend, name: str = "fn", force_index64: bool = False,
+                  scan: str = "auto") -> Compiled:
+    """Compile `graph` for `backend`: its kernels into one module, its other equations into
+    steps (library calls, loops, whose bodies compile the same way)."""
+    with deep_recursion():
+        return _compile_graph(graph, backend, name, force_index64, scan)
+
+
+def _compile_graph(graph, backend, name, force_index64, scan) -> Compiled:
+    if scan not in SCAN_STRATEGIES:
+        raise ValueError(f"scan strategy must be one of {', '.join(SCAN_STRATEGIES)}, not {scan!r}")
+    prefix = f"fj_{identifier(name)}"
+    check_supported(graph, backend.name, steps.STEP_RULES)
+    graph = control.lower_control(graph, scan)
     device = backend.device_info()
     prod = producers(graph)
     cuts: frozenset = frozenset()
     separate: frozenset = frozenset()
     limits: dict = {}
-    prefix = f"fj_{identifier(name)}"
     while True:
         plan = plan_kernels(graph, cuts, prefix, separate, limits)
         try:
@@ -79,6 +123,14 @@ def compile_graph(graph: Graph, backend, name: str = "fn", force_index64: bool =
     config.debug(3, f"fusion plan of {name}:\n{format_plan(plan)}")
     source = render_module(rendered)
     module = backend.compile(source, [k.name for k in rendered]) if rendered else None
-    program = build_program(graph, plan, rendered, device)
+
+    def compile_body(body: Graph, body_name: str) -> Compiled:
+        return compile_graph(body, backend, body_name, force_index64, scan)
+
+    ops = {}
+    for k, e in enumerate(e for e in plan.steps if isinstance(e, Eqn)):
+        ops[id(e)] = steps.build_step(e, steps.Context(backend, f"{identifier(name)}_{identifier(e.primitive)}{k}",
+                                                       compile_body, scan, force_index64))
+    program = build_program(graph, plan, rendered, device, ops)
     consts = tuple(backend.upload(arr) for _, arr in program.consts)
-    return Compiled(graph, plan, rendered, source, program, backend, module, consts)
+    return Compiled(graph, plan, rendered, source, program, backend, module, consts, ops, name)

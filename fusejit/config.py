@@ -10,6 +10,7 @@ FUSEJIT_DUMP_SOURCE=1 print each kernel's source when it compiles.
 FUSEJIT_INDEX64=1     use 64-bit indexing in every kernel (normally only for arrays of 2**31+ elements).
 FUSEJIT_CXX           the host C++ compiler (default: $CXX, else g++, else c++).
 FUSEJIT_KERNELS_DIR   use this copy of kernels/ (templates and preludes) instead of the installed one.
+FUSEJIT_SCAN          auto | unroll | loop: how scans run (the `scan=` argument of fusejit.jit wins).
 """
 from __future__ import annotations
 
@@ -45,3 +46,7 @@ def cache_dir() -> str:
 
 def backend_override() -> str | None:
     return os.environ.get("FUSEJIT_BACKEND") or None
+
+
+def scan_strategy() -> str:
+    return os.environ.get("FUSEJIT_SCAN", "").strip() or "auto"

@@ -69,6 +69,8 @@ class FusionPlan:
     graph: Graph
     kernels: tuple[KernelSpec, ...]   # in launch order
     cuts: frozenset                   # ids of values materialized for cost reasons
+    steps: tuple = ()                 # kernels (KernelSpec) and other steps (Eqn: library calls,
+                                      # loops, branches) in the order they run
 
     def __str__(self) -> str:
         return format_plan(self)
@@ -106,13 +108,18 @@ class NotPersistent(Exception):
         super().__init__(why)
 
 
-def check_supported(graph: Graph, backend: str) -> None:
-    """Raise UnsupportedError for the first primitive no kernel can compute."""
+def check_supported(graph: Graph, backend: str, steps=frozenset()) -> None:
+    """Raise UnsupportedError for the first primitive that neither a kernel nor a step (a
+    library call, a loop: `steps`) can compute."""
     for eqn in graph.eqns:
-        if eqn.primitive not in SUPPORTED:
+        if eqn.primitive not in SUPPORTED and eqn.primitive not in steps:
             raise UnsupportedError(
                 f"fusejit has no rule for primitive '{eqn.primitive}' (backend '{backend}')",
                 primitive=eqn.primitive, source=eqn.source)
+        for value in eqn.params.values():  # loop bodies and branches
+            for body in value if isinstance(value, tuple) else (value,):
+                if isinstance(body, Graph):
+                    check_supported(body, backend, steps)
 
 
 def producers(graph: Graph) -> dict[int, tuple[Eqn, int]]:
@@ -132,32 +139,36 @@ def plan_kernels(graph: Graph, cuts: frozenset = frozenset(), prefix: str = "fj"
     prod = producers(graph)
     base_sources = {id(v) for v in graph.inputs} | {id(v) for v, _ in graph.consts}
     reduced = {id(v) for e in graph.eqns if e.primitive in REDUCTIONS | SCANS for v in e.outputs}
-    materialized = set(cuts) | reduced
+    # Equations no kernel computes (library calls, loops) run as steps between kernels: they
+    # read stored values and their results are sources of later kernels.
+    opaque = [e for e in graph.eqns if e.primitive not in SUPPORTED]
+    opaque_out = {id(v) for e in opaque for v in e.outputs}
+    opaque_in = {id(a) for e in opaque for a in e.inputs if isinstance(a, Var)}
+    materialized = set(cuts) | reduced | opaque_out | opaque_in
 
     def is_source(v: Var) -> bool:
         return id(v) in base_sources or id(v) in materialized
 
-    stage_memo: dict[int, int] = {}
-
-    def stage(v: Var) -> int:
-        """1 + the deepest stage of the cuts v's fused computation reads (0: reads only inputs)."""
-        key = id(v)
-        if key in stage_memo:
-            return stage_memo[key]
-        eqn, _ = prod[key]
+    # The stage of a value: 1 + the deepest stage of the stored values its fused computation
+    # reads (0: it reads only inputs).  Equations come in topological order.
+    stages: dict[int, int] = {}
+    for eqn in graph.eqns:
         deepest = 0
         for a in eqn.inputs:
             if isinstance(a, Var) and id(a) not in base_sources:
-                deepest = max(deepest, stage(a) + 1 if id(a) in materialized else stage(a))
-        stage_memo[key] = deepest
-        return deepest
+                deepest = max(deepest, stages[id(a)] + 1 if id(a) in materialized else stages[id(a)])
+        for v in eqn.outputs:
+            stages[id(v)] = deepest
+
+    def stage(v: Var) -> int:
+        return stages[id(v)]
 
     stored: list[Var] = []
     seen: set[int] = set()
     candidates = [o for o in graph.outputs if isinstance(o, Var)]
     candidates += [v for e in graph.eqns for v in e.outputs if id(v) in materialized]
     for v in candidates:
-        if id(v) in seen or id(v) in base_sources:
+        if id(v) in seen or id(v) in base_sources or id(v) in opaque_out:
             continue
         seen.add(id(v))
         stored.append(v)
@@ -264,7 +275,12 @@ def plan_kernels(graph: Graph, cuts: frozenset = frozenset(), prefix: str = "fj"
                 family=g.family))
         else:
             kernels.append(KernelSpec(name, "map", g.shape, tuple(g.outputs), tuple(sources), tuple(eqns)))
-    return FusionPlan(graph, tuple(kernels), frozenset(cuts))
+    # A step of stage s reads only values of earlier stages: kernels and other steps of one
+    # stage are independent, and stages run in order.
+    steps = [(g.stage, 0, k, spec) for k, (g, spec) in enumerate(zip(order, kernels))]
+    steps += [(stage(e.outputs[0]), 1, k, e) for k, e in enumerate(opaque)]
+    steps.sort(key=lambda t: t[:3])
+    return FusionPlan(graph, tuple(kernels), frozenset(cuts), tuple(t[3] for t in steps))
 
 
 def epilogue_home(v, prod, is_source, home_of, base_sources):
@@ -301,41 +317,43 @@ def cone(outputs, prod, is_source, provided=frozenset()):
     values in `provided` are computed by the kernel itself and are neither."""
     eqns, sources, seen = [], [], set(provided)
 
-    def visit(v):
-        if id(v) in seen:
-            return
-        seen.add(id(v))
-        if is_source(v):
-            sources.append(v)
-            return
-        eqn, _ = prod[id(v)]
-        if id(eqn) not in seen:
+    def visit(root, own: bool):
+        """Depth first from `root` (an explicit stack: chains can be thousands deep); `own`: a
+        stored output is computed from its producer even when it is also a source."""
+        stack = [(root, own)]
+        while stack:
+            v, own = stack.pop()
+            if id(v) in seen and not own:
+                continue
+            seen.add(id(v))
+            if is_source(v) and not own:
+                sources.append(v)
+                continue
+            eqn, _ = prod[id(v)]
+            if id(eqn) in seen:
+                continue
             seen.add(id(eqn))
             eqns.append(eqn)
-            for a in eqn.inputs:
-                if isinstance(a, Var):
-                    visit(a)
+            stack.extend((a, False) for a in reversed(eqn.inputs) if isinstance(a, Var))
 
     for v in outputs:
-        if is_source(v):
-            seen.add(id(v))  # a cut output is computed from its own producer
-            eqn, _ = prod[id(v)]
-            if id(eqn) not in seen:
-                seen.add(id(eqn))
-                eqns.append(eqn)
-                for a in eqn.inputs:
-                    if isinstance(a, Var):
-                        visit(a)
-        else:
-            visit(v)
+        visit(v, is_source(v))
     return eqns, sources
 
 
-def format_plan(plan: FusionPlan, name=None) -> str:
+def format_plan(plan: FusionPlan, name=None, describe_step=None) -> str:
+    """One line per step: each kernel's shape, loads, stores and fused primitives; each other
+    step as `describe_step(eqn)` says."""
     from .ir import Namer
     name = name or Namer()
     lines = []
-    for k in plan.kernels:
+    for k in plan.steps or plan.kernels:
+        if isinstance(k, Eqn):
+            outs = ", ".join(name(v) for v in k.outputs)
+            ins = ", ".join(name(a) if isinstance(a, Var) else repr(a.value) for a in k.inputs)
+            lines.append(f"{k.primitive}: {ins or '-'} -> {outs}"
+                         + (f"; {describe_step(k)}" if describe_step else ""))
+            continue
         prims = ", ".join(dict.fromkeys(e.primitive for e in k.eqns)) or "copy"
         if k.kind == "scan":
             kind = f"scan along axis {k.reduce_axes[0]}{' (reversed)' if k.scan_reverse else ''}, "

@@ -108,20 +108,35 @@ def format_atom(atom: Atom, name: Namer) -> str:
     return name(atom)
 
 
-def format_params(params: dict) -> str:
-    inner = " ".join(f"{k}={v}" for k, v in sorted(params.items()) if v is not None)
-    return f"[{inner}]" if inner else ""
-
-
-def format_graph(graph: Graph, name: Namer | None = None) -> str:
+def format_params(params: dict, name: Namer | None = None, depth: int = 0) -> str:
+    """[k=v ...]; nested Graphs (loop bodies, branches) are printed in full, indented."""
     name = name or Namer()
+    pad = "  " * (depth + 3)
+    simple, nested = [], []
+    for k, v in sorted(params.items()):
+        if v is None:
+            continue
+        if isinstance(v, Graph):
+            nested.append(f"{pad}{k}={format_graph(v, name, depth + 3)}")
+        elif isinstance(v, tuple) and v and all(isinstance(g, Graph) for g in v):
+            nested += [f"{pad}{k}[{j}]={format_graph(g, name, depth + 3)}" for j, g in enumerate(v)]
+        else:
+            simple.append(f"{k}={v}")
+    if not nested:
+        return f"[{' '.join(simple)}]" if simple else ""
+    return "[" + " ".join(simple) + "\n" + "\n".join(nested) + "\n" + "  " * (depth + 2) + "]"
+
+
+def format_graph(graph: Graph, name: Namer | None = None, depth: int = 0) -> str:
+    name = name or Namer()
+    pad = "  " * depth
     consts = " ".join(f"{name(v)}:{type_str(v)}" for v, _ in graph.consts)
     ins = " ".join(f"{name(v)}:{type_str(v)}" for v in graph.inputs)
     lines = [f"{{ lambda {consts}; {ins}. let"]
     for eqn in graph.eqns:
         outs = " ".join(f"{name(v)}:{type_str(v)}" for v in eqn.outputs)
         args = " ".join(format_atom(a, name) for a in eqn.inputs)
-        lines.append(f"    {outs} = {eqn.primitive}{format_params(eqn.params)} {args}")
+        lines.append(f"{pad}    {outs} = {eqn.primitive}{format_params(eqn.params, name, depth)} {args}")
     outs = ", ".join(format_atom(a, name) for a in graph.outputs)
-    lines.append(f"  in ({outs},) }}")
+    lines.append(f"{pad}  in ({outs},) }}")
     return "\n".join(lines)

@@ -32,18 +32,58 @@ def is_dropvar(atom) -> bool:
 
 
 def call_body(eqn):
-    """(jaxpr, consts) of a call-like equation, or None if it is not one."""
-    names = CALL_PARAMS.get(eqn.primitive.name)
+    """(jaxpr, consts, invars) of a call-like equation whose body is inlined, or None.
+
+    custom_linear_solve inlines its `solve` jaxpr on the solve consts and the right-hand
+    side: that is its value (the matvec and transposes only matter to autodiff)."""
+    name = eqn.primitive.name
+    if name == "custom_linear_solve":
+        lengths = eqn.params["const_lengths"]
+        start = lengths.matvec + lengths.vecmat
+        invars = list(eqn.invars[start:start + lengths.solve]) + list(eqn.invars[sum(lengths):])
+        jaxpr, consts = _open(eqn.params["jaxprs"].solve)
+        return jaxpr, consts, invars
+    names = CALL_PARAMS.get(name)
     if names is None:
         return None
-    for name in names:
-        body = eqn.params.get(name)
-        if body is None:
-            continue
-        if hasattr(body, "jaxpr") and hasattr(body, "consts"):  # ClosedJaxpr
-            return body.jaxpr, list(body.consts)
-        return body, []
+    for param in names:
+        body = eqn.params.get(param)
+        if body is not None:
+            jaxpr, consts = _open(body)
+            return jaxpr, consts, list(eqn.invars)
     return None
+
+
+def _open(body):
+    """(jaxpr, consts) of a ClosedJaxpr or a Jaxpr."""
+    if hasattr(body, "jaxpr") and hasattr(body, "consts"):
+        return body.jaxpr, list(body.consts)
+    return body, []
+
+
+# Control flow: primitive -> the params fusejit reads, through `control_params`.
+CONTROL = ("scan", "while", "cond")
+
+
+def control_params(eqn) -> dict:
+    """A control-flow equation's params under fusejit's names, its bodies as ClosedJaxprs:
+      scan:  body, length, reverse, num_consts, num_carry, unroll
+      while: cond, body, cond_nconsts, body_nconsts
+      cond:  branches"""
+    p = eqn.params
+    name = eqn.primitive.name
+    if name == "scan":
+        unroll = p.get("unroll", 1)
+        length = int(p["length"])
+        unroll = length if unroll is True else max(1, int(unroll))
+        return dict(body=p["jaxpr"], length=length, reverse=bool(p["reverse"]),
+                    num_consts=int(p["num_consts"]), num_carry=int(p["num_carry"]), unroll=unroll)
+    if name == "while":
+        return dict(cond=p["cond_jaxpr"], body=p["body_jaxpr"], cond_nconsts=int(p["cond_nconsts"]),
+                    body_nconsts=int(p["body_nconsts"]))
+    if name == "cond":
+        return dict(branches=tuple(p["branches"]))
+    raise KeyError(name)
 
 
 def source_of(eqn) -> str:

@@ -7,6 +7,7 @@ conversion, allocation and the final `launch` call.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 from typing import Any
 
@@ -96,43 +97,92 @@ class Launch:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
+class Call:
+    """A step that is not a kernel (a library call, a loop, a branch): `op.run(backend, arrays)`
+    returns its results.  An input is a slot or ('literal', value, dtype)."""
+    op: Any
+    inputs: tuple
+    outputs: tuple[int, ...]
+
+    def run(self, backend, env) -> None:
+        arrays = [env[i] if isinstance(i, int) else backend.full((), i[1], i[2]) for i in self.inputs]
+        for slot, result in zip(self.outputs, self.op.run(backend, arrays)):
+            env[slot] = result
+
+
+# Steps run by every Program of this process: kernel launches and library calls (the
+# benchmark reads it to count launches per call).
+counter = collections.Counter()
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
 class Program:
     n_slots: int
     input_slots: tuple[int, ...]
     input_dtypes: tuple[np.dtype, ...]
     consts: tuple[tuple[int, np.ndarray], ...]
     allocs: tuple[tuple[int, tuple, np.dtype, bool], ...]  # slot, shape, dtype, zeroed
-    launches: tuple[Launch, ...]
+    steps: tuple  # Launch | Call, in order
     outputs: tuple[tuple, ...]  # ('slot', k) | ('input', k) | ('literal', value, dtype)
 
-    def run(self, backend, module, flat_args, const_arrays):
+    @property
+    def launches(self) -> tuple[Launch, ...]:
+        return tuple(s for s in self.steps if isinstance(s, Launch))
+
+    def run(self, backend, module, flat_args, const_arrays, out=None):
+        """Run every step and return the outputs.  `out` (a loop body's): one preallocated array
+        (or None) per output; kernels write those in place, other results are copied in."""
         env: list = [None] * self.n_slots
         for slot, dtype, x in zip(self.input_slots, self.input_dtypes, flat_args):
             env[slot] = backend.asarray(x, dtype)
         for (slot, _), arr in zip(self.consts, const_arrays):
             env[slot] = arr
+        placed: dict = {}
+        if out is not None:
+            for o, buf in zip(self.outputs, out):
+                if buf is not None and o[0] == "slot":
+                    placed.setdefault(o[1], buf)
         for slot, shape, dtype, zero in self.allocs:
-            env[slot] = backend.zeros(shape, dtype) if zero else backend.empty(shape, dtype)
-        debug = config.debug_level() >= 1
-        for launch in self.launches:
-            if debug:
-                config.debug(1, f"launch {launch.kernel} grid={launch.grid} block={launch.block} n={launch.n} "
-                                f"on {backend.name}")
-            backend.launch(module, launch, [a.resolve(env) for a in launch.args])
-        results = []
-        for out in self.outputs:
-            if out[0] == "slot":
-                results.append(env[out[1]])
-            elif out[0] == "input":
-                results.append(backend.copy(env[out[1]]))
+            if slot in placed:
+                env[slot] = placed[slot]
             else:
-                _, value, dtype = out
-                results.append(backend.full((), value, dtype))
+                env[slot] = backend.zeros(shape, dtype) if zero else backend.empty(shape, dtype)
+        debug = config.debug_level() >= 1
+        for step in self.steps:
+            if isinstance(step, Launch):
+                if debug:
+                    config.debug(1, f"launch {step.kernel} grid={step.grid} block={step.block} n={step.n} "
+                                    f"on {backend.name}")
+                counter["kernels"] += 1
+                backend.launch(module, step, [a.resolve(env) for a in step.args])
+            else:
+                step.run(backend, env)
+        results = []
+        for k, o in enumerate(self.outputs):
+            buf = out[k] if out is not None else None
+            if o[0] == "slot":
+                value = env[o[1]]
+                if buf is not None and value is not buf:
+                    backend.copyto(buf, value)
+                    value = buf
+            elif o[0] == "input":
+                if buf is not None:
+                    backend.copyto(buf, env[o[1]])
+                    value = buf
+                else:
+                    value = backend.copy(env[o[1]])
+            else:
+                value = backend.full((), o[1], o[2])
+                if buf is not None:
+                    backend.copyto(buf, value)
+                    value = buf
+            results.append(value)
         return results
 
 
-def build_program(graph, plan, rendered, device: DeviceInfo) -> Program:
-    """Assign buffer slots and build each kernel's launch from the rendered kernels."""
+def build_program(graph, plan, rendered, device: DeviceInfo, ops: dict | None = None) -> Program:
+    """Assign buffer slots and build each kernel's launch from the rendered kernels; `ops` maps
+    the id of each other step's equation to the object that runs it."""
     slots: dict[int, int] = {}
 
     def slot(v) -> int:
@@ -144,9 +194,13 @@ def build_program(graph, plan, rendered, device: DeviceInfo) -> Program:
 
     input_slots = tuple(slot(v) for v in graph.inputs)
     consts = tuple((slot(v), arr) for v, arr in graph.consts)
-    allocs, launches = [], []
+    allocs, steps = [], []
     by_name = {k.name: k for k in rendered}
-    for spec in plan.kernels:
+    for spec in plan.steps:
+        if not hasattr(spec, "kind"):  # an equation run by an op
+            inputs = tuple(("literal", a.value, a.dtype) if isinstance(a, Literal) else slot(a) for a in spec.inputs)
+            steps.append(Call(ops[id(spec)], inputs, tuple(slot(v) for v in spec.outputs)))
+            continue
         for v in spec.outputs:
             allocs.append((slot(v), v.shape, v.dtype, False))
         k = by_name.get(spec.name)
@@ -175,7 +229,7 @@ def build_program(graph, plan, rendered, device: DeviceInfo) -> Program:
                 written.append(s)
             else:
                 args.append(Arg(slot=slot(p.var)))
-        launches.append(Launch(spec.name, grid, block, tuple(args), spec.size, tuple(written)))
+        steps.append(Launch(spec.name, grid, block, tuple(args), spec.size, tuple(written)))
     outputs = []
     input_ids = {id(v): k for k, v in enumerate(graph.inputs)}
     const_ids = {id(v) for v, _ in graph.consts}
@@ -187,4 +241,4 @@ def build_program(graph, plan, rendered, device: DeviceInfo) -> Program:
         else:
             outputs.append(("slot", slot(o)))
     return Program(len(slots), input_slots, tuple(v.dtype for v in graph.inputs), consts,
-                   tuple(allocs), tuple(launches), tuple(outputs))
+                   tuple(allocs), tuple(steps), tuple(outputs))

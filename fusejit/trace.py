@@ -12,6 +12,9 @@ from . import jaxcompat
 from .errors import UnsupportedError
 from .ir import Eqn, Graph, Literal, Var
 
+# Primitives whose output is their input's value (stop_gradient matters only to autodiff).
+IDENTITIES = {"stop_gradient", "copy", "copy_p", "optimization_barrier"}
+
 SUPPORTED_DTYPES = {np.dtype(t) for t in (
     np.float32, np.float64, np.bool_, np.int8, np.int16, np.int32, np.int64,
     np.uint8, np.uint16, np.uint32, np.uint64)}
@@ -33,7 +36,8 @@ def _var(aval, what, source="", primitive=None) -> Var:
 
 
 def graph_from_jaxpr(closed) -> Graph:
-    """Lower a ClosedJaxpr to a Graph, inlining nested calls."""
+    """Lower a ClosedJaxpr to a Graph, inlining nested calls and lowering control-flow bodies
+    to Graphs of their own; dead equations are dropped (inputs are kept: a signature)."""
     eqns: list[Eqn] = []
     consts: list[tuple[Var, np.ndarray]] = []
 
@@ -61,20 +65,24 @@ def graph_from_jaxpr(closed) -> Graph:
             env[v] = a
         for eqn in jaxpr.eqns:
             body = jaxcompat.call_body(eqn)
-            ins = [read(a) for a in eqn.invars]
             # Equations of a cached inner jaxpr (jnp functions are nested jits) carry no user
             # frame: they take the user's line from the call that inlined them.
             source = jaxcompat.source_of(eqn) or outer_source
             if body is not None:
-                inner, inner_consts = body
-                outs = lower(inner, ins, inner_consts, source)
+                inner, inner_consts, invars = body
+                outs = lower(inner, [read(a) for a in invars], inner_consts, source)
                 for v, o in zip(eqn.outvars, outs):
                     if not jaxcompat.is_dropvar(v):
                         env[v] = o
                 continue
+            ins = [read(a) for a in eqn.invars]
             name = eqn.primitive.name
+            if name in IDENTITIES:  # the value itself: no kernel copies it
+                env[eqn.outvars[0]] = ins[0]
+                continue
             outs = tuple(_var(v.aval, f"output of {name}", source, name) for v in eqn.outvars)
-            eqns.append(Eqn(name, tuple(ins), outs, dict(eqn.params), source))
+            params = lower_control(eqn) if name in jaxcompat.CONTROL else dict(eqn.params)
+            eqns.append(Eqn(name, tuple(ins), outs, params, source))
             for v, o in zip(eqn.outvars, outs):
                 if not jaxcompat.is_dropvar(v):
                     env[v] = o
@@ -83,6 +91,17 @@ def graph_from_jaxpr(closed) -> Graph:
     inputs = tuple(_var(v.aval, "input") for v in closed.jaxpr.invars)
     outputs = lower(closed.jaxpr, inputs, closed.consts)
     return eliminate_dead_code(Graph(inputs, tuple(consts), tuple(eqns), tuple(outputs)))
+
+
+def lower_control(eqn) -> dict:
+    """A control-flow equation's params with its bodies lowered to Graphs (jaxcompat names)."""
+    params = jaxcompat.control_params(eqn)
+    for key in ("body", "cond"):
+        if key in params:
+            params[key] = graph_from_jaxpr(params[key])
+    if "branches" in params:
+        params["branches"] = tuple(graph_from_jaxpr(b) for b in params["branches"])
+    return params
 
 
 def eliminate_dead_code(graph: Graph) -> Graph:

@@ -4,6 +4,7 @@ import re
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 import numpy as np
 import pytest
 
@@ -111,15 +112,24 @@ def test_errors_match_jax_jit():
 
 
 def test_unsupported_primitive_names_it_and_the_source_line():
-    def uses_sort(x):
-        return jnp.sort(x) + 1
+    def uses_top_k(x):
+        return lax.top_k(x, 2)[0] + 1
 
     with pytest.raises(fusejit.UnsupportedError) as info:
-        fusejit.jit(uses_sort)(np.ones(4, np.float32))
+        fusejit.jit(uses_top_k)(np.ones(4, np.float32))
     message = str(info.value)
-    assert "'sort'" in message and "host" in message
-    assert re.search(r"test_api\.py:\d+", message) and "jnp.sort(x)" in message
-    assert info.value.primitive == "sort"
+    assert "'top_k'" in message and "host" in message
+    assert re.search(r"test_api\.py:\d+", message) and "lax.top_k(x, 2)" in message
+    assert info.value.primitive == "top_k"
+
+
+def test_unsupported_primitive_inside_a_loop_body_is_named_before_anything_runs():
+    def body(c, x):
+        return c + lax.top_k(x, 1)[0], c
+
+    with pytest.raises(fusejit.UnsupportedError) as info:
+        fusejit.jit(lambda xs: lax.scan(body, xs[0, :1], xs))(np.ones((5, 4), np.float32))
+    assert info.value.primitive == "top_k" and "lax.top_k(x, 1)" in str(info.value)
 
 
 def test_unsupported_dtypes_are_clear_errors():

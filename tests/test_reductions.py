@@ -134,11 +134,6 @@ def test_cumulative_empty_and_single():
     verify(lambda e, s: (jnp.cumsum(e, 1), jnp.cumsum(e, 0), jnp.cumsum(s, 1), lax.cummax(s, 0)), e, s)
 
 
-def test_unsupported_sort_is_named():
-    with pytest.raises(fusejit.UnsupportedError, match="'sort'"):
-        fusejit.jit(lambda x: jnp.sort(x) * 2)(np.ones(4, np.float32))
-
-
 # A deliberately broken copy of kernels/ per case: a barrier removed from a cooperative step.
 BROKEN_BARRIERS = {
     # the block reduction (rows of 1025: a whole block per row) reads the warps' partials early

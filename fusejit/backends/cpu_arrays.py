@@ -16,6 +16,12 @@ def to_numpy(x, dtype) -> np.ndarray:
 
 
 class CpuArrays:
+    @property
+    def lib(self):
+        """The array library of library calls: NumPy and SciPy."""
+        from ..library import host_lib
+        return host_lib()
+
     def asarray(self, x, dtype):
         return to_numpy(x, dtype)
 
@@ -27,6 +33,13 @@ class CpuArrays:
 
     def copy(self, x):
         return np.array(x, copy=True)
+
+    def copyto(self, dst, src):
+        np.copyto(dst, src)
+
+    def item(self, x):
+        """A 0-d array's value on the host (a loop predicate, a branch index)."""
+        return x.item()
 
     def full(self, shape, value, dtype):
         return np.full(shape, value, dtype)

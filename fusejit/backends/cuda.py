@@ -47,6 +47,12 @@ class CudaBackend:
         sms = self.cp.cuda.runtime.getDeviceProperties(dev.id)["multiProcessorCount"]
         return cuda_device_info(f"sm_{cc}", int(sms))
 
+    @property
+    def lib(self):
+        """The array library of library calls: CuPy (cuBLAS, cuSOLVER)."""
+        from ..library import cuda_lib
+        return cuda_lib()
+
     # ---- arrays ----
     def asarray(self, x, dtype):
         cp = self.cp
@@ -66,6 +72,13 @@ class CudaBackend:
 
     def copy(self, x):
         return x.copy()
+
+    def copyto(self, dst, src):
+        self.cp.copyto(dst, src)
+
+    def item(self, x):
+        """A 0-d array's value on the host: one device-to-host copy, which waits for the stream."""
+        return x.item()
 
     def full(self, shape, value, dtype):
         return self.cp.full(shape, value, dtype)

@@ -58,7 +58,10 @@ class PreparedLaunch:
     def __call__(self, grid, block, args):
         with self.lock:
             for k, holder in self.buffers:
-                holder.value = args[k].__array_interface__["data"][0]
+                array = args[k]
+                if type(array) is not np.ndarray:  # a NumPy scalar's address is a temporary
+                    raise TypeError(f"kernel argument {k} must be a NumPy array, not {type(array).__name__}")
+                holder.value = array.__array_interface__["data"][0]
             self.fn(grid, block, self.params)
 
 

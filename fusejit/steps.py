@@ -1,0 +1,168 @@
+"""Steps that are not fused kernels: one object per equation, built by a rule in STEP_RULES.
+
+  library calls   dot_general, factorisations, sort, gather/scatter (library.py): NumPy on the
+                  CPU backends, CuPy (cuBLAS/cuSOLVER) on the GPU
+  scan            a host loop over the compiled body (jax's unroll=k: k iterations per step),
+                  or a device loop: one kernel runs every iteration (devloop.py)
+  while           a host loop; the predicate is computed on the device and read back
+  cond            the branch chosen on the host from the index read back
+
+Loops preallocate their carries twice (the body reads one set and writes the other) and
+their stacked outputs once; each iteration's body writes in place, so no iteration
+allocates or copies.  Every step has `run(backend, arrays) -> list of arrays` and
+`describe() -> str` (for as_text), and `children` (compiled bodies).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from . import launch, library
+from .errors import UnsupportedError
+from .ir import Eqn
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """What building a step needs: `compile(graph, name)` compiles a body like the caller."""
+    backend: object
+    name: str       # an identifier, unique in the program
+    compile: object
+    scan: str
+    index64: bool = False
+
+
+class LibraryCall:
+    def __init__(self, eqn: Eqn):
+        self.primitive = eqn.primitive
+        self.params = eqn.params
+        self.out_avals = [(v.shape, v.dtype) for v in eqn.outputs]
+        self.children = ()
+
+    def run(self, backend, arrays):
+        launch.counter["library"] += 1
+        return library.call(self.primitive, backend.lib, self.params, self.out_avals, *arrays)
+
+    def describe(self) -> str:
+        return "library call"
+
+
+def loop_buffers(backend, vars_, copies: int):
+    return [[backend.empty(v.shape, v.dtype) for v in vars_] for _ in range(copies)]
+
+
+def fresh_outputs(backend, values, inputs):
+    """Loop results, copied where they are still the loop's own inputs (no iteration ran)."""
+    return [backend.copy(v) if any(v is a for a in inputs) else v for v in values]
+
+
+class HostScan:
+    """A scan run by the host: the body (or a body of k iterations) launched per step."""
+
+    def __init__(self, eqn: Eqn, body, blocked=None, k: int = 1):
+        p = eqn.params
+        self.eqn, self.body, self.blocked, self.k = eqn, body, blocked, k
+        self.length, self.reverse = p["length"], p["reverse"]
+        self.nc, self.nk = p["num_consts"], p["num_carry"]
+        self.children = (body,) + ((blocked,) if blocked is not None else ())
+
+    def schedule(self):
+        """(compiled body, first iteration, iterations) in the order they run."""
+        blocks = self.length // self.k if self.blocked is not None else 0
+        rest = range(blocks * self.k, self.length)
+        if self.reverse:
+            plan = [(self.blocked, self.length - (b + 1) * self.k, self.k) for b in range(blocks)]
+            return plan + [(self.body, t, 1) for t in range(self.length - blocks * self.k - 1, -1, -1)]
+        return [(self.blocked, b * self.k, self.k) for b in range(blocks)] + [(self.body, t, 1) for t in rest]
+
+    def run(self, backend, arrays):
+        nc, nk = self.nc, self.nk
+        consts, carry, xs = list(arrays[:nc]), list(arrays[nc:nc + nk]), arrays[nc + nk:]
+        buffers = loop_buffers(backend, self.eqn.outputs[:nk], 2)
+        ys = [backend.empty(v.shape, v.dtype) for v in self.eqn.outputs[nk:]]
+        for step, (body, t, count) in enumerate(self.schedule()):
+            # x[t, ...] is a view even when x[t] would be a scalar (an array of one dimension)
+            at = (t, Ellipsis) if count == 1 and body is self.body else slice(t, t + count)
+            out = buffers[step % 2] + [y[at] for y in ys]
+            body.run_into(consts + carry + [x[at] for x in xs], out)
+            carry = buffers[step % 2]
+        return fresh_outputs(backend, carry, arrays) + ys
+
+    def describe(self) -> str:
+        blocks = f", {self.k} iterations per step" if self.blocked is not None else ""
+        return (f"host loop of {self.length} iteration(s){' (reversed)' if self.reverse else ''}{blocks}: "
+                f"{self.body.kernel_count} kernel(s) and {self.body.call_count} other step(s) per iteration")
+
+
+class WhileLoop:
+    """A while loop run by the host: the predicate is read back before every iteration."""
+
+    def __init__(self, eqn: Eqn, cond, body):
+        self.eqn, self.cond, self.body = eqn, cond, body
+        self.nc, self.nb = eqn.params["cond_nconsts"], eqn.params["body_nconsts"]
+        self.children = (cond, body)
+
+    def run(self, backend, arrays):
+        nc, nb = self.nc, self.nb
+        cond_consts, body_consts, carry = list(arrays[:nc]), list(arrays[nc:nc + nb]), list(arrays[nc + nb:])
+        buffers = loop_buffers(backend, self.eqn.outputs, 2)
+        step = 0
+        while backend.item(self.cond.run_into(cond_consts + carry, None)[0]):
+            self.body.run_into(body_consts + carry, buffers[step % 2])
+            carry = buffers[step % 2]
+            step += 1
+        return fresh_outputs(backend, carry, arrays)
+
+    def describe(self) -> str:
+        return (f"host while loop: predicate ({self.cond.kernel_count} kernel(s)) read back each iteration, "
+                f"body of {self.body.kernel_count} kernel(s) and {self.body.call_count} other step(s)")
+
+
+class Branch:
+    """cond/switch: the index is read back and the chosen branch's program runs."""
+
+    def __init__(self, eqn: Eqn, branches):
+        self.branches = tuple(branches)
+        self.children = self.branches
+
+    def run(self, backend, arrays):
+        index = min(max(int(backend.item(arrays[0])), 0), len(self.branches) - 1)
+        return self.branches[index].run_into(list(arrays[1:]), None)
+
+    def describe(self) -> str:
+        return f"branch chosen on the host among {len(self.branches)}"
+
+
+def build_scan(eqn: Eqn, ctx: Context):
+    from . import devloop
+    p = eqn.params
+    device = devloop.build(eqn, ctx)
+    if device is not None:
+        return device
+    body = ctx.compile(p["body"], f"{ctx.name}_body")
+    k = min(p["unroll"], p["length"])
+    if k > 1:
+        from .control import blocked_body
+        return HostScan(eqn, body, ctx.compile(blocked_body(eqn, k), f"{ctx.name}_body{k}"), k)
+    return HostScan(eqn, body)
+
+
+def build_while(eqn: Eqn, ctx: Context):
+    p = eqn.params
+    return WhileLoop(eqn, ctx.compile(p["cond"], f"{ctx.name}_cond"), ctx.compile(p["body"], f"{ctx.name}_body"))
+
+
+def build_cond(eqn: Eqn, ctx: Context):
+    return Branch(eqn, [ctx.compile(g, f"{ctx.name}_branch{k}") for k, g in enumerate(eqn.params["branches"])])
+
+
+# primitive -> rule(eqn, context) -> step
+STEP_RULES = {"scan": build_scan, "while": build_while, "cond": build_cond}
+STEP_RULES.update({prim: (lambda eqn, ctx: LibraryCall(eqn)) for prim in library.LIBRARY})
+
+
+def build_step(eqn: Eqn, ctx: Context):
+    rule = STEP_RULES.get(eqn.primitive)
+    if rule is None:
+        raise UnsupportedError(f"fusejit has no rule for primitive '{eqn.primitive}' (backend '{ctx.backend.name}')",
+                               primitive=eqn.primitive, source=eqn.source)
+    return rule(eqn, ctx)

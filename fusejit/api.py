@@ -39,7 +39,15 @@ def leaf_spec(x):
         return tuple(x.shape), jaxcompat.canonical_dtype(x.dtype), False
     if isinstance(x, complex):
         return (), jaxcompat.canonical_dtype(np.complex128), True
-    raise TypeError(f"Argument '{x}' of type {type(x)} is not a valid JAX type")
+    raise NotAnArray(x)
+
+
+class NotAnArray(TypeError):
+    """An argument that is not an array (the caller names where it was passed)."""
+
+    def __init__(self, value):
+        self.value = value
+        super().__init__(f"a value of type {type(value)} is not an array")
 
 
 class InsideTrace(Exception):
@@ -134,7 +142,15 @@ class Jitted:
                 return compiled, args
         static_pos, static_kw, dyn_args, dyn_kwargs = self._split(args, kwargs)
         leaves, treedef = jax.tree_util.tree_flatten((dyn_args, dyn_kwargs))
-        specs = tuple(leaf_spec(x) for x in leaves)
+        try:
+            specs = tuple(leaf_spec(x) for x in leaves)
+        except NotAnArray as e:
+            raise TypeError(
+                f"Error interpreting argument to {self.fun} as an abstract array. The problematic value is of "
+                f"type {type(e.value)} and was passed to the function at path {self._path_of(e.value, args, kwargs)}."
+                f"\nThis typically means that a jit-wrapped function was called with a non-array argument, and "
+                f"this argument was not marked as static using the static_argnums or static_argnames parameters "
+                f"of fusejit.jit.") from None
         key = (treedef, specs, static_pos, static_kw, jaxcompat.x64_enabled(), backend.name, index64, scan)
         compiled = self.cache.get(key)
         if compiled is None:
@@ -146,6 +162,19 @@ class Jitted:
         if fast_key is not None:
             self.fast_cache[fast_key] = compiled
         return compiled, leaves
+
+    def _path_of(self, value, args, kwargs) -> str:
+        """Where `value` sits among the arguments, named as jax.jit names it (`x`, `b['k']`)."""
+        names = []
+        if self.signature is not None:
+            names = [p.name for p in self.signature.parameters.values()
+                     if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        for where, tree in [(names[k] if k < len(names) else f"args[{k}]", a) for k, a in enumerate(args)] + \
+                list(kwargs.items()):
+            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+                if leaf is value:
+                    return where + jax.tree_util.keystr(path)
+        return "(unknown)"
 
     def _compile(self, backend, treedef, specs, static_pos, static_kw, args, index64, scan) -> Compiled:
         self.trace_count += 1

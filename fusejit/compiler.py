@@ -7,8 +7,8 @@ import dataclasses
 import re
 import sys
 
-from . import config, control, steps
-from .codegen import KernelTooLarge, render_kernel, render_module
+from . import codegen, config, control, steps
+from .codegen import KernelTooLarge, render_kernel
 from .fusion import FusionPlan, NotPersistent, check_supported, format_plan, plan_kernels, producers
 from .ir import Eqn, Graph, Namer, format_graph
 from .launch import CUDA_BLOCK, Program, build_program
@@ -34,9 +34,23 @@ class Compiled:
     def run(self, flat_args):
         return self.program.run(self.backend, self.module, flat_args, self.consts)
 
-    def run_into(self, flat_args, out):
-        """Run with the outputs written into `out` (one array or None per output)."""
-        return self.program.run(self.backend, self.module, flat_args, self.consts, out)
+    def run_into(self, flat_args, out, workspace=None):
+        """Run with the outputs written into `out` (one array or None per output) and the other
+        values into `workspace` (from `workspace()`): what a loop does every iteration."""
+        return self.program.run(self.backend, self.module, flat_args, self.consts, out, workspace)
+
+    def workspace(self) -> dict:
+        return self.program.workspace(self.backend)
+
+    def modules(self):
+        """The source of every module this program compiles: its own and its steps'."""
+        if self.rendered:
+            yield self.source
+        for op in self.ops.values():
+            if getattr(op, "module_source", None):
+                yield op.module_source
+            for child in op.children:
+                yield from child.modules()
 
     @property
     def kernel_count(self) -> int:
@@ -61,7 +75,10 @@ class Compiled:
             parts += ["", f"=== kernel {k.name} (CUDA source) ===", k.source.rstrip()]
         for e in self.plan.steps:
             if isinstance(e, Eqn):
-                for child in self.ops[id(e)].children:
+                op = self.ops[id(e)]
+                if getattr(op, "source", None):
+                    parts += ["", f"=== {e.primitive}: kernel {op.launch.kernel} (CUDA source) ===", op.source.rstrip()]
+                for child in op.children:
                     parts += ["", child.as_text(name, f"{e.primitive} body {child.name}").rstrip()]
         return "\n".join(parts) + "\n"
 
@@ -121,7 +138,7 @@ def _compile_graph(graph, backend, name, force_index64, scan) -> Compiled:
             separate = separate | {e.family}
     config.debug(2, f"graph of {name}:\n{format_graph(graph)}")
     config.debug(3, f"fusion plan of {name}:\n{format_plan(plan)}")
-    source = render_module(rendered)
+    source = codegen.render_module(rendered)
     module = backend.compile(source, [k.name for k in rendered]) if rendered else None
 
     def compile_body(body: Graph, body_name: str) -> Compiled:

@@ -352,6 +352,9 @@ def select_rule(b: Builder, eqn: Eqn):
     if eqn.primitive != "cond":
         return None
     branches = eqn.params["branches"]
+    if isinstance(eqn.inputs[0], Literal):  # a known branch (platform_index): inline it
+        index = min(max(int(eqn.inputs[0].value), 0), len(branches) - 1)
+        return b.inline(branches[index], list(eqn.inputs[1:]))
     cheap = all(e.primitive in FUSIBLE for g in branches for e in g.eqns)
     if not cheap or sum(len(g.eqns) for g in branches) > SELECT_MAX_EQNS:
         return None

@@ -13,11 +13,12 @@ import numpy as np
 
 from . import launch as launch_mod
 from . import ops
-from .codegen import KernelWriter, Param, fill_kernel, indent, needs_index64, render_module
+from . import codegen
+from .codegen import KernelWriter, Param, fill_kernel, indent, needs_index64
 from .fusion import FUSIBLE, KernelSpec, producers
 from .indexing import Sym, aff, delinearize, linearize, loop_symbol
 from .ir import Var
-from .launch import CUDA_BLOCK, Arg, Launch
+from .launch import CUDA_BLOCK, Arg, Launch, Layout
 
 
 class NotDeviceLoop(Exception):
@@ -118,7 +119,9 @@ class DeviceScan:
 
     def __init__(self, eqn, backend, spec, source, params, index64, size):
         self.eqn, self.source, self.size = eqn, source, size
-        self.module = backend.compile(render_module_one(spec, source, params, index64), [spec.name])
+        self.module_source = codegen.render_module([codegen.RenderedKernel(
+            spec, source, tuple(params), index64, 0, 0, CUDA_BLOCK, Layout("map", size))])
+        self.module = backend.compile(self.module_source, [spec.name])
         device = backend.device_info()
         block = 1 if device.kind == "host" else CUDA_BLOCK
         index_dtype = np.dtype(np.int64 if index64 else np.int32)
@@ -143,12 +146,6 @@ class DeviceScan:
     def describe(self) -> str:
         p = self.eqn.params
         return f"device loop: {p['length']} iteration(s) in one kernel ({self.launch.kernel})"
-
-
-def render_module_one(spec, source, params, index64) -> str:
-    from .codegen import RenderedKernel
-    from .launch import Layout
-    return render_module([RenderedKernel(spec, source, tuple(params), index64, 0, 0, CUDA_BLOCK, Layout("map", 0))])
 
 
 def build(eqn, ctx):

@@ -259,7 +259,7 @@ def plan_kernels(graph: Graph, cuts: frozenset = frozenset(), prefix: str = "fj"
         eqns.sort(key=lambda e: eqn_order[id(e)])
         cones.append((eqns, sources))
     # A reduction that only its own kernel reads (softmax's max and sum) is not stored.
-    needed = {id(o) for o in graph.outputs} | {id(s) for _, sources in cones for s in sources}
+    needed = {id(o) for o in graph.outputs} | {id(s) for _, sources in cones for s in sources} | opaque_in
     kernels = []
     for k, (g, (eqns, sources)) in enumerate(zip(order, cones)):
         name = f"{prefix}_k{k}"

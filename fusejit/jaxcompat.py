@@ -120,3 +120,16 @@ def canonical_dtype(dtype) -> np.dtype:
 @functools.lru_cache(maxsize=None)
 def _canonical(dtype: np.dtype, x64: bool) -> np.dtype:
     return np.dtype(jax.dtypes.canonicalize_dtype(dtype))
+
+
+def default_platform_branch(eqn) -> int:
+    """The branch a `platform_index` selects off TPU: the default (None) entry of `platforms`,
+    else the one naming CUDA."""
+    platforms = eqn.params["platforms"]
+    for k, names in enumerate(platforms):
+        if names is None:
+            return k
+    for k, names in enumerate(platforms):
+        if any(n in ("cuda", "gpu") for n in names):
+            return k
+    return 0

@@ -129,9 +129,16 @@ class Program:
     def launches(self) -> tuple[Launch, ...]:
         return tuple(s for s in self.steps if isinstance(s, Launch))
 
-    def run(self, backend, module, flat_args, const_arrays, out=None):
+    def workspace(self, backend) -> dict:
+        """A buffer for every value the program allocates, for a loop to pass to every
+        iteration's `run` (scratch buffers that start zeroed are left zeroed by their kernel)."""
+        return {slot: backend.zeros(shape, dtype) if zero else backend.empty(shape, dtype)
+                for slot, shape, dtype, zero in self.allocs}
+
+    def run(self, backend, module, flat_args, const_arrays, out=None, workspace=None):
         """Run every step and return the outputs.  `out` (a loop body's): one preallocated array
-        (or None) per output; kernels write those in place, other results are copied in."""
+        (or None) per output; kernels write those in place, other results are copied in.
+        `workspace`: buffers for the other values (Program.workspace), instead of allocating."""
         env: list = [None] * self.n_slots
         for slot, dtype, x in zip(self.input_slots, self.input_dtypes, flat_args):
             env[slot] = backend.asarray(x, dtype)
@@ -145,6 +152,8 @@ class Program:
         for slot, shape, dtype, zero in self.allocs:
             if slot in placed:
                 env[slot] = placed[slot]
+            elif workspace is not None:
+                env[slot] = workspace[slot]
             else:
                 env[slot] = backend.zeros(shape, dtype) if zero else backend.empty(shape, dtype)
         debug = config.debug_level() >= 1

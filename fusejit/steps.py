@@ -79,11 +79,12 @@ class HostScan:
         consts, carry, xs = list(arrays[:nc]), list(arrays[nc:nc + nk]), arrays[nc + nk:]
         buffers = loop_buffers(backend, self.eqn.outputs[:nk], 2)
         ys = [backend.empty(v.shape, v.dtype) for v in self.eqn.outputs[nk:]]
+        workspaces = {id(c): c.workspace() for c in self.children}
         for step, (body, t, count) in enumerate(self.schedule()):
             # x[t, ...] is a view even when x[t] would be a scalar (an array of one dimension)
             at = (t, Ellipsis) if count == 1 and body is self.body else slice(t, t + count)
             out = buffers[step % 2] + [y[at] for y in ys]
-            body.run_into(consts + carry + [x[at] for x in xs], out)
+            body.run_into(consts + carry + [x[at] for x in xs], out, workspaces[id(body)])
             carry = buffers[step % 2]
         return fresh_outputs(backend, carry, arrays) + ys
 
@@ -105,9 +106,10 @@ class WhileLoop:
         nc, nb = self.nc, self.nb
         cond_consts, body_consts, carry = list(arrays[:nc]), list(arrays[nc:nc + nb]), list(arrays[nc + nb:])
         buffers = loop_buffers(backend, self.eqn.outputs, 2)
+        cond_space, body_space = self.cond.workspace(), self.body.workspace()
         step = 0
-        while backend.item(self.cond.run_into(cond_consts + carry, None)[0]):
-            self.body.run_into(body_consts + carry, buffers[step % 2])
+        while backend.item(self.cond.run_into(cond_consts + carry, None, cond_space)[0]):
+            self.body.run_into(body_consts + carry, buffers[step % 2], body_space)
             carry = buffers[step % 2]
             step += 1
         return fresh_outputs(backend, carry, arrays)

@@ -80,6 +80,9 @@ def graph_from_jaxpr(closed) -> Graph:
             if name in IDENTITIES:  # the value itself: no kernel copies it
                 env[eqn.outvars[0]] = ins[0]
                 continue
+            if name == "platform_index":  # a cond's platform-specific branch: the default one
+                env[eqn.outvars[0]] = Literal(np.int32(jaxcompat.default_platform_branch(eqn)), np.dtype(np.int32))
+                continue
             outs = tuple(_var(v.aval, f"output of {name}", source, name) for v in eqn.outvars)
             params = lower_control(eqn) if name in jaxcompat.CONTROL else dict(eqn.params)
             eqns.append(Eqn(name, tuple(ins), outs, params, source))

@@ -26,15 +26,15 @@ _rendered: set = set()
 
 
 def pytest_configure(config):
-    import fusejit.compiler as compiler
-    original = compiler.render_module
+    import fusejit.codegen as codegen
+    original = codegen.render_module
 
     def recording(kernels):
         source = original(kernels)
         _rendered.add(source)
         return source
 
-    compiler.render_module = recording
+    codegen.render_module = recording
 
 
 def pytest_sessionfinish(session, exitstatus):

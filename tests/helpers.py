@@ -46,24 +46,25 @@ def nvrtc_compile(source: str, arch: str) -> int:
     return len(nvrtc.compile_source(source, arch, "cubin"))
 
 
-def verify(fun, *args, static_argnums=(), rtol=None, atol=None, backends=("host", "emulate"), **kwargs):
+def verify(fun, *args, static_argnums=(), rtol=None, atol=None, backends=("host", "emulate"), scan=None,
+           **kwargs):
     """Assert that fun under fusejit matches jax.jit on every path; returns the host Compiled."""
     before = [np.array(a, copy=True) if isinstance(a, np.ndarray) else None for a in args]
     sources, first = [], None
     for backend in backends:
-        jitted = fusejit.jit(fun, static_argnums=static_argnums, backend=backend)
+        jitted = fusejit.jit(fun, static_argnums=static_argnums, backend=backend, scan=scan)
         report = fusejit.check(jitted, *args, rtol=rtol, atol=atol, **kwargs)
         assert report.ok, f"{backend} backend differs from jax.jit:\n{report}"
         compiled = jitted.lower(*args, **kwargs)
-        sources.append(compiled.source)
+        sources.append(list(compiled.modules()))  # the program's module and its loop bodies'
         first = first or compiled
     for b, a in zip(before, args):
         if b is not None:
             np.testing.assert_array_equal(a, b, err_msg="fusejit modified an input")
     assert all(s == sources[0] for s in sources), "backends compiled different CUDA source"
-    if first.rendered:
+    for source in sources[0]:
         for arch in ARCHS:
-            assert nvrtc_compile(sources[0], arch) > 0
+            assert nvrtc_compile(source, arch) > 0
     return first
 
 

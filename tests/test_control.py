@@ -1,0 +1,245 @@
+"""scan, fori_loop, while_loop, cond and switch against jax.jit: every scan strategy, loops
+whose trip count depends on the data, hoisting, and the no-allocation host loop."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+import fusejit
+from fusejit import backends, launch
+from helpers import FLOATS, rand, verify
+
+STRATEGIES = ("auto", "unroll", "loop")
+
+
+def calls(f, *args):
+    """Kernel launches and library calls of one call of the jitted f."""
+    f(*args)
+    before = dict(launch.counter)
+    f(*args)
+    return {k: launch.counter[k] - before.get(k, 0) for k in ("kernels", "library")}
+
+
+def pytree_scan(xs, init, w):
+    """Consts (w), two carries (one a pytree), xs as a pytree, ys as a pytree."""
+    def body(carry, x):
+        (a, b), n = carry
+        a = a * 0.5 + x["u"] * w
+        b = jnp.tanh(b + x["v"].sum())
+        return ((a, b), n + 1), {"a": a * 2.0, "both": (b, a.sum())}
+    return lax.scan(body, (init, 0), xs)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_scan_strategies_with_pytrees(dtype, strategy, reverse, x64):
+    rng = np.random.default_rng(1)
+    xs = {"u": rand(rng, (6, 3, 5), dtype), "v": rand(rng, (6, 4), dtype)}
+    init = (rand(rng, (3, 5), dtype), rand(rng, (), dtype))
+    w = rand(rng, (5,), dtype)
+
+    def f(xs, init, w):
+        return pytree_scan(xs, init, w) if not reverse else lax.scan(
+            lambda c, x: (c * 0.9 + x["u"], c), init[0], xs, reverse=True)
+
+    compiled = verify(f, xs, init, w, scan=strategy)
+    scans = [e for e in compiled.graph.eqns if e.primitive == "scan"]
+    assert len(scans) == {"unroll": 0, "loop": 1}.get(strategy, len(scans))
+
+
+def test_scan_length_without_xs_and_of_zero(x64):
+    def f(c):
+        a = lax.scan(lambda c, _: (c * 1.5 + 1.0, c), c, None, length=7)
+        b = lax.scan(lambda c, _: (c + 1.0, c), c, None, length=0)
+        return a, b
+
+    for strategy in STRATEGIES:
+        verify(f, rand(np.random.default_rng(2), (4,), np.float64), scan=strategy)
+
+
+def test_scan_strategy_from_the_environment(monkeypatch):
+    def f(x):
+        return lax.scan(lambda c, x: (c + x, c), x[0], x)[0]
+
+    x = rand(np.random.default_rng(3), (5, 3), np.float32)
+    monkeypatch.setenv("FUSEJIT_SCAN", "unroll")
+    assert "scan" not in fusejit.jit(f).lower(x).as_text()
+    monkeypatch.setenv("FUSEJIT_SCAN", "loop")
+    text = fusejit.jit(f).lower(x).as_text()
+    assert "device loop" in text
+    # The argument wins over the environment.
+    assert "scan" not in fusejit.jit(f, scan="unroll").lower(x).as_text()
+    with pytest.raises(ValueError, match="scan must be one of"):
+        fusejit.jit(f, scan="sideways")
+
+
+def test_unroll_parameter_is_honoured(x64):
+    """jax's unroll=k: the host loop runs a body of k iterations per step (and the rest one by one)."""
+    def f(x, m):
+        def body(c, x):
+            return m @ c + x, jnp.sum(c)
+        return lax.scan(body, x[0], x, unroll=3)
+
+    rng = np.random.default_rng(4)
+    x, m = rand(rng, (8, 5), np.float64), rand(rng, (5, 5), np.float64) * 0.2
+    compiled = verify(f, x, m, backends=("host",), scan="loop")
+    assert "3 iterations per step" in compiled.as_text()
+    compiled = verify(lambda x, m: lax.scan(lambda c, x: (m @ c + x, c), x[0], x, unroll=True), x, m,
+                      backends=("host",))
+    assert "scan" not in [e.primitive for e in compiled.graph.eqns]
+
+
+def test_elementwise_recurrence_is_one_device_loop_kernel():
+    """The body is elementwise in the carry: every iteration runs in one kernel launch."""
+    def f(x, a):
+        def body(c, _):
+            u, k = c
+            return (jnp.tanh(u * a) * 0.5 + 0.25 * u, k + 1), None
+        return lax.scan(body, (x, 0), None, length=50)[0]
+
+    x = rand(np.random.default_rng(5), (3, 37), np.float32)
+    a = np.float32(0.9)
+    compiled = verify(f, x, a, scan="loop")
+    text = compiled.as_text()
+    assert "device loop: 50 iteration(s) in one kernel" in text and "=== scan: kernel" in text
+    assert calls(fusejit.jit(f, scan="loop"), x, a) == {"kernels": 1, "library": 0}
+
+
+def test_device_loop_with_xs_ys_and_reverse(x64):
+    def f(x, xs):
+        return lax.scan(lambda c, t: (c * 0.99 + jnp.sin(t), (c * t, c.sum() if False else c * 2)), x, xs,
+                        reverse=True)
+
+    rng = np.random.default_rng(6)
+    verify(f, rand(rng, (4, 9), np.float64), rand(rng, (11, 4, 9), np.float64), scan="loop")
+
+
+def test_body_reading_another_elements_carry_runs_as_a_host_loop():
+    """x[::-1] of the carry couples elements: no device loop, the host loop is exact."""
+    def f(x):
+        return lax.scan(lambda c, _: (c[::-1] * 0.5 + 1.0, None), x, None, length=9)[0]
+
+    compiled = verify(f, rand(np.random.default_rng(7), (5,), np.float32), scan="loop")
+    assert "host loop of 9 iteration(s)" in compiled.as_text()
+
+
+def test_host_loop_allocates_nothing_per_iteration(monkeypatch):
+    """Carries are double-buffered, ys written in place, and the body's intermediates reuse one
+    workspace: a call allocates as much for 10 iterations as for 40."""
+    def allocations(length):
+        m = rand(np.random.default_rng(8), (4, 4), np.float32) * 0.1
+        x = rand(np.random.default_rng(9), (4,), np.float32)
+        g = fusejit.jit(lambda x, m: lax.scan(lambda c, _: (jnp.tanh(m[:3, :3] @ c[:3]).sum() + c, c.sum()),
+                                              x, None, length=length), scan="loop")
+        g(x, m)
+        host = backends.get("host")
+        count = {"n": 0}
+        empty = host.empty
+
+        def counting(shape, dtype):
+            count["n"] += 1
+            return empty(shape, dtype)
+
+        monkeypatch.setattr(host, "empty", counting)
+        g(x, m)
+        monkeypatch.undo()
+        assert "host loop" in g.lower(x, m).as_text()
+        return count["n"]
+
+    assert allocations(10) == allocations(40)
+
+
+def test_hoisting_moves_the_lu_factorisation_out_of_the_loop(x64):
+    """solve(A, x) with A constant: lu(A) runs once, before the loop; as_text shows it."""
+    A = jnp.eye(6) * 2.0 + 0.1
+    B = jnp.eye(6) * 0.3
+
+    def f(x):
+        def body(c, _):
+            return B @ c + jnp.linalg.solve(A, c) + jnp.linalg.norm(c), None
+        return lax.scan(body, x, None, length=5)[0]
+
+    compiled = verify(f, rand(np.random.default_rng(10), (6,), np.float64), scan="loop", backends=("host",))
+    text = compiled.as_text()
+    assert "hoisted=('lu',)" in text
+    outer = [e.primitive for e in compiled.graph.eqns]
+    assert outer.index("lu") < outer.index("scan")
+    body = next(e for e in compiled.graph.eqns if e.primitive == "scan").params["body"]
+    assert "lu" not in [e.primitive for e in body.eqns]
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_fori_loop_static_and_data_dependent_trip_counts(dtype, x64):
+    rng = np.random.default_rng(11)
+    x = rand(rng, (3, 7), dtype)
+
+    def f(x, n):
+        a = lax.fori_loop(0, 6, lambda i, c: c * 0.5 + i, x)        # static bounds: a scan
+        b = lax.fori_loop(0, n, lambda i, c: c + jnp.sin(c) * i, x)   # traced bound: a while loop
+        return a, b
+
+    compiled = verify(f, x, np.int32(5))
+    assert "while" in [e.primitive for e in compiled.graph.eqns]
+
+
+def test_while_loop_whose_trip_count_depends_on_the_data():
+    """Halve until every element is below 1: the predicate is a reduction, read back per iteration."""
+    def f(x):
+        return lax.while_loop(lambda c: jnp.max(jnp.abs(c[0])) >= 1.0,
+                              lambda c: (c[0] * 0.5, c[1] + 1), (x, 0))
+
+    x = rand(np.random.default_rng(12), (4, 33), np.float32) * 100
+    compiled = verify(f, x)
+    assert "predicate" in compiled.as_text()
+    jitted = fusejit.jit(f)
+    small, big = jitted(x * 0.01), jitted(x)
+    assert int(small[1]) < int(big[1])  # the same program runs different numbers of iterations
+
+
+def test_integer_while_loop_collatz():
+    def steps(n):
+        def body(c):
+            n, k = c
+            return jnp.where(n % 2 == 0, n // 2, 3 * n + 1), k + 1
+        return lax.while_loop(lambda c: c[0] != 1, body, (n, 0))[1]
+
+    for n in (1, 6, 27):
+        verify(steps, np.int32(n), backends=("host",))
+
+
+def test_cheap_cond_and_switch_become_selects():
+    def f(x, i):
+        a = lax.cond(i > 1, lambda v: v + 1.0, lambda v: v * 2.0, x)
+        b = lax.switch(i, [lambda v: v - 1.0, jnp.sin, lambda v: v * v], x)
+        return a, b
+
+    x = rand(np.random.default_rng(13), (5, 3), np.float32)
+    for i in (-1, 0, 1, 2, 7):  # switch clamps the index, as jax.lax.switch does
+        compiled = verify(f, x, np.int32(i))
+    prims = [e.primitive for e in compiled.graph.eqns]
+    assert "cond" not in prims and "select_n" in prims
+
+
+def test_expensive_branches_run_on_the_host():
+    def f(x, i):
+        return lax.switch(i, [lambda v: jnp.sort(v, axis=1), lambda v: jnp.cumsum(v, 1), lambda v: v @ v.T[:, :3]],
+                          x)
+
+    x = rand(np.random.default_rng(14), (3, 3), np.float32)
+    for i in (0, 1, 2):
+        compiled = verify(f, x, np.int32(i), backends=("host",))
+    assert "branch chosen on the host among 3" in compiled.as_text()
+
+
+def test_nested_loops_and_conds(x64):
+    def f(x):
+        def outer(c, t):
+            inner = lax.fori_loop(0, 3, lambda i, v: v * 0.9 + t, c)
+            c = lax.cond(jnp.sum(inner) > 0, lambda v: v - 1.0, lambda v: v + 1.0, inner)
+            n = lax.while_loop(lambda s: s[0] < 4, lambda s: (s[0] + 1, s[1] * 1.1), (0, jnp.max(c)))[1]
+            return c, n
+        return lax.scan(outer, x[0], x)
+
+    verify(f, rand(np.random.default_rng(15), (5, 4), np.float64), backends=("host",))

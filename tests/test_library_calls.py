@@ -1,0 +1,97 @@
+"""Library calls between fused kernels, through the whole pipeline, against jax.jit: matrix
+products, solves and factorisations, sort, gather, scatter and dynamic slices, with fused
+producers before them and consumers after them (fusejit/library.py is tested rule by rule in
+test_library.py)."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+import fusejit
+from helpers import FLOATS, rand, verify
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_matrix_products_between_kernels(dtype, x64):
+    rng = np.random.default_rng(1)
+    a, b = rand(rng, (5, 7), dtype), rand(rng, (7, 3), dtype)
+    batch, v = rand(rng, (4, 5, 7), dtype), rand(rng, (7,), dtype)
+    with jax.default_matmul_precision("highest"):
+        compiled = verify(lambda a, b, batch, v: {
+            "matmul_epilogue": jnp.tanh(jnp.sin(a) @ b + 1.0),
+            "matvec": a @ v, "vecmat": v @ b, "batched": batch @ b, "einsum": jnp.einsum("bij,kj->bik", batch, a),
+            "outer": jnp.outer(v, v), "dot": jnp.dot(v, v * 2),
+        }, a, b, batch, v)
+    assert "dot_general" in compiled.as_text() and "library call" in compiled.as_text()
+
+
+def test_integer_matmul_wraps():
+    rng = np.random.default_rng(2)
+    a = rand(rng, (6, 5), np.int32, special=True)
+    verify(lambda a: a @ a.T, a)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_solves_and_factorisations(dtype, x64):
+    rng = np.random.default_rng(3)
+    m = rand(rng, (6, 6), dtype) + np.eye(6, dtype=dtype) * 8
+    b = rand(rng, (6, 2), dtype)
+    spd = m @ m.T
+    tol = dict(rtol=2e-4, atol=1e-4) if dtype == np.float32 else {}
+    verify(lambda m, b, spd: {
+        "solve": jnp.linalg.solve(m, b), "inv": jnp.linalg.inv(m), "cholesky": jnp.linalg.cholesky(spd),
+        "eigvalsh": jnp.linalg.eigvalsh(spd), "svdvals": jnp.linalg.svd(m, compute_uv=False),
+        "det": jnp.linalg.det(m), "lstsq_like": jnp.linalg.solve(m.T @ m, m.T @ b),
+    }, m, b, spd, **tol)
+
+
+def test_qr_reconstructs_and_matches_r_up_to_signs(x64):
+    """Q and R are unique up to the signs of R's diagonal; both libraries call LAPACK's
+    geqrf, so fusejit matches jax.jit exactly here."""
+    m = rand(np.random.default_rng(4), (7, 5), np.float64)
+    verify(lambda m: jnp.linalg.qr(m), m)
+
+
+@pytest.mark.parametrize("dtype", FLOATS + (np.int32, np.uint8))
+def test_sort_argsort_take_and_indexing(dtype, x64):
+    rng = np.random.default_rng(5)
+    x = rand(rng, (6, 9), dtype, special=np.dtype(dtype).kind == "f")
+    idx = rng.integers(-9, 9, size=4).astype(np.int32)
+    verify(lambda x, idx: {
+        "sort": jnp.sort(x, axis=1), "argsort": jnp.argsort(x, axis=0), "take": jnp.take(x, idx, axis=1),
+        "fancy": x[jnp.abs(idx) % 6], "pair": x[2, jnp.abs(idx)], "along": jnp.take_along_axis(x, jnp.argsort(x, 1), 1),
+        "sorted_sum": jnp.sort(x * 2, axis=1)[:, :3].sum(1) if np.dtype(dtype).kind != "u" else x[:, 0],
+    }, x, idx)
+
+
+@pytest.mark.parametrize("dtype", FLOATS + (np.int32,))
+def test_scatters(dtype, x64):
+    rng = np.random.default_rng(6)
+    x = rand(rng, (7, 4), dtype)
+    idx = np.array([1, 5, 1, 6, -2], np.int32)  # duplicates and a negative index
+    u = rand(rng, (5, 4), dtype)
+    verify(lambda x, idx, u: {
+        "set": x.at[idx].set(u), "add": x.at[idx].add(u), "mul": x.at[idx, 1].mul(u[:, 0]),
+        "min": x.at[idx].min(u), "max": x.at[2].max(u[0]), "oob_dropped": x.at[idx + 5].add(u),
+        "then": jnp.exp(x.at[idx].add(u) * 0.1).sum(0),
+    }, x, idx, u)
+
+
+def test_dynamic_slices_in_a_loop(x64):
+    """x[i] and x.at[i].set(...) with a traced i, inside a fori_loop body."""
+    def f(x):
+        def body(i, acc):
+            row = x[i]
+            return acc.at[i % 3].add(row * i)
+        return lax.fori_loop(0, x.shape[0], body, jnp.zeros((3, x.shape[1])))
+
+    verify(f, rand(np.random.default_rng(7), (8, 5), np.float64), scan="loop")
+
+
+def test_library_output_feeds_a_reduction_family(x64):
+    """softmax of a matrix product: one library call, then one persistent row kernel."""
+    rng = np.random.default_rng(8)
+    a, b = rand(rng, (9, 6), np.float64), rand(rng, (6, 33), np.float64)
+    compiled = verify(lambda a, b: jax.nn.softmax(a @ b, axis=-1), a, b)
+    assert compiled.kernel_count == 1 and compiled.call_count == 1

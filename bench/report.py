@@ -62,10 +62,16 @@ def main_rows(results: dict) -> list[list[str]]:
             o["problem"] for o in r["outputs"] if not o["ok"])[:60]
         rows.append([r["name"], " ".join(r["inputs"]), fmt_time(t["fusejit"]), fmt_time(t["jax"]),
                      fmt_time(t["eager"]), fmt_speedup(r["speedup_vs_jax"]),
-                     fmt_speedup(r["speedup_vs_eager"]), f"{r['kernels_fusejit']} / {xla_cell}",
+                     fmt_speedup(r["speedup_vs_eager"]), f"{fj_launches(r)} / {xla_cell}",
                      fmt_bytes(r["bytes"]), f"{100 * r['bandwidth_fraction']['fusejit']:.1f}%",
                      f"{r['max_ulp']:.0f} ({r['max_abs']:.2g})", verdict])
     return rows
+
+
+def fj_launches(r: dict) -> str:
+    """fusejit's kernel launches per call, `+N` library calls (cuBLAS, LAPACK, sort, ...)."""
+    library = r.get("library_fusejit", 0)
+    return f"{r['kernels_fusejit']}" + (f"+{library}" if library else "")
 
 
 def latency_rows(results: dict) -> list[list[str]]:

@@ -324,3 +324,55 @@ register(Workload(
     # The running sum grows to ~5e6: float32 sums differ from float64-accumulated ones by
     # about eps * (running sum), so the relative tolerance is widened.
     tolerance=dict(rtol=2e-4)))
+
+
+# ---- loops: the seed notebook's scan, and an elementwise recurrence ---------------------
+
+_NB = np.random.default_rng(2024)
+NB_A = np.eye(50) * 3.0 + _NB.uniform(-0.1, 0.1, (50, 50))   # well conditioned
+NB_B = _NB.uniform(-0.1, 0.1, (50, 50))
+
+
+def notebook(x):
+    """The seed notebook's loop: 100 iterations of B @ x + solve(A, x) + norm(x) (a scan whose
+    body has a matrix-vector product, an LU solve of a constant matrix, and a norm)."""
+    import jax
+    A, B = jnp.asarray(NB_A), jnp.asarray(NB_B)
+
+    def body(x, _):
+        return B @ x + jnp.linalg.solve(A, x) + jnp.linalg.norm(x), None
+    return jax.lax.scan(body, x, None, length=100)[0]
+
+
+def notebook_eager(xp, x):
+    A, B = xp.asarray(NB_A), xp.asarray(NB_B)
+    for _ in range(100):
+        x = B @ x + xp.linalg.solve(A, x) + xp.linalg.norm(x)
+    return x
+
+
+register(Workload(
+    name="notebook_scan", fn=notebook, eager=notebook_eager,
+    build=lambda rng, n: (uniform(rng, (50,), np.float64, -1e-3, 1e-3),), size=50, scalable=False, x64=True,
+    stresses="100 scan iterations of a 50x50 matvec, an LU solve (hoisted factorisation) and a norm"))
+
+
+def recurrence(x, y):
+    """1,000 steps of an elementwise recurrence: the body is elementwise in the carry."""
+    import jax
+    return jax.lax.scan(lambda c, _: (c * 0.99 + y * 0.01, None), x, None, length=1000)[0]
+
+
+def recurrence_eager(xp, x, y):
+    for _ in range(1000):
+        x = x * 0.99 + y * 0.01
+    return x
+
+
+register(Workload(
+    name="recurrence", fn=recurrence, eager=recurrence_eager,
+    build=lambda rng, n: (uniform(rng, (n,), np.float32), uniform(rng, (n,), np.float32)), size=1_000_000,
+    stresses="1000 steps of an elementwise recurrence over 10**6 float32: a loop inside one kernel",
+    # 1000 roundings of a contracting recurrence: float32 results differ in the last bits,
+    # with or without fused multiply-adds, by up to a few eps of the value.
+    tolerance=dict(rtol=1e-4)))

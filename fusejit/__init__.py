@@ -16,7 +16,7 @@ from .api import Jitted, jit
 from .check import CheckReport, check
 from .errors import (CompileError, FusejitError, MismatchError, ToolchainError, UnsupportedError)
 from .trace import make_graph
-from . import cache
+from . import cache, launch
 
 fusejit = jit
 

@@ -263,9 +263,17 @@ def paren(text: str) -> str:
 
 # ---------------- rules: primitive -> (writer, eqn, output position, index) -> C name ----------------
 
+def operand_index(a, out, idx) -> tuple:
+    """An elementwise operand's index at the output's `idx`: a 0-d operand is read at (), and
+    a dimension of size 1 where the output's is larger broadcasts (lax allows both)."""
+    if not a.ndim:
+        return ()
+    return tuple(aff(0) if n == 1 and m != 1 else e for n, m, e in zip(a.shape, out.shape, idx))
+
+
 def elementwise_rule(w: KernelWriter, eqn, pos, idx) -> str:
     out = eqn.outputs[0]
-    args = [w.read(a, idx if a.ndim else ()) for a in eqn.inputs]
+    args = [w.read(a, operand_index(a, out, idx)) for a in eqn.inputs]
     expr = ops.ELEMENTWISE[eqn.primitive](args, [a.dtype for a in eqn.inputs], out.dtype, eqn.params)
     return w.emit("v", ops.ctype(out.dtype), expr, eqn.primitive, invariant=w.is_invariant(*args))
 

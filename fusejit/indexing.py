@@ -171,6 +171,9 @@ def linearize(index, shape) -> Affine:
 
 
 def delinearize(flat: Affine, shape) -> tuple[Affine, ...]:
-    """The multi-dimensional index of a row-major flat offset (0 <= flat < prod(shape))."""
+    """The multi-dimensional index of a row-major flat offset (0 <= flat < prod(shape)).  An
+    empty shape has no elements: its index is never used at run time."""
+    if 0 in tuple(shape):
+        return tuple(aff(0) for _ in shape)
     return tuple(aff(0) if d == 1 else delin(flat, st, d) for st, d in zip(strides_of(shape), shape))
 

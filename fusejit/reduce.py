@@ -464,7 +464,7 @@ def render_reduction(make_writer, block: int):
     team = team_width(row_len, block)
     rendered, cache = render_rows(w, block, team, {})
     reread = [s for s in spec.sources if len(cache.passes.get(id(s), ())) > 1]
-    if not reread:
+    if not reread or row_len == 0:
         return rendered
     row_bytes = row_len * sum(s.dtype.itemsize for s in reread)
     if (block // team) * row_bytes > CACHE_BYTES:

@@ -5,6 +5,7 @@ not against jax.jit, because jax.jit's answer depends on the XLA backend.
 """
 import jax
 import jax.numpy as jnp
+from jax import lax
 import numpy as np
 
 import fusejit
@@ -46,3 +47,18 @@ def test_float32_sums_accumulate_in_float64():
     x = np.full(2**24 + 8, 1.0, np.float32)
     got = fusejit.jit(jnp.sum)(x)
     assert got == np.float32(2**24 + 8)
+
+
+def test_xla_simplifies_cumsum_of_a_padded_length_one_axis_wrongly():
+    """jax.jit (XLA's CPU backend) turns cumsum(pad(x)) along an axis of length 1 padded to 3
+    into a broadcast of x, so [0, 1, 0] sums to [1, 1, 1]. fusejit computes [0, 1, 1], as
+    NumPy and JAX without jit do. The random-program test accepts fusejit's answer when it
+    matches JAX run op by op and jax.jit's does not."""
+    def f(x):
+        return jnp.cumsum(lax.pad(x, np.float32(0), [(1, 1, 0), (0, 0, 0)]), 0)
+
+    x = np.ones((1, 1), np.float32)
+    want = np.cumsum(np.pad(x, [(1, 1), (0, 0)]), 0)
+    np.testing.assert_array_equal(fusejit.jit(f)(x), want)
+    with jax.disable_jit():
+        np.testing.assert_array_equal(f(x), want)

@@ -1,5 +1,6 @@
 """Inputs as users hand them over: views, strides, orders, read-only, aliasing, scalars."""
 import jax.numpy as jnp
+from jax import lax
 import numpy as np
 
 import fusejit
@@ -49,3 +50,10 @@ def test_wrong_dtype_inputs_are_converted_like_jax():
     out = fusejit.jit(lambda x: x * 2)(a)
     assert out.dtype == np.float32
     assert fusejit.check(lambda xs: xs[0] * xs[1] + xs[2], [1.5, 2, np.float32(3)]).ok
+
+
+def test_zero_d_input_returned_unchanged_keeps_its_shape():
+    """A 0-d input passed straight through (a scan of length 0) comes back 0-d."""
+    for x in (np.float32(0.5), np.array(2, np.int16), 3.0):
+        got = fusejit.jit(lambda x: (x, lax.scan(lambda c, _: (c * 2, c), x, None, length=0)[0]))(x)
+        assert all(g.shape == () for g in got)

@@ -163,3 +163,11 @@ def test_too_long_kernel_is_split_by_storing_an_intermediate():
     compiled = verify(f, x, backends=("host",))
     assert compiled.kernel_count >= 2
     assert compiled.plan.cuts
+
+
+def test_elementwise_operands_broadcast_size_one_dimensions():
+    """lax.add of f32[1] and f32[5] (jnp emits it after a slice to one element): the size-1
+    operand is read at index 0 for every output element (found by the random programs)."""
+    x = np.arange(5, dtype=np.float32) - 2.0
+    compiled = verify(lambda x: lax.add(x[4:], x) * lax.mul(x[:1, None] + x[None, :1], x[:, None]), x)
+    assert "in0[i + 4]" not in compiled.source

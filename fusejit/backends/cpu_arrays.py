@@ -12,7 +12,7 @@ def to_numpy(x, dtype) -> np.ndarray:
         return x
     if type(x).__module__.startswith("cupy"):
         x = x.get()
-    return np.ascontiguousarray(np.asarray(x), dtype=dtype)
+    return np.asarray(x, dtype=dtype, order="C")  # (np.ascontiguousarray would make 0-d arrays 1-d)
 
 
 class CpuArrays:
@@ -45,4 +45,4 @@ class CpuArrays:
         return np.full(shape, value, dtype)
 
     def upload(self, arr: np.ndarray):
-        return np.ascontiguousarray(arr)
+        return np.asarray(arr, order="C")

@@ -62,7 +62,7 @@ class CudaBackend:
             arr = cp.from_dlpack(x)  # zero copy
         else:
             arr = cp.asarray(np.asarray(x))
-        return cp.ascontiguousarray(arr, dtype=dtype)
+        return cp.asarray(arr, dtype=dtype, order="C")  # 0-d stays 0-d
 
     def empty(self, shape, dtype):
         return self.cp.empty(shape, dtype)

@@ -471,7 +471,10 @@ def render_module(kernels) -> str:
     launchers, table = [], []
     for k in kernels:
         unpack = ", ".join(f"*({p.ctype}*)args[{j}]" for j, p in enumerate(k.params))
-        launchers.append(fill("launcher.cpp.in", name=k.name, unpack=unpack))
+        unpack_arrays = ", ".join(
+            f"*({p.ctype}*)args[{j}]" if p.kind == "scalar" else
+            f"*({p.ctype}*)((char*)*(void**)args[{j}] + data_offset)" for j, p in enumerate(k.params))
+        launchers.append(fill("launcher.cpp.in", name=k.name, unpack=unpack, unpack_arrays=unpack_arrays))
         table.append(f'  {{"{k.name}", {k.name}_launch}},\n')
     return fill("module.cu.in", count=len(kernels), kernels="\n".join(k.source for k in kernels),
                 launchers="".join(launchers), table="".join(table))

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import operator
 import re
 import sys
+
+import jax
 
 from . import codegen, config, control, steps
 from .codegen import KernelTooLarge, render_kernel
@@ -31,13 +35,25 @@ class Compiled:
     name: str = "fn"
     out_tree: object = None
 
+    def __post_init__(self):
+        self.bound = self.program.bind(self.backend, self.module)
+        self.unflatten = list
+
+    def set_out_tree(self, tree) -> None:
+        """The pytree of the function's results: `unflatten` turns the flat results into it."""
+        self.out_tree = tree
+        if tree == jax.tree_util.tree_structure(0):  # a single array
+            self.unflatten = operator.itemgetter(0)
+        else:
+            self.unflatten = functools.partial(jax.tree_util.tree_unflatten, tree)
+
     def run(self, flat_args):
-        return self.program.run(self.backend, self.module, flat_args, self.consts)
+        return self.program.run(self.backend, self.bound, flat_args, self.consts)
 
     def run_into(self, flat_args, out, workspace=None):
         """Run with the outputs written into `out` (one array or None per output) and the other
         values into `workspace` (from `workspace()`): what a loop does every iteration."""
-        return self.program.run(self.backend, self.module, flat_args, self.consts, out, workspace)
+        return self.program.run(self.backend, self.bound, flat_args, self.consts, out, workspace)
 
     def workspace(self) -> dict:
         return self.program.workspace(self.backend)

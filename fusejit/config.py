@@ -14,16 +14,59 @@ FUSEJIT_SCAN          auto | unroll | loop: how scans run (the `scan=` argument 
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 
 
+# os.environ encodes the key and decodes the value on every read (about a microsecond); the
+# per-call reads go to its underlying bytes mapping with keys encoded once.
+_RAW = getattr(os.environ, "_data", None)
+_KEYS: dict[str, bytes] = {}
+
+
+def env(name: str) -> str:
+    """The variable's value, or '' when unset (read on every call: tests change them)."""
+    if _RAW is None or os.name != "posix":
+        return os.environ.get(name, "")
+    key = _KEYS.get(name)
+    if key is None:
+        key = _KEYS[name] = os.fsencode(name)
+    value = _RAW.get(key)
+    return "" if value is None else os.fsdecode(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class CallOptions:
+    """The variables every call reads, decoded once per distinct set of raw values."""
+    backend: str | None
+    index64: bool
+    scan: str
+    check: bool
+    debug: int
+
+
+_OPTION_NAMES = ("FUSEJIT_BACKEND", "FUSEJIT_INDEX64", "FUSEJIT_SCAN", "FUSEJIT_CHECK", "FUSEJIT_DEBUG")
+_OPTION_KEYS = tuple(os.fsencode(n) for n in _OPTION_NAMES)
+_options: dict = {}
+
+
+def call_options() -> CallOptions:
+    raw = tuple(map(_RAW.get, _OPTION_KEYS)) if _RAW is not None and os.name == "posix" else \
+        tuple(map(os.environ.get, _OPTION_NAMES))
+    options = _options.get(raw)
+    if options is None:
+        options = _options[raw] = CallOptions(backend_override(), env_flag("FUSEJIT_INDEX64"), scan_strategy(),
+                                              env_flag("FUSEJIT_CHECK"), debug_level())
+    return options
+
+
 def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no", "off")
+    return env(name).strip().lower() not in ("", "0", "false", "no", "off")
 
 
 def debug_level() -> int:
-    value = os.environ.get("FUSEJIT_DEBUG", "0").strip() or "0"
+    value = env("FUSEJIT_DEBUG").strip() or "0"
     try:
         return int(value)
     except ValueError:
@@ -45,8 +88,8 @@ def cache_dir() -> str:
 
 
 def backend_override() -> str | None:
-    return os.environ.get("FUSEJIT_BACKEND") or None
+    return env("FUSEJIT_BACKEND") or None
 
 
 def scan_strategy() -> str:
-    return os.environ.get("FUSEJIT_SCAN", "").strip() or "auto"
+    return env("FUSEJIT_SCAN").strip() or "auto"

@@ -130,6 +130,7 @@ class DeviceScan:
             Arg(dtype=index_dtype, value=p.value) for p in params if p.kind == "scalar")
         outputs = tuple(k for k, p in enumerate(buffers) if p.kind == "out")
         self.launch = Launch(spec.name, device.grid(size), block, args, size, outputs)
+        self.call = backend.bind(self.module, self.launch)
         self.inputs = [k for k, v in enumerate(eqn.params["body"].inputs) if any(v is s for s in spec.sources)]
         self.consts = [backend.upload(arr) for _, arr in eqn.params["body"].consts]
         self.children = ()
@@ -140,7 +141,7 @@ class DeviceScan:
             return outs
         env = [arrays[k] for k in self.inputs] + self.consts + outs
         launch_mod.counter["kernels"] += 1
-        backend.launch(self.module, self.launch, [a.resolve(env) for a in self.launch.args])
+        self.call(env)
         return outs
 
     def describe(self) -> str:

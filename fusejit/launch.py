@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 from typing import Any
 
 import numpy as np
@@ -129,13 +130,23 @@ class Program:
     def launches(self) -> tuple[Launch, ...]:
         return tuple(s for s in self.steps if isinstance(s, Launch))
 
+    @functools.cached_property
+    def kernel_launches(self) -> int:
+        return len(self.launches)
+
     def workspace(self, backend) -> dict:
         """A buffer for every value the program allocates, for a loop to pass to every
         iteration's `run` (scratch buffers that start zeroed are left zeroed by their kernel)."""
         return {slot: backend.zeros(shape, dtype) if zero else backend.empty(shape, dtype)
                 for slot, shape, dtype, zero in self.allocs}
 
-    def run(self, backend, module, flat_args, const_arrays, out=None, workspace=None):
+    def bind(self, backend, module) -> tuple:
+        """One callable per step, `call(env)`: kernels bound to the backend's compiled module
+        once, so a call does no lookups."""
+        return tuple(backend.bind(module, s) if isinstance(s, Launch) else functools.partial(s.run, backend)
+                     for s in self.steps)
+
+    def run(self, backend, bound, flat_args, const_arrays, out=None, workspace=None):
         """Run every step and return the outputs.  `out` (a loop body's): one preallocated array
         (or None) per output; kernels write those in place, other results are copied in.
         `workspace`: buffers for the other values (Program.workspace), instead of allocating."""
@@ -156,16 +167,13 @@ class Program:
                 env[slot] = workspace[slot]
             else:
                 env[slot] = backend.zeros(shape, dtype) if zero else backend.empty(shape, dtype)
-        debug = config.debug_level() >= 1
-        for step in self.steps:
-            if isinstance(step, Launch):
-                if debug:
-                    config.debug(1, f"launch {step.kernel} grid={step.grid} block={step.block} n={step.n} "
-                                    f"on {backend.name}")
-                counter["kernels"] += 1
-                backend.launch(module, step, [a.resolve(env) for a in step.args])
-            else:
-                step.run(backend, env)
+        if config.call_options().debug >= 1:
+            for step in self.launches:
+                config.debug(1, f"launch {step.kernel} grid={step.grid} block={step.block} n={step.n} "
+                                f"on {backend.name}")
+        counter["kernels"] += self.kernel_launches
+        for call in bound:
+            call(env)
         results = []
         for k, o in enumerate(self.outputs):
             buf = out[k] if out is not None else None

@@ -109,5 +109,13 @@ class CudaBackend:
             return functions
 
     # ---- the final call ----
-    def launch(self, module, launch, args) -> None:
-        module[launch.kernel]((launch.grid,), (launch.block,), tuple(args))
+    def bind(self, module, launch):
+        """`call(env)` launching `launch`: buffers from env's slots, scalars as typed NumPy
+        scalars (CuPy would pass a Python int as long long)."""
+        fn, grid, block = module[launch.kernel], (launch.grid,), (launch.block,)
+        slots = [a.slot for a in launch.args]
+        fixed = [None if a.slot is not None else a.resolve(None) for a in launch.args]
+
+        def call(env):
+            fn(grid, block, tuple(env[s] if s is not None else v for s, v in zip(slots, fixed)))
+        return call

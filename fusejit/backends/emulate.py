@@ -72,6 +72,9 @@ class EmulateBackend(HostBackend):
     def load(self, path: str, names):
         return EmulatedModule(path)
 
+    def bind(self, module, launch):
+        return lambda env: self.launch(module, launch, [a.resolve(env) for a in launch.args])
+
     def launch(self, module, launch, args) -> None:
         outputs = {k for k, a in enumerate(launch.args) if a.slot in launch.outputs}
         with tempfile.TemporaryDirectory(prefix="fusejit-emu-") as tmp:

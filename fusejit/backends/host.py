@@ -25,44 +25,64 @@ _SCALAR_CTYPES = {
 }
 
 
+def _array_data_offset() -> int | None:
+    """Where a NumPy array object keeps its data pointer (PyArrayObject's first field, after
+    the object header), checked on live arrays; None when this interpreter lays it out some
+    other way, and calls then ask NumPy for each address."""
+    offset = ctypes.sizeof(ctypes.c_ssize_t) + ctypes.sizeof(ctypes.c_void_p)
+    for probe in (np.empty(3, np.float32), np.zeros((2, 2)), np.empty((), np.int8)):
+        if ctypes.c_void_p.from_address(id(probe) + offset).value != probe.__array_interface__["data"][0]:
+            return None
+    return offset
+
+
+DATA_OFFSET = _array_data_offset()
+
+
 class HostModule:
     def __init__(self, path: str, names):
         self.lib = ctypes.CDLL(path)
         self.functions = {}
-        self.prepared: dict = {}  # Launch -> PreparedLaunch
         for name in names:
-            fn = getattr(self.lib, f"{name}_launch")
-            fn.argtypes = [ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p]
-            fn.restype = None
+            fn = getattr(self.lib, f"{name}_launch_arrays" if DATA_OFFSET is not None else f"{name}_launch")
+            fn.restype = None  # called with ctypes objects only (PreparedLaunch): no conversions
             self.functions[name] = fn
 
 
 class PreparedLaunch:
-    """CUDA's kernelParams convention, built once per launch: an array of pointers, each to one
-    argument's value.  A call only writes the buffer addresses; scalars are fixed by the plan.
-    The lock keeps concurrent calls from overwriting the addresses while a kernel reads them."""
+    """One launch bound to its kernel: CUDA's kernelParams convention (an array of pointers,
+    each to one argument's value) built once.  A call writes only the buffer addresses, read
+    from the environment's slots; scalars are fixed by the plan.  The lock keeps concurrent
+    calls from overwriting the addresses while a kernel reads them."""
 
-    def __init__(self, fn, args):
+    def __init__(self, fn, launch):
         self.fn = fn
-        self.holders = []
-        for a in args:
-            if isinstance(a, np.ndarray):
-                self.holders.append(ctypes.c_void_p(0))
+        self.grid, self.block = ctypes.c_uint(launch.grid), ctypes.c_uint(launch.block)
+        holders, self.buffers = [], []
+        for a in launch.args:
+            if a.slot is not None:
+                holders.append(ctypes.c_void_p(0))
+                self.buffers.append((holders[-1], a.slot))
             else:
-                self.holders.append(_SCALAR_CTYPES[a.dtype](a))
-        self.buffers = [(k, h) for k, (a, h) in enumerate(zip(args, self.holders)) if isinstance(a, np.ndarray)]
-        self.params = (ctypes.c_void_p * max(len(self.holders), 1))(
-            *[ctypes.addressof(h) for h in self.holders])
+                holders.append(_SCALAR_CTYPES[a.dtype](a.value))
+        self.holders = holders
+        self.params = (ctypes.c_void_p * max(len(holders), 1))(*[ctypes.addressof(h) for h in holders])
+        self.offset = ctypes.c_longlong(DATA_OFFSET or 0)
         self.lock = threading.Lock()
 
-    def __call__(self, grid, block, args):
+    def __call__(self, env):
         with self.lock:
-            for k, holder in self.buffers:
-                array = args[k]
+            for holder, slot in self.buffers:
+                array = env[slot]
                 if type(array) is not np.ndarray:  # a NumPy scalar's address is a temporary
-                    raise TypeError(f"kernel argument {k} must be a NumPy array, not {type(array).__name__}")
-                holder.value = array.__array_interface__["data"][0]
-            self.fn(grid, block, self.params)
+                    raise TypeError(f"kernel argument in slot {slot} must be a NumPy array, not {type(array).__name__}")
+                # The launcher reads the data pointer from the array object itself (it stays
+                # alive in env for the call); without a known layout, NumPy says where it is.
+                holder.value = id(array) if DATA_OFFSET is not None else array.__array_interface__["data"][0]
+            if DATA_OFFSET is not None:
+                self.fn(self.grid, self.block, self.params, self.offset)
+            else:
+                self.fn(self.grid, self.block, self.params)
 
 
 class HostBackend(CpuArrays):
@@ -109,8 +129,6 @@ class HostBackend(CpuArrays):
     def load(self, path: str, names):
         return HostModule(path, names)
 
-    def launch(self, module, launch, args) -> None:
-        prepared = module.prepared.get(launch)
-        if prepared is None:
-            prepared = module.prepared.setdefault(launch, PreparedLaunch(module.functions[launch.kernel], args))
-        prepared(launch.grid, launch.block, args)
+    def bind(self, module, launch):
+        """`call(env)` launching `launch` with its buffers taken from the slots of env."""
+        return PreparedLaunch(module.functions[launch.kernel], launch)

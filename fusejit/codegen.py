@@ -376,6 +376,8 @@ def select_piece(w, e, pieces, out_dtype, primitive) -> str:
     """The value of the piece (start, end, read) whose [start, end) holds index e, as a chain of
     selects; each piece is read at a clamped index so every load stays in bounds."""
     pieces = [p for p in pieces if e.hi >= p[0] and e.lo < p[1]]  # only the pieces e can reach
+    if not pieces:  # every piece is empty: so is the result, and no element is ever read
+        return ops.c_literal(0, out_dtype)
     values = [read() for _, _, read in pieces]
     result = values[-1]
     t = ops.ctype(out_dtype)

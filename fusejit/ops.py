@@ -164,8 +164,7 @@ def _square(a, ins, out, params):
 
 
 def _logistic(a, ins, out, params):
-    one = c_literal(1, out)
-    return f"{one} / ({one} + exp{fsuffix(out)}(-{a[0]}))"
+    return f"fj_logistic({a[0]})"
 
 
 def _rsqrt(a, ins, out, params):
@@ -204,11 +203,11 @@ ELEMENTWISE = {
     "abs": _abs,
     "sign": _helper("fj_sign"),
     "floor": _math("floor"), "ceil": _math("ceil"), "round": _round,
-    "exp": _math("exp"), "exp2": _math("exp2"), "log": _math("log"),
-    "log1p": _math("log1p"), "expm1": _math("expm1"),
+    "exp": _helper("fj_exp"), "exp2": _math("exp2"), "log": _helper("fj_log"),
+    "log1p": _helper("fj_log1p"), "expm1": _helper("fj_expm1"),
     "sin": _math("sin"), "cos": _math("cos"), "tan": _math("tan"),
     "asin": _math("asin"), "acos": _math("acos"), "atan": _math("atan"),
-    "sinh": _math("sinh"), "cosh": _math("cosh"), "tanh": _math("tanh"),
+    "sinh": _math("sinh"), "cosh": _math("cosh"), "tanh": _helper("fj_tanh"),
     "asinh": _math("asinh"), "acosh": _math("acosh"), "atanh": _math("atanh"),
     "sqrt": _math("sqrt"), "rsqrt": _rsqrt, "cbrt": _math("cbrt"),
     "square": _square,

@@ -27,6 +27,18 @@ FJ_DEVICE double fj_rsqrt(double x) { return rsqrt(x); }
 FJ_DEVICE float fj_erfinv(float x) { return erfinvf(x); }
 FJ_DEVICE double fj_erfinv(double x) { return erfinv(x); }
 FJ_DEVICE float fj_lgamma(float x) { return lgammaf(x); }
+FJ_DEVICE float fj_exp(float x) { return expf(x); }
+FJ_DEVICE double fj_exp(double x) { return exp(x); }
+FJ_DEVICE float fj_log(float x) { return logf(x); }
+FJ_DEVICE double fj_log(double x) { return log(x); }
+FJ_DEVICE float fj_tanh(float x) { return tanhf(x); }
+FJ_DEVICE double fj_tanh(double x) { return tanh(x); }
+FJ_DEVICE float fj_log1p(float x) { return log1pf(x); }
+FJ_DEVICE double fj_log1p(double x) { return log1p(x); }
+FJ_DEVICE float fj_expm1(float x) { return expm1f(x); }
+FJ_DEVICE double fj_expm1(double x) { return expm1(x); }
+FJ_DEVICE float fj_logistic(float x) { return 1.0f / (1.0f + expf(-x)); }
+FJ_DEVICE double fj_logistic(double x) { return 1.0 / (1.0 + exp(-x)); }
 FJ_DEVICE double fj_lgamma(double x) { return lgamma(x); }
 
 // A split reduction's ticket: the partial written before is visible to the block that draws

@@ -171,3 +171,10 @@ def test_elementwise_operands_broadcast_size_one_dimensions():
     x = np.arange(5, dtype=np.float32) - 2.0
     compiled = verify(lambda x: lax.add(x[4:], x) * lax.mul(x[:1, None] + x[None, :1], x[:, None]), x)
     assert "in0[i + 4]" not in compiled.source
+
+
+def test_reduction_of_a_concatenate_of_empty_arrays():
+    """sum(concatenate([x, x[::-1]])) with x of size 0: the reduction's operand has no piece to
+    read (found by the random programs)."""
+    x = np.zeros((0,), np.float32)
+    verify(lambda x: (jnp.sum(jnp.concatenate([jnp.sin(x), x[::-1]])), jnp.sum(jnp.stack([x, x]), 1)), x)

@@ -166,7 +166,11 @@ class KernelWriter:
         if key in self.memo:
             return self.memo[key]
         self.requests[id(atom)] += 1
-        if id(atom) in self.source_names:
+        if id(atom) in self.source_names and atom.size == 0:
+            # An empty source is never read at run time (its loops have no iterations), but a
+            # load at a constant index would go before the loops: read nothing.
+            name = ops.c_literal(0, atom.dtype)
+        elif id(atom) in self.source_names:
             address = linearize(idx, atom.shape)
             cached = self.cache.load(self, atom, address) if self.cache is not None else None
             if cached is not None:

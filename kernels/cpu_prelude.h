@@ -36,18 +36,19 @@ static inline float fj_lgamma(float x) { int sign; return lgammaf_r(x, &sign); }
 static inline double fj_lgamma(double x) { int sign; return lgamma_r(x, &sign); }
 
 // ---- float32 math the C++ compiler can vectorise ----
+#define FJ_MATH static inline __attribute__((always_inline))  // inlined, or the loop has a call
 // exp, log, tanh, log1p, expm1 and the logistic function of a float, computed in double
 // precision and rounded once: within one ULP of the exact result, with the C library's
 // results for NaN, +-inf, zero and overflow.  Straight-line code (selects, bit operations, no
 // calls), so GCC vectorises the loops that use them, which it cannot do with the C
 // library's scalar expf/tanhf.  The float64 versions are the C library's.  CUDA's prelude
 // maps the same names to CUDA's functions.
-static inline double fj_bits_to_double(unsigned long long b) { double d; memcpy(&d, &b, 8); return d; }
-static inline unsigned long long fj_double_bits(double d) { unsigned long long b; memcpy(&b, &d, 8); return b; }
+FJ_MATH double fj_bits_to_double(unsigned long long b) { double d; memcpy(&d, &b, 8); return d; }
+FJ_MATH unsigned long long fj_double_bits(double d) { unsigned long long b; memcpy(&b, &d, 8); return b; }
 
 // e^x for x in [-745, 709] (NaN propagates): e^x = 2^k e^r, |r| <= ln(2)/2, e^r by its Taylor
 // series to r^12 (relative error below 1e-15).
-static inline double fj_exp_core(double x) {
+FJ_MATH double fj_exp_core(double x) {
   const double shifter = 0x1.8p52;  // adding it rounds to an integer in the low bits
   const double kd = x * 0x1.71547652b82fep0 + shifter;
   const double k = kd - shifter;
@@ -74,7 +75,7 @@ static inline double fj_exp_core(double x) {
 
 // log(x) for x > 0 finite (normal or denormal double): x = m 2^e with m in [sqrt(1/2), sqrt(2)),
 // log m = 2 atanh(f), f = (m - 1) / (m + 1), |f| <= 0.1716, by its series to f^17.
-static inline double fj_log_core(double x) {
+FJ_MATH double fj_log_core(double x) {
   const double scaled = x < 0x1p-1022 ? x * 0x1p54 : x;  // denormals become normal
   const unsigned long long b = fj_double_bits(scaled);
   const long long e0 = (long long)((b >> 52) & 0x7ff) - 1023 - (x < 0x1p-1022 ? 54 : 0);
@@ -96,34 +97,40 @@ static inline double fj_log_core(double x) {
   return e * 0x1.62e42fefa3800p-1 + (2.0 * f * p + e * 0x1.ef35793c76730p-45);
 }
 
-static inline float fj_exp(float x) {
-  const double d = x < -110.0f ? -110.0 : (x > 100.0f ? 100.0 : (double)x);  // NaN passes
-  return (float)fj_exp_core(d);
+// Every value is computed unconditionally and then selected: a ternary whose arm divides or
+// converts is control flow the vectoriser keeps (an arm may raise a floating-point flag).
+FJ_MATH double fj_clamp_d(double d, double lo, double hi) { return d < lo ? lo : (d > hi ? hi : d); }
+
+FJ_MATH float fj_exp(float x) {
+  return (float)fj_exp_core(fj_clamp_d((double)x, -110.0, 100.0));  // NaN passes the clamp
 }
-static inline float fj_log(float x) {
+FJ_MATH float fj_log(float x) {
   const double d = x;
-  const double r = fj_log_core(d > 0.0 && d <= 0x1.fffffffffffffp1023 ? d : 1.0);
-  return x != x || x < 0.0f ? fj_nan_f() : x == 0.0f ? -fj_inf_f() : x == fj_inf_f() ? x : (float)r;
+  const bool positive = d > 0.0 && d <= 0x1.fffffffffffffp1023;
+  const float r = (float)fj_log_core(positive ? d : 1.0);
+  const float special = x == 0.0f ? -fj_inf_f() : x == fj_inf_f() ? x : fj_nan_f();
+  return positive ? r : special;
 }
-static inline float fj_tanh(float x) {
+FJ_MATH float fj_tanh(float x) {
   const double a = fabs((double)x);
   const double e = fj_exp_core(-2.0 * (a > 20.0 ? 20.0 : a));
-  const double t = a < 0x1p-20 ? a : (1.0 - e) / (1.0 + e);  // tanh(a) = a below 2^-20 (in float)
+  const double q = (1.0 - e) / (1.0 + e);
+  const double t = a < 0x1p-20 ? a : q;  // tanh(a) rounds to a below 2^-20 (NaN: q is NaN)
   return copysignf((float)t, x);
 }
-static inline float fj_log1p(float x) {
+FJ_MATH float fj_log1p(float x) {
   const double y = (double)x + 1.0;
-  const double r = fj_log_core(y > 0.0 && y <= 0x1.fffffffffffffp1023 ? y : 1.0);
-  return fabsf(x) < 0x1p-25f ? x : x != x || x < -1.0f ? fj_nan_f() : x == -1.0f ? -fj_inf_f()
-         : x == fj_inf_f() ? x : (float)r;
+  const bool positive = y > 0.0 && y <= 0x1.fffffffffffffp1023;
+  const float r = (float)fj_log_core(positive ? y : 1.0);
+  const float special = x == -1.0f ? -fj_inf_f() : x == fj_inf_f() ? x : fj_nan_f();
+  return fabsf(x) < 0x1p-25f ? x : (positive ? r : special);
 }
-static inline float fj_expm1(float x) {
-  const double d = x < -110.0f ? -110.0 : (x > 100.0f ? 100.0 : (double)x);
-  return fabsf(x) < 0x1p-25f ? x : (float)(fj_exp_core(d) - 1.0);
+FJ_MATH float fj_expm1(float x) {
+  const float r = (float)(fj_exp_core(fj_clamp_d((double)x, -110.0, 100.0)) - 1.0);
+  return fabsf(x) < 0x1p-25f ? x : r;
 }
-static inline float fj_logistic(float x) {
-  const double d = x > 110.0f ? 110.0 : (x < -110.0f ? -110.0 : (double)x);
-  return (float)(1.0 / (1.0 + fj_exp_core(-d)));
+FJ_MATH float fj_logistic(float x) {
+  return (float)(1.0 / (1.0 + fj_exp_core(-fj_clamp_d((double)x, -110.0, 110.0))));
 }
 static inline double fj_exp(double x) { return exp(x); }
 static inline double fj_log(double x) { return log(x); }

@@ -3,6 +3,7 @@ library, loaded with ctypes, blocks spread over cores with OpenMP."""
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import platform
 import tempfile
@@ -16,7 +17,25 @@ from ..templates import kernels_dir
 from . import cxx
 from .cpu_arrays import CpuArrays
 
-HOST_FLAGS = ["-O3", "-std=c++17", "-fPIC", "-shared", "-fopenmp", "-fno-math-errno", "-x", "c++"]
+# Flags that change no computed value (no -ffast-math): -march=native, the vector width of this
+# CPU (the cache key names the CPU); -ffp-contract=off, no fused multiply-adds, so every
+# operation rounds as IEEE says; -fno-math-errno and -fno-trapping-math, errno and
+# floating-point traps (which no kernel reads or enables) need not be kept, so the vectoriser
+# may evaluate comparisons and selects unconditionally.
+HOST_FLAGS = ["-O3", "-std=c++17", "-fPIC", "-shared", "-fopenmp", "-fno-math-errno", "-fno-trapping-math",
+              "-march=native", "-ffp-contract=off", "-x", "c++"]
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_identity() -> str:
+    """The CPU that -march=native compiles for: model and feature flags (part of the cache key)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = [line for line in f.read().splitlines()
+                     if line.startswith(("model name", "flags", "Features", "CPU part", "CPU implementer"))]
+        return "\n".join(dict.fromkeys(lines))
+    except OSError:
+        return platform.processor() or platform.machine()
 
 _SCALAR_CTYPES = {
     np.dtype(np.int32): ctypes.c_int32, np.dtype(np.int64): ctypes.c_int64,
@@ -101,7 +120,7 @@ class HostBackend(CpuArrays):
     def compile_key(self, source: str) -> str:
         path, version = cxx.compiler()
         return cache.make_key(self.name, source, os.path.basename(path), version, tuple(self.flags),
-                              platform.machine())
+                              platform.machine(), cpu_identity() if "-march=native" in self.flags else "")
 
     def compile(self, source: str, names):
         """Compile (or fetch from the caches) the module; returns a loaded module."""

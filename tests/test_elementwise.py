@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from jax import lax
 
+import fusejit
 from helpers import FLOATS, INTS, OVERRIDES, SIGNED, UNSIGNED, rand, verify
 
 SHAPE = (7, 37)  # odd sizes; 259 elements span two GPU blocks
@@ -156,3 +157,26 @@ def test_float32_without_x64():
     compiled = verify(lambda x, i: (jnp.sin(x) * i, i // 2), x, i)
     assert compiled.graph.inputs[0].dtype == np.float32
     assert compiled.graph.inputs[1].dtype == np.int32
+
+
+def test_float32_math_within_one_ulp_of_the_exact_result():
+    """The host's vectorisable float32 exp, log, tanh, log1p, expm1 and logistic (computed in
+    double, rounded once) against the float64 result rounded to float32, over the whole range
+    of each function, plus the special values: at most one ULP apart, specials identical."""
+    from fusejit.check import ulp_distance
+    rng = np.random.default_rng(30)
+    x = np.concatenate([rng.standard_normal(20000) * 10, rng.uniform(-120, 120, 20000),
+                        np.exp(rng.uniform(-103, 88, 20000)), -np.exp(rng.uniform(-103, 88, 20000)),
+                        [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-45, -1e-45, 88.72, 88.73, -103.9, -104.0,
+                         3.4e38, -3.4e38, 1e-30, -1.0, -0.999999, 1e-8, -1e-8]]).astype(np.float32)
+    functions = {"exp": (jnp.exp, np.exp), "log": (jnp.log, np.log), "tanh": (jnp.tanh, np.tanh),
+                 "log1p": (jnp.log1p, np.log1p), "expm1": (jnp.expm1, np.expm1),
+                 "logistic": (jax.nn.sigmoid, lambda v: 1 / (1 + np.exp(-v)))}
+    got = fusejit.jit(lambda x: {k: f(x) for k, (f, _) in functions.items()}, backend="host")(x)
+    with np.errstate(all="ignore"):
+        for name, (_, exact) in functions.items():
+            want = exact(x.astype(np.float64)).astype(np.float32)
+            np.testing.assert_array_equal(np.isnan(got[name]), np.isnan(want), err_msg=name)
+            np.testing.assert_array_equal(got[name][np.isinf(want)], want[np.isinf(want)], err_msg=name)
+            finite = np.isfinite(want)
+            assert ulp_distance(got[name][finite], want[finite]).max() <= 1, name

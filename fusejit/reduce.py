@@ -139,6 +139,26 @@ class Reduction:
             lines.append(f"{self.arg_t} {arg}{self.k} = {self.arg_ident};")
         return lines
 
+    def declare_lanes(self) -> list[str]:
+        """FJ_LANES accumulators per thread (`lanes{k}`), each holding the identity."""
+        lines = [f"{self.acc_t} lanes{self.k}[FJ_LANES];"]
+        fill = [f"  lanes{self.k}[l] = {self.ident};"]
+        if self.is_arg:
+            lines.append(f"{self.arg_t} lanes_arg{self.k}[FJ_LANES];")
+            fill.append(f"  lanes_arg{self.k}[l] = {self.arg_ident};")
+        return lines + ["for (int l = 0; l < FJ_LANES; ++l) {"] + fill + ["}"]
+
+    def lane(self, l: str) -> tuple[str, str]:
+        return f"lanes{self.k}[{l}]", f"lanes_arg{self.k}[{l}]"
+
+    def fold_lanes(self) -> list[str]:
+        """`acc{k}` (and `arg{k}`): the thread's lanes combined in lane order."""
+        lines = [f"{self.acc_t} acc{self.k} = lanes{self.k}[0];"]
+        if self.is_arg:
+            lines.append(f"{self.arg_t} arg{self.k} = lanes_arg{self.k}[0];")
+        return lines + ["for (int l = 1; l < FJ_LANES; ++l) "
+                        + self.merge(f"acc{self.k}", f"arg{self.k}", *self.lane("l"))]
+
     def read(self, w, index) -> str:
         """The operand's element at `index`, in the accumulator's type."""
         value = w.read(self.operand, index)
@@ -206,6 +226,21 @@ def reduce_count(spec) -> int:
     return int(np.prod(spec.reduce_shape, dtype=np.int64))
 
 
+def lane_bodies(w, reds, ix, results) -> list[list[str]]:
+    """The loop bodies accumulating one element into lane `l` (the main loop, FJ_LANES elements
+    a step) and into lane 0 (the rest).  Loads are counted once: per element."""
+    bodies, counted = [], None
+    for lane in ("l", "0"):
+        w.new_scope(results)
+        w.body = []
+        for red in reds:
+            w.body.append(red.step(*red.lane(lane), red.read(w, ix.element)))
+        bodies.append(w.body)
+        counted = w.loads if counted is None else counted
+    w.loads = counted  # the rest loads the same elements' values as the main loop
+    return bodies
+
+
 def check_shared(spec, reds, slots: int, fixed: int = 0) -> None:
     """Raise NotPersistent when `slots` partials per reduction (and `fixed` more bytes) exceed
     a block's shared memory; the planner then gives the kernel fewer reductions."""
@@ -266,7 +301,13 @@ class RowCache:
         self.row_len = row_len
         self.passes = collections.defaultdict(set)
         self.pass_no = 0
-        self.filled: set[int] = set()
+        self.filled: set[int] = set()   # written by an earlier pass: read from the cache
+        self.pending: set[int] = set()  # written by this pass (in each of its loops)
+
+    def begin_pass(self, number: int) -> None:
+        self.pass_no = number
+        self.filled |= self.pending
+        self.pending = set()
 
     def load(self, w, var, address):
         if self.element_address.get(id(var)) != address:
@@ -279,7 +320,7 @@ class RowCache:
     def loaded(self, w, var, address, name):
         if id(var) in self.names and self.element_address.get(id(var)) == address and id(var) not in self.filled:
             w.body.append(f"{self.names[id(var)]}[slot * {self.row_len}u + r] = {name};")
-            self.filled.add(id(var))
+            self.pending.add(id(var))
 
 
 def team_width(row_len: int, block: int) -> int:
@@ -312,13 +353,12 @@ def render_rows(w, block: int, team: int, cached: dict):
     passes = []
     for p, phase in enumerate(spec.phases):
         reds = reductions_of(spec, phase)
-        cache.pass_no = p
-        w.new_scope(results)
-        w.body = []
+        cache.begin_pass(p)
+        bodies = lane_bodies(w, reds, ix, results)
         init, finish = [], []
         for red in reds:
-            init += red.declare()
-            w.body.append(red.step(f"acc{red.k}", f"arg{red.k}", red.read(w, ix.element)))
+            init += red.declare_lanes()
+            finish += red.fold_lanes()
             shared.append(f"__shared__ {red.acc_t} smem{red.k}[{WARP + 1}];")
             if red.is_arg:
                 shared.append(f"__shared__ {red.arg_t} smem_arg{red.k}[{WARP + 1}];")
@@ -330,10 +370,10 @@ def render_rows(w, block: int, team: int, cached: dict):
             finish += red.result()
             results[(id(red.out), ix.out)] = f"res{red.k}"
         passes.append(fill("reduce_rows_phase.cu.in", phase=str(p),
-                           primitives=", ".join(red.eqn.primitive for red in reds),
-                           init=indent(init, 2), body=indent(w.body, 3), finish=indent(finish, 2)))
+                           primitives=", ".join(red.eqn.primitive for red in reds), init=indent(init, 2),
+                           body=indent(bodies[0], 4), tail=indent(bodies[1], 3), finish=indent(finish, 2)))
     if spec.full:
-        cache.pass_no = len(spec.phases)
+        cache.begin_pass(len(spec.phases))
         w.new_scope(results)
         w.body = []
         for k, out in enumerate(spec.outputs):
@@ -341,7 +381,7 @@ def render_rows(w, block: int, team: int, cached: dict):
                 value = w.read_output(out, ix.element)
                 w.body.append(f"out{k}[{w.index(linearize(ix.element, out.shape))}] = {value};")
         passes.append(fill("reduce_rows_final.cu.in", body=indent(w.body, 3)))
-    cache.pass_no = len(spec.phases) + 1
+    cache.begin_pass(len(spec.phases) + 1)
     w.new_scope(results)
     w.body = []
     address = w.index(ix.row_address)
@@ -411,11 +451,11 @@ def render_split(w, block: int):
     check_shared(spec, reds, WARP + 1, 1)
     shared, init, combine, publish, finish = [], [], [], [], []
     scratch = []
-    w.body = []
+    bodies = lane_bodies(w, reds, ix, {})
     for red in reds:
         k = red.k
-        init += red.declare()
-        w.body.append(red.step(f"acc{k}", f"arg{k}", red.read(w, ix.element)))
+        init += red.declare_lanes()
+        combine += red.fold_lanes()
         shared.append(f"__shared__ {red.acc_t} smem{k}[{WARP + 1}];")
         scratch.append(Param("scratch", f"partial{k}", f"{red.acc_t}*", dtype=red.acc_dtype, extent="partials"))
         publish.append(f"partial{k}[work] = acc{k};")
@@ -435,14 +475,14 @@ def render_split(w, block: int):
             combine.append(f"acc{k} = fj_block_reduce(acc{k}, ({red.acc_t}){red.ident}, smem{k}, {red.functor}());")
             finish.append("for (idx_t s = 1; s < segments; ++s) "
                           + red.merge(f"acc{k}", "", f"fj_load_cg(&partial{k}[first + s])", ""))
-    body = w.body
     stores = row_stores(w, spec, reds, ix)
     params = scalar_params(w, spec, [Param("scalar", "segments", w.index_ctype, value=None)] + scratch
                            + [Param("scratch", "tickets", "unsigned int*", dtype=np.dtype(np.uint32), extent="rows",
                                     zero=True)])
     source = fill_kernel(
         w, "reduce_split.cu.in", describe(spec, w, "rows split across blocks"), block, params,
-        shared=indent(shared, 1), init=indent(init, 2), body=indent(body, 3), combine=indent(combine, 2),
+        shared=indent(shared, 1), init=indent(init, 2), body=indent(bodies[0], 4), tail=indent(bodies[1], 3),
+        combine=indent(combine, 2),
         publish=indent(publish, 3), finish=indent(finish, 3), stores=indent(stores, 3))
     layout = Layout("split", spec.size, reduce_count(spec))
     return RenderedKernel(spec, source, tuple(params), w.index64, w.loads, len(spec.outputs), block, layout)

@@ -7,10 +7,10 @@
 
 struct dim3 {
   unsigned int x, y, z;
-  dim3(unsigned int x_ = 1, unsigned int y_ = 1, unsigned int z_ = 1) : x(x_), y(y_), z(z_) {}
+  constexpr dim3(unsigned int x_ = 1, unsigned int y_ = 1, unsigned int z_ = 1) : x(x_), y(y_), z(z_) {}
 };
-// Each OS thread sees its own CUDA coordinates.
-static thread_local dim3 threadIdx(0), blockIdx(0), blockDim(1), gridDim(1);
+// Each OS thread sees its own block coordinates (threadIdx and blockDim: the launch headers).
+static thread_local dim3 blockIdx(0), gridDim(1);
 
 #define __global__
 #define __device__

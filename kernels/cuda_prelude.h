@@ -14,6 +14,10 @@ typedef unsigned long long uint64_t;
 
 #include "gpu_loops.h"
 
+// A thread's elements per step of a reduction loop: independent accumulators in registers.
+#define FJ_LANES 4
+#define FJ_UNROLL _Pragma("unroll")
+
 FJ_DEVICE float fj_inf_f() { return __int_as_float(0x7f800000); }
 FJ_DEVICE float fj_nan_f() { return __int_as_float(0x7fc00000); }
 FJ_DEVICE double fj_inf() { return __longlong_as_double(0x7ff0000000000000LL); }

@@ -13,6 +13,12 @@
 
 #define __shared__ static
 
+// Each OS thread is one CUDA thread of the block.
+static thread_local dim3 threadIdx(0), blockDim(1);
+// A thread's elements per step of a reduction loop, as on the GPU (cuda_prelude.h).
+#define FJ_LANES 4
+#define FJ_UNROLL
+
 struct fj_emu_block {
   explicit fj_emu_block(unsigned threads)
       : all(threads), warp_slots((threads + 31) / 32 * 32) {

@@ -16,6 +16,12 @@
   const idx_t fj_row1_##i = fj_row0_##i + fj_rows_##i < (n) ? fj_row0_##i + fj_rows_##i : (n); \
   for (idx_t i = fj_row0_##i; i < fj_row1_##i; ++i)
 
+// A block is one thread: known at compile time, so team sizes, lanes and strides fold away.
+static constexpr dim3 threadIdx(0), blockDim(1);
+// A thread's elements per step of a reduction loop: one vector of accumulators.
+#define FJ_LANES 8
+#define FJ_UNROLL _Pragma("GCC unroll 8")
+
 // Rows of a row-team kernel: one team of one thread per block, a contiguous chunk of rows.
 #define FJ_TEAM_LOOP(idx_t, row0, n, teams) FJ_BLOCK_LOOP(idx_t, row0, n)
 
@@ -34,9 +40,8 @@ static inline T __shfl_sync(unsigned, T value, int, int = 32) { return value; }
     const long fj_grid = (long)(grid);                             \
     _Pragma("omp parallel for schedule(static) if (fj_grid > 1)")  \
     for (long fj_b = 0; fj_b < fj_grid; ++fj_b) {                  \
+      (void)(block); /* always 1 */                                \
       gridDim = dim3((unsigned)fj_grid);                           \
-      blockDim = dim3((unsigned)(block));                          \
-      threadIdx = dim3(0);                                         \
       blockIdx = dim3((unsigned)fj_b);                             \
       call;                                                        \
     }                                                              \

@@ -84,7 +84,7 @@ class KernelWriter:
         self.reading: list[Var] = []    # the values being computed, outermost first
         self.computed: list[Var] = []   # the values computed, in order
         self.results: set[int] = set()  # ids of values the kernel computes outside the fused loop
-        self.cache = None                # a reduction's shared-memory row cache (reduce.RowCache)
+        self.cache = None  # a hook for what some kernels keep elsewhere (reduce.RowCache, devloop.LoopSources)
 
     # ---- statements ----
     def emit(self, prefix: str, ctype: str, expr: str, comment: str = "", invariant: bool = False) -> str:
@@ -166,21 +166,18 @@ class KernelWriter:
         if key in self.memo:
             return self.memo[key]
         self.requests[id(atom)] += 1
-        if id(atom) in self.source_names and atom.size == 0:
+        cached = self.cache.load(self, atom, idx) if self.cache is not None else None
+        if cached is not None:
+            name = cached
+        elif id(atom) in self.source_names and atom.size == 0:
             # An empty source is never read at run time (its loops have no iterations), but a
             # load at a constant index would go before the loops: read nothing.
             name = ops.c_literal(0, atom.dtype)
         elif id(atom) in self.source_names:
             address = linearize(idx, atom.shape)
-            cached = self.cache.load(self, atom, address) if self.cache is not None else None
-            if cached is not None:
-                name = cached
-            else:
-                name = self.emit("x", ops.ctype(atom.dtype), f"{self.source_names[id(atom)]}[{self.index(address)}]",
-                                 invariant=address.is_const)
-                self.loads += 1
-                if self.cache is not None:
-                    self.cache.loaded(self, atom, address, name)
+            name = self.emit("x", ops.ctype(atom.dtype), f"{self.source_names[id(atom)]}[{self.index(address)}]",
+                             invariant=address.is_const)
+            self.loads += 1
         elif id(atom) in self.results:
             raise NotPersistent(self.spec.family, "a reduction result is read at another row's index")
         else:
@@ -193,6 +190,8 @@ class KernelWriter:
             name = rule(self, eqn, pos, idx)
             self.reading.pop()
             self.computed.append(atom)
+        if cached is None and self.cache is not None:
+            self.cache.loaded(self, atom, idx, name)
         self.memo[key] = name
         return name
 

@@ -33,20 +33,21 @@ class LoopSources:
         self.xs = xs
         self.t = aff(Sym("loop", ("t",), 0, max(length - 1, 0)))
 
-    def load(self, w, var, address):
+    def load(self, w, var, idx):
+        if id(var) not in self.carries and id(var) not in self.xs:
+            return None
+        address = linearize(idx, var.shape)
         if id(var) in self.carries:
             name, own = self.carries[id(var)]
             if address != own:
                 raise NotDeviceLoop(f"a carry is read at another element's index")
             return name
-        if id(var) in self.xs:
-            address = address + self.t * var.size
-            name = w.emit("x", ops.ctype(var.dtype), f"{w.source_names[id(var)]}[{w.index(address)}]")
-            w.loads += 1
-            return name
-        return None
+        address = address + self.t * var.size  # xs: this iteration's row
+        name = w.emit("x", ops.ctype(var.dtype), f"{w.source_names[id(var)]}[{w.index(address)}]")
+        w.loads += 1
+        return name
 
-    def loaded(self, w, var, address, name):
+    def loaded(self, w, var, idx, name):
         pass
 
 

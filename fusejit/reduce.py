@@ -235,6 +235,8 @@ def lane_bodies(w, reds, ix, results) -> list[list[str]]:
         w.body = []
         for red in reds:
             w.body.append(red.step(*red.lane(lane), red.read(w, ix.element)))
+        if w.cache is not None:
+            w.cache.flush(w)
         bodies.append(w.body)
         counted = w.loads if counted is None else counted
     w.loads = counted  # the rest loads the same elements' values as the main loop
@@ -291,35 +293,48 @@ def describe(spec, w, strategy: str) -> str:
 # ---------------- strategy: a team of threads per row ----------------
 
 class RowCache:
-    """Inputs that several passes of a row kernel read at the row's own elements, kept in
-    shared memory: the first pass loads from global memory and writes the cache, later
-    passes read the cache.  With `names` empty it only records which passes read what."""
+    """Values of the operand's shape that several passes of a row kernel read at the row's own
+    elements (inputs, and values that a phase reduces), kept in shared memory: the first pass
+    to compute them writes the cache, later passes read it instead of loading or recomputing
+    (softmax's final pass reads exp(x - max) from the sum's phase).  With `names` empty it
+    only records which passes read what."""
 
-    def __init__(self, element_address: dict, names: dict, row_len: int):
-        self.element_address = element_address  # source id -> address of the row's element
-        self.names = names                  # source id -> shared array name
+    def __init__(self, element: tuple, in_shape: tuple, names: dict, row_len: int):
+        self.element = element     # the symbolic index of the row's element
+        self.in_shape = in_shape
+        self.names = names         # value id -> shared array name
         self.row_len = row_len
         self.passes = collections.defaultdict(set)
         self.pass_no = 0
         self.filled: set[int] = set()   # written by an earlier pass: read from the cache
         self.pending: set[int] = set()  # written by this pass (in each of its loops)
+        self.stores: list[str] = []     # this loop body's writes, made after all its reads
+
+    def flush(self, w) -> None:
+        """End a loop body: its cache writes go last, after every read of the body, so values
+        whose lives do not overlap can share an array (cache_slots)."""
+        w.body += self.stores
+        self.stores = []
 
     def begin_pass(self, number: int) -> None:
         self.pass_no = number
         self.filled |= self.pending
         self.pending = set()
 
-    def load(self, w, var, address):
-        if self.element_address.get(id(var)) != address:
+    def at_element(self, var, idx) -> bool:
+        return isinstance(var, Var) and var.shape == self.in_shape and tuple(idx) == self.element
+
+    def load(self, w, var, idx):
+        if not self.at_element(var, idx):
             return None
         self.passes[id(var)].add(self.pass_no)
         if id(var) in self.filled:
             return w.emit("x", ops.ctype(var.dtype), f"{self.names[id(var)]}[slot * {self.row_len}u + r]")
         return None
 
-    def loaded(self, w, var, address, name):
-        if id(var) in self.names and self.element_address.get(id(var)) == address and id(var) not in self.filled:
-            w.body.append(f"{self.names[id(var)]}[slot * {self.row_len}u + r] = {name};")
+    def loaded(self, w, var, idx, name):
+        if id(var) in self.names and id(var) not in self.filled and self.at_element(var, idx):
+            self.stores.append(f"{self.names[id(var)]}[slot * {self.row_len}u + r] = {name};")
             self.pending.add(id(var))
 
 
@@ -334,21 +349,40 @@ def team_width(row_len: int, block: int) -> int:
     return WARP if row_len <= 1024 else block
 
 
-def render_rows(w, block: int, team: int, cached: dict):
+def cache_slots(values, passes) -> list[list]:
+    """The shared arrays for the cached values, as [dtype, last pass read, value ids]: a value
+    first computed in a pass no earlier than the last pass that reads another of its dtype
+    takes over that one's array (in that pass its writes follow the other's reads)."""
+    slots: list[list] = []
+    for v in sorted(values, key=lambda v: min(passes[id(v)])):
+        first, last = min(passes[id(v)]), max(passes[id(v)])
+        for slot in slots:
+            if slot[0] == v.dtype and slot[1] <= first:
+                slot[1] = last
+                slot[2].append(id(v))
+                break
+        else:
+            slots.append([v.dtype, last, [id(v)]])
+    return slots
+
+
+def render_rows(w, block: int, team: int, slots: list, check: bool = True):
+    """The row strategy; `slots` (cache_slots) are the shared arrays that keep values between
+    passes.  `check`: whether they must fit (a counting render need not)."""
     from .codegen import RenderedKernel, fill_kernel, indent
     spec = w.spec
     w.var_by_id = {id(v): v for e in spec.eqns for v in e.outputs}
     ix = Indices.of(spec)
     row_len = reduce_count(spec)
     teams = block // team
-    element = {id(s): linearize(ix.element, s.shape) for s in spec.sources if s.shape == spec.in_shape}
-    cache = RowCache(element, cached, row_len)
+    cache_names = {i: f"cache{k}" for k, (_, _, ids) in enumerate(slots) for i in ids}
+    cache = RowCache(tuple(ix.element), spec.in_shape, cache_names, row_len)
     w.cache = cache
     all_reds = [red for phase in spec.phases for red in reductions_of(spec, phase)]
     w.results = {id(red.out) for red in all_reds}
-    by_id = {id(s): s for s in spec.sources}
-    check_shared(spec, all_reds, WARP + 1, sum(teams * row_len * by_id[i].dtype.itemsize for i in cached))
-    shared = [f"__shared__ {ops.ctype(by_id[i].dtype)} {name}[{teams * row_len}];" for i, name in cached.items()]
+    if check:
+        check_shared(spec, all_reds, WARP + 1, sum(teams * row_len * dtype.itemsize for dtype, _, _ in slots))
+    shared = [f"__shared__ {ops.ctype(dtype)} cache{k}[{teams * row_len}];" for k, (dtype, _, _) in enumerate(slots)]
     results: dict = {}
     passes = []
     for p, phase in enumerate(spec.phases):
@@ -380,6 +414,7 @@ def render_rows(w, block: int, team: int, cached: dict):
             if id(out) in spec.full:
                 value = w.read_output(out, ix.element)
                 w.body.append(f"out{k}[{w.index(linearize(ix.element, out.shape))}] = {value};")
+        cache.flush(w)
         passes.append(fill("reduce_rows_final.cu.in", body=indent(w.body, 3)))
     cache.begin_pass(len(spec.phases) + 1)
     w.new_scope(results)
@@ -502,14 +537,20 @@ def render_reduction(make_writer, block: int):
     if not inner:
         return render_columns(w, block)
     team = team_width(row_len, block)
-    rendered, cache = render_rows(w, block, team, {})
-    reread = [s for s in spec.sources if len(cache.passes.get(id(s), ())) > 1]
+    rendered, cache = render_rows(w, block, team, [])
+    # Cache what later passes read again: inputs, and the values a phase reduces.
+    candidates = list(spec.sources) + [red.operand for p in spec.phases for red in reductions_of(spec, p)]
+    reread = {id(v): v for v in candidates if isinstance(v, Var) and len(cache.passes.get(id(v), ())) > 1}
     if not reread or row_len == 0:
         return rendered
-    row_bytes = row_len * sum(s.dtype.itemsize for s in reread)
+    # Once a reduced value is cached, later passes no longer read what it was computed from:
+    # count again with everything cached, and keep what is still read in several passes.
+    _, cache = render_rows(make_writer(), block, team, [[v.dtype, 0, [i]] for i, v in reread.items()], False)
+    reread = {i: v for i, v in reread.items() if len(cache.passes.get(i, ())) > 1}
+    slots = cache_slots(reread.values(), cache.passes)
+    row_bytes = row_len * sum(dtype.itemsize for dtype, _, _ in slots)
     if (block // team) * row_bytes > CACHE_BYTES:
         team = block
     if row_bytes > CACHE_BYTES:
         raise NotPersistent(spec.family, f"a row of {row_bytes} bytes does not fit in shared memory")
-    names = {id(s): f"cache{k}" for k, s in enumerate(reread)}
-    return render_rows(make_writer(), block, team, names)[0]
+    return render_rows(make_writer(), block, team, slots)[0]

@@ -20,7 +20,7 @@
 static constexpr dim3 threadIdx(0), blockDim(1);
 // A thread's elements per step of a reduction loop: one vector of accumulators.  The loop
 // over them stays a loop (not unrolled into scalar statements), which GCC vectorises.
-#define FJ_LANES 8
+#define FJ_LANES 16
 #define FJ_UNROLL _Pragma("GCC unroll 1")
 
 // Rows of a row-team kernel: one team of one thread per block, a contiguous chunk of rows.

@@ -23,7 +23,7 @@ from .cpu_arrays import CpuArrays
 # floating-point traps (which no kernel reads or enables) need not be kept, so the vectoriser
 # may evaluate comparisons and selects unconditionally.
 HOST_FLAGS = ["-O3", "-std=c++17", "-fPIC", "-shared", "-fopenmp", "-fno-math-errno", "-fno-trapping-math",
-              "-march=native", "-ffp-contract=off", "-x", "c++"]
+              "-march=native", "-mprefer-vector-width=512", "-ffp-contract=off", "-x", "c++"]
 
 
 @functools.lru_cache(maxsize=None)

@@ -80,14 +80,15 @@ def render(eqn, name: str, index64_forced: bool):
     idx = delinearize(loop_symbol(size), shape)
     own = linearize(idx, shape)
     registers = {}
-    load, store = [], []
+    declare, load, store = [], [], []
     for k, v in enumerate(carries_in):
-        reg = f"carry{k}"
+        reg = f"carry{k}[lane]"
         registers[id(v)] = (reg, own if v.shape else aff(0))
         w.variant.add(reg)
         source = w.source_names[id(v)]
-        load.append(f"{ops.ctype(v.dtype)} {reg} = {source}[{'i' if v.shape else '0'}];")
-    w.variant |= {"t", "step"}
+        declare.append(f"{ops.ctype(v.dtype)} carry{k}[FJ_TILE];")
+        load.append(f"{reg} = {source}[{'i' if v.shape else '0'}];")
+    w.variant |= {"t", "step", "lane"}
     w.cache = LoopSources(registers, {id(v) for v in xs_in}, length)
     w.body = []
     new_values = []
@@ -98,20 +99,20 @@ def render(eqn, name: str, index64_forced: bool):
     for k, (v, value) in enumerate(zip(carries_in, new_values[:nk])):
         nxt = f"next{k}"
         w.body.append(f"const {ops.ctype(v.dtype)} {nxt} = {value};")
-        updates.append(f"carry{k} = {nxt};")
+        updates.append(f"carry{k}[lane] = {nxt};")
     for j, (y, value) in enumerate(zip(eqn.outputs[nk:], new_values[nk:])):
         target = f"out{nk + j}[{w.index(w.cache.t * size + own) if y.shape[1:] else 't'}] = {value};"
         w.body.append(target if y.shape[1:] else f"if (i == 0) {target}")
     w.body += updates
     for k, v in enumerate(carries_in):
-        store.append(f"out{k}[i] = carry{k};" if v.shape else f"if (i == 0) out{k}[0] = carry{k};")
+        store.append(f"out{k}[i] = carry{k}[lane];" if v.shape else f"if (i == 0) out{k}[0] = carry{k}[lane];")
     params = w.buffer_params() + [Param("scalar", "n", w.index_ctype, value=size),
                                   Param("scalar", "length", w.index_ctype, value=length)]
     source = fill_kernel(
         w, "loop.cu.in", f"{length} iteration(s){' (reversed)' if p['reverse'] else ''} of a scan over "
         f"{list(shape)}, {len(carries_in)} carry(ies) in registers", CUDA_BLOCK, params,
-        load=indent(load, 2), iteration="length - 1 - step" if p["reverse"] else "step",
-        body=indent(w.body, 3), store=indent(store, 2))
+        declare=indent(declare, 2), load=indent(load, 3),
+        iteration="length - 1 - step" if p["reverse"] else "step", body=indent(w.body, 4), store=indent(store, 3))
     return spec, source, params, w.index64, size
 
 

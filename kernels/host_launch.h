@@ -9,6 +9,16 @@
   const idx_t fj_end_##i = fj_begin_##i + fj_chunk_##i < (n) ? fj_begin_##i + fj_chunk_##i : (n); \
   for (idx_t i = fj_begin_##i; i < fj_end_##i; ++i)
 
+// Tile loop: the block's contiguous chunk FJ_TILE elements at a time (the last tile shorter):
+// a loop over a tile's lanes is vectorised.
+#define FJ_TILE 16
+#define FJ_TILE_LOOP(idx_t, i0, width, n)                                          \
+  const idx_t fj_tchunk_##i0 = (((n) + (idx_t)gridDim.x - 1) / (idx_t)gridDim.x + 15) / 16 * 16; \
+  const idx_t fj_tbegin_##i0 = (idx_t)blockIdx.x * fj_tchunk_##i0;                 \
+  const idx_t fj_tend_##i0 = fj_tbegin_##i0 + fj_tchunk_##i0 < (n) ? fj_tbegin_##i0 + fj_tchunk_##i0 : (n); \
+  for (idx_t i0 = fj_tbegin_##i0; i0 < fj_tend_##i0; i0 += FJ_TILE)                \
+    if (const int width = (int)(fj_tend_##i0 - i0 < FJ_TILE ? fj_tend_##i0 - i0 : FJ_TILE); true)
+
 // Rows of a block-cooperative kernel: a contiguous chunk of rows per block.
 #define FJ_BLOCK_LOOP(idx_t, i, n)                                                 \
   const idx_t fj_rows_##i = ((n) + (idx_t)gridDim.x - 1) / (idx_t)gridDim.x;       \

@@ -40,7 +40,7 @@ COMBINE = {
 WARP = 32
 SPLIT_ROWS = 64        # fewer rows than this ...
 SPLIT_MIN = 8192       # ... of at least this many elements: each row is split across blocks
-TILE = 32              # outputs per block of a column reduction
+TILE = 32              # outputs per block of a column reduction on a GPU (FJ_COLUMNS)
 CACHE_BYTES = 32 * 1024  # shared memory a row kernel may use for cached inputs, per block
 SHARED_BYTES = 48 * 1024  # static shared memory a block may declare (every CUDA architecture)
 
@@ -450,11 +450,11 @@ def render_columns(w, block: int):
     shared, init, combine = [], [], []
     w.body = []
     for red in reds:
-        shared.append(f"__shared__ {red.acc_t} part{red.k}[{slices}][{TILE}];")
+        shared.append(f"__shared__ {red.acc_t} part{red.k}[FJ_COLUMN_SLICES][FJ_COLUMNS];")
         init.append(f"part{red.k}[ty][c] = {red.ident};")
         cell, arg_cell = f"part{red.k}[ty][c]", f"part_arg{red.k}[ty][c]"
         if red.is_arg:
-            shared.append(f"__shared__ {red.arg_t} part_arg{red.k}[{slices}][{TILE}];")
+            shared.append(f"__shared__ {red.arg_t} part_arg{red.k}[FJ_COLUMN_SLICES][FJ_COLUMNS];")
             init.append(f"{arg_cell} = {red.arg_ident};")
         w.body.append(red.step(cell, arg_cell, red.read(w, ix.element)))
         combine.append(f"{red.acc_t} acc{red.k} = part{red.k}[0][c];")
@@ -466,7 +466,7 @@ def render_columns(w, block: int):
     stores = row_stores(w, spec, reds, ix)
     source = fill_kernel(
         w, "reduce_columns.cu.in", describe(spec, w, f"tiles of {TILE} outputs"), block, scalar_params(w, spec),
-        tile=str(TILE), shared=indent(shared, 1), init=indent(init, 3), body=indent(body, 4),
+        shared=indent(shared, 1), init=indent(init, 3), body=indent(body, 4),
         combine=indent(combine, 3), stores=indent(stores, 3))
     tiles = -(-spec.size // TILE)
     layout = Layout("tiles", tiles, TILE * reduce_count(spec))

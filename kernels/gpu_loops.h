@@ -21,3 +21,7 @@
   for (idx_t i0 = (idx_t)blockIdx.x * (idx_t)blockDim.x + (idx_t)threadIdx.x; i0 < (n); \
        i0 += (idx_t)blockDim.x * (idx_t)gridDim.x) \
     if (const int width = 1; true)
+
+// Column reductions: a tile of 32 outputs per block of 256 threads, in 8 slices.
+#define FJ_COLUMNS 32
+#define FJ_COLUMN_SLICES 8

@@ -160,9 +160,10 @@ def test_float32_without_x64():
 
 
 def test_float32_math_within_one_ulp_of_the_exact_result():
-    """The host's vectorisable float32 exp, log, tanh, log1p, expm1 and logistic (computed in
-    double, rounded once) against the float64 result rounded to float32, over the whole range
-    of each function, plus the special values: at most one ULP apart, specials identical."""
+    """The host's vectorisable float32 exp, log, tanh, log1p, expm1 and logistic
+    (kernels/cpu_prelude.h) against the float64 result rounded to float32, over the whole
+    range of each function, plus the special values: at most one ULP apart, specials
+    identical."""
     from fusejit.check import ulp_distance
     rng = np.random.default_rng(30)
     x = np.concatenate([rng.standard_normal(20000) * 10, rng.uniform(-120, 120, 20000),

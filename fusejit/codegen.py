@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import math
 
 import numpy as np
 
@@ -60,6 +61,24 @@ class RenderedKernel:
     @property
     def name(self) -> str:
         return self.spec.name
+
+
+ROWS_MIN_INNER = 16   # a map kernel iterates rows of at least this many elements ...
+ROWS_MIN_OUTER = 64   # ... when there are at least this many rows
+
+
+def rows_split(shape) -> int | None:
+    """The row length (a product of trailing dimensions, at least ROWS_MIN_INNER) of a map
+    kernel iterated as rows and columns, or None for a flat loop: rows pay where a flat index
+    would be divided by the row length per element, unless that is a power of two (a shift)."""
+    inner = 1
+    for d in reversed(shape):
+        if inner >= ROWS_MIN_INNER:
+            break
+        inner *= d
+    outer = math.prod(shape) // inner if inner else 0
+    power_of_two = inner & (inner - 1) == 0
+    return inner if inner >= ROWS_MIN_INNER and outer >= ROWS_MIN_OUTER and not power_of_two else None
 
 
 def needs_index64(spec: KernelSpec) -> bool:
@@ -209,14 +228,24 @@ class KernelWriter:
         spec = self.spec
         self.var_by_id = {id(v): v for e in spec.eqns for v in e.outputs}
         n = spec.size
-        idx = delinearize(loop_symbol(n), spec.shape)
+        inner = rows_split(spec.shape)
+        if inner:  # rows of `inner` elements: a row and a column index, no per-element division
+            self.variant |= {"row", "col"}
+            k = len(spec.shape) - [d for d in range(len(spec.shape) + 1)
+                                   if math.prod(spec.shape[len(spec.shape) - d:]) == inner][0]
+            idx = (delinearize(aff(Sym("loop", ("row",), 0, n // inner - 1)), spec.shape[:k])
+                   + delinearize(aff(Sym("loop", ("col",), 0, inner - 1)), spec.shape[k:]))
+        else:
+            idx = delinearize(loop_symbol(n), spec.shape)
         for k, out in enumerate(spec.outputs):
             value = self.read_output(out, idx)
             address = linearize(idx, spec.shape)
             self.body.append(f"out{k}[{self.index(address)}] = {value};")
         params = self.buffer_params() + [Param("scalar", "n", self.index_ctype, value=n)]
+        if inner:
+            params.append(Param("scalar", "inner", self.index_ctype, value=inner))
         source = fill_kernel(
-            self, "elementwise.cu.in",
+            self, "elementwise_rows.cu.in" if inner else "elementwise.cu.in",
             f"{len(spec.outputs)} output(s) of shape {list(spec.shape)}, "
             f"{self.loads} load(s) and {len(spec.outputs)} store(s) per element",
             block, params, body=indent(self.body, 2))

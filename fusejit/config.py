@@ -11,6 +11,7 @@ FUSEJIT_INDEX64=1     use 64-bit indexing in every kernel (normally only for arr
 FUSEJIT_CXX           the host C++ compiler (default: $CXX, else g++, else c++).
 FUSEJIT_KERNELS_DIR   use this copy of kernels/ (templates and preludes) instead of the installed one.
 FUSEJIT_SCAN          auto | unroll | loop: how scans run (the `scan=` argument of fusejit.jit wins).
+FUSEJIT_POOL_BYTES    the most memory the host backends keep in freed large buffers for reuse.
 """
 from __future__ import annotations
 

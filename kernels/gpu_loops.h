@@ -25,3 +25,10 @@
 // Column reductions: a tile of 32 outputs per block of 256 threads, in 8 slices.
 #define FJ_COLUMNS 32
 #define FJ_COLUMN_SLICES 8
+
+// Rows loop: the grid-stride loop of FJ_GRID_LOOP over n elements, each split into a row
+// index and a column index (rows of `inner` elements): one division per element.
+#define FJ_ROWS_LOOP(idx_t, row, col, n, inner) \
+  for (idx_t fj_flat = (idx_t)blockIdx.x * (idx_t)blockDim.x + (idx_t)threadIdx.x; fj_flat < (n); \
+       fj_flat += (idx_t)blockDim.x * (idx_t)gridDim.x) \
+    if (const idx_t row = fj_flat / (inner), col = fj_flat - row * (inner); true)

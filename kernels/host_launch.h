@@ -19,6 +19,17 @@
   for (idx_t i0 = fj_tbegin_##i0; i0 < fj_tend_##i0; i0 += FJ_TILE)                \
     if (const int width = (int)(fj_tend_##i0 - i0 < FJ_TILE ? fj_tend_##i0 - i0 : FJ_TILE); true)
 
+// Rows loop: a contiguous chunk of rows per block, each row a loop over its columns (marked
+// for vectorisation: the compiler would otherwise vectorise across rows, with gathers).
+#define FJ_ROWS_LOOP(idx_t, row, col, n, inner)                                    \
+  const idx_t fj_nrows_##row = (n) / (inner);                                      \
+  const idx_t fj_rchunk_##row = (fj_nrows_##row + (idx_t)gridDim.x - 1) / (idx_t)gridDim.x; \
+  const idx_t fj_rbegin_##row = (idx_t)blockIdx.x * fj_rchunk_##row;               \
+  const idx_t fj_rend_##row = fj_rbegin_##row + fj_rchunk_##row < fj_nrows_##row ? \
+                               fj_rbegin_##row + fj_rchunk_##row : fj_nrows_##row; \
+  for (idx_t row = fj_rbegin_##row; row < fj_rend_##row; ++row)                    \
+    _Pragma("omp simd") for (idx_t col = 0; col < (inner); ++col)
+
 // Rows of a block-cooperative kernel: a contiguous chunk of rows per block.
 #define FJ_BLOCK_LOOP(idx_t, i, n)                                                 \
   const idx_t fj_rows_##i = ((n) + (idx_t)gridDim.x - 1) / (idx_t)gridDim.x;       \

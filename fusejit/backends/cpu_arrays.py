@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .pool import pool
+
 
 def to_numpy(x, dtype) -> np.ndarray:
     """A C-contiguous NumPy array of `dtype` holding x (NumPy, JAX, CuPy array or Python scalar).
@@ -26,7 +28,7 @@ class CpuArrays:
         return to_numpy(x, dtype)
 
     def empty(self, shape, dtype):
-        return np.empty(shape, dtype)
+        return pool.empty(shape, dtype)
 
     def zeros(self, shape, dtype):
         return np.zeros(shape, dtype)

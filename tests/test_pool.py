@@ -1,0 +1,46 @@
+"""The host's pool of large buffers (fusejit/backends/pool.py): reuse, and never while an
+array or a view still uses the memory."""
+import numpy as np
+
+from fusejit.backends.pool import MIN_BYTES, BufferPool
+
+
+def address(a) -> int:
+    return a.__array_interface__["data"][0]
+
+
+def test_a_freed_buffer_serves_the_next_request_of_its_size():
+    pool = BufferPool()
+    a = pool.empty((MIN_BYTES // 4,), np.float32)
+    assert type(a) is np.ndarray and a.flags.c_contiguous and a.flags.writeable
+    first = address(a)
+    del a
+    b = pool.empty((MIN_BYTES // 8,), np.float64)  # the same bytes, another dtype and shape
+    assert address(b) == first
+
+
+def test_a_view_keeps_its_buffer_out_of_the_pool():
+    pool = BufferPool()
+    a = pool.empty((1024, 1024), np.float32)
+    a[:] = 7.0
+    view = a[::2, 3:]
+    first = address(a)
+    del a
+    b = pool.empty((1024, 1024), np.float32)
+    assert address(b) != first  # the view still owns it
+    b[:] = -1.0
+    assert np.all(view == 7.0)
+    second = address(b)
+    del view, b
+    assert pool.free_bytes == 2 * 1024 * 1024 * 4  # both back once nothing uses them
+    assert {address(pool.empty((1024, 1024), np.float32)) for _ in range(1)} <= {first, second}
+
+
+def test_small_arrays_and_the_capacity(monkeypatch):
+    pool = BufferPool()
+    small = pool.empty((10,), np.float32)
+    assert small.base is None  # plain NumPy below MIN_BYTES
+    monkeypatch.setenv("FUSEJIT_POOL_BYTES", "0")
+    a = pool.empty((MIN_BYTES,), np.uint8)
+    del a
+    assert pool.free_bytes == 0  # over capacity: freed, not kept

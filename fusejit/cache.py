@@ -34,8 +34,8 @@ def enabled() -> bool:
     return os.environ.get("FUSEJIT_CACHE", "1").strip() not in ("0", "false", "off", "no")
 
 
-def entry_path(kind: str, key: str, suffix: str) -> str:
-    return os.path.join(config.cache_dir(), kind, f"{key}{suffix}")
+def entry_path(kind: str, key: str, suffix: str, root: str | None = None) -> str:
+    return os.path.join(root or config.cache_dir(), kind, f"{key}{suffix}")
 
 
 def _digest(path: str) -> str:
@@ -54,40 +54,57 @@ def _drop(*paths: str) -> None:
             pass
 
 
-def lookup(kind: str, key: str, suffix: str) -> str | None:
+def lookup(kind: str, key: str, suffix: str, root: str | None = None) -> str | None:
     """The path of a valid entry, or None.  An entry whose checksum does not match (truncated,
-    corrupted) is removed with a warning, so the caller compiles it again."""
-    if not enabled():
+    corrupted) is removed with a warning, so the caller compiles it again.  `root`: another
+    cache directory (the toolchain's), which FUSEJIT_CACHE=0 leaves on, counted apart."""
+    if root is None and not enabled():
         return None
-    path = entry_path(kind, key, suffix)
+    path = entry_path(kind, key, suffix, root)
     if not os.path.exists(path):
         return None
+    sidecar = path + ".sha256"
     try:
-        with open(path + ".sha256") as f:
-            expected = f.read().strip()
-        valid = _digest(path) == expected
+        with open(sidecar) as f:
+            expected, _, seen = f.read().partition("\n")
+        # The digest is checked again only when the entry changed since it was last checked
+        # (its size and modification time, recorded in the sidecar): a large entry (the
+        # precompiled preludes) is not hashed by every process.
+        st = os.stat(path)
+        stamp = f"{st.st_size} {st.st_mtime_ns}"
+        valid = seen.strip() == stamp or _digest(path) == expected.strip()
+        if valid and seen.strip() != stamp:
+            _write_sidecar(sidecar, expected.strip(), stamp)
     except OSError:
         valid = False
     if not valid:
         warnings.warn(f"fusejit: cache entry {path} is corrupted or incomplete; recompiling", stacklevel=3)
-        _drop(path, path + ".sha256")
+        _drop(path, sidecar)
         return None
     try:
-        os.utime(path)  # least recently used goes first when the cache is over its size cap
+        os.utime(sidecar)  # least recently used goes first when the cache is over its size cap
     except OSError:
         pass
-    stats["disk_hits"] += 1
+    stats["disk_hits" if root is None else "toolchain_hits"] += 1
     return path
+
+
+def _write_sidecar(sidecar: str, digest: str, stamp: str) -> None:
+    """The entry's digest and the stamp it was checked at, written atomically."""
+    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".sha256", dir=os.path.dirname(sidecar))
+    with os.fdopen(fd, "w") as f:
+        f.write(f"{digest}\n{stamp}\n")
+    os.replace(tmp, sidecar)
 
 
 _warned_dirs: set = set()
 
 
-def _writable_dir(kind: str) -> str:
+def _writable_dir(kind: str, root: str | None = None) -> str:
     """The cache directory for `kind`, or a private temporary one (with a warning) when the
     cache is disabled, missing and uncreatable, or read-only."""
-    if enabled():
-        directory = os.path.join(config.cache_dir(), kind)
+    if root is not None or enabled():
+        directory = os.path.join(root or config.cache_dir(), kind)
         try:
             os.makedirs(directory, exist_ok=True)
             if os.access(directory, os.W_OK):
@@ -102,11 +119,11 @@ def _writable_dir(kind: str) -> str:
     return tempfile.mkdtemp(prefix="fusejit-")
 
 
-def store(kind: str, key: str, suffix: str, build) -> str:
+def store(kind: str, key: str, suffix: str, build, root: str | None = None) -> str:
     """Run build(tmp_path) to produce the entry, then move it into place atomically, its
     checksum first.  A failed build leaves nothing behind."""
-    stats["compiles"] += 1
-    directory = _writable_dir(kind)
+    stats["compiles" if root is None else "toolchain_builds"] += 1
+    directory = _writable_dir(kind, root)
     final = os.path.join(directory, f"{key}{suffix}")
     fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=suffix, dir=directory)
     os.close(fd)
@@ -114,7 +131,7 @@ def store(kind: str, key: str, suffix: str, build) -> str:
         build(tmp)
         fd, tmp_sum = tempfile.mkstemp(prefix=f".{key}.", suffix=".sha256", dir=directory)
         with os.fdopen(fd, "w") as f:
-            f.write(_digest(tmp))
+            f.write(_digest(tmp))  # no stamp yet: the first lookup checks the digest
         os.replace(tmp_sum, final + ".sha256")
         os.replace(tmp, final)
     finally:
@@ -136,9 +153,10 @@ def enforce_size_cap() -> None:
             path = os.path.join(root, name)
             try:
                 st = os.stat(path)
+                used = os.stat(path + ".sha256").st_mtime  # touched by every lookup
             except OSError:
                 continue
-            entries.append((st.st_mtime, st.st_size, path))
+            entries.append((used, st.st_size, path))
     total = sum(size for _, size, _ in entries)
     for _, size, path in sorted(entries):
         if total <= int(cap):

@@ -11,6 +11,7 @@ FUSEJIT_INDEX64=1     use 64-bit indexing in every kernel (normally only for arr
 FUSEJIT_CXX           the host C++ compiler (default: $CXX, else g++, else c++).
 FUSEJIT_KERNELS_DIR   use this copy of kernels/ (templates and preludes) instead of the installed one.
 FUSEJIT_SCAN          auto | unroll | loop: how scans run (the `scan=` argument of fusejit.jit wins).
+FUSEJIT_TOOLCHAIN_DIR where the precompiled preludes go (default: ~/.cache/fusejit-toolchain).
 FUSEJIT_POOL_BYTES    the most memory the host backends keep in freed large buffers for reuse.
 """
 from __future__ import annotations
@@ -86,6 +87,16 @@ def cache_dir() -> str:
         return path
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "fusejit")
+
+
+def toolchain_dir() -> str:
+    """Where compiled preludes (precompiled headers) are kept: apart from the kernel cache, like
+    an installation, so an empty kernel cache does not rebuild them."""
+    path = os.environ.get("FUSEJIT_TOOLCHAIN_DIR")
+    if path:
+        return path
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "fusejit-toolchain")
 
 
 def backend_override() -> str | None:

@@ -152,3 +152,21 @@ def test_eight_threads_different_shapes_compile_once_each():
     for x, y in zip(inputs, outs):
         np.testing.assert_allclose(y, np.sin(x) * 2 + 1, rtol=1e-6)
     assert f.trace_count == 4
+
+
+def test_precompiled_preludes_are_built_once_and_optional(tmp_path, monkeypatch, fresh_cache):
+    """fusejit.h is precompiled once per machine, in the toolchain directory (apart from the
+    kernel cache, also with FUSEJIT_CACHE=0); a compile without it still works."""
+    monkeypatch.setenv("FUSEJIT_TOOLCHAIN_DIR", str(tmp_path / "toolchain"))
+    monkeypatch.setenv("FUSEJIT_CACHE", "0")
+    backends._instances.clear()
+    host = backends.get("host")
+    pch = host.precompiled_header()
+    assert os.path.exists(os.path.join(pch, "fusejit.h.gch")) and str(tmp_path / "toolchain") in pch
+    assert cache.stats["toolchain_builds"] == 1
+    x = np.linspace(-1, 1, 9).astype(np.float32)
+    assert fusejit.check(fusejit.jit(lambda x: jnp.sin(x) * 2.5, backend="host"), x).ok
+    os.unlink(os.path.join(pch, "fusejit.h.gch"))  # gone: GCC reads the header itself
+    assert fusejit.check(fusejit.jit(lambda x: jnp.cos(x) * 2.5, backend="host"), x).ok
+    backends._instances.clear()
+    assert backends.get("host").precompiled_header() == pch and cache.stats["toolchain_hits"] == 1

@@ -12,6 +12,8 @@ everything before the call (the launch plan) is shared, see launch.py.
 from __future__ import annotations
 
 import functools
+import os
+import sys
 
 from .. import config
 from ..errors import FusejitError
@@ -19,8 +21,18 @@ from ..errors import FusejitError
 NAMES = ("cuda", "host", "emulate")
 
 
+def nvidia_driver_present() -> bool:
+    """An NVIDIA driver is loaded (Linux) or may be (elsewhere): only then is CuPy imported,
+    which costs a tenth of a second."""
+    if sys.platform.startswith("linux"):
+        return os.path.exists("/proc/driver/nvidia/version") or os.path.exists("/dev/nvidiactl")
+    return True
+
+
 @functools.lru_cache(maxsize=None)
 def gpu_available() -> bool:
+    if not nvidia_driver_present():
+        return False
     try:
         import cupy
     except ImportError:

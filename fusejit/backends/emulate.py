@@ -67,7 +67,7 @@ class EmulateBackend(HostBackend):
             with open(src, "w") as f:
                 f.write(source)
             cxx.compile_files(["-x", "c++", src, "-x", "none", driver], output,
-                              [*self.flags, "-I", kernels_dir()], source)
+                              [*self.flags, *self.include_flags()], source)
 
     def load(self, path: str, names):
         return EmulatedModule(path)

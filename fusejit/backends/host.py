@@ -6,6 +6,7 @@ import ctypes
 import functools
 import os
 import platform
+import shutil
 import tempfile
 import threading
 
@@ -24,6 +25,9 @@ from .cpu_arrays import CpuArrays
 # may evaluate comparisons and selects unconditionally.
 HOST_FLAGS = ["-O3", "-std=c++17", "-fPIC", "-shared", "-fopenmp", "-fno-math-errno", "-fno-trapping-math",
               "-march=native", "-mprefer-vector-width=512", "-ffp-contract=off", "-x", "c++"]
+# gold links a small module in two thirds of the time of the default linker.
+if shutil.which("ld.gold"):
+    HOST_FLAGS.insert(HOST_FLAGS.index("-shared") + 1, "-fuse-ld=gold")
 
 
 @functools.lru_cache(maxsize=None)
@@ -143,7 +147,38 @@ class HostBackend(CpuArrays):
             src = os.path.join(tmp, "module.cu")
             with open(src, "w") as f:
                 f.write(source)
-            cxx.compile_files([src], output, [*self.flags, "-I", kernels_dir()], source)
+            cxx.compile_files([src], output, [*self.flags, *self.include_flags()], source)
+
+    def include_flags(self) -> list[str]:
+        """-I for kernels/, after a directory holding fusejit.h precompiled for these flags
+        (GCC takes the .gch when it is valid, else reads the header as usual)."""
+        pch = self.precompiled_header()
+        return (["-I", pch] if pch else []) + ["-I", kernels_dir()]
+
+    @functools.lru_cache(maxsize=None)
+    def precompiled_header(self) -> str | None:
+        """A directory with fusejit.h.gch, fusejit.h precompiled for these flags and this
+        kernels/ (in the toolchain directory, built once per machine): it saves parsing the
+        preludes in every compile."""
+        header = os.path.join(kernels_dir(), "fusejit.h")
+        with open(header) as f:
+            text = f.read()
+        key = self.compile_key("precompiled fusejit.h")
+        root = config.toolchain_dir()
+        path = cache.lookup(self.name, key, ".gch", root)
+        if path is None:  # the module's flags, less linking and the source language
+            flags = [f for f in self.flags if f not in ("-shared", "-x", "c++")]
+            path = cache.store(self.name, key, ".gch", lambda out: cxx.compile_files(
+                ["-x", "c++-header", header], out, [*flags, "-I", kernels_dir()], text), root)
+        directory = os.path.join(os.path.dirname(path), f"pch-{key}")
+        os.makedirs(directory, exist_ok=True)
+        link = os.path.join(directory, "fusejit.h.gch")
+        if not os.path.exists(link):
+            try:
+                os.symlink(path, link)
+            except FileExistsError:  # another process made it
+                pass
+        return directory
 
     def load(self, path: str, names):
         return HostModule(path, names)

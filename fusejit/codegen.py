@@ -18,7 +18,7 @@ import numpy as np
 from . import ops
 from .errors import UnsupportedError
 from .fusion import KernelSpec, NotPersistent
-from .indexing import (Affine, Sym, aff, clamp, delin, delinearize, linearize, loop_symbol)
+from .indexing import (Affine, Sym, aff, clamp, delin, delinearize, linearize, loop_symbol, runtime_value)
 from .ir import Literal, Var
 from .launch import Layout
 from .templates import fill
@@ -143,7 +143,7 @@ class KernelWriter:
         return f"{v}LL" if abs(v) > INT32_LIMIT else str(v)
 
     def sym(self, s: Sym) -> str:
-        if s.kind == "loop":
+        if s.kind in ("loop", "value"):
             return s.args[0]
         if s in self.sym_names:
             return self.sym_names[s]
@@ -471,6 +471,91 @@ def pad_rule(w, eqn, pos, idx):
                   w.is_invariant(cond, value, pv))
 
 
+def start_index(w, value: str, dtype, hi: int, primitive: str) -> Affine:
+    """A window start read from data (`value`, of `dtype`), clamped to [0, hi] as XLA does."""
+    name = w.emit("j", "idx_t", f"(idx_t)fj_start_index({value}, (long long){hi})", primitive,
+                  w.is_invariant(value))
+    return runtime_value(name, 0, max(hi, 0))
+
+
+def gather_fill(eqn):
+    """FILL_OR_DROP's value: params['fill_value'], else JAX's default for the dtype."""
+    dtype = eqn.outputs[0].dtype
+    value = eqn.params.get("fill_value")
+    if value is None:
+        value = np.nan if dtype.kind == "f" else (True if dtype.kind == "b" else
+                                                   np.iinfo(dtype).min if dtype.kind == "i" else np.iinfo(dtype).max)
+    return ops.c_literal(value, dtype)
+
+
+def gather_rule(w, eqn, pos, idx):
+    """lax.gather with the index vector last (as jnp emits): each output element reads its
+    window's start from the indices at run time, clamps it so the window fits (CLIP,
+    PROMISE_IN_BOUNDS), or gives the fill value when it does not (FILL_OR_DROP)."""
+    operand, indices = eqn.inputs
+    out = eqn.outputs[0]
+    dn, sizes = eqn.params["dimension_numbers"], eqn.params["slice_sizes"]
+    batching = [int(d) for d in dn.operand_batching_dims]
+    window_dims = [d for d in range(operand.ndim) if d not in dn.collapsed_slice_dims and d not in batching]
+    offsets = list(dn.offset_dims)
+    batch_idx = [e for k, e in enumerate(idx) if k not in offsets]
+    op_index = [aff(0)] * operand.ndim
+    for d, e in zip(window_dims, [idx[k] for k in offsets]):
+        op_index[d] = e
+    for d, axis in zip(batching, dn.start_indices_batching_dims):
+        op_index[d] = batch_idx[int(axis)]
+    fits, values = [], []
+    for k, d in enumerate(dn.start_index_map):
+        value = w.read(indices, tuple(batch_idx) + (aff(k),))
+        hi = operand.shape[d] - sizes[d]
+        op_index[d] = op_index[d] + start_index(w, value, indices.dtype, hi, "gather")
+        fits.append(f"fj_index_fits({value}, (long long){hi})")
+        values.append(value)
+    result = w.read(operand, tuple(op_index))
+    if not is_fill_or_drop(eqn) or not fits:
+        return result
+    ok = w.emit("c", "bool", " && ".join(fits), "gather", w.is_invariant(*values))
+    return w.emit("v", ops.ctype(out.dtype), f"{ok} ? {result} : {gather_fill(eqn)}", "gather",
+                  w.is_invariant(ok, result))
+
+
+def is_fill_or_drop(eqn) -> bool:
+    return "FILL_OR_DROP" in str(eqn.params.get("mode"))
+
+
+def dynamic_slice_rule(w, eqn, pos, idx):
+    """operand[start + idx] with each start clamped so the slice fits (XLA's semantics)."""
+    operand, starts = eqn.inputs[0], eqn.inputs[1:]
+    sizes = eqn.params["slice_sizes"]
+    index = tuple(e + start_index(w, w.read(s, ()), s.dtype, n - size, "dynamic_slice")
+                  for e, s, n, size in zip(idx, starts, operand.shape, sizes))
+    return w.read(operand, index)
+
+
+def dynamic_update_slice_rule(w, eqn, pos, idx):
+    """The update where the (clamped) window covers idx, the operand elsewhere."""
+    operand, update, starts = eqn.inputs[0], eqn.inputs[1], eqn.inputs[2:]
+    out = eqn.outputs[0]
+    conds, upd_index = [], []
+    for e, s, n, m in zip(idx, starts, operand.shape, update.shape):
+        start = start_index(w, w.read(s, ()), s.dtype, n - m, "dynamic_update_slice")
+        rel = e - start
+        if rel.lo < 0:
+            conds.append(f"{w.index(rel)} >= 0")
+        if rel.hi > m - 1:
+            conds.append(f"{w.index(rel)} < {w.int_text(m)}")
+        upd_index.append(clamp(rel, 0, m - 1))
+    inside = w.read(update, tuple(upd_index)) if update.size else None
+    if inside is None:
+        return w.read(operand, idx)
+    if not conds:
+        return inside
+    cond = w.emit("c", "bool", " && ".join(conds), "dynamic_update_slice")
+    outside = w.read(operand, idx)
+    return w.emit("v", ops.ctype(out.dtype), f"{cond} ? {inside} : {outside}", "dynamic_update_slice",
+                  w.is_invariant(cond, inside, outside))
+
+
 RULES = {prim: elementwise_rule for prim in ops.ELEMENTWISE}
 RULES.update({
     "integer_pow": integer_pow_rule,
@@ -487,6 +572,9 @@ RULES.update({
     "concatenate": concatenate_rule,
     "stack": stack_rule,
     "pad": pad_rule,
+    "gather": gather_rule,
+    "dynamic_slice": dynamic_slice_rule,
+    "dynamic_update_slice": dynamic_update_slice_rule,
 })
 
 

@@ -25,6 +25,8 @@ from . import ops
 SHAPE_PRIMITIVES = {
     "broadcast_in_dim", "reshape", "squeeze", "expand_dims", "slice", "rev", "transpose",
     "concatenate", "stack", "pad", "iota", "tile", "split",
+    # indexing with indices read at run time: still a load at a computed index
+    "gather", "dynamic_slice", "dynamic_update_slice",
 }
 # Reductions: computed by a block-cooperative kernel that fuses the operand's producers.
 REDUCTIONS = {"reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "reduce_and", "reduce_or",
@@ -108,11 +110,18 @@ class NotPersistent(Exception):
         super().__init__(why)
 
 
+def fusible(eqn: Eqn) -> bool:
+    """A kernel computes the equation (a gather in ONE_HOT mode is left to a step)."""
+    if eqn.primitive == "gather" and "ONE_HOT" in str(eqn.params.get("mode")):
+        return False
+    return eqn.primitive in SUPPORTED
+
+
 def check_supported(graph: Graph, backend: str, steps=frozenset()) -> None:
     """Raise UnsupportedError for the first primitive that neither a kernel nor a step (a
     library call, a loop: `steps`) can compute."""
     for eqn in graph.eqns:
-        if eqn.primitive not in SUPPORTED and eqn.primitive not in steps:
+        if not fusible(eqn) and eqn.primitive not in steps:
             raise UnsupportedError(
                 f"fusejit has no rule for primitive '{eqn.primitive}' (backend '{backend}')",
                 primitive=eqn.primitive, source=eqn.source)
@@ -141,7 +150,7 @@ def plan_kernels(graph: Graph, cuts: frozenset = frozenset(), prefix: str = "fj"
     reduced = {id(v) for e in graph.eqns if e.primitive in REDUCTIONS | SCANS for v in e.outputs}
     # Equations no kernel computes (library calls, loops) run as steps between kernels: they
     # read stored values and their results are sources of later kernels.
-    opaque = [e for e in graph.eqns if e.primitive not in SUPPORTED]
+    opaque = [e for e in graph.eqns if not fusible(e)]
     opaque_out = {id(v) for e in opaque for v in e.outputs}
     opaque_in = {id(a) for e in opaque for a in e.inputs if isinstance(a, Var)}
     materialized = set(cuts) | reduced | opaque_out | opaque_in

@@ -17,7 +17,8 @@ from typing import Optional
 
 @dataclasses.dataclass(frozen=True)
 class Sym:
-    """An integer symbol.  `kind` is 'loop', 'delin' or 'clamp'; `args` define it."""
+    """An integer symbol.  `kind` is 'loop', 'delin', 'clamp' or 'value' (an index read from
+    data at run time, such as a gather's: `args` holds the C variable); `args` define it."""
     kind: str
     args: tuple
     lo: int
@@ -177,3 +178,8 @@ def delinearize(flat: Affine, shape) -> tuple[Affine, ...]:
         return tuple(aff(0) for _ in shape)
     return tuple(aff(0) if d == 1 else delin(flat, st, d) for st, d in zip(strides_of(shape), shape))
 
+
+
+def runtime_value(name: str, lo: int, hi: int) -> Affine:
+    """An index computed at run time into the C variable `name`, known to lie in [lo, hi]."""
+    return aff(Sym("value", (name,), lo, hi))

@@ -201,3 +201,18 @@ FJ_DEVICE float fj_digamma(float x) { return (float)fj_digamma((double)x); }
 // Index clamp for guarded loads (pad, concatenate): the load stays in bounds, a select
 // then picks the pad value or the other operand.
 template <class T> FJ_DEVICE T fj_clamp_index(T x, T lo, T hi) { return x < lo ? lo : (x > hi ? hi : x); }
+
+// A gather's or dynamic slice's window start read from data, clamped to [0, hi] (XLA clamps
+// so that the window fits), and whether it fitted unclamped (FILL_OR_DROP).
+template <class T> FJ_DEVICE long long fj_start_index(T s, long long hi) {
+  if constexpr (fj_traits<T>::is_signed) {
+    if (s < (T)0) return 0;
+  }
+  return (unsigned long long)s > (unsigned long long)hi ? hi : (long long)s;
+}
+template <class T> FJ_DEVICE bool fj_index_fits(T s, long long hi) {
+  if constexpr (fj_traits<T>::is_signed) {
+    if (s < (T)0) return false;
+  }
+  return hi >= 0 && (unsigned long long)s <= (unsigned long long)hi;
+}

@@ -95,3 +95,22 @@ def test_library_output_feeds_a_reduction_family(x64):
     a, b = rand(rng, (9, 6), np.float64), rand(rng, (6, 33), np.float64)
     compiled = verify(lambda a, b: jax.nn.softmax(a @ b, axis=-1), a, b)
     assert compiled.kernel_count == 1 and compiled.call_count == 1
+
+
+@pytest.mark.parametrize("index_dtype", (np.int8, np.int32, np.int64, np.uint8, np.uint64))
+def test_gathers_and_dynamic_slices_are_fused_with_every_mode(index_dtype, x64):
+    """Gathers and dynamic slices read their indices at run time inside the kernel: clamped
+    (mode='clip', and XLA's dynamic slices), filled (mode='fill') or promised in bounds; out of
+    range, negative and huge indices included."""
+    rng = np.random.default_rng(9)
+    x = rand(rng, (6, 9), np.float32)
+    info = np.iinfo(index_dtype)
+    idx = np.array([0, 5, 8, info.max, info.min, 3], dtype=index_dtype)
+    compiled = verify(lambda x, idx: {
+        "clip": jnp.take(x, idx, axis=1, mode="clip") * 2.0,
+        "fill": jnp.take(x, idx, axis=0, mode="fill", fill_value=-7.0),
+        "fill_default": jnp.take(x.astype(jnp.int16), idx, axis=1, mode="fill"),
+        "dynamic": jax.lax.dynamic_slice(x, (idx[1], idx[3]), (2, 4)) + 1.0,
+        "update": jax.lax.dynamic_update_slice(x, x[:2, :3] * -1.0, (idx[4], idx[2])),
+    }, x, idx)
+    assert compiled.call_count == 0  # every one fused into kernels

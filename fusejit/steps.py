@@ -135,9 +135,9 @@ class Branch:
 
 
 def build_scan(eqn: Eqn, ctx: Context):
-    from . import devloop
+    from . import blockloop, devloop
     p = eqn.params
-    device = devloop.build(eqn, ctx)
+    device = devloop.build(eqn, ctx) or blockloop.build(eqn, ctx)
     if device is not None:
         return device
     body = ctx.compile(p["body"], f"{ctx.name}_body")

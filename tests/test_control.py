@@ -76,17 +76,18 @@ def test_scan_strategy_from_the_environment(monkeypatch):
 
 
 def test_unroll_parameter_is_honoured(x64):
-    """jax's unroll=k: the host loop runs a body of k iterations per step (and the rest one by one)."""
+    """jax's unroll=k: the host loop runs a body of k iterations per step (and the rest one by
+    one).  (The sort, a library call, keeps the body on the host.)"""
     def f(x, m):
         def body(c, x):
-            return m @ c + x, jnp.sum(c)
+            return jnp.sort(m @ c) + x, jnp.sum(c)
         return lax.scan(body, x[0], x, unroll=3)
 
     rng = np.random.default_rng(4)
     x, m = rand(rng, (8, 5), np.float64), rand(rng, (5, 5), np.float64) * 0.2
     compiled = verify(f, x, m, backends=("host",), scan="loop")
     assert "3 iterations per step" in compiled.as_text()
-    compiled = verify(lambda x, m: lax.scan(lambda c, x: (m @ c + x, c), x[0], x, unroll=True), x, m,
+    compiled = verify(lambda x, m: lax.scan(lambda c, x: (jnp.sort(m @ c) + x, c), x[0], x, unroll=True), x, m,
                       backends=("host",))
     assert "scan" not in [e.primitive for e in compiled.graph.eqns]
 
@@ -116,10 +117,19 @@ def test_device_loop_with_xs_ys_and_reverse(x64):
     verify(f, rand(rng, (4, 9), np.float64), rand(rng, (11, 4, 9), np.float64), scan="loop")
 
 
-def test_body_reading_another_elements_carry_runs_as_a_host_loop():
-    """x[::-1] of the carry couples elements: no device loop, the host loop is exact."""
+def test_body_reading_another_elements_carry_runs_as_a_block_loop():
+    """x[::-1] of the carry couples elements: no device loop (a thread per element), but a
+    block loop (the block shares the carry in shared memory)."""
     def f(x):
         return lax.scan(lambda c, _: (c[::-1] * 0.5 + 1.0, None), x, None, length=9)[0]
+
+    compiled = verify(f, rand(np.random.default_rng(7), (5,), np.float32), scan="loop")
+    assert "block loop: 9 iteration(s)" in compiled.as_text()
+
+
+def test_body_with_a_library_call_runs_as_a_host_loop():
+    def f(x):
+        return lax.scan(lambda c, _: (jnp.sort(c[::-1] * 0.5 + 1.0), None), x, None, length=9)[0]
 
     compiled = verify(f, rand(np.random.default_rng(7), (5,), np.float32), scan="loop")
     assert "host loop of 9 iteration(s)" in compiled.as_text()
@@ -131,7 +141,7 @@ def test_host_loop_allocates_nothing_per_iteration(monkeypatch):
     def allocations(length):
         m = rand(np.random.default_rng(8), (4, 4), np.float32) * 0.1
         x = rand(np.random.default_rng(9), (4,), np.float32)
-        g = fusejit.jit(lambda x, m: lax.scan(lambda c, _: (jnp.tanh(m[:3, :3] @ c[:3]).sum() + c, c.sum()),
+        g = fusejit.jit(lambda x, m: lax.scan(lambda c, _: (jnp.sort(jnp.tanh(m[:3, :3] @ c[:3])).sum() + c, c.sum()),
                                               x, None, length=length), scan="loop")
         g(x, m)
         host = backends.get("host")
@@ -243,3 +253,42 @@ def test_nested_loops_and_conds(x64):
         return lax.scan(outer, x[0], x)
 
     verify(f, rand(np.random.default_rng(15), (5, 4), np.float64), backends=("host",))
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_scan_over_small_arrays_runs_as_one_block_loop(dtype, x64):
+    """Matrix products (batched too), lower and upper triangular solves (transposed too),
+    reductions, argmax, gathers and ys: every iteration in one block of one kernel."""
+    rng = np.random.default_rng(16)
+    a = rand(rng, (12, 12), dtype) * 0.1 + np.eye(12, dtype=dtype) * 3
+    m = rand(rng, (3, 12, 12), dtype) * 0.05
+    tri = np.tril(a)
+
+    def f(x, xs):
+        def body(c, t):
+            lower = jax.scipy.linalg.solve_triangular(tri, c, lower=True)
+            upper = jax.scipy.linalg.solve_triangular(tri, c[:, None], lower=True, trans=1)[:, 0]
+            batched = jnp.einsum("bij,j->bi", m, c).sum(0)
+            new = 0.5 * (lower - upper) + batched + jnp.linalg.norm(c) * 0.01 + t
+            return new, (jnp.max(new), jnp.argmax(new), new[jnp.argmin(new)])
+        return lax.scan(body, x, xs, reverse=True)
+
+    x, xs = rand(rng, (12,), dtype), rand(rng, (7, 12), dtype) * 0.1
+    compiled = verify(f, x, xs, scan="loop", **({"rtol": 1e-4, "atol": 1e-5} if dtype == np.float32 else {}))
+    assert "block loop: 7 iteration(s) in one block" in compiled.as_text()
+    assert calls(fusejit.jit(f, scan="loop"), x, xs)["kernels"] == 1
+
+
+def test_notebook_loop_is_one_launch(x64):
+    """The seed notebook's loop: lu hoisted (one library call), the 100 iterations one kernel."""
+    rng = np.random.default_rng(17)
+    A = jnp.asarray(np.eye(50) * 4 + rng.standard_normal((50, 50)) * 0.1)
+    B = jnp.asarray(rng.standard_normal((50, 50)) * 0.02)
+
+    def f(x):
+        return lax.scan(lambda c, _: (B @ c + jnp.linalg.solve(A, c) + jnp.linalg.norm(c), None), x, None,
+                        length=100)[0]
+
+    x = rand(rng, (50,), np.float64) * 1e-3
+    verify(f, x, backends=("host",))
+    assert calls(fusejit.jit(f), x) == {"kernels": 1, "library": 1}

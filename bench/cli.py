@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     console = Console()
     if not console.is_terminal:  # logs and pipes: do not squeeze the tables into 80 columns
         console = Console(width=180)
-    from . import device as device_mod, report, run, workloads
+    from . import device as device_mod, report, run, targets, workloads
 
     selected = workloads.select(args.filter)
     if not selected:
@@ -106,6 +106,7 @@ def main(argv=None) -> int:
         progress.advance(task)
     results["wall_s"] = time.time() - started
     results["loadavg_end"] = _loadavg()
+    results["targets"] = targets.evaluate(results)
 
     for table in report.rich_tables(results):
         console.print(table)

@@ -1,8 +1,9 @@
 """Presenting results: the rich tables on the terminal, report.md, report.json, ratios.png.
 
 `results` is the JSON-ready dict built by bench.cli: {"device", "settings",
-"copy_bandwidth_Bps", "workloads": [...], "dispatch": {...}}; each workload record is
-the dict from bench.run.run_workload.
+"copy_bandwidth_Bps", "workloads": [...], "dispatch": {...}, "targets": [...]}; each
+workload record is the dict from bench.run.run_workload, each target the dict from
+bench.targets.evaluate.
 """
 from __future__ import annotations
 
@@ -98,6 +99,15 @@ def dispatch_rows(results: dict) -> list[list[str]]:
             for k, t in d.items()]
 
 
+TARGET_HEADER = ["target", "holds", "figure", "note"]
+
+
+def target_rows(results: dict) -> list[list[str]]:
+    verdict = {True: "yes", False: "NO", None: "n/a"}
+    return [[t["name"], verdict[t["holds"]], t["figure"], t["note"]]
+            for t in results.get("targets") or []]
+
+
 def summary_line(results: dict) -> str:
     dev = results["device"]
     bw = results["copy_bandwidth_Bps"] / 1e9
@@ -106,12 +116,14 @@ def summary_line(results: dict) -> str:
             f"measured copy bandwidth {bw:.1f} GB/s (read + write)")
 
 
-def _rich_table(title: str, header, rows, caption: str | None = None) -> Table:
+def _rich_table(title: str, header, rows, caption: str | None = None, text: bool = False) -> Table:
+    """Numbers right-aligned after the first column; `text`: every column left-aligned."""
     table = Table(title=title, caption=caption, title_justify="left", caption_justify="left")
     for k, col in enumerate(header):
-        table.add_column(col, justify="left" if k == 0 else "right", overflow="fold")
+        table.add_column(col, justify="left" if k == 0 or text else "right", overflow="fold")
     for row in rows:
         style = "red" if any(str(c).startswith(("FAIL", "ERROR")) for c in row) else None
+        style = "yellow" if text and style is None and "NO" in row else style
         table.add_row(*row, style=style)
     return table
 
@@ -127,6 +139,10 @@ def rich_tables(results: dict) -> list[Table]:
     if disp:
         tables.append(_rich_table("steady-state dispatch overhead: sin(x)+cos(x) on 9 float32",
                                   ["implementation", "median per call", "IQR", "reps"], disp))
+    targets = target_rows(results)
+    if targets:
+        tables.append(_rich_table("targets (never change the exit status, see README)",
+                                  TARGET_HEADER, targets, text=True))
     return tables
 
 
@@ -151,6 +167,11 @@ def markdown(results: dict) -> str:
     if disp:
         parts += ["", "## Steady-state dispatch overhead (sin(x)+cos(x), 9 float32)", "",
                   _md_table(["implementation", "median per call", "IQR", "reps"], disp)]
+    targets = target_rows(results)
+    if targets:
+        parts += ["", "## Targets", "",
+                  "Measured in this run; they never change the exit status (see bench/README.md).",
+                  "", _md_table(TARGET_HEADER, targets)]
     return "\n".join(parts) + "\n"
 
 

@@ -1,0 +1,143 @@
+"""bench/targets.py: the performance targets computed from a run's results, and how the
+benchmark reports them (terminal table, report.md, JSON)."""
+import json
+import math
+
+import pytest
+
+from bench import report, targets
+
+KEYS = {"name", "figure", "value", "op", "threshold", "holds", "note"}
+NAMES = [t[0] for t in targets.TARGETS]
+
+
+def workload(name, fusejit_s, jax_s, cold=(0.1, 0.1), warm=0.01):
+    """A workload record shaped like bench.run.run_workload's, with latency figures
+    (cold: fusejit's and jax's cold first call; warm: fusejit's first call, warm disk cache)."""
+    phase = lambda s: {"first_call_s": s, "fusejit_cache": {}}  # noqa: E731
+    return {"name": name, "stresses": "", "x64": False, "correct": True, "inputs": ["f32[9]"],
+            "outputs": [], "max_ulp": 0.0, "max_abs": 0.0, "eager_vs_jax": {"ok": True, "max_ulp": 0.0},
+            "kernels_fusejit": 1, "library_fusejit": 0, "xla": {"fusions": 1, "other": 0}, "bytes": 72,
+            "time_s": {"fusejit": fusejit_s, "jax": jax_s, "eager": 1.0},
+            "speedup_vs_jax": jax_s / fusejit_s, "speedup_vs_eager": 1.0 / fusejit_s,
+            "bandwidth_fraction": {"fusejit": 0.5, "jax": 0.25, "eager": 0.1},
+            "latency": {"fusejit_cold": phase(cold[0]), "fusejit_warm": phase(warm),
+                        "jax_cold": phase(cold[1]), "jax_warm": phase(0.05), "jax_default": phase(0.06)}}
+
+
+def results(*records, kind="cpu", scale=1.0, dispatch=(4e-6, 5e-6)):
+    timing = lambda s: {"median": s, "q1": s, "q3": s, "minimum": s, "reps": 10}  # noqa: E731
+    return {"device": {"kind": kind, "name": "test", "cores": 2, "fusejit_backend": "host",
+                       "eager_baseline": "numpy", "jax_platform": "cpu"},
+            "settings": {"quick": False, "scale": scale}, "copy_bandwidth_Bps": 1e10,
+            "workloads": list(records),
+            "dispatch": {"fusejit": timing(dispatch[0]), "jax": timing(dispatch[1]),
+                         "eager": timing(1e-6)}}
+
+
+def by_name(res):
+    return {t["name"]: t for t in targets.evaluate(res)}
+
+
+def holds(res):
+    return [t["holds"] for t in targets.evaluate(res)]
+
+
+def test_every_target_holds_on_a_good_run():
+    res = results(workload("a", 1.0, 2.0), workload("b", 1.0, 3.0))
+    assert holds(res) == [True, True, True, True, True, None, None, None]
+    got = by_name(res)
+    assert got[NAMES[0]]["figure"] == "2/2 faster"
+    assert got[NAMES[1]]["value"] == pytest.approx(math.sqrt(6))
+    assert got[NAMES[5]]["note"] == "GPU target; CPU run"
+    assert "tests/test_gpu_code.py" in got[NAMES[6]]["note"]
+    assert got[NAMES[7]]["note"] == "GPU only"
+
+
+def test_one_slower_workload_breaks_every_workload_but_not_the_geomean():
+    res = results(workload("fast", 1.0, 4.0), workload("slow", 1.0, 0.9))
+    got = by_name(res)
+    assert got[NAMES[0]]["holds"] is False
+    assert got[NAMES[0]]["figure"] == "1/2 faster; not faster: slow"
+    assert got[NAMES[0]]["value"] == pytest.approx(0.9)
+    assert got[NAMES[1]]["holds"] is True  # sqrt(3.6) = 1.9
+
+
+def test_a_failed_workload_is_not_faster():
+    res = results(workload("fast", 1.0, 4.0), {"name": "broken", "correct": False, "error": "E"})
+    target = by_name(res)[NAMES[0]]
+    assert target["holds"] is False and "broken (error)" in target["figure"]
+
+
+def test_geomean_below_threshold_and_slow_dispatch():
+    res = results(workload("a", 1.0, 1.2), workload("b", 1.0, 1.4), dispatch=(6e-6, 5e-6))
+    got = by_name(res)
+    assert got[NAMES[1]]["holds"] is False
+    assert got[NAMES[2]]["holds"] is False and got[NAMES[2]]["value"] == pytest.approx(1.2)
+
+
+def test_first_call_targets_per_workload():
+    res = results(workload("ok", 1e-3, 2e-3, cold=(0.19, 0.1), warm=0.021),
+                  workload("slow_cold", 1e-3, 2e-3, cold=(0.25, 0.1), warm=0.0212),
+                  workload("no_latency", 1e-3, 2e-3))
+    del res["workloads"][2]["latency"]
+    got = by_name(res)
+    cold, warm = got[NAMES[3]], got[NAMES[4]]
+    assert cold["holds"] is False and cold["value"] == pytest.approx(2.5)
+    assert cold["per_workload"] == pytest.approx({"ok": 1.9, "slow_cold": 2.5})
+    assert cold["figure"].startswith("1/2 within")
+    # limit: 1.2 * 1 ms + 20 ms = 21.2 ms
+    assert warm["holds"] is True and warm["value"] == pytest.approx(1.0)
+    res["workloads"][1]["latency"]["fusejit_warm"]["first_call_s"] = 0.030
+    assert by_name(res)[NAMES[4]]["holds"] is False
+
+
+def test_no_latency_figures_means_not_applicable():
+    res = results(workload("a", 1.0, 2.0))
+    del res["workloads"][0]["latency"]
+    got = by_name(res)
+    for name in NAMES[3:5]:
+        assert got[name]["holds"] is None and got[name]["value"] is None and got[name]["note"]
+
+
+def test_not_at_default_size_is_noted_but_still_computed():
+    target = by_name(results(workload("a", 1.0, 2.0), scale=0.01))[NAMES[0]]
+    assert target["holds"] is True and target["note"] == "not at default size"
+
+
+def test_copy_bandwidth_on_a_gpu_run_is_reported_without_verdict():
+    target = by_name(results(workload("a", 1.0, 2.0), kind="gpu"))[NAMES[5]]
+    assert target["holds"] is None and target["per_workload"] == {"a": 0.5}
+    assert target["figure"] == "a 50%"
+
+
+def test_report_renders_targets():
+    res = results(workload("a", 1.0, 2.0), workload("b", 1.0, 0.5))
+    res["targets"] = targets.evaluate(res)
+    md = report.markdown(res)
+    assert "## Targets" in md and "| faster than jax.jit on every workload | NO |" in md
+    assert any(t.title.startswith("targets") for t in report.rich_tables(res))
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    from bench import cli
+    path = tmp_path_factory.mktemp("bench") / "bench.json"
+    status = cli.main(["--quick", "--filter", "sin_cos_9", "--no-save", "--json", str(path)])
+    return status, json.loads(path.read_text())
+
+
+def test_the_benchmark_writes_every_target_to_json(quick_run):
+    status, res = quick_run
+    assert status == 0
+    assert [t["name"] for t in res["targets"]] == NAMES
+    for t in res["targets"]:
+        assert KEYS <= set(t)
+        assert isinstance(t["figure"], str) and t["holds"] in (True, False, None)
+        assert t["value"] is None or isinstance(t["value"], (int, float))
+    got = {t["name"]: t for t in res["targets"]}
+    assert got[NAMES[0]]["note"] == "not at default size"  # --quick
+    for name in NAMES[:5]:  # --quick times first calls for the first (here the only) workload
+        assert got[name]["holds"] is not None, got[name]
+    if res["device"]["kind"] == "cpu":
+        assert got[NAMES[5]]["holds"] is None and got[NAMES[5]]["note"] == "GPU target; CPU run"

@@ -14,11 +14,13 @@ against jax.jit.
 from ._version import __version__
 from .api import Jitted, jit
 from .check import CheckReport, check
-from .errors import (CompileError, FusejitError, MismatchError, ToolchainError, UnsupportedError)
+from .errors import (CompileError, DeviceMemoryError, FusejitError, MismatchError, ToolchainError,
+                     UnsupportedError)
 from .trace import make_graph
 from . import cache, launch
 
 fusejit = jit
 
 __all__ = ["jit", "fusejit", "check", "make_graph", "Jitted", "CheckReport", "FusejitError",
-           "UnsupportedError", "CompileError", "MismatchError", "ToolchainError", "cache", "__version__"]
+           "UnsupportedError", "CompileError", "MismatchError", "ToolchainError", "DeviceMemoryError",
+           "cache", "__version__"]

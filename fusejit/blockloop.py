@@ -265,7 +265,7 @@ def render(eqn, name: str, index64: bool):
     source = fill_kernel(
         w, "block_loop.cu.in", f"{length} iteration(s){' (reversed)' if p['reverse'] else ''} of a scan over "
         f"small arrays in one block: {len(stored)} step(s) and the carries per iteration", CUDA_BLOCK, params,
-        shared=indent(shared, 1), pointers=indent(pointers, 2), start="".join(start),
+        min_blocks=1, shared=indent(shared, 1), pointers=indent(pointers, 2), start="".join(start),
         iteration="length - 1 - step" if p["reverse"] else "step", steps="".join(text), swap=indent(swap, 3),
         finish="".join(finish))
     return spec, source, params, w.index64, stored, list(consts) + graph_consts

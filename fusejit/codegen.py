@@ -22,6 +22,7 @@ from .indexing import (Affine, Sym, aff, clamp, delin, delinearize, linearize, l
 from .ir import Literal, Var
 from .launch import Layout
 from .templates import fill
+from .vectorize import GRID_MARGIN, vector_path
 
 MAX_STATEMENTS = 1500
 INT32_LIMIT = 2**31 - 1
@@ -82,7 +83,9 @@ def rows_split(shape) -> int | None:
 
 
 def needs_index64(spec: KernelSpec) -> bool:
-    return any(v.size > INT32_LIMIT for v in spec.sources + spec.outputs) or spec.size > INT32_LIMIT
+    # A grid-stride loop steps past n before it stops: 32-bit indices leave room for a step.
+    return (any(v.size > INT32_LIMIT for v in spec.sources + spec.outputs)
+            or spec.size > INT32_LIMIT - GRID_MARGIN)
 
 
 class KernelWriter:
@@ -244,13 +247,15 @@ class KernelWriter:
         params = self.buffer_params() + [Param("scalar", "n", self.index_ctype, value=n)]
         if inner:
             params.append(Param("scalar", "inner", self.index_ctype, value=inner))
+        vector, start, width = ("", "0", 1) if inner else vector_path(self, self.body)
         source = fill_kernel(
             self, "elementwise_rows.cu.in" if inner else "elementwise.cu.in",
             f"{len(spec.outputs)} output(s) of shape {list(spec.shape)}, "
-            f"{self.loads} load(s) and {len(spec.outputs)} store(s) per element",
-            block, params, body=indent(self.body, 2))
+            f"{self.loads} load(s) and {len(spec.outputs)} store(s) per element"
+            + (f", {width} per thread and step on the vector path" if width > 1 else ""),
+            block, params, body=indent(self.body, 2), vector=vector, start=start)
         return RenderedKernel(spec, source, tuple(params), self.index64,
-                              self.loads, len(spec.outputs), block, Layout("map", n))
+                              self.loads, len(spec.outputs), block, Layout("map", n, width))
 
     def buffer_params(self) -> list:
         """The kernel's buffer parameters: its sources, then its outputs."""
@@ -276,10 +281,19 @@ def indent(lines, depth: int) -> str:
     return "".join(f"{'  ' * depth}{line}\n" for line in lines)
 
 
-def fill_kernel(w, template_name: str, description: str, block: int, params, **sections) -> str:
-    """Fill the slots every kernel template shares; `sections` are the template's own slots."""
+# Blocks per multiprocessor the launch bounds promise ptxas: with 256 threads, at most 128
+# registers a thread, so fused code keeps its values in registers (no spills to local memory)
+# and half the GPU's threads still fit (bandwidth-bound kernels need no more).
+MIN_BLOCKS = 2
+
+
+def fill_kernel(w, template_name: str, description: str, block: int, params, min_blocks: int = MIN_BLOCKS,
+                **sections) -> str:
+    """Fill the slots every kernel template shares; `sections` are the template's own slots.
+    `min_blocks` 1: a kernel whose occupancy matters less than its registers (a persistent row
+    family, whose blocks hold rows in shared memory; a block loop, one block in all)."""
     return fill(template_name, name=w.spec.name, description=description, fused=w.fused_summary(),
-                block=block, params=render_params(params), index_type=w.index_ctype,
+                block=block, min_blocks=min_blocks, params=render_params(params), index_type=w.index_ctype,
                 prologue=indent(w.prologue, 1), **sections)
 
 

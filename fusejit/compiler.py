@@ -10,9 +10,11 @@ import re
 import sys
 
 import jax
+import numpy as np
 
 from . import codegen, config, control, steps
 from .codegen import KernelTooLarge, render_kernel
+from .errors import DeviceMemoryError
 from .fusion import FusionPlan, NotPersistent, check_supported, format_plan, plan_kernels, producers
 from .ir import Eqn, Graph, Namer, format_graph
 from .launch import CUDA_BLOCK, Program, build_program
@@ -48,12 +50,31 @@ class Compiled:
             self.unflatten = functools.partial(jax.tree_util.tree_unflatten, tree)
 
     def run(self, flat_args):
-        return self.program.run(self.backend, self.bound, flat_args, self.consts)
+        try:
+            return self.program.run(self.backend, self.bound, flat_args, self.consts)
+        except MemoryError as e:
+            raise self.out_of_memory(e) from e
 
     def run_into(self, flat_args, out, workspace=None):
         """Run with the outputs written into `out` (one array or None per output) and the other
         values into `workspace` (from `workspace()`): what a loop does every iteration."""
         return self.program.run(self.backend, self.bound, flat_args, self.consts, out, workspace)
+
+    def out_of_memory(self, e: MemoryError) -> DeviceMemoryError:
+        """The error for a call whose buffers the device could not hold (CuPy's
+        OutOfMemoryError and NumPy's MemoryError are both MemoryErrors)."""
+        if isinstance(e, DeviceMemoryError):
+            return e
+        need = sum(int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+                   for _, shape, dtype, _ in self.program.allocs)
+        where = "the GPU" if self.backend.name == "cuda" else "host memory"
+        hint = ("free device arrays you no longer need (CuPy keeps freed blocks in its pool: "
+                "cupy.get_default_memory_pool().free_all_blocks())" if self.backend.name == "cuda"
+                else "free arrays you no longer need")
+        return DeviceMemoryError(
+            f"{where} ran out of memory running '{self.name}': {e}. Its outputs and intermediates "
+            f"take {need:,} bytes per call ({len(self.program.allocs)} buffer(s), besides the inputs "
+            f"and what its library calls and loops allocate); {hint}, or split the work into smaller calls.")
 
     def workspace(self) -> dict:
         return self.program.workspace(self.backend)

@@ -37,6 +37,10 @@ class ToolchainError(FusejitError, RuntimeError):
     """A compiler or library that a backend needs is missing or broken."""
 
 
+class DeviceMemoryError(FusejitError, MemoryError):
+    """The device (the GPU, or the host's memory) could not hold a call's buffers."""
+
+
 def numbered(source: str) -> str:
     """The source with line numbers, as compile errors show it."""
     lines = source.splitlines()

@@ -27,8 +27,10 @@ class DeviceInfo:
     blocks_per_unit: int        # grid cap = multiprocessors * blocks_per_unit
     min_chunk: int = 1          # fewest elements per block (host: keeps tiny launches on one thread)
 
-    def grid(self, n: int) -> int:
-        per_block = max(self.block, self.min_chunk)
+    def grid(self, n: int, per_thread: int = 1) -> int:
+        """Blocks for a map over n elements, `per_thread` at a time per GPU thread (the host's
+        one thread per block takes a contiguous chunk, whatever `per_thread`)."""
+        per_block = max(self.block * (1 if self.kind == "host" else per_thread), self.min_chunk)
         return max(1, min(-(-n // per_block), self.multiprocessors * self.blocks_per_unit))
 
     def reduce_grid(self, units: int, work: int, per_block: int = 1) -> int:
@@ -58,7 +60,7 @@ SEGMENT_MIN = 4096  # fewest elements per segment of a split reduction
 class Layout:
     """How a kernel's work maps onto blocks, for sizing its grid.
 
-    kind   'map': `units` elements, a grid-stride loop; 'rows': `units` rows, `per_block`
+    kind   'map': `units` elements, a grid-stride loop, `work` of them per thread and step; 'rows': `units` rows, `per_block`
            of them per block on a GPU (a team of threads each); 'tiles': `units` tiles of
            outputs; 'split': `units` rows of `work` elements, each cut into segments; 'scan':
            `units` rows, one per block."""
@@ -226,7 +228,7 @@ def build_program(graph, plan, rendered, device: DeviceInfo, ops: dict | None = 
         lay = k.layout
         segments = 1
         if lay.kind == "map":
-            grid = device.grid(lay.units)
+            grid = device.grid(lay.units, lay.work)
         elif lay.kind == "split":
             segments = device.segments(lay.units, lay.work)
             grid = device.reduce_grid(lay.units * segments, -(-lay.work // segments))

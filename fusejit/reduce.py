@@ -43,6 +43,8 @@ SPLIT_MIN = 8192       # ... of at least this many elements: each row is split a
 TILE = 32              # outputs per block of a column reduction on a GPU (FJ_COLUMNS)
 CACHE_BYTES = 32 * 1024  # shared memory a row kernel may use for cached inputs, per block
 SHARED_BYTES = 48 * 1024  # static shared memory a block may declare (every CUDA architecture)
+GPU_LANES = 4          # FJ_LANES of the GPU (cuda_prelude.h)
+LANE_REGISTERS = 64    # 32-bit registers a GPU thread may give its lanes of accumulators
 
 
 def accumulator_dtype(primitive: str, dtype: np.dtype) -> np.dtype:
@@ -243,6 +245,25 @@ def lane_bodies(w, reds, ix, results) -> list[list[str]]:
     return bodies
 
 
+def check_registers(spec, reds) -> None:
+    """Raise NotPersistent when the reductions' accumulator lanes would not stay in a GPU
+    thread's registers (ptxas would spill them to local memory): the planner then gives the
+    kernel fewer reductions."""
+    def words(red):
+        return GPU_LANES * (-(-red.acc_dtype.itemsize // 4) + (-(-red.out.dtype.itemsize // 4) if red.is_arg else 0))
+    total = sum(words(red) for red in reds)
+    if total <= LANE_REGISTERS:
+        return
+    fit, used = 0, 0
+    for red in reds:
+        used += words(red)
+        if used > LANE_REGISTERS:
+            break
+        fit += 1
+    raise NotPersistent(spec.family, f"{len(reds)} reductions need {total} registers of accumulators",
+                        fit=max(1, fit) if len(spec.phases) == 1 else None)
+
+
 def check_shared(spec, reds, slots: int, fixed: int = 0) -> None:
     """Raise NotPersistent when `slots` partials per reduction (and `fixed` more bytes) exceed
     a block's shared memory; the planner then gives the kernel fewer reductions."""
@@ -369,7 +390,7 @@ def cache_slots(values, passes) -> list[list]:
 def render_rows(w, block: int, team: int, slots: list, check: bool = True):
     """The row strategy; `slots` (cache_slots) are the shared arrays that keep values between
     passes.  `check`: whether they must fit (a counting render need not)."""
-    from .codegen import RenderedKernel, fill_kernel, indent
+    from .codegen import MIN_BLOCKS, RenderedKernel, fill_kernel, indent
     spec = w.spec
     w.var_by_id = {id(v): v for e in spec.eqns for v in e.outputs}
     ix = Indices.of(spec)
@@ -387,6 +408,8 @@ def render_rows(w, block: int, team: int, slots: list, check: bool = True):
     passes = []
     for p, phase in enumerate(spec.phases):
         reds = reductions_of(spec, phase)
+        if check:
+            check_registers(spec, reds)
         cache.begin_pass(p)
         bodies = lane_bodies(w, reds, ix, results)
         init, finish = [], []
@@ -429,8 +452,8 @@ def render_rows(w, block: int, team: int, slots: list, check: bool = True):
     stores = w.body
     source = fill_kernel(
         w, "reduce_rows.cu.in", describe(spec, w, f"a team of {team} per row"), block, scalar_params(w, spec),
-        team=str(team), teams=str(teams), shared=indent(shared, 1), passes="".join(passes),
-        stores=indent(stores, 3))
+        min_blocks=1 if len(spec.phases) > 1 else MIN_BLOCKS, team=str(team), teams=str(teams),
+        shared=indent(shared, 1), passes="".join(passes), stores=indent(stores, 3))
     layout = Layout("rows", spec.size, row_len, teams)
     return RenderedKernel(spec, source, tuple(scalar_params(w, spec)), w.index64, w.loads, len(spec.outputs),
                           block, layout), cache
@@ -484,6 +507,7 @@ def render_split(w, block: int):
     reds = reductions_of(spec, spec.phases[0])
     w.results = {id(red.out) for red in reds}
     check_shared(spec, reds, WARP + 1, 1)
+    check_registers(spec, reds)
     shared, init, combine, publish, finish = [], [], [], [], []
     scratch = []
     bodies = lane_bodies(w, reds, ix, {})

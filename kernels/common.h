@@ -200,6 +200,19 @@ FJ_DEVICE float fj_digamma(float x) { return (float)fj_digamma((double)x); }
 
 // Index clamp for guarded loads (pad, concatenate): the load stays in bounds, a select
 // then picks the pad value or the other operand.
+// A vector of W consecutive elements, aligned to its size (W * sizeof(T) is at most 16 bytes):
+// one load or store instruction on the GPU (ld.global.v4.f32, ld.global.v2.f64, ...).
+template <class T, int W> struct alignas(sizeof(T) * W) fj_pack { T v[W]; };
+template <int W, class T> FJ_DEVICE fj_pack<T, W> fj_load_pack(const T* p) {
+  return *reinterpret_cast<const fj_pack<T, W>*>(p);
+}
+template <int W, class T> FJ_DEVICE void fj_store_pack(T* p, const fj_pack<T, W>& value) {
+  *reinterpret_cast<fj_pack<T, W>*>(p) = value;
+}
+template <int BYTES, class T> FJ_DEVICE bool fj_aligned(const T* p) {
+  return (reinterpret_cast<unsigned long long>(p) & (unsigned long long)(BYTES - 1)) == 0;
+}
+
 template <class T> FJ_DEVICE T fj_clamp_index(T x, T lo, T hi) { return x < lo ? lo : (x > hi ? hi : x); }
 
 // A gather's or dynamic slice's window start read from data, clamped to [0, hi] (XLA clamps

@@ -1,8 +1,13 @@
 // Driver for the GPU-faithful emulation: runs one kernel of the module linked beside it.
 //   usage: emu KERNEL GRID BLOCK ARG...
-//   ARG:   b:PATH:NBYTES  a buffer, read from PATH into an exactly sized heap block and
-//                         written back after the launch (so AddressSanitizer sees every byte
-//                         past the end); or i32:V, i64:V, u32:V, u64:V, f32:V, f64:V, a scalar.
+//   ARG:   b:PATH:NBYTES:OFFSET  a buffer, read from PATH into an exactly sized heap block
+//                         that starts OFFSET bytes past a 64-byte boundary, as the caller's
+//                         buffer does (so alignment tests take the same path), and written back
+//                         after the launch; AddressSanitizer sees every byte past either end.
+//          i32:V, i64:V, u32:V, u64:V, f32:V, f64:V  a scalar.
+#include <sanitizer/asan_interface.h>
+#include <stdlib.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -41,18 +46,24 @@ int main(int argc, char** argv) {
   const int nargs = argc - 4;
   std::vector<void*> params(nargs);
   std::vector<fj_scalar> scalars(nargs);
-  std::vector<void*> buffers(nargs, nullptr);
-  std::vector<size_t> sizes(nargs, 0);
+  std::vector<void*> buffers(nargs, nullptr), blocks(nargs, nullptr);
+  std::vector<size_t> sizes(nargs, 0), offsets(nargs, 0);
   std::vector<std::string> paths(nargs);
   for (int k = 0; k < nargs; ++k) {
     std::string arg = argv[4 + k];
     const size_t colon = arg.find(':');
     const std::string kind = arg.substr(0, colon), rest = arg.substr(colon + 1);
     if (kind == "b") {
-      const size_t sep = rest.rfind(':');
+      const size_t sep2 = rest.rfind(':'), sep = rest.rfind(':', sep2 - 1);
       paths[k] = rest.substr(0, sep);
-      sizes[k] = std::strtoull(rest.substr(sep + 1).c_str(), nullptr, 10);
-      buffers[k] = std::malloc(sizes[k]);
+      sizes[k] = std::strtoull(rest.substr(sep + 1, sep2 - sep - 1).c_str(), nullptr, 10);
+      offsets[k] = std::strtoull(rest.substr(sep2 + 1).c_str(), nullptr, 10) % 64;
+      if (posix_memalign(&blocks[k], 64, offsets[k] + sizes[k]) != 0) {
+        std::fprintf(stderr, "cannot allocate %zu bytes\n", sizes[k]);
+        return 2;
+      }
+      ASAN_POISON_MEMORY_REGION(blocks[k], offsets[k]);  // the bytes before the buffer
+      buffers[k] = (char*)blocks[k] + offsets[k];
       FILE* f = std::fopen(paths[k].c_str(), "rb");
       if (!f || std::fread(buffers[k], 1, sizes[k], f) != sizes[k]) {
         std::fprintf(stderr, "cannot read %s\n", paths[k].c_str());
@@ -77,14 +88,15 @@ int main(int argc, char** argv) {
   }
   entry->launch(grid, block, params.data());
   for (int k = 0; k < nargs; ++k) {
-    if (!buffers[k]) continue;
+    if (paths[k].empty()) continue;
     FILE* f = std::fopen(paths[k].c_str(), "wb");
     if (!f || std::fwrite(buffers[k], 1, sizes[k], f) != sizes[k]) {
       std::fprintf(stderr, "cannot write %s\n", paths[k].c_str());
       return 2;
     }
     std::fclose(f);
-    std::free(buffers[k]);
+    ASAN_UNPOISON_MEMORY_REGION(blocks[k], offsets[k]);
+    std::free(blocks[k]);
   }
   return 0;
 }

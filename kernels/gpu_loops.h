@@ -2,10 +2,19 @@
 // in host_launch.h, that give each block a contiguous chunk).
 #pragma once
 
-// Grid-stride loop: thread t of the grid handles elements t, t + total_threads, ...
-#define FJ_GRID_LOOP(idx_t, i, n) \
-  for (idx_t i = (idx_t)blockIdx.x * (idx_t)blockDim.x + (idx_t)threadIdx.x; i < (n); \
+// Grid-stride loop: thread t of the grid handles elements start + t, start + t + total_threads, ...
+#define FJ_GRID_LOOP_FROM(idx_t, i, start, n) \
+  for (idx_t i = (start) + (idx_t)blockIdx.x * (idx_t)blockDim.x + (idx_t)threadIdx.x; i < (n); \
        i += (idx_t)blockDim.x * (idx_t)gridDim.x)
+#define FJ_GRID_LOOP(idx_t, i, n) FJ_GRID_LOOP_FROM(idx_t, i, 0, n)
+
+// Vector loop: thread t of the grid takes elements [width * t, width * t + width), then the
+// same a grid further on, for n a multiple of width: its loads and stores are 16-byte (or
+// 8-byte) vectors.  Map kernels take this path when every vector pointer is aligned.
+#define FJ_VECTOR_LOADS 1
+#define FJ_VECTOR_LOOP(idx_t, i0, width, n) \
+  for (idx_t i0 = ((idx_t)blockIdx.x * (idx_t)blockDim.x + (idx_t)threadIdx.x) * (idx_t)(width); i0 < (n); \
+       i0 += (idx_t)blockDim.x * (idx_t)gridDim.x * (idx_t)(width))
 
 // Block loop: block b of the grid handles rows b, b + gridDim.x, ... (all its threads together).
 #define FJ_BLOCK_LOOP(idx_t, i, n) for (idx_t i = (idx_t)blockIdx.x; i < (n); i += (idx_t)gridDim.x)

@@ -3,11 +3,15 @@
 // block-cooperative code is exercised by the emulation instead.
 #pragma once
 
-#define FJ_GRID_LOOP(idx_t, i, n)                                                  \
-  const idx_t fj_chunk_##i = (((n) + (idx_t)gridDim.x - 1) / (idx_t)gridDim.x + 15) / 16 * 16; \
-  const idx_t fj_begin_##i = (idx_t)blockIdx.x * fj_chunk_##i;                     \
+#define FJ_GRID_LOOP_FROM(idx_t, i, start, n)                                      \
+  const idx_t fj_chunk_##i = (((n) - (start) + (idx_t)gridDim.x - 1) / (idx_t)gridDim.x + 15) / 16 * 16; \
+  const idx_t fj_begin_##i = (start) + (idx_t)blockIdx.x * fj_chunk_##i;           \
   const idx_t fj_end_##i = fj_begin_##i + fj_chunk_##i < (n) ? fj_begin_##i + fj_chunk_##i : (n); \
   for (idx_t i = fj_begin_##i; i < fj_end_##i; ++i)
+#define FJ_GRID_LOOP(idx_t, i, n) FJ_GRID_LOOP_FROM(idx_t, i, 0, n)
+
+// No vector path: each block's contiguous chunk is one loop the compiler vectorises itself.
+#define FJ_VECTOR_LOADS 0
 
 // Tile loop: the block's contiguous chunk FJ_TILE elements at a time (the last tile shorter):
 // a loop over a tile's lanes is vectorised.

@@ -19,10 +19,11 @@ def x64():
         jax.config.update("jax_enable_x64", before)
 
 
-# Every module source any test renders is also compiled by NVRTC for sm_80 and sm_90 at the
-# end of the session (tests that go through helpers.verify have done so already; the cache in
-# helpers.nvrtc_compile makes the second compile free).
-_rendered: set = set()
+# Every module source a test renders is also compiled by NVRTC for sm_80 and sm_90 when the
+# test ends, and ptxas's report must show no register spills to local memory: a failure is the
+# test's (tests that go through helpers.verify have checked already; helpers.nvrtc_compile's
+# cache makes the second compile free).
+_rendered: list = []
 
 
 def pytest_configure(config):
@@ -31,24 +32,29 @@ def pytest_configure(config):
 
     def recording(kernels):
         source = original(kernels)
-        _rendered.add(source)
+        _rendered.append(source)
         return source
 
     codegen.render_module = recording
 
 
-def pytest_sessionfinish(session, exitstatus):
+@pytest.fixture(autouse=True)
+def nvrtc_compiles_every_rendered_module():
+    first = len(_rendered)
+    yield
     from fusejit.errors import CompileError
-    from helpers import ARCHS, nvrtc_compile
-    failures = []
-    for source in sorted(_rendered):
+    from helpers import ARCHS, nvrtc_compile, spills
+    problems = []
+    for source in dict.fromkeys(_rendered[first:]):
         if 'extern "C" __global__' not in source:
             continue
         for arch in ARCHS:
             try:
-                nvrtc_compile(source, arch)
+                usage = nvrtc_compile(source, arch)
             except CompileError as e:
-                failures.append(f"{arch}: {e}")
-    if failures:
-        print(f"\n{len(failures)} module(s) rendered by the tests fail to compile with NVRTC:\n" + "\n".join(failures))
-        session.exitstatus = 1
+                problems.append(f"{arch}: NVRTC fails: {e}")
+                continue
+            problems += [f"{arch} {name} spills registers to local memory: {r}" for name, r in spills(usage).items()]
+    del _rendered[first:]
+    if problems:
+        pytest.fail("a module this test rendered fails the GPU code checks:\n" + "\n".join(problems))

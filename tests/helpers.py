@@ -42,8 +42,19 @@ ALL_DTYPES = FLOATS + INTS + (np.bool_,)
 
 
 @functools.lru_cache(maxsize=None)
-def nvrtc_compile(source: str, arch: str) -> int:
-    return len(nvrtc.compile_source(source, arch, "cubin"))
+def nvrtc_compile(source: str, arch: str) -> dict:
+    """Compile `source` to a cubin for `arch` with NVRTC; ptxas's resources of each kernel."""
+    return nvrtc.resource_usage(source, arch)
+
+
+def element_loop(source: str) -> str:
+    """A map kernel's element loop (after its GPU vector path, which repeats the body)."""
+    return source[source.index("FJ_GRID_LOOP_FROM("):]
+
+
+def spills(usage: dict) -> dict:
+    """The kernels of an nvrtc_compile report that spill registers to local memory."""
+    return {name: r for name, r in usage.items() if r.spill_stores or r.spill_loads}
 
 
 def verify(fun, *args, static_argnums=(), rtol=None, atol=None, backends=("host", "emulate"), scan=None,
@@ -64,7 +75,9 @@ def verify(fun, *args, static_argnums=(), rtol=None, atol=None, backends=("host"
     assert all(s == sources[0] for s in sources), "backends compiled different CUDA source"
     for source in sources[0]:
         for arch in ARCHS:
-            assert nvrtc_compile(source, arch) > 0
+            usage = nvrtc_compile(source, arch)
+            assert usage, f"NVRTC reported no kernel for {arch}"
+            assert not spills(usage), f"kernels spill registers on {arch}: {spills(usage)}"
     return first
 
 

@@ -4,7 +4,7 @@ The module is built with -DFUSEJIT_EMULATE (one OS thread per CUDA thread, barri
 __syncthreads and warp shuffles; see kernels/emu_launch.h) and AddressSanitizer plus
 UndefinedBehaviorSanitizer, linked with kernels/emu_main.cpp into an executable.  Each
 launch runs that executable with the real grid and block sizes of a GPU (launch.EMULATED_GPU)
-on exactly sized copies of the buffers; any sanitizer report, hang or write to an input
+on exactly sized copies of the buffers, each as far from a 64-byte boundary as the original; any sanitizer report, hang or write to an input
 buffer is an error.
 """
 from __future__ import annotations
@@ -84,7 +84,7 @@ class EmulateBackend(HostBackend):
                     path = os.path.join(tmp, f"arg{k}.bin")
                     a.tofile(path)
                     files[k] = path
-                    argv.append(f"b:{path}:{a.nbytes}")
+                    argv.append(f"b:{path}:{a.nbytes}:{a.ctypes.data % 64}")
                 else:
                     argv.append(f"{_SCALAR_CODES[a.dtype.name]}:{float(a)!r}" if a.dtype.kind == "f"
                                 else f"{_SCALAR_CODES[a.dtype.name]}:{int(a)}")

@@ -1,0 +1,56 @@
+"""The vector path of map kernels: on the GPU, a thread takes W consecutive elements at a
+time and every array read or written at the kernel's own flat index moves as one 16-byte
+(or 8-byte) vector, visible in the PTX as ld.global.v4 / st.global.v4.
+
+It is a rewrite of the kernel's element body, which is kept as the loop for the tail and
+for calls whose pointers are misaligned: loads `inK[i]` become lanes of a vector loaded
+once per step, stores `outK[i] = v;` lanes of a vector stored once.  Arrays read at other
+indices (broadcasts, shifted slices) keep their element loads.  The host fast mode compiles
+the element loop only (FJ_VECTOR_LOADS is 0 there: its compiler vectorises that loop).
+"""
+from __future__ import annotations
+
+import re
+
+from . import ops
+from .templates import fill
+
+VECTOR_BYTES = 16      # one ld.global.v4.f32 / v2.f64
+MAX_LANES = 4          # elements per thread and step, whatever the dtype (bounds register use)
+MAX_BODY_LINES = 96    # longer bodies stay element by element (code size, registers)
+GRID_MARGIN = 2**24    # 32-bit indices stay 32-bit only below 2**31 - 1 - GRID_MARGIN
+
+
+def lanes(itemsizes) -> int:
+    return min(MAX_LANES, VECTOR_BYTES // max(itemsizes))
+
+
+def vector_path(w, body: list[str]) -> tuple[str, str, int]:
+    """(the vector-path text for the template's `vector` slot, the element loop's start,
+    lanes per thread): ('', '0', 1) when the kernel has no vector path."""
+    spec = w.spec
+    stores = [re.match(r"out(\d+)\[(.*?)\] = ", line) for line in body if line.startswith("out")]
+    if not stores or any(m is None or m.group(2) != "i" for m in stores) or len(body) > MAX_BODY_LINES:
+        return "", "0", 1
+    text = "\n".join(body)
+    loaded = sorted({int(k) for k in re.findall(r"\bin(\d+)\[i\]", text)})
+    arrays = ([(f"in{k}", spec.sources[k].dtype) for k in loaded]
+              + [(f"out{k}", v.dtype) for k, v in enumerate(spec.outputs)])
+    width = lanes([dtype.itemsize for _, dtype in arrays])
+    if width < 2:
+        return "", "0", 1
+    for k in loaded:
+        text = re.sub(rf"\bin{k}\[i\]", f"fj_v_in{k}.v[lane]", text)
+    text = re.sub(r"^out(\d+)\[i\] = ", r"fj_v_out\1.v[lane] = ", text, flags=re.M)
+    load = [f"const fj_pack<{ops.ctype(spec.sources[k].dtype)}, {width}> fj_v_in{k} = "
+            f"fj_load_pack<{width}>(in{k} + i0);" for k in loaded]
+    load += [f"fj_pack<{ops.ctype(v.dtype)}, {width}> fj_v_out{k};" for k, v in enumerate(spec.outputs)]
+    store = [f"fj_store_pack<{width}>(out{k} + i0, fj_v_out{k});" for k in range(len(spec.outputs))]
+    aligned = " && ".join(f"fj_aligned<{width * dtype.itemsize}>({name})" for name, dtype in arrays)
+    vector = fill("vector_path.cu.in", width=width, aligned=aligned,
+                  load=_indent(load, 3), body=_indent(text.splitlines(), 4), store=_indent(store, 3))
+    return vector, "fj_from", width
+
+
+def _indent(lines, depth: int) -> str:
+    return "".join(f"{'  ' * depth}{line}\n" for line in lines)

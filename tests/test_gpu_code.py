@@ -1,0 +1,145 @@
+"""The GPU code, checked without a GPU by reading NVRTC's output: vector loads and stores in
+the PTX, launch bounds, no register spills in ptxas's report (conftest.py checks that for
+every module the suite renders), grids sized from the multiprocessor count; and the errors a
+GPU user meets (out of memory)."""
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+import fusejit
+from fusejit import launch, nvrtc
+from fusejit.backends.cuda import CudaBackend
+from helpers import ARCHS, nvrtc_compile, rand, spills, verify
+
+
+def ptx(compiled, arch="sm_90") -> str:
+    (source,) = compiled.modules()
+    text = nvrtc.compile_source(source, arch, "ptx")
+    return text.decode() if isinstance(text, bytes) else text
+
+
+def memory_ops(text: str) -> set:
+    return set(re.findall(r"\b((?:ld|st)\.global(?:\.nc)?(?:\.v[24])?\.[a-z]\d+)", text))
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_float32_map_kernel_moves_16_byte_vectors(arch):
+    x, y = rand(np.random.default_rng(0), (4099,), np.float32), rand(np.random.default_rng(1), (4099,), np.float32)
+    compiled = verify(lambda x, y: (x * y + jnp.float32(1.5), x > y), x, y)
+    ops = memory_ops(ptx(compiled, arch))
+    assert {"ld.global.nc.v4.f32", "st.global.v4.f32"} <= ops, ops
+    assert "st.global.v4.u8" in ops or "st.global.u32" in ops, ops  # four bools at once
+
+
+def test_float64_map_kernel_moves_pairs(x64):
+    x = rand(np.random.default_rng(2), (1001,), np.float64)
+    compiled = verify(lambda x: jnp.sqrt(jnp.abs(x)) * 2.0, x)
+    ops = memory_ops(ptx(compiled))
+    assert {"ld.global.nc.v2.f64", "st.global.v2.f64"} <= ops, ops
+
+
+def test_shifted_and_broadcast_reads_stay_scalar_beside_vectors():
+    """diff-like shifted reads and a broadcast row are element loads; the array read at the
+    kernel's own index and the output are vectors."""
+    m, r = rand(np.random.default_rng(3), (64, 256), np.float32), rand(np.random.default_rng(4), (256,), np.float32)
+    compiled = verify(lambda m, r: m * r[None, :] + 1.0, m, r)
+    source = compiled.rendered[0].source
+    assert "fj_load_pack<4>(in0 + i0)" in source and "fj_load_pack<4>(in1" not in source
+    ops = memory_ops(ptx(compiled))
+    assert {"ld.global.nc.v4.f32", "ld.global.nc.f32", "st.global.v4.f32"} <= ops, ops
+
+
+@pytest.mark.parametrize("offset", [1, 2, 3])
+@pytest.mark.parametrize("n", [1, 3, 4, 5, 1027])
+def test_misaligned_views_and_odd_tails_on_the_vector_path(n, offset):
+    """Views that start 4, 8 or 12 bytes into a buffer fail the alignment test and run
+    element by element; sizes that are not a multiple of the vector width finish in the
+    element loop.  The emulation runs the vector path with the real grid."""
+    base = rand(np.random.default_rng(n), (n + 8,), np.float32)
+    x, y = base[offset:offset + n], base[:n]
+    assert x.flags.c_contiguous and x.ctypes.data % 16 != y.ctypes.data % 16
+    verify(lambda x, y: (x - 2 * y, jnp.exp(x)), x, y)
+
+
+KINDS = {
+    "map": (lambda x: x * 2 + 1, (1000,)),
+    "rows": (lambda x: jax.nn.softmax(x, -1), (8, 100)),
+    "columns": (lambda x: jnp.sum(x, 0), (300, 64)),
+    "split": (lambda x: jnp.sum(jnp.exp(x)), (100_000,)),
+    "scan": (lambda x: jnp.cumsum(x, 0), (50, 3)),
+    "block loop": (lambda x: lax.scan(lambda c, _: (jnp.tanh(c @ x[:8, :8]), c.sum()), x[0, :8], None, length=5),
+                   (8, 8)),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_every_kernel_kind_declares_its_launch_bounds(kind):
+    fun, shape = KINDS[kind]
+    x = rand(np.random.default_rng(5), shape, np.float32) * 0.1
+    compiled = fusejit.jit(fun, scan="loop").lower(x)
+    sources = list(compiled.modules())
+    assert sources
+    for source in sources:
+        text = nvrtc.compile_source(source, "sm_90", "ptx")
+        text = text.decode() if isinstance(text, bytes) else text
+        entries = re.findall(r"\.entry (\w+)", text)
+        assert entries and len(re.findall(r"\.maxntid 256, 1, 1", text)) == len(entries)
+        assert len(re.findall(r"\.minnctapersm [12]\b", text)) == len(entries)
+
+
+def test_many_reductions_are_spread_over_kernels_whose_accumulators_fit_registers(x64):
+    """72 reductions of one operand's rows would need hundreds of registers of accumulator
+    lanes per thread (ptxas would spill them): the plan gives them to several kernels."""
+    xs = [rand(np.random.default_rng(6 + k), (9, 33), dtype, special=True)
+          for k, dtype in enumerate((np.int64, np.uint64, np.int32, np.int8))]
+
+    def f(*xs):
+        return [(jnp.sum(x, 1), jnp.prod(x, 1), jnp.max(x, 1), jnp.min(x, 1), jnp.argmax(x, 1), jnp.argmin(x, 1),
+                 jnp.bitwise_xor.reduce(x, 1) if hasattr(jnp.bitwise_xor, "reduce") else jnp.sum(x ^ 1, 1))
+                for x in xs]
+    compiled = verify(f, *xs)
+    assert compiled.kernel_count > 1
+    for arch in ARCHS:
+        assert not spills(nvrtc_compile(compiled.source, arch))
+
+
+class FakeCuPy:
+    """What CudaBackend.device_info reads from CuPy: the current device and its properties."""
+
+    class cuda:
+        class Device:
+            id = 0
+            compute_capability = "90"
+
+        class runtime:
+            @staticmethod
+            def getDeviceProperties(device):
+                return {"multiProcessorCount": 114}
+
+
+def test_cuda_grid_is_sized_from_the_multiprocessor_count_at_run_time():
+    backend = CudaBackend.__new__(CudaBackend)
+    backend.cp = FakeCuPy
+    info = backend.device_info()
+    assert (info.arch, info.multiprocessors) == ("sm_90", 114)
+    assert info.grid(10**9) == 114 * info.blocks_per_unit  # capped at blocks per multiprocessor
+    assert info.grid(4096, per_thread=4) == 4  # 256 threads of 4 elements a block
+    assert launch.EMULATED_GPU.grid(4096, per_thread=4) == 4
+
+
+def test_out_of_memory_names_the_call_and_what_to_do(monkeypatch):
+    x = rand(np.random.default_rng(7), (1000,), np.float32)
+    f = fusejit.jit(lambda x: (x * 2, jnp.sin(x)))
+    f(x)
+    backend = f.lower(x).backend
+
+    def empty(shape, dtype):
+        raise MemoryError("out of memory to allocate 4000 bytes")
+    monkeypatch.setattr(backend, "empty", empty)
+    with pytest.raises(fusejit.DeviceMemoryError, match=r"host memory ran out of memory running '<lambda>'.*"
+                                                         r"4000 bytes.*8,000 bytes per call"):
+        f(x)

@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
-from . import codegen, launch as launch_mod, ops
+from . import launch as launch_mod, ops
 from .codegen import KernelWriter, Param, fill_kernel, indent
 from .fusion import FUSIBLE, REDUCTIONS, KernelSpec, producers
 from .indexing import Sym, aff, delinearize, linearize
 from .ir import Literal, Var
-from .launch import CUDA_BLOCK, Arg, Launch, Layout
-from .reduce import COMBINE, Reduction
+from .launch import CUDA_BLOCK
+from .devloop import one_kernel
+from .reduce import Reduction
 from .templates import fill
 
 SHARED_BYTES = 32 * 1024
@@ -294,20 +293,10 @@ class BlockScan:
 
     def __init__(self, eqn, backend, spec, source, params, index64, stored, consts):
         self.eqn, self.source = eqn, source
-        self.module_source = codegen.render_module([codegen.RenderedKernel(
-            spec, source, tuple(params), index64, 0, 0, CUDA_BLOCK, Layout("map", 1))])
-        self.module = backend.compile(self.module_source, [spec.name])
-        device = backend.device_info()
-        block = 1 if device.kind == "host" else CUDA_BLOCK
-        index_dtype = np.dtype(np.int64 if index64 else np.int32)
-        buffers = [q for q in params if q.kind != "scalar"]
-        args = tuple(Arg(slot=k) for k in range(len(buffers))) + tuple(
-            Arg(dtype=index_dtype, value=q.value) for q in params if q.kind == "scalar")
-        outputs = tuple(k for k, q in enumerate(buffers) if q.kind == "out")
-        self.launch = Launch(spec.name, 1, block, args, 1, outputs)
-        self.call = backend.bind(self.module, self.launch)
+        self.module_source, self.module, self.launch, self.call = one_kernel(
+            backend, spec, source, params, index64, 1, lambda device: 1)
         p = eqn.params
-        body, nc, nk = p["body"], p["num_consts"], p["num_carry"]
+        body, nc = p["body"], p["num_consts"]
         self.n_consts = nc
         self.graph_consts = [backend.upload(arr) for _, arr in body.consts]
         self.children = ()

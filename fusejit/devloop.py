@@ -40,7 +40,7 @@ class LoopSources:
         if id(var) in self.carries:
             name, own = self.carries[id(var)]
             if address != own:
-                raise NotDeviceLoop(f"a carry is read at another element's index")
+                raise NotDeviceLoop("a carry is read at another element's index")
             return name
         address = address + self.t * var.size  # xs: this iteration's row
         name = w.emit("x", ops.ctype(var.dtype), f"{w.source_names[id(var)]}[{w.index(address)}]")
@@ -116,23 +116,31 @@ def render(eqn, name: str, index64_forced: bool):
     return spec, source, params, w.index64, size
 
 
+def one_kernel(backend, spec, source, params, index64, size, grid):
+    """A module of one kernel, compiled, with its launch bound: (module source, module, launch,
+    call).  Its buffers are the non-scalar params in order (env slots 0, 1, ...); `grid(device)`
+    gives the blocks."""
+    module_source = codegen.render_module([codegen.RenderedKernel(
+        spec, source, tuple(params), index64, 0, 0, CUDA_BLOCK, Layout("map", size))])
+    module = backend.compile(module_source, [spec.name])
+    device = backend.device_info()
+    block = 1 if device.kind == "host" else CUDA_BLOCK
+    index_dtype = np.dtype(np.int64 if index64 else np.int32)
+    buffers = [p for p in params if p.kind != "scalar"]
+    args = tuple(Arg(slot=k) for k in range(len(buffers))) + tuple(
+        Arg(dtype=index_dtype, value=p.value) for p in params if p.kind == "scalar")
+    outputs = tuple(k for k, p in enumerate(buffers) if p.kind == "out")
+    launch = Launch(spec.name, grid(device), block, args, size, outputs)
+    return module_source, module, launch, backend.bind(module, launch)
+
+
 class DeviceScan:
     """A scan run by one kernel launch."""
 
     def __init__(self, eqn, backend, spec, source, params, index64, size):
         self.eqn, self.source, self.size = eqn, source, size
-        self.module_source = codegen.render_module([codegen.RenderedKernel(
-            spec, source, tuple(params), index64, 0, 0, CUDA_BLOCK, Layout("map", size))])
-        self.module = backend.compile(self.module_source, [spec.name])
-        device = backend.device_info()
-        block = 1 if device.kind == "host" else CUDA_BLOCK
-        index_dtype = np.dtype(np.int64 if index64 else np.int32)
-        buffers = [p for p in params if p.kind != "scalar"]
-        args = tuple(Arg(slot=k) for k in range(len(buffers))) + tuple(
-            Arg(dtype=index_dtype, value=p.value) for p in params if p.kind == "scalar")
-        outputs = tuple(k for k, p in enumerate(buffers) if p.kind == "out")
-        self.launch = Launch(spec.name, device.grid(size), block, args, size, outputs)
-        self.call = backend.bind(self.module, self.launch)
+        self.module_source, self.module, self.launch, self.call = one_kernel(
+            backend, spec, source, params, index64, size, lambda device: device.grid(size))
         self.inputs = [k for k, v in enumerate(eqn.params["body"].inputs) if any(v is s for s in spec.sources)]
         self.consts = [backend.upload(arr) for _, arr in eqn.params["body"].consts]
         self.children = ()

@@ -459,15 +459,21 @@ def render_rows(w, block: int, team: int, slots: list, check: bool = True):
                           block, layout), cache
 
 
+def begin_one_phase(w):
+    """(spec, indices, reductions) of a one-phase kernel, its writer told which values are the
+    reductions' results (read only after the loop)."""
+    spec = w.spec
+    w.var_by_id = {id(v): v for e in spec.eqns for v in e.outputs}
+    reds = reductions_of(spec, spec.phases[0])
+    w.results = {id(red.out) for red in reds}
+    return spec, Indices.of(spec), reds
+
+
 # ---------------- strategy: tiles of output columns ----------------
 
 def render_columns(w, block: int):
     from .codegen import RenderedKernel, fill_kernel, indent
-    spec = w.spec
-    w.var_by_id = {id(v): v for e in spec.eqns for v in e.outputs}
-    ix = Indices.of(spec)
-    reds = reductions_of(spec, spec.phases[0])
-    w.results = {id(red.out) for red in reds}
+    spec, ix, reds = begin_one_phase(w)
     slices = block // TILE
     check_shared(spec, reds, slices * TILE)
     shared, init, combine = [], [], []
@@ -483,7 +489,7 @@ def render_columns(w, block: int):
         combine.append(f"{red.acc_t} acc{red.k} = part{red.k}[0][c];")
         if red.is_arg:
             combine.append(f"{red.arg_t} arg{red.k} = part_arg{red.k}[0][c];")
-        combine.append(f"for (unsigned y = 1; y < ny; ++y) "
+        combine.append("for (unsigned y = 1; y < ny; ++y) "
                        + red.merge(f"acc{red.k}", f"arg{red.k}", f"part{red.k}[y][c]", f"part_arg{red.k}[y][c]"))
     body = w.body
     stores = row_stores(w, spec, reds, ix)
@@ -501,11 +507,7 @@ def render_columns(w, block: int):
 
 def render_split(w, block: int):
     from .codegen import Param, RenderedKernel, fill_kernel, indent
-    spec = w.spec
-    w.var_by_id = {id(v): v for e in spec.eqns for v in e.outputs}
-    ix = Indices.of(spec)
-    reds = reductions_of(spec, spec.phases[0])
-    w.results = {id(red.out) for red in reds}
+    spec, ix, reds = begin_one_phase(w)
     check_shared(spec, reds, WARP + 1, 1)
     check_registers(spec, reds)
     shared, init, combine, publish, finish = [], [], [], [], []

@@ -6,8 +6,6 @@ fused, and computed in both passes, so the input is read twice.
 """
 from __future__ import annotations
 
-import numpy as np
-
 from . import ops
 from .indexing import Sym, aff, delinearize, linearize
 from .launch import Layout
@@ -47,7 +45,7 @@ def render_scan(w, block: int):
         accumulate.append(f"acc{k} = {functor}()(acc{k}, {value});  // {eqn.primitive}")
         publish.append(f"totals{k}[threadIdx.x] = acc{k};")
         exclusive += [f"{acc_t} prefix{k} = {ident};",
-                      f"for (unsigned t = 0; t < blockDim.x; ++t) {{",
+                      "for (unsigned t = 0; t < blockDim.x; ++t) {",
                       f"  const {acc_t} chunk_total = totals{k}[t];",
                       f"  totals{k}[t] = prefix{k};",
                       f"  prefix{k} = {functor}()(prefix{k}, chunk_total);",

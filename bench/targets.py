@@ -128,7 +128,7 @@ TARGETS = (
     ("fraction of copy bandwidth", ">=", None, copy_bandwidth),
     ("GPU kernels: vector loads, no spills, launch bounds", None, None,
      not_checked_here("checked by tests/test_gpu_code.py (NVRTC PTX and resource report)")),
-    ("host loops replay a CUDA graph", None, None, not_checked_here("GPU only")),
+    ("host loops replay a CUDA graph", None, None, not_checked_here("GPU only; no workload runs a host loop: tests/test_graphs.py runs the replay path on the CPU")),
 )
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from . import launch, library
+from . import graphs, launch, library
 from .errors import UnsupportedError
 from .ir import Eqn
 
@@ -64,6 +64,8 @@ class HostScan:
         self.length, self.reverse = p["length"], p["reverse"]
         self.nc, self.nk = p["num_consts"], p["num_carry"]
         self.children = (body,) + ((blocked,) if blocked is not None else ())
+        self.replayed = (graphs.Replayed() if self.length > 0 and all(graphs.capturable(c) for c in self.children)
+                         else None)
 
     def schedule(self):
         """(compiled body, first iteration, iterations) in the order they run."""
@@ -75,23 +77,41 @@ class HostScan:
         return [(self.blocked, b * self.k, self.k) for b in range(blocks)] + [(self.body, t, 1) for t in rest]
 
     def run(self, backend, arrays):
-        nc, nk = self.nc, self.nk
-        consts, carry, xs = list(arrays[:nc]), list(arrays[nc:nc + nk]), arrays[nc + nk:]
+        if self.replayed is not None and graphs.enabled(backend):
+            return self.replayed.run(backend, arrays, self.allocate, self.iterate)
+        state, results = self.allocate(backend, arrays)
+        self.iterate(state)
+        nk = self.nk
+        return fresh_outputs(backend, results[:nk], arrays) + results[nk:]
+
+    def allocate(self, backend, arrays):
+        """(state, results): the carries twice, the ys, each body's workspace; the buffers
+        that will hold the results once `iterate(state)` has run."""
+        nk = self.nk
         buffers = loop_buffers(backend, self.eqn.outputs[:nk], 2)
         ys = [backend.empty(v.shape, v.dtype) for v in self.eqn.outputs[nk:]]
         workspaces = {id(c): c.workspace() for c in self.children}
+        steps = len(self.schedule())
+        final = buffers[(steps - 1) % 2] if steps else list(arrays[self.nc:self.nc + nk])
+        return (arrays, buffers, ys, workspaces), final + ys
+
+    def iterate(self, state):
+        arrays, buffers, ys, workspaces = state
+        nc, nk = self.nc, self.nk
+        consts, carry, xs = list(arrays[:nc]), list(arrays[nc:nc + nk]), arrays[nc + nk:]
         for step, (body, t, count) in enumerate(self.schedule()):
             # x[t, ...] is a view even when x[t] would be a scalar (an array of one dimension)
             at = (t, Ellipsis) if count == 1 and body is self.body else slice(t, t + count)
             out = buffers[step % 2] + [y[at] for y in ys]
             body.run_into(consts + carry + [x[at] for x in xs], out, workspaces[id(body)])
             carry = buffers[step % 2]
-        return fresh_outputs(backend, carry, arrays) + ys
 
     def describe(self) -> str:
         blocks = f", {self.k} iterations per step" if self.blocked is not None else ""
+        replay = "; its launches captured once and replayed as a graph" if self.replayed is not None else ""
         return (f"host loop of {self.length} iteration(s){' (reversed)' if self.reverse else ''}{blocks}: "
-                f"{self.body.kernel_count} kernel(s) and {self.body.call_count} other step(s) per iteration")
+                f"{self.body.kernel_count} kernel(s) and {self.body.call_count} other step(s) per iteration"
+                f"{replay}")
 
 
 class WhileLoop:

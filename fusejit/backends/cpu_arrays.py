@@ -48,3 +48,10 @@ class CpuArrays:
 
     def upload(self, arr: np.ndarray):
         return np.asarray(arr, order="C")
+
+    # ---- loops replayed (graphs.py): the CPU runs the captured function itself ----
+    def graph_key(self):
+        return None
+
+    def capture(self, fn):
+        return fn

@@ -86,6 +86,24 @@ class CudaBackend:
     def upload(self, arr: np.ndarray):
         return self.cp.asarray(arr)
 
+    # ---- loops replayed (graphs.py) ----
+    def graph_key(self):
+        """Captured loops are kept per device and stream: calls on one stream are ordered."""
+        return self.cp.cuda.Device().id, self.cp.cuda.get_current_stream().ptr
+
+    def capture(self, fn):
+        """A CUDA graph of every launch `fn` makes (recorded on a capturing stream, not run);
+        `replay()` launches it on the caller's current stream."""
+        cp = self.cp
+        stream = cp.cuda.Stream(non_blocking=True)
+        with stream:
+            stream.begin_capture()
+            try:
+                fn()
+            finally:
+                graph = stream.end_capture()
+        return lambda: graph.launch(cp.cuda.get_current_stream())
+
     # ---- compile ----
     def compile(self, source: str, names):
         arch = self.device_info().arch

@@ -15,6 +15,7 @@ nothing there: it is for testing).  Default: on for `cuda` only.
 from __future__ import annotations
 
 import threading
+import warnings
 
 from . import config, launch
 
@@ -45,21 +46,33 @@ class Replayed:
     def __init__(self):
         self.lock = threading.Lock()
         self.captured: dict = {}
+        self.failed = False
 
     def run(self, backend, arrays, allocate, iterate):
         """`allocate(backend, staged_inputs)` -> (state, results): the loop's buffers;
-        `iterate(state)` launches every iteration on them.  Returns fresh copies of the results."""
+        `iterate(state)` launches every iteration on them.  Returns fresh copies of the results,
+        or None when the capture failed (with a warning): the caller runs the loop itself."""
         with self.lock:
+            if self.failed:
+                return None
             key = backend.graph_key()
             entry = self.captured.get(key)
             if entry is None:
                 staged = [backend.copy(a) for a in arrays]
                 state, results = allocate(backend, staged)
                 before = launch.counter.copy()
-                replay = backend.capture(lambda: iterate(state))
-                kernels = launch.counter["kernels"] - before["kernels"]
-                launch.counter.clear()
-                launch.counter.update(before)
+                try:
+                    replay = backend.capture(lambda: iterate(state))
+                except Exception as e:  # a CUDA stream capture refused: warned, never silent
+                    self.failed = True
+                    warnings.warn(f"fusejit: capturing a host loop's launches for replay failed ({e!r}); "
+                                  "the loop runs launch by launch (FUSEJIT_GRAPHS=0 skips the attempt)",
+                                  RuntimeWarning, stacklevel=2)
+                    return None
+                finally:
+                    kernels = launch.counter["kernels"] - before["kernels"]
+                    launch.counter.clear()
+                    launch.counter.update(before)
                 entry = self.captured[key] = (staged, results, replay, kernels)
                 launch.counter["captures"] += 1
                 config.debug(1, f"loop captured for replay: {kernels} kernel launch(es) on {backend.name}")

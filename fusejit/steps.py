@@ -78,7 +78,9 @@ class HostScan:
 
     def run(self, backend, arrays):
         if self.replayed is not None and graphs.enabled(backend):
-            return self.replayed.run(backend, arrays, self.allocate, self.iterate)
+            results = self.replayed.run(backend, arrays, self.allocate, self.iterate)
+            if results is not None:
+                return results
         state, results = self.allocate(backend, arrays)
         self.iterate(state)
         nk = self.nk

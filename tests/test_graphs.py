@@ -81,3 +81,17 @@ def test_replays_are_on_by_default_for_cuda_only(monkeypatch):
     assert not graphs.enabled(Named("cuda"))
     f = fusejit.jit(coupled_scan, scan="loop")
     assert counts(f, *scan_args(5))["replays"] == 0
+
+
+def test_a_failed_capture_warns_and_runs_the_loop_launch_by_launch(monkeypatch):
+    monkeypatch.setenv("FUSEJIT_GRAPHS", "1")
+    f = fusejit.jit(coupled_scan, scan="loop")
+    backend = f.lower(*scan_args(6)).backend
+
+    def refuse(fn):
+        raise RuntimeError("operation not permitted when stream is capturing")
+    monkeypatch.setattr(backend, "capture", refuse)
+    with pytest.warns(RuntimeWarning, match="capturing a host loop's launches for replay failed"):
+        report = fusejit.check(f, *scan_args(6))
+    assert report.ok, report
+    assert counts(f, *scan_args(7))["replays"] == 0

@@ -240,14 +240,14 @@ class KernelWriter:
                    + delinearize(aff(Sym("loop", ("col",), 0, inner - 1)), spec.shape[k:]))
         else:
             idx = delinearize(loop_symbol(n), spec.shape)
+        own = self.index(linearize(idx, spec.shape))  # the flat address of the element computed
         for k, out in enumerate(spec.outputs):
             value = self.read_output(out, idx)
-            address = linearize(idx, spec.shape)
-            self.body.append(f"out{k}[{self.index(address)}] = {value};")
+            self.body.append(f"out{k}[{own}] = {value};")
         params = self.buffer_params() + [Param("scalar", "n", self.index_ctype, value=n)]
         if inner:
             params.append(Param("scalar", "inner", self.index_ctype, value=inner))
-        vector, start, width = ("", "0", 1) if inner else vector_path(self, self.body)
+        vector, start, width = vector_path(self, self.body, own, inner)
         source = fill_kernel(
             self, "elementwise_rows.cu.in" if inner else "elementwise.cu.in",
             f"{len(spec.outputs)} output(s) of shape {list(spec.shape)}, "

@@ -25,30 +25,38 @@ def lanes(itemsizes) -> int:
     return min(MAX_LANES, VECTOR_BYTES // max(itemsizes))
 
 
-def vector_path(w, body: list[str]) -> tuple[str, str, int]:
+def vector_path(w, body: list[str], own: str = "i", inner: int | None = None) -> tuple[str, str, int]:
     """(the vector-path text for the template's `vector` slot, the element loop's start,
-    lanes per thread): ('', '0', 1) when the kernel has no vector path."""
+    lanes per thread): ('', '0', 1) when the kernel has no vector path.  `own` is the text of
+    the kernel's own flat address in `body`; `inner`, for a kernel over rows (`row`, `col`),
+    the row length, which the lanes must divide (a vector never crosses a row)."""
     spec = w.spec
     stores = [re.match(r"out(\d+)\[(.*?)\] = ", line) for line in body if line.startswith("out")]
-    if not stores or any(m is None or m.group(2) != "i" for m in stores) or len(body) > MAX_BODY_LINES:
+    if not stores or any(m is None or m.group(2) != own for m in stores) or len(body) > MAX_BODY_LINES:
         return "", "0", 1
     text = "\n".join(body)
-    loaded = sorted({int(k) for k in re.findall(r"\bin(\d+)\[i\]", text)})
+    address = re.escape(f"[{own}]")
+    loaded = sorted({int(k) for k in re.findall(rf"\bin(\d+){address}", text)})
     arrays = ([(f"in{k}", spec.sources[k].dtype) for k in loaded]
               + [(f"out{k}", v.dtype) for k, v in enumerate(spec.outputs)])
     width = lanes([dtype.itemsize for _, dtype in arrays])
-    if width < 2:
+    if width < 2 or (inner is not None and inner % width):
         return "", "0", 1
     for k in loaded:
-        text = re.sub(rf"\bin{k}\[i\]", f"fj_v_in{k}.v[lane]", text)
-    text = re.sub(r"^out(\d+)\[i\] = ", r"fj_v_out\1.v[lane] = ", text, flags=re.M)
+        text = re.sub(rf"\bin{k}{address}", f"fj_v_in{k}.v[lane]", text)
+    text = re.sub(rf"^out(\d+){address} = ", r"fj_v_out\1.v[lane] = ", text, flags=re.M)
+    if inner is None:
+        step, lane = [], ["const idx_t i = i0 + (idx_t)lane;"]
+    else:  # one division per vector: its lanes are consecutive columns of one row
+        step = ["const idx_t row = i0 / inner;", "const idx_t col0 = i0 - row * inner;"]
+        lane = ["const idx_t col = col0 + (idx_t)lane;"]
     load = [f"const fj_pack<{ops.ctype(spec.sources[k].dtype)}, {width}> fj_v_in{k} = "
             f"fj_load_pack<{width}>(in{k} + i0);" for k in loaded]
     load += [f"fj_pack<{ops.ctype(v.dtype)}, {width}> fj_v_out{k};" for k, v in enumerate(spec.outputs)]
     store = [f"fj_store_pack<{width}>(out{k} + i0, fj_v_out{k});" for k in range(len(spec.outputs))]
     aligned = " && ".join(f"fj_aligned<{width * dtype.itemsize}>({name})" for name, dtype in arrays)
-    vector = fill("vector_path.cu.in", width=width, aligned=aligned,
-                  load=_indent(load, 3), body=_indent(text.splitlines(), 4), store=_indent(store, 3))
+    vector = fill("vector_path.cu.in", width=width, aligned=aligned, step=_indent(step, 3), load=_indent(load, 3),
+                  lane=_indent(lane, 4), body=_indent(text.splitlines(), 4), store=_indent(store, 3))
     return vector, "fj_from", width
 
 

@@ -25,14 +25,16 @@
 
 // Rows loop: a contiguous chunk of rows per block, each row a loop over its columns (marked
 // for vectorisation: the compiler would otherwise vectorise across rows, with gathers).
-#define FJ_ROWS_LOOP(idx_t, row, col, n, inner)                                    \
+#define FJ_ROWS_LOOP_FROM(idx_t, row, col, start, n, inner)                        \
   const idx_t fj_nrows_##row = (n) / (inner);                                      \
-  const idx_t fj_rchunk_##row = (fj_nrows_##row + (idx_t)gridDim.x - 1) / (idx_t)gridDim.x; \
-  const idx_t fj_rbegin_##row = (idx_t)blockIdx.x * fj_rchunk_##row;               \
+  const idx_t fj_row0_##row = (start) / (inner);                                   \
+  const idx_t fj_rchunk_##row = (fj_nrows_##row - fj_row0_##row + (idx_t)gridDim.x - 1) / (idx_t)gridDim.x; \
+  const idx_t fj_rbegin_##row = fj_row0_##row + (idx_t)blockIdx.x * fj_rchunk_##row; \
   const idx_t fj_rend_##row = fj_rbegin_##row + fj_rchunk_##row < fj_nrows_##row ? \
                                fj_rbegin_##row + fj_rchunk_##row : fj_nrows_##row; \
   for (idx_t row = fj_rbegin_##row; row < fj_rend_##row; ++row)                    \
     _Pragma("omp simd") for (idx_t col = 0; col < (inner); ++col)
+#define FJ_ROWS_LOOP(idx_t, row, col, n, inner) FJ_ROWS_LOOP_FROM(idx_t, row, col, 0, n, inner)
 
 // Rows of a block-cooperative kernel: a contiguous chunk of rows per block.
 #define FJ_BLOCK_LOOP(idx_t, i, n)                                                 \

@@ -232,7 +232,7 @@ class Jitted:
             else:
                 compiled = self.fast_cache.get(tuple(key))
                 if compiled is not None:
-                    return compiled.unflatten(compiled.run(args))
+                    return compiled.unflatten(compiled.run(args, options.debug))
         result = self.run(*args, **kwargs)
         if self.check or options.check:
             from .check import compare

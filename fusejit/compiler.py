@@ -49,9 +49,9 @@ class Compiled:
         else:
             self.unflatten = functools.partial(jax.tree_util.tree_unflatten, tree)
 
-    def run(self, flat_args):
+    def run(self, flat_args, debug=None):
         try:
-            return self.program.run(self.backend, self.bound, flat_args, self.consts)
+            return self.program.run(self.backend, self.bound, flat_args, self.consts, debug=debug)
         except MemoryError as e:
             raise self.out_of_memory(e) from e
 

@@ -148,34 +148,47 @@ class Program:
         return tuple(backend.bind(module, s) if isinstance(s, Launch) else functools.partial(s.run, backend)
                      for s in self.steps)
 
-    def run(self, backend, bound, flat_args, const_arrays, out=None, workspace=None):
+    @functools.cached_property
+    def output_slots(self):
+        """The outputs' slots when every output is a value the program computes, else None."""
+        return [o[1] for o in self.outputs] if all(o[0] == "slot" for o in self.outputs) else None
+
+    def run(self, backend, bound, flat_args, const_arrays, out=None, workspace=None, debug=None):
         """Run every step and return the outputs.  `out` (a loop body's): one preallocated array
         (or None) per output; kernels write those in place, other results are copied in.
-        `workspace`: buffers for the other values (Program.workspace), instead of allocating."""
+        `workspace`: buffers for the other values (Program.workspace), instead of allocating.
+        `debug`: the FUSEJIT_DEBUG level when the caller has it at hand."""
         env: list = [None] * self.n_slots
+        asarray = backend.asarray
         for slot, dtype, x in zip(self.input_slots, self.input_dtypes, flat_args):
-            env[slot] = backend.asarray(x, dtype)
+            env[slot] = asarray(x, dtype)
         for (slot, _), arr in zip(self.consts, const_arrays):
             env[slot] = arr
-        placed: dict = {}
-        if out is not None:
-            for o, buf in zip(self.outputs, out):
+        if out is None and workspace is None:
+            empty, zeros = backend.empty, backend.zeros
+            for slot, shape, dtype, zero in self.allocs:
+                env[slot] = zeros(shape, dtype) if zero else empty(shape, dtype)
+        else:
+            placed: dict = {}
+            for o, buf in zip(self.outputs, out or ()):
                 if buf is not None and o[0] == "slot":
                     placed.setdefault(o[1], buf)
-        for slot, shape, dtype, zero in self.allocs:
-            if slot in placed:
-                env[slot] = placed[slot]
-            elif workspace is not None:
-                env[slot] = workspace[slot]
-            else:
-                env[slot] = backend.zeros(shape, dtype) if zero else backend.empty(shape, dtype)
-        if config.call_options().debug >= 1:
+            for slot, shape, dtype, zero in self.allocs:
+                if slot in placed:
+                    env[slot] = placed[slot]
+                elif workspace is not None:
+                    env[slot] = workspace[slot]
+                else:
+                    env[slot] = backend.zeros(shape, dtype) if zero else backend.empty(shape, dtype)
+        if (config.call_options().debug if debug is None else debug) >= 1:
             for step in self.launches:
                 config.debug(1, f"launch {step.kernel} grid={step.grid} block={step.block} n={step.n} "
                                 f"on {backend.name}")
         counter["kernels"] += self.kernel_launches
         for call in bound:
             call(env)
+        if out is None and self.output_slots is not None:
+            return [env[slot] for slot in self.output_slots]
         results = []
         for k, o in enumerate(self.outputs):
             buf = out[k] if out is not None else None

@@ -41,7 +41,8 @@ class BufferPool:
         self.lock = threading.Lock()
 
     def empty(self, shape, dtype) -> np.ndarray:
-        dtype = np.dtype(dtype)
+        if not isinstance(dtype, np.dtype):  # (the plan's dtypes already are)
+            dtype = np.dtype(dtype)
         nbytes = math.prod(shape) * dtype.itemsize
         if nbytes < MIN_BYTES:
             return np.empty(shape, dtype)

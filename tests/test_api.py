@@ -1,5 +1,6 @@
 """The decorator: forms, specialization and retracing, pytrees, errors, check, as_text."""
 import functools
+import os
 import re
 
 import jax
@@ -264,3 +265,27 @@ def test_missing_nvrtc_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy_backends.cuda.libs.nvrtc", None)
     with pytest.raises(fusejit.ToolchainError, match="nvidia-cuda-nvrtc"):
         nvrtc.compile_source('extern "C" __global__ void k() {}', "sm_90")
+
+
+def test_host_launches_with_and_without_the_direct_call(monkeypatch):
+    """Launches go through kernels/host_call.c (built once per machine) or, where it cannot be
+    built, through ctypes: the same results, and a kernel argument that is not a NumPy array
+    is refused either way."""
+    from fusejit.backends import host as host_mod
+    x = np.random.default_rng(40).random((3, 5)).astype(np.float32)
+    fun = lambda x, y: (jnp.sin(x) * y, x.sum(1))  # noqa: E731
+    direct = fusejit.jit(fun, backend="host")
+    assert fusejit.check(direct, x, x[0, 0]).ok
+    launch = direct.lower(x, x[0, 0]).bound[0]
+    import sysconfig
+    has_headers = os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h"))
+    assert (launch.call is not None) == has_headers
+    env = [np.float32(1.0)] * 8
+    with pytest.raises(TypeError, match="must be a NumPy array"):
+        launch(env)
+    monkeypatch.setattr(host_mod, "host_call", lambda: None)
+    through_ctypes = fusejit.jit(lambda x, y: (jnp.sin(x) * y, x.sum(1) + 0.0), backend="host")
+    assert through_ctypes.lower(x, x[0, 0]).bound[0].call is None
+    assert fusejit.check(through_ctypes, x, x[0, 0]).ok
+    with pytest.raises(TypeError, match="must be a NumPy array"):
+        through_ctypes.lower(x, x[0, 0]).bound[0](env)

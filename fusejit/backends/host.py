@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import importlib.util
+import operator
 import os
 import platform
 import shutil
+import sys
+import sysconfig
 import tempfile
 import threading
 
@@ -62,6 +66,32 @@ def _array_data_offset() -> int | None:
 DATA_OFFSET = _array_data_offset()
 
 
+@functools.lru_cache(maxsize=None)
+def host_call():
+    """`call(launcher, grid, block, params, data_offset)` from kernels/host_call.c, built once
+    per machine and Python into the toolchain directory; None where this Python has no
+    headers to build it with, or arrays of an unknown layout (launches then go through ctypes)."""
+    include = sysconfig.get_paths().get("include")
+    if DATA_OFFSET is None or not include or not os.path.exists(os.path.join(include, "Python.h")):
+        config.debug(1, "host launches go through ctypes: no Python.h to build kernels/host_call.c")
+        return None
+    source = os.path.join(kernels_dir(), "host_call.c")
+    with open(source) as f:
+        text = f.read()
+    path, version = cxx.compiler()
+    key = cache.make_key("host_call", text, os.path.basename(path), version, sys.version, include, platform.machine())
+    root = config.toolchain_dir()
+    built = cache.lookup("host", key, ".so", root)
+    if built is None:
+        built = cache.store("host", key, ".so", lambda out: cxx.compile_files(
+            ["-x", "c", source], out, ["-O2", "-shared", "-fPIC", "-I", include], text), root)
+    spec = importlib.util.spec_from_file_location("fusejit_host_call", built)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.set_array_type(np.ndarray)
+    return module.call
+
+
 class HostModule:
     def __init__(self, path: str, names):
         self.lib = ctypes.CDLL(path)
@@ -92,8 +122,21 @@ class PreparedLaunch:
         self.params = (ctypes.c_void_p * max(len(holders), 1))(*[ctypes.addressof(h) for h in holders])
         self.offset = ctypes.c_longlong(DATA_OFFSET or 0)
         self.lock = threading.Lock()
+        # The direct call (kernels/host_call.c): a template of the parameters, NULL where a
+        # buffer goes, filled on the call's own stack from the arrays passed after it.
+        self.call = host_call()
+        if self.call is not None:
+            self.template = (ctypes.c_void_p * max(len(holders), 1))(
+                *[None if a.slot is not None else ctypes.addressof(h) for a, h in zip(launch.args, holders)])
+            self.direct = (ctypes.cast(fn, ctypes.c_void_p).value, launch.grid, launch.block,
+                           ctypes.addressof(self.template), len(holders), DATA_OFFSET)
+            slots = [slot for _, slot in self.buffers]
+            self.arrays = (lambda env: ()) if not slots else (
+                (lambda env, s=slots[0]: (env[s],)) if len(slots) == 1 else operator.itemgetter(*slots))
 
     def __call__(self, env):
+        if self.call is not None:  # no shared state: no lock
+            return self.call(*self.direct, *self.arrays(env))
         with self.lock:
             for holder, slot in self.buffers:
                 array = env[slot]

@@ -289,3 +289,12 @@ def test_host_launches_with_and_without_the_direct_call(monkeypatch):
     assert fusejit.check(through_ctypes, x, x[0, 0]).ok
     with pytest.raises(TypeError, match="must be a NumPy array"):
         through_ctypes.lower(x, x[0, 0]).bound[0](env)
+
+
+def test_a_kernel_with_hundreds_of_parameters_launches():
+    """More buffers than the direct host call takes (kernels/host_call.c): through ctypes."""
+    xs = [np.full((3,), k, np.float32) for k in range(300)]
+    f = fusejit.jit(lambda *xs: jnp.concatenate(xs) * 2.0)
+    compiled = f.lower(*xs)
+    assert max(len(k.params) for k in compiled.rendered) > 256
+    assert fusejit.check(f, *xs).ok

@@ -64,13 +64,15 @@ def _array_data_offset() -> int | None:
 
 
 DATA_OFFSET = _array_data_offset()
+DIRECT_MAX_PARAMS = 256  # FJ_MAX_PARAMS of kernels/host_call.c; kernels with more go through ctypes
 
 
 @functools.lru_cache(maxsize=None)
 def host_call():
-    """`call(launcher, grid, block, params, data_offset)` from kernels/host_call.c, built once
-    per machine and Python into the toolchain directory; None where this Python has no
-    headers to build it with, or arrays of an unknown layout (launches then go through ctypes)."""
+    """`call(launcher, grid, block, template, count, data_offset, *arrays)` from
+    kernels/host_call.c, built once per machine and Python into the toolchain directory; None
+    where this Python has no headers to build it with, or arrays of an unknown layout
+    (launches then go through ctypes)."""
     include = sysconfig.get_paths().get("include")
     if DATA_OFFSET is None or not include or not os.path.exists(os.path.join(include, "Python.h")):
         config.debug(1, "host launches go through ctypes: no Python.h to build kernels/host_call.c")
@@ -124,7 +126,7 @@ class PreparedLaunch:
         self.lock = threading.Lock()
         # The direct call (kernels/host_call.c): a template of the parameters, NULL where a
         # buffer goes, filled on the call's own stack from the arrays passed after it.
-        self.call = host_call()
+        self.call = host_call() if len(holders) <= DIRECT_MAX_PARAMS else None
         if self.call is not None:
             self.template = (ctypes.c_void_p * max(len(holders), 1))(
                 *[None if a.slot is not None else ctypes.addressof(h) for a, h in zip(launch.args, holders)])

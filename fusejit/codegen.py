@@ -21,7 +21,7 @@ from .fusion import KernelSpec, NotPersistent
 from .indexing import (Affine, Sym, aff, clamp, delin, delinearize, linearize, loop_symbol, runtime_value)
 from .ir import Literal, Var
 from .launch import Layout
-from .templates import fill
+from .templates import fill, indent
 from .vectorize import GRID_MARGIN, vector_path
 
 MAX_STATEMENTS = 1500
@@ -274,11 +274,6 @@ class KernelWriter:
             eqn, pos = self.producers[id(out)]
             return RULES[eqn.primitive](self, eqn, pos, tuple(aff(e) for e in idx))
         return self.read(out, idx)
-
-
-def indent(lines, depth: int) -> str:
-    """Lines of C for a template slot, indented `depth` levels of two spaces."""
-    return "".join(f"{'  ' * depth}{line}\n" for line in lines)
 
 
 # Blocks per multiprocessor the launch bounds promise ptxas: with 256 threads, at most 128

@@ -51,3 +51,8 @@ def kernels_hash() -> str:
 
 def fill(template_name: str, **slots) -> str:
     return template(template_name).substitute(**slots)
+
+
+def indent(lines, depth: int) -> str:
+    """Lines of C for a template slot, indented `depth` levels of two spaces."""
+    return "".join(f"{'  ' * depth}{line}\n" for line in lines)

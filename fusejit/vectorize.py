@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 from . import ops
-from .templates import fill
+from .templates import fill, indent
 
 VECTOR_BYTES = 16      # one ld.global.v4.f32 / v2.f64
 MAX_LANES = 4          # elements per thread and step, whatever the dtype (bounds register use)
@@ -55,10 +55,6 @@ def vector_path(w, body: list[str], own: str = "i", inner: int | None = None) ->
     load += [f"fj_pack<{ops.ctype(v.dtype)}, {width}> fj_v_out{k};" for k, v in enumerate(spec.outputs)]
     store = [f"fj_store_pack<{width}>(out{k} + i0, fj_v_out{k});" for k in range(len(spec.outputs))]
     aligned = " && ".join(f"fj_aligned<{width * dtype.itemsize}>({name})" for name, dtype in arrays)
-    vector = fill("vector_path.cu.in", width=width, aligned=aligned, step=_indent(step, 3), load=_indent(load, 3),
-                  lane=_indent(lane, 4), body=_indent(text.splitlines(), 4), store=_indent(store, 3))
+    vector = fill("vector_path.cu.in", width=width, aligned=aligned, step=indent(step, 3), load=indent(load, 3),
+                  lane=indent(lane, 4), body=indent(text.splitlines(), 4), store=indent(store, 3))
     return vector, "fj_from", width
-
-
-def _indent(lines, depth: int) -> str:
-    return "".join(f"{'  ' * depth}{line}\n" for line in lines)

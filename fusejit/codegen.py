@@ -22,6 +22,7 @@ from .indexing import (Affine, Sym, aff, clamp, delin, delinearize, linearize, l
 from .ir import Literal, Var
 from .launch import Layout
 from .templates import fill, indent
+from .streamstores import stream_path
 from .vectorize import GRID_MARGIN, vector_path
 
 MAX_STATEMENTS = 1500
@@ -248,6 +249,9 @@ class KernelWriter:
         if inner:
             params.append(Param("scalar", "inner", self.index_ctype, value=inner))
         vector, start, width = vector_path(self, self.body, own, inner)
+        stream = stream_path(self, self.body, own, inner)
+        if vector or stream:  # paths that leave the element loop the elements from fj_from on
+            vector, start = "  idx_t fj_from = 0;\n" + vector + stream, "fj_from"
         source = fill_kernel(
             self, "elementwise_rows.cu.in" if inner else "elementwise.cu.in",
             f"{len(spec.outputs)} output(s) of shape {list(spec.shape)}, "

@@ -26,7 +26,7 @@ import numpy as np
 from . import ops
 from .fusion import NotPersistent
 from .indexing import Sym, aff, delinearize, linearize
-from .ir import Eqn, Var
+from .ir import Eqn, Literal, Var
 from .launch import Layout
 from .templates import fill
 
@@ -45,13 +45,18 @@ CACHE_BYTES = 32 * 1024  # shared memory a row kernel may use for cached inputs,
 SHARED_BYTES = 48 * 1024  # static shared memory a block may declare (every CUDA architecture)
 GPU_LANES = 4          # FJ_LANES of the GPU (cuda_prelude.h)
 LANE_REGISTERS = 64    # 32-bit registers a GPU thread may give its lanes of accumulators
+SHORT_ROW = 1024       # non-negative float32 terms along rows up to this long sum in float32
 
 
-def accumulator_dtype(primitive: str, dtype: np.dtype) -> np.dtype:
-    """The register type: float32 sums in float64 (README: accuracy); narrow ints and bools in
-    32 bits (warp shuffles move 32 or 64 bits), unsigned where the result wraps."""
+def accumulator_dtype(primitive: str, dtype: np.dtype, short_row: bool = False) -> np.dtype:
+    """The register type: float32 sums in float64 (README: accuracy), except `short_row` ones
+    (non-negative terms along a row of at most SHORT_ROW elements, summed in FJ_LANES lanes per
+    thread: no lane adds more than 64 terms and nothing cancels, so float32 registers keep
+    the relative error below 64 ULP, within the float32 tolerance, and need no conversion per
+    element); narrow ints and bools in 32 bits (warp shuffles move 32 or 64 bits), unsigned
+    where the result wraps."""
     dtype = np.dtype(dtype)
-    if dtype == np.float32 and primitive == "reduce_sum":
+    if dtype == np.float32 and primitive == "reduce_sum" and not short_row:
         return np.dtype(np.float64)
     if dtype.kind == "b":
         return np.dtype(np.int32)
@@ -86,6 +91,7 @@ class Reduction:
     out: Var
     eqn: Eqn
     store: int | None
+    short_row: bool = False  # a row strategy's row of at most SHORT_ROW elements
 
     @property
     def is_arg(self) -> bool:
@@ -100,7 +106,7 @@ class Reduction:
         if self.is_arg:
             dtype = self.operand.dtype
             return np.dtype(np.int32) if dtype.kind == "b" or (dtype.kind in "iu" and dtype.itemsize < 4) else dtype
-        return accumulator_dtype(self.eqn.primitive, self.out.dtype)
+        return accumulator_dtype(self.eqn.primitive, self.out.dtype, self.short_row)
 
     @property
     def acc_t(self) -> str:
@@ -186,10 +192,43 @@ class Reduction:
         return [f"const {out_t} res{self.k} = fj_convert<{out_t}>(acc{self.k});"]
 
 
-def reductions_of(spec, phase) -> list[Reduction]:
+def reductions_of(spec, phase, rows: bool = False) -> list[Reduction]:
+    """The reductions of `phase`; `rows`: computed by the row strategy (a row per team, each
+    thread in FJ_LANES lanes)."""
     number = {id(v): k for k, v in enumerate(v for p in spec.phases for v in p)}
     position = {id(v): k for k, v in enumerate(spec.outputs)}
-    return [Reduction(number[id(v)], v, spec_producer(spec, v), position.get(id(v))) for v in phase]
+    short = rows and reduce_count(spec) <= SHORT_ROW
+    reds = []
+    for v in phase:
+        eqn = spec_producer(spec, v)
+        reds.append(Reduction(number[id(v)], v, eqn, position.get(id(v)), short and nonnegative(spec, eqn.inputs[0])))
+    return reds
+
+
+# Primitives whose result is never negative (or is NaN), whatever their operands.
+NONNEGATIVE = {"exp", "exp2", "abs", "sqrt", "rsqrt", "logistic", "square"}
+# Primitives whose result is never negative when no operand is.
+CLOSED = {"add", "mul", "div", "max", "min", "select_n", "reduce_max", "reduce_min", "reduce_sum",
+          "broadcast_in_dim", "reshape", "squeeze", "expand_dims", "transpose", "slice", "copy",
+          "integer_pow", "convert_element_type"}
+
+
+def nonnegative(spec, v, depth: int = 8) -> bool:
+    """Whether every value of `v` is >= 0 or NaN, as its producers in the kernel show (a
+    kernel input is not known to be)."""
+    if isinstance(v, Literal):
+        return not (v.value < 0)
+    eqn = next((e for e in spec.eqns if any(o is v for o in e.outputs)), None)
+    if eqn is None or depth == 0:
+        return False
+    if eqn.primitive in NONNEGATIVE:
+        return True
+    if eqn.primitive == "integer_pow" and eqn.params["y"] % 2 == 0:
+        return True
+    if eqn.primitive == "mul" and eqn.inputs[0] is eqn.inputs[1]:
+        return True
+    operands = eqn.inputs[1:] if eqn.primitive == "select_n" else eqn.inputs
+    return eqn.primitive in CLOSED and all(nonnegative(spec, x, depth - 1) for x in operands)
 
 
 def spec_producer(spec, v) -> Eqn:
@@ -399,7 +438,7 @@ def render_rows(w, block: int, team: int, slots: list, check: bool = True):
     cache_names = {i: f"cache{k}" for k, (_, _, ids) in enumerate(slots) for i in ids}
     cache = RowCache(tuple(ix.element), spec.in_shape, cache_names, row_len)
     w.cache = cache
-    all_reds = [red for phase in spec.phases for red in reductions_of(spec, phase)]
+    all_reds = [red for phase in spec.phases for red in reductions_of(spec, phase, rows=True)]
     w.results = {id(red.out) for red in all_reds}
     if check:
         check_shared(spec, all_reds, WARP + 1, sum(teams * row_len * dtype.itemsize for dtype, _, _ in slots))
@@ -407,7 +446,7 @@ def render_rows(w, block: int, team: int, slots: list, check: bool = True):
     results: dict = {}
     passes = []
     for p, phase in enumerate(spec.phases):
-        reds = reductions_of(spec, phase)
+        reds = reductions_of(spec, phase, rows=True)
         if check:
             check_registers(spec, reds)
         cache.begin_pass(p)

@@ -129,26 +129,26 @@ FJ_MATH double fj_log_core(double x) {
 FJ_MATH double fj_clamp_d(double d, double lo, double hi) { return d < lo ? lo : (d > hi ? hi : d); }
 
 // exp of a float in float arithmetic (twice the vector lanes of double): e^x = 2^k e^r with
-// |r| <= ln(2)/2 from a two-part ln 2 (k * its first part is exact), e^r by its Taylor series
-// to r^8, and 2^k in two factors so results down to the denormals are rounded once.  Within one
-// ULP of the exact result.
+// |r| <= ln(2)/2 from a two-part ln 2, e^r = 1 + r (1 + r q(r)) with q of degree 4 fitted to
+// minimise the relative error on that interval (4e-9, a sixteenth of an ULP), and 2^k in two
+// factors so results down to the denormals are rounded once.  Explicit fused multiply-adds
+// (each rounded once, as IEEE defines them: -ffp-contract=off forms none of its own).  Within
+// one ULP of the exact result for every float (checked exhaustively against the C library's
+// double exp).
 FJ_MATH float fj_bits_to_float(unsigned int b) { float f; memcpy(&f, &b, 4); return f; }
 FJ_MATH unsigned int fj_float_bits(float f) { unsigned int b; memcpy(&b, &f, 4); return b; }
 FJ_MATH float fj_exp(float x) {
   const float c = x < -104.0f ? -104.0f : (x > 89.0f ? 89.0f : x);  // NaN passes
-  const float shifter = 0x1.8p23f;
-  const float kf = c * 0x1.715476p0f + shifter;
+  const float shifter = 0x1.8p23f;  // adding it rounds to an integer in the low bits
+  const float kf = __builtin_fmaf(c, 0x1.715476p0f, shifter);
   const float k = kf - shifter;
-  const float r = (c - k * 0x1.62e400p-1f) - k * 0x1.7f7d1cp-20f;
-  float p = 1.0f / 40320.0f;
-  p = p * r + 1.0f / 5040.0f;
-  p = p * r + 1.0f / 720.0f;
-  p = p * r + 1.0f / 120.0f;
-  p = p * r + 1.0f / 24.0f;
-  p = p * r + 1.0f / 6.0f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
+  const float r = __builtin_fmaf(-k, 0x1.7f7d1cp-20f, __builtin_fmaf(-k, 0x1.62e400p-1f, c));
+  float q = 0x1.6a244cp-10f;
+  q = __builtin_fmaf(q, r, 0x1.1239d4p-7f);
+  q = __builtin_fmaf(q, r, 0x1.5558f2p-5f);
+  q = __builtin_fmaf(q, r, 0x1.555492p-3f);
+  q = __builtin_fmaf(q, r, 0x1.fffffcp-2f);
+  const float p = __builtin_fmaf(__builtin_fmaf(q, r, 1.0f), r, 1.0f);
   const int ki = (int)(fj_float_bits(kf) - fj_float_bits(shifter));
   const float half1 = fj_bits_to_float((unsigned int)((ki >> 1) + 127) << 23);
   const float half2 = fj_bits_to_float((unsigned int)((ki - (ki >> 1)) + 127) << 23);

@@ -16,6 +16,9 @@
   for (idx_t i0 = ((idx_t)blockIdx.x * (idx_t)blockDim.x + (idx_t)threadIdx.x) * (idx_t)(width); i0 < (n); \
        i0 += (idx_t)blockDim.x * (idx_t)gridDim.x * (idx_t)(width))
 
+// The stream path of map kernels is the host's (host_launch.h): GPU stores need no help.
+#define FJ_STREAM_STORES 0
+
 // Block loop: block b of the grid handles rows b, b + gridDim.x, ... (all its threads together).
 #define FJ_BLOCK_LOOP(idx_t, i, n) for (idx_t i = (idx_t)blockIdx.x; i < (n); i += (idx_t)gridDim.x)
 

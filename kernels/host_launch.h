@@ -13,6 +13,72 @@
 // No vector path: each block's contiguous chunk is one loop the compiler vectorises itself.
 #define FJ_VECTOR_LOADS 0
 
+// Stream path: map kernels whose outputs are large compute each output into a tile on the
+// stack, FJ_STREAM_TILE elements at a time, and copy the tile out with stores that bypass the
+// cache: no line of an output is read before it is overwritten (fj_stream_store).
+#define FJ_STREAM_STORES 1
+#define FJ_STREAM_TILE 1024
+// The block's contiguous chunk (as FJ_GRID_LOOP_FROM's) in tiles: [i0, i0 + width).
+#define FJ_STREAM_LOOP(idx_t, i0, width, n)                                        \
+  const idx_t fj_schunk_##i0 = (((n) + (idx_t)gridDim.x - 1) / (idx_t)gridDim.x + 15) / 16 * 16; \
+  const idx_t fj_sbegin_##i0 = (idx_t)blockIdx.x * fj_schunk_##i0;                 \
+  const idx_t fj_send_##i0 = fj_sbegin_##i0 + fj_schunk_##i0 < (n) ? fj_sbegin_##i0 + fj_schunk_##i0 : (n); \
+  for (idx_t i0 = fj_sbegin_##i0; i0 < fj_send_##i0; i0 += FJ_STREAM_TILE)         \
+    if (const idx_t width = fj_send_##i0 - i0 < FJ_STREAM_TILE ? fj_send_##i0 - i0 : FJ_STREAM_TILE; true)
+// The block's contiguous chunk of rows (as FJ_ROWS_LOOP_FROM's), each in tiles of columns:
+// row `row`, columns [c0, c0 + width).
+#define FJ_STREAM_ROWS_LOOP(idx_t, row, c0, width, n, inner)                       \
+  const idx_t fj_snrows_##row = (n) / (inner);                                     \
+  const idx_t fj_srchunk_##row = (fj_snrows_##row + (idx_t)gridDim.x - 1) / (idx_t)gridDim.x; \
+  const idx_t fj_srbegin_##row = (idx_t)blockIdx.x * fj_srchunk_##row;             \
+  const idx_t fj_srend_##row = fj_srbegin_##row + fj_srchunk_##row < fj_snrows_##row ? \
+                                fj_srbegin_##row + fj_srchunk_##row : fj_snrows_##row; \
+  for (idx_t row = fj_srbegin_##row; row < fj_srend_##row; ++row)                  \
+    for (idx_t c0 = 0; c0 < (inner); c0 += FJ_STREAM_TILE)                         \
+      if (const idx_t width = (inner) - c0 < FJ_STREAM_TILE ? (inner) - c0 : FJ_STREAM_TILE; true)
+
+// Copy `count` elements from a tile to dst: whole cache lines with non-temporal stores (the
+// line is written without being read first), the partial lines at either end with ordinary
+// stores.  fj_stream_fence orders the block's non-temporal stores before its return.
+#if defined(__AVX512F__) || defined(__AVX__) || defined(__SSE2__)
+#include <immintrin.h>
+#if defined(__AVX512F__)
+#define FJ_STREAM_BYTES 64
+static inline void fj_stream_vector(char* d, const char* s) {
+  _mm512_stream_si512((__m512i*)d, _mm512_loadu_si512((const void*)s));
+}
+#elif defined(__AVX__)
+#define FJ_STREAM_BYTES 32
+static inline void fj_stream_vector(char* d, const char* s) {
+  _mm256_stream_si256((__m256i*)d, _mm256_loadu_si256((const __m256i*)s));
+}
+#else
+#define FJ_STREAM_BYTES 16
+static inline void fj_stream_vector(char* d, const char* s) {
+  _mm_stream_si128((__m128i*)d, _mm_loadu_si128((const __m128i*)s));
+}
+#endif
+static inline void fj_stream_fence() { _mm_sfence(); }
+template <class T>
+static inline void fj_stream_store(T* FJ_RESTRICT dst, const T* FJ_RESTRICT src, long count) {
+  char* d = (char*)dst;
+  const char* s = (const char*)src;
+  const long bytes = count * (long)sizeof(T);
+  long head = (long)((FJ_STREAM_BYTES - (uintptr_t)d % FJ_STREAM_BYTES) % FJ_STREAM_BYTES);
+  head = head < bytes ? head : bytes;
+  memcpy(d, s, (size_t)head);
+  long k = head;
+  for (; k + FJ_STREAM_BYTES <= bytes; k += FJ_STREAM_BYTES) fj_stream_vector(d + k, s + k);
+  memcpy(d + k, s + k, (size_t)(bytes - k));
+}
+#else
+static inline void fj_stream_fence() {}
+template <class T>
+static inline void fj_stream_store(T* FJ_RESTRICT dst, const T* FJ_RESTRICT src, long count) {
+  memcpy(dst, src, (size_t)count * sizeof(T));
+}
+#endif
+
 // Tile loop: the block's contiguous chunk FJ_TILE elements at a time (the last tile shorter):
 // a loop over a tile's lanes is vectorised.
 #define FJ_TILE 16
@@ -53,8 +119,9 @@ static constexpr dim3 threadIdx(0), blockDim(1);
 // Rows of a row-team kernel: one team of one thread per block, a contiguous chunk of rows.
 #define FJ_TEAM_LOOP(idx_t, row0, n, teams) FJ_BLOCK_LOOP(idx_t, row0, n)
 
-// A block is one thread: shared memory is per OS thread, barriers and shuffles are trivial.
-#define __shared__ static thread_local
+// A block is one thread: shared memory is the kernel call's own (automatic storage, at most
+// 48 KB of stack: no thread-local lookup per access), barriers and shuffles are trivial.
+#define __shared__
 static inline void __syncthreads() {}
 template <class T>
 static inline T __shfl_down_sync(unsigned, T value, unsigned, int = 32) { return value; }

@@ -181,3 +181,38 @@ def test_float32_math_within_one_ulp_of_the_exact_result():
             np.testing.assert_array_equal(got[name][np.isinf(want)], want[np.isinf(want)], err_msg=name)
             finite = np.isfinite(want)
             assert ulp_distance(got[name][finite], want[finite]).max() <= 1, name
+
+
+def test_float32_exp_and_tanh_within_one_ulp_over_a_sweep_of_all_floats():
+    """Every 4093rd float32 bit pattern (a million values, both signs, denormals, infinities
+    and NaNs): the host's exp (a fitted polynomial with explicit fused multiply-adds) and tanh
+    (built on it) at most one ULP from the float64 result rounded, NaN where it is NaN."""
+    from fusejit.check import ulp_distance
+    x = np.arange(0, 2**32, 4093, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    got = fusejit.jit(lambda x: (jnp.exp(x), jnp.tanh(x)), backend="host")(x)
+    with np.errstate(all="ignore"):
+        for name, g, exact in (("exp", got[0], np.exp), ("tanh", got[1], np.tanh)):
+            want = exact(x.astype(np.float64)).astype(np.float32)
+            np.testing.assert_array_equal(np.isnan(g), np.isnan(want), err_msg=name)
+            finite = ~np.isnan(want)
+            assert ulp_distance(g[finite], want[finite]).max() <= 1, name
+
+
+@pytest.mark.parametrize("shape", [(1_000_003,), (701, 1531), (2, 300_001), (3001, 97)])
+def test_large_maps_take_the_host_stream_path(shape):
+    """Outputs of 1 MiB or more are computed in tiles on the host and copied out with
+    non-temporal stores (kernels/stream_path.cu.in): flat and row-shaped kernels, rows longer
+    and shorter than a tile, odd sizes (partial cache lines at every tile's ends), outputs of
+    four element sizes at once."""
+    rng = np.random.default_rng(sum(shape))
+    x, r = rand(rng, shape, np.float32), rand(rng, shape[-1:], np.float32)
+    compiled = verify(lambda x, r: (jnp.tanh(x * r + 1.0) - r, (x * 3).astype(jnp.int8), x > r,
+                                    (x * 100).astype(jnp.int16)),
+                      x, r, backends=("host",))
+    assert all("FJ_STREAM_STORES" in k.source for k in compiled.rendered)
+
+
+def test_small_maps_store_as_usual():
+    x = rand(np.random.default_rng(0), (1000, 200), np.float32)
+    compiled = verify(lambda x: jnp.sin(x) * 2, x, backends=("host",))
+    assert not any("FJ_STREAM_STORES" in k.source for k in compiled.rendered)

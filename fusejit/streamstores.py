@@ -1,0 +1,44 @@
+"""The stream path of map kernels: on the host, a kernel whose outputs are large computes
+each block's elements a tile at a time into tiles on the stack (FJ_STREAM_TILE elements of
+every output, in L1) and copies each tile out with non-temporal stores (`fj_stream_store`,
+host_launch.h).  An ordinary store first reads the line it writes; a non-temporal one
+writes whole lines without reading them, so a map over arrays larger than the caches moves
+a third fewer bytes.
+
+Like the vector path it is a rewrite of the element body, whose stores `outK[own] = v;`
+become `fj_tileK[i - i0] = v;`.  The GPU and the emulation compile it out
+(FJ_STREAM_STORES is 0 there).
+"""
+from __future__ import annotations
+
+import re
+
+from . import ops
+from .templates import fill, indent
+
+STREAM_MIN_BYTES = 1 << 20   # outputs of fewer bytes than this per call are stored as usual
+MAX_BODY_LINES = 256         # the body is compiled twice on the host: bound the code size
+
+
+def stream_path(w, body: list[str], own: str, inner: int | None = None) -> str:
+    """The stream-path text for the template's `stream` slot, or '' when the kernel stores
+    too few bytes or stores anywhere but at its own flat address `own`.  `inner`: the row
+    length of a kernel over rows (`row`, `col`)."""
+    spec = w.spec
+    stores = [re.match(r"out(\d+)\[(.*?)\] = ", line) for line in body if line.startswith("out")]
+    if not stores or any(m is None or m.group(2) != own for m in stores) or len(body) > MAX_BODY_LINES:
+        return ""
+    if spec.size * sum(v.dtype.itemsize for v in spec.outputs) < STREAM_MIN_BYTES:
+        return ""
+    index, first = ("col", "c0") if inner else ("i", "i0")
+    text = re.sub(rf"^out(\d+){re.escape(f'[{own}]')} = ", rf"fj_tile\1[{index} - {first}] = ",
+                  "\n".join(body), flags=re.M)
+    tiles = [f"{ops.ctype(v.dtype)} fj_tile{k}[FJ_STREAM_TILE];" for k, v in enumerate(spec.outputs)]
+    start = "row * inner + c0" if inner else "i0"
+    flush = [f"fj_stream_store(out{k} + {start}, fj_tile{k}, width);" for k in range(len(spec.outputs))]
+    if inner:
+        what, loop = "each row in tiles of columns", "FJ_STREAM_ROWS_LOOP(idx_t, row, c0, width, n, inner)"
+    else:
+        what, loop = "the block's elements in tiles", "FJ_STREAM_LOOP(idx_t, i0, width, n)"
+    return fill("stream_path.cu.in", what=what, tiles=indent(tiles, 2), loop=loop, index=index, first=first,
+                body=indent(text.splitlines(), 4), flush=indent(flush, 3))

@@ -13,6 +13,8 @@ FUSEJIT_KERNELS_DIR   use this copy of kernels/ (templates and preludes) instead
 FUSEJIT_SCAN          auto | unroll | loop: how scans run (the `scan=` argument of fusejit.jit wins).
 FUSEJIT_TOOLCHAIN_DIR where the precompiled preludes go (default: ~/.cache/fusejit-toolchain).
 FUSEJIT_POOL_BYTES    the most memory the host backends keep in freed large buffers for reuse.
+FUSEJIT_STREAM_BYTES  host map kernels moving this many bytes per call write with non-temporal
+                      stores (default: half the last-level cache).
 FUSEJIT_GRAPHS        0 | 1: host loops replay their captured launches (default: on for cuda only).
 """
 from __future__ import annotations

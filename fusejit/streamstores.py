@@ -3,7 +3,9 @@ each block's elements a tile at a time into tiles on the stack (FJ_STREAM_TILE e
 every output, in L1) and copies each tile out with non-temporal stores (`fj_stream_store`,
 host_launch.h).  An ordinary store first reads the line it writes; a non-temporal one
 writes whole lines without reading them, so a map over arrays larger than the caches moves
-a third fewer bytes.
+a third fewer bytes.  Where the arrays fit in the last-level cache, ordinary stores are
+faster (the lines are read from that cache, and stay there for the next reader), so only
+kernels moving more than half of it per call take the path (FUSEJIT_STREAM_BYTES).
 
 Like the vector path it is a rewrite of the element body, whose stores `outK[own] = v;`
 become `fj_tileK[i - i0] = v;`.  The GPU and the emulation compile it out
@@ -11,13 +13,45 @@ become `fj_tileK[i - i0] = v;`.  The GPU and the emulation compile it out
 """
 from __future__ import annotations
 
+import functools
+import os
 import re
 
-from . import ops
+from . import config, ops
 from .templates import fill, indent
 
-STREAM_MIN_BYTES = 1 << 20   # outputs of fewer bytes than this per call are stored as usual
-MAX_BODY_LINES = 256         # the body is compiled twice on the host: bound the code size
+DEFAULT_LAST_LEVEL_CACHE = 32 << 20   # where the system does not say
+MAX_BODY_LINES = 256                  # the body is compiled twice on the host: bound the code size
+
+
+@functools.lru_cache(maxsize=None)
+def last_level_cache_bytes() -> int:
+    """The largest data cache of CPU 0 that Linux reports (sysfs), else 32 MiB."""
+    root = "/sys/devices/system/cpu/cpu0/cache"
+    best = 0
+    try:
+        for entry in os.listdir(root):
+            try:
+                with open(os.path.join(root, entry, "type")) as f:
+                    if f.read().strip() == "Instruction":
+                        continue
+                with open(os.path.join(root, entry, "size")) as f:
+                    text = f.read().strip()
+            except OSError:
+                continue
+            scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+            digits = text.rstrip("KMG")
+            if digits.isdigit():
+                best = max(best, int(digits) * scale)
+    except OSError:
+        pass
+    return best or DEFAULT_LAST_LEVEL_CACHE
+
+
+def stream_min_bytes() -> int:
+    """Bytes a map kernel must move per call (loads and stores) to take the stream path."""
+    value = config.env("FUSEJIT_STREAM_BYTES").strip()
+    return int(value) if value else last_level_cache_bytes() // 2
 
 
 def stream_path(w, body: list[str], own: str, inner: int | None = None) -> str:
@@ -28,7 +62,8 @@ def stream_path(w, body: list[str], own: str, inner: int | None = None) -> str:
     stores = [re.match(r"out(\d+)\[(.*?)\] = ", line) for line in body if line.startswith("out")]
     if not stores or any(m is None or m.group(2) != own for m in stores) or len(body) > MAX_BODY_LINES:
         return ""
-    if spec.size * sum(v.dtype.itemsize for v in spec.outputs) < STREAM_MIN_BYTES:
+    moved = sum(v.size * v.dtype.itemsize for v in (*spec.sources, *spec.outputs))
+    if moved < stream_min_bytes():
         return ""
     index, first = ("col", "c0") if inner else ("i", "i0")
     text = re.sub(rf"^out(\d+){re.escape(f'[{own}]')} = ", rf"fj_tile\1[{index} - {first}] = ",

@@ -199,11 +199,12 @@ def test_float32_exp_and_tanh_within_one_ulp_over_a_sweep_of_all_floats():
 
 
 @pytest.mark.parametrize("shape", [(1_000_003,), (701, 1531), (2, 300_001), (3001, 97)])
-def test_large_maps_take_the_host_stream_path(shape):
-    """Outputs of 1 MiB or more are computed in tiles on the host and copied out with
-    non-temporal stores (kernels/stream_path.cu.in): flat and row-shaped kernels, rows longer
-    and shorter than a tile, odd sizes (partial cache lines at every tile's ends), outputs of
-    four element sizes at once."""
+def test_large_maps_take_the_host_stream_path(shape, monkeypatch):
+    """Map kernels moving FUSEJIT_STREAM_BYTES or more per call are computed in tiles on the
+    host and copied out with non-temporal stores (kernels/stream_path.cu.in): flat and
+    row-shaped kernels, rows longer and shorter than a tile, odd sizes (partial cache lines
+    at every tile's ends), outputs of four element sizes at once."""
+    monkeypatch.setenv("FUSEJIT_STREAM_BYTES", str(1 << 20))
     rng = np.random.default_rng(sum(shape))
     x, r = rand(rng, shape, np.float32), rand(rng, shape[-1:], np.float32)
     compiled = verify(lambda x, r: (jnp.tanh(x * r + 1.0) - r, (x * 3).astype(jnp.int8), x > r,
@@ -212,7 +213,15 @@ def test_large_maps_take_the_host_stream_path(shape):
     assert all("FJ_STREAM_STORES" in k.source for k in compiled.rendered)
 
 
-def test_small_maps_store_as_usual():
-    x = rand(np.random.default_rng(0), (1000, 200), np.float32)
+def test_small_maps_store_as_usual(monkeypatch):
+    monkeypatch.setenv("FUSEJIT_STREAM_BYTES", str(1 << 20))
+    x = rand(np.random.default_rng(0), (300, 200), np.float32)
     compiled = verify(lambda x: jnp.sin(x) * 2, x, backends=("host",))
     assert not any("FJ_STREAM_STORES" in k.source for k in compiled.rendered)
+
+
+def test_the_stream_threshold_defaults_to_half_the_last_level_cache(monkeypatch):
+    from fusejit import streamstores
+    monkeypatch.delenv("FUSEJIT_STREAM_BYTES", raising=False)
+    assert streamstores.last_level_cache_bytes() >= 1 << 16
+    assert streamstores.stream_min_bytes() == streamstores.last_level_cache_bytes() // 2

@@ -9,6 +9,8 @@ thread alike and stored by the first.
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from . import launch as launch_mod
@@ -19,6 +21,39 @@ from .fusion import FUSIBLE, KernelSpec, producers
 from .indexing import Sym, aff, delinearize, linearize, loop_symbol
 from .ir import Var
 from .launch import CUDA_BLOCK, Arg, Launch, Layout
+from .templates import fill
+
+
+MAX_HOISTED = 16  # values kept per lane across iterations (registers on the GPU)
+DECLARATION = re.compile(r"const (.+) (\w+) = (.*);")
+IDENTIFIER = re.compile(r"\b[A-Za-z_]\w*\b")
+
+
+def hoist_invariants(body: list[str], variant: set[str]) -> tuple[dict, list[str], list[str]]:
+    """Split the loop body into what no iteration changes and the rest: (the kept values' C
+    types by name, statements computed once per tile in the lane loop, the iteration's body).
+    A declaration is invariant when no name it reads is in `variant` (the iteration counters,
+    the carries) or declared by a variant statement.  Invariant values the iteration reads are
+    kept per lane in arrays of a tile's `lanes`; at most MAX_HOISTED of them, else nothing moves."""
+    variant = set(variant)
+    once, steps, kept = [], [], {}
+    for line in body:
+        m = DECLARATION.fullmatch(line.split("  //")[0])
+        reads = set(IDENTIFIER.findall(m.group(3) if m else line.split("  //")[0]))
+        if m and not reads & variant:
+            once.append(line)
+            kept[m.group(2)] = m.group(1)
+            continue
+        steps.append(line)
+        if m:
+            variant.add(m.group(2))
+    used = {name for line in steps for name in IDENTIFIER.findall(line.split("  //")[0])}
+    kept = {name: ctype for name, ctype in kept.items() if name in used}
+    if not once or len(kept) > MAX_HOISTED:
+        return {}, [], body
+    once += [f"{name}_lanes[lane] = {name};" for name in kept]
+    steps = [f"const {ctype} {name} = {name}_lanes[lane];" for name, ctype in kept.items()] + steps
+    return kept, once, steps
 
 
 class NotDeviceLoop(Exception):
@@ -86,7 +121,7 @@ def render(eqn, name: str, index64_forced: bool):
         registers[id(v)] = (reg, own if v.shape else aff(0))
         w.variant.add(reg)
         source = w.source_names[id(v)]
-        declare.append(f"{ops.ctype(v.dtype)} carry{k}[FJ_TILE];")
+        declare.append(f"{ops.ctype(v.dtype)} carry{k}[lanes];")
         load.append(f"{reg} = {source}[{'i' if v.shape else '0'}];")
     w.variant |= {"t", "step", "lane"}
     w.cache = LoopSources(registers, {id(v) for v in xs_in}, length)
@@ -104,15 +139,22 @@ def render(eqn, name: str, index64_forced: bool):
         target = f"out{nk + j}[{w.index(w.cache.t * size + own) if y.shape[1:] else 't'}] = {value};"
         w.body.append(target if y.shape[1:] else f"if (i == 0) {target}")
     w.body += updates
+    kept, once, steps = hoist_invariants(w.body, {"t", "step"} | {f"carry{k}" for k in range(len(carries_in))})
+    declare += [f"{ctype} {name}_lanes[lanes];" for name, ctype in kept.items()]
+    load += once
+    state = [ops.ctype(v.dtype) for v in carries_in] + list(kept.values())
     for k, v in enumerate(carries_in):
         store.append(f"out{k}[i] = carry{k}[lane];" if v.shape else f"if (i == 0) out{k}[0] = carry{k}[lane];")
     params = w.buffer_params() + [Param("scalar", "n", w.index_ctype, value=size),
                                   Param("scalar", "length", w.index_ctype, value=length)]
+    tile = {"declare": indent(declare, 0), "load": indent(load, 1), "body": indent(steps, 2),
+            "store": indent(store, 1), "iteration": "length - 1 - step" if p["reverse"] else "step"}
     source = fill_kernel(
         w, "loop.cu.in", f"{length} iteration(s){' (reversed)' if p['reverse'] else ''} of a scan over "
         f"{list(shape)}, {len(carries_in)} carry(ies) in registers", CUDA_BLOCK, params,
-        declare=indent(declare, 2), load=indent(load, 3),
-        iteration="length - 1 - step" if p["reverse"] else "step", body=indent(w.body, 4), store=indent(store, 3))
+        state=" + ".join(f"sizeof({ctype})" for ctype in state) or "0",
+        full=indent(fill("loop_tile.cu.in", width="full", **tile).splitlines(), 3),
+        partial=indent(fill("loop_tile.cu.in", width="width", **tile).splitlines(), 3))
     return spec, source, params, w.index64, size
 
 

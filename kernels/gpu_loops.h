@@ -26,13 +26,14 @@
 #define FJ_TEAM_LOOP(idx_t, row0, n, teams) \
   for (idx_t row0 = (idx_t)blockIdx.x * (idx_t)(teams); row0 < (n); row0 += (idx_t)gridDim.x * (idx_t)(teams))
 
-// Tile loop: a thread takes `width` (FJ_TILE, here 1) consecutive elements at a time,
-// grid-stride like FJ_GRID_LOOP.
-#define FJ_TILE 1
-#define FJ_TILE_LOOP(idx_t, i0, width, n) \
+// Tile loop: a thread takes `width` (here always 1) consecutive elements at a time,
+// grid-stride like FJ_GRID_LOOP: every tile is full.
+#define FJ_TILE_LANES(bytes) 1
+#define FJ_TILE_LOOP(idx_t, i0, width, n, lanes) \
   for (idx_t i0 = (idx_t)blockIdx.x * (idx_t)blockDim.x + (idx_t)threadIdx.x; i0 < (n); \
        i0 += (idx_t)blockDim.x * (idx_t)gridDim.x) \
     if (const int width = 1; true)
+#define FJ_TILE_FULL(width, lanes) ((void)(width), true)
 
 // Column reductions: a tile of 32 outputs per block of 256 threads, in 8 slices.
 #define FJ_COLUMNS 32

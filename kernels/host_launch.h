@@ -79,15 +79,25 @@ static inline void fj_stream_store(T* FJ_RESTRICT dst, const T* FJ_RESTRICT src,
 }
 #endif
 
-// Tile loop: the block's contiguous chunk FJ_TILE elements at a time (the last tile shorter):
-// a loop over a tile's lanes is vectorised.
-#define FJ_TILE 16
-#define FJ_TILE_LOOP(idx_t, i0, width, n)                                          \
-  const idx_t fj_tchunk_##i0 = (((n) + (idx_t)gridDim.x - 1) / (idx_t)gridDim.x + 15) / 16 * 16; \
+// Tile loop: the block's contiguous chunk `lanes` elements at a time (the last tile shorter).
+// A device loop's full tiles (FJ_TILE_FULL) loop over their lanes a compile-time count of
+// times, so those loops are vectorised into registers: several independent vectors whose
+// chains hide each step's latency.  FJ_TILE_LANES: the lanes of a tile when each element
+// keeps `bytes` of state in registers (a power of two from 16 to 128, the state of a tile at
+// most 1 KB: half the vector registers).
+constexpr int fj_tile_lanes(int bytes) {
+  int lanes = 128;
+  while (lanes > 16 && lanes * bytes > 1024) lanes /= 2;
+  return lanes;
+}
+#define FJ_TILE_LANES(bytes) fj_tile_lanes(bytes)
+#define FJ_TILE_LOOP(idx_t, i0, width, n, lanes)                                   \
+  const idx_t fj_tchunk_##i0 = (((n) + (idx_t)gridDim.x - 1) / (idx_t)gridDim.x + (lanes) - 1) / (lanes) * (lanes); \
   const idx_t fj_tbegin_##i0 = (idx_t)blockIdx.x * fj_tchunk_##i0;                 \
   const idx_t fj_tend_##i0 = fj_tbegin_##i0 + fj_tchunk_##i0 < (n) ? fj_tbegin_##i0 + fj_tchunk_##i0 : (n); \
-  for (idx_t i0 = fj_tbegin_##i0; i0 < fj_tend_##i0; i0 += FJ_TILE)                \
-    if (const int width = (int)(fj_tend_##i0 - i0 < FJ_TILE ? fj_tend_##i0 - i0 : FJ_TILE); true)
+  for (idx_t i0 = fj_tbegin_##i0; i0 < fj_tend_##i0; i0 += (lanes))                \
+    if (const int width = (int)(fj_tend_##i0 - i0 < (lanes) ? fj_tend_##i0 - i0 : (lanes)); true)
+#define FJ_TILE_FULL(width, lanes) ((width) == (lanes))
 
 // Rows loop: a contiguous chunk of rows per block, each row a loop over its columns (marked
 // for vectorisation: the compiler would otherwise vectorise across rows, with gathers).

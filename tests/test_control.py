@@ -117,6 +117,40 @@ def test_device_loop_with_xs_ys_and_reverse(x64):
     verify(f, rand(rng, (4, 9), np.float64), rand(rng, (11, 4, 9), np.float64), scan="loop")
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.uint8])
+@pytest.mark.parametrize("rows", [1, 3, 41])
+def test_device_loop_computes_what_no_iteration_changes_once(dtype, rows, x64):
+    """Consts read at the element's own index (y) and broadcast along rows (b) feed values that
+    no iteration changes: they are computed once per tile and kept per lane.  Row counts give
+    host tiles that are all partial, full and partial, and several full ones."""
+    def f(x, y, b):
+        def body(c, _):
+            return c * 3 - (y * y + b) // 2 if np.dtype(dtype).kind in "iu" else c * 0.5 + (y * y + b), None
+        return lax.scan(body, x, None, length=7)[0]
+
+    rng = np.random.default_rng(16)
+    x, y, b = rand(rng, (rows, 37), dtype), rand(rng, (rows, 37), dtype), rand(rng, (37,), dtype)
+    compiled = verify(f, x, y, b, scan="loop")
+    source = compiled.as_text()
+    assert "device loop" in source and "_lanes[lane] = " in source  # kept per lane, read each step
+
+
+def test_device_loop_over_several_host_blocks_with_too_many_invariants_to_keep():
+    """20 values no iteration changes are more than a tile keeps per lane: they are computed
+    every step instead; the host splits 80,000 elements over its cores in tiles."""
+    def f(x, y):
+        def body(c, _):
+            return sum((jnp.sin(y * k) for k in range(1, 21)), c * 0.5), None
+        return lax.scan(body, x, None, length=3)[0]
+
+    rng = np.random.default_rng(17)
+    x, y = rand(rng, (80_003,), np.float32), rand(rng, (80_003,), np.float32)
+    compiled = verify(f, x, y, scan="loop", backends=("host",))
+    assert "device loop" in compiled.as_text() and "_lanes[lane] = " not in compiled.as_text()
+    small = verify(f, x[:300], y[:300], scan="loop", backends=("emulate",))
+    assert "_lanes[lane] = " not in small.as_text()
+
+
 def test_body_reading_another_elements_carry_runs_as_a_block_loop():
     """x[::-1] of the carry couples elements: no device loop (a thread per element), but a
     block loop (the block shares the carry in shared memory)."""

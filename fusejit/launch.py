@@ -26,6 +26,7 @@ class DeviceInfo:
     block: int                  # threads per block for elementwise kernels
     blocks_per_unit: int        # grid cap = multiprocessors * blocks_per_unit
     min_chunk: int = 1          # fewest elements per block (host: keeps tiny launches on one thread)
+    columns: int = 32           # outputs per block of a column reduction (FJ_COLUMNS of its prelude)
 
     def grid(self, n: int, per_thread: int = 1) -> int:
         """Blocks for a map over n elements, `per_thread` at a time per GPU thread (the host's
@@ -51,9 +52,20 @@ class DeviceInfo:
         want = -(-self.multiprocessors * (1 if self.kind == "host" else 4) // max(rows, 1))
         return max(1, min(want, reduce_n // least))
 
+    def column_segments(self, outputs: int, reduce_n: int) -> int:
+        """Segments of the reduced rows of a column reduction: blocks enough to fill the device
+        (as `segments`) over its tiles of `columns` outputs, each segment at least
+        SEGMENT_MIN_ROWS rows and `min_chunk` elements."""
+        tiles = -(-outputs // self.columns)
+        want = -(-self.multiprocessors * (1 if self.kind == "host" else 4) // max(tiles, 1))
+        width = max(1, min(outputs, self.columns))
+        least = max(SEGMENT_MIN_ROWS, -(-self.min_chunk // width))
+        return max(1, min(want, reduce_n // least))
+
 
 CUDA_BLOCK = 256  # threads per block of every kernel (its __launch_bounds__)
 SEGMENT_MIN = 4096  # fewest elements per segment of a split reduction
+SEGMENT_MIN_ROWS = 64  # fewest rows per segment of a column reduction
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +75,8 @@ class Layout:
     kind   'map': `units` elements, a grid-stride loop, `work` of them per thread and step; 'rows': `units` rows, `per_block`
            of them per block on a GPU (a team of threads each); 'tiles': `units` tiles of
            outputs; 'split': `units` rows of `work` elements, each cut into segments; 'scan':
-           `units` rows, one per block."""
+           `units` rows, one per block; 'columns': `units` outputs reducing `work` rows, in
+           tiles of DeviceInfo.columns outputs, the rows cut into segments."""
     kind: str
     units: int
     work: int = 1
@@ -245,6 +258,10 @@ def build_program(graph, plan, rendered, device: DeviceInfo, ops: dict | None = 
         elif lay.kind == "split":
             segments = device.segments(lay.units, lay.work)
             grid = device.reduce_grid(lay.units * segments, -(-lay.work // segments))
+        elif lay.kind == "columns":
+            segments = device.column_segments(lay.units, lay.work)
+            width = min(lay.units, device.columns)
+            grid = device.reduce_grid(-(-lay.units // device.columns) * segments, width * -(-lay.work // segments))
         else:
             grid = device.reduce_grid(lay.units, lay.work, lay.per_block)
         block = 1 if device.kind == "host" else k.block
@@ -255,7 +272,10 @@ def build_program(graph, plan, rendered, device: DeviceInfo, ops: dict | None = 
                 args.append(Arg(dtype=index_dtype, value=segments if p.value is None else p.value))
             elif p.kind == "scratch":
                 s = slot((spec.name, p.name))
-                length = lay.units * segments if p.extent == "partials" else lay.units
+                length = {"partials": lay.units * segments, "tiles": -(-lay.units // device.columns)}.get(
+                    p.extent, lay.units)
+                if lay.kind == "columns" and segments == 1:
+                    length = 0  # one segment: each block stores its tile's results itself
                 allocs.append((s, (length,), p.dtype, p.zero))
                 args.append(Arg(slot=s))
                 written.append(s)

@@ -7,9 +7,11 @@ Three strategies, chosen from the shapes (kernels/reduce_*.cu.in):
            exponentials, then the quotients) run one after another in the same kernel;
            inputs read in several phases are kept in shared memory, so each element is
            read from global memory once.
-  columns  the innermost axis is kept: a block owns a tile of 32 consecutive outputs, its
-           threads walk down the tile's columns (coalesced loads) and the partials of the
-           block's slices meet in shared memory.
+  columns  the innermost axis is kept: a block owns a tile of consecutive outputs (32 on a
+           GPU, 4096 on the host) and a segment of the reduced rows; its threads walk down
+           the tile's columns (coalesced loads) and the partials of the block's slices meet
+           in shared memory.  With fewer tiles than the device needs blocks, the rows are cut
+           into segments whose partials the last block of a tile combines in segment order.
   split    a few long rows (a full reduction): each row is cut into segments, a block
            reduces a segment to a partial, and the last block of a row to finish combines
            the row's partials in segment order, so the result is the same run after run.
@@ -511,35 +513,48 @@ def begin_one_phase(w):
 # ---------------- strategy: tiles of output columns ----------------
 
 def render_columns(w, block: int):
-    from .codegen import RenderedKernel, fill_kernel, indent
+    from .codegen import Param, RenderedKernel, fill_kernel, indent
     spec, ix, reds = begin_one_phase(w)
     slices = block // TILE
-    check_shared(spec, reds, slices * TILE)
-    shared, init, combine = [], [], []
+    check_shared(spec, reds, slices * TILE, 1)
+    shared, init, combine, publish, finish, scratch = [], [], [], [], [], []
     w.body = []
     for red in reds:
-        shared.append(f"__shared__ {red.acc_t} part{red.k}[FJ_COLUMN_SLICES][FJ_COLUMNS];")
-        init.append(f"part{red.k}[ty][c] = {red.ident};")
-        cell, arg_cell = f"part{red.k}[ty][c]", f"part_arg{red.k}[ty][c]"
+        k = red.k
+        shared.append(f"__shared__ {red.acc_t} part{k}[FJ_COLUMN_SLICES][FJ_COLUMNS];")
+        init.append(f"part{k}[ty][c] = {red.ident};")
+        cell, arg_cell = f"part{k}[ty][c]", f"part_arg{k}[ty][c]"
+        scratch.append(Param("scratch", f"partial{k}", f"{red.acc_t}*", dtype=red.acc_dtype, extent="partials"))
+        publish.append(f"partial{k}[segment * n + i] = acc{k};")
+        finish.append(f"{red.acc_t} acc{k} = fj_load_cg(&partial{k}[i]);")
         if red.is_arg:
-            shared.append(f"__shared__ {red.arg_t} part_arg{red.k}[FJ_COLUMN_SLICES][FJ_COLUMNS];")
+            shared.append(f"__shared__ {red.arg_t} part_arg{k}[FJ_COLUMN_SLICES][FJ_COLUMNS];")
             init.append(f"{arg_cell} = {red.arg_ident};")
+            scratch.append(Param("scratch", f"partial_arg{k}", f"{red.arg_t}*", dtype=red.out.dtype,
+                                 extent="partials"))
+            publish.append(f"partial_arg{k}[segment * n + i] = arg{k};")
+            finish.append(f"{red.arg_t} arg{k} = fj_load_cg(&partial_arg{k}[i]);")
+        finish.append("for (idx_t s = 1; s < segments; ++s) "
+                      + red.merge(f"acc{k}", f"arg{k}", f"fj_load_cg(&partial{k}[s * n + i])",
+                                  f"fj_load_cg(&partial_arg{k}[s * n + i])"))
         w.body.append(red.step(cell, arg_cell, red.read(w, ix.element)))
-        combine.append(f"{red.acc_t} acc{red.k} = part{red.k}[0][c];")
+        combine.append(f"{red.acc_t} acc{k} = part{k}[0][c];")
         if red.is_arg:
-            combine.append(f"{red.arg_t} arg{red.k} = part_arg{red.k}[0][c];")
+            combine.append(f"{red.arg_t} arg{k} = part_arg{k}[0][c];")
         combine.append("for (unsigned y = 1; y < ny; ++y) "
-                       + red.merge(f"acc{red.k}", f"arg{red.k}", f"part{red.k}[y][c]", f"part_arg{red.k}[y][c]"))
+                       + red.merge(f"acc{k}", f"arg{k}", f"part{k}[y][c]", f"part_arg{k}[y][c]"))
     body = w.body
     stores = row_stores(w, spec, reds, ix)
+    params = scalar_params(w, spec, [Param("scalar", "segments", w.index_ctype, value=None)] + scratch
+                           + [Param("scratch", "tickets", "unsigned int*", dtype=np.dtype(np.uint32), extent="tiles",
+                                    zero=True)])
     source = fill_kernel(
-        w, "reduce_columns.cu.in", describe(spec, w, f"tiles of {TILE} outputs"), block, scalar_params(w, spec),
-        shared=indent(shared, 1), init=indent(init, 3), body=indent(body, 4),
-        combine=indent(combine, 3), stores=indent(stores, 3))
-    tiles = -(-spec.size // TILE)
-    layout = Layout("tiles", tiles, TILE * reduce_count(spec))
-    return RenderedKernel(spec, source, tuple(scalar_params(w, spec)), w.index64, w.loads, len(spec.outputs),
-                          block, layout)
+        w, "reduce_columns.cu.in", describe(spec, w, "tiles of outputs, segments of rows"), block, params,
+        shared=indent(shared, 1), init=indent(init, 3), body=indent(body, 4), combine=indent(combine, 4),
+        publish=indent(publish, 4), finish=indent(finish, 5), stores=indent(stores, 4),
+        finish_stores=indent(stores, 5))
+    layout = Layout("columns", spec.size, reduce_count(spec))
+    return RenderedKernel(spec, source, tuple(params), w.index64, w.loads, len(spec.outputs), block, layout)
 
 
 # ---------------- strategy: rows split across blocks ----------------

@@ -219,6 +219,9 @@ static inline bool fj_take_ticket(unsigned int* ticket, unsigned int count) {
   return __atomic_fetch_add(ticket, 1u, __ATOMIC_ACQ_REL) == count - 1u;
 }
 template <class T> static inline T fj_load_cg(const T* p) { return *p; }
+// Orders a thread's writes before its block's later ticket (a block of several threads in the
+// emulation; one in the host fast mode).
+static inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 
 // Inverse error function (CUDA has it built in; the C library does not).  A closed-form
 // first guess, then Halley steps on erf (erfc near +-1, where erf loses the digits).

@@ -154,5 +154,5 @@ static inline T __shfl_sync(unsigned, T value, int, int = 32) { return value; }
 
 // Column reductions: a tile of 512 outputs per block (one thread, one slice), so each row of
 // the tile is a long contiguous run.
-#define FJ_COLUMNS 512
+#define FJ_COLUMNS 4096
 #define FJ_COLUMN_SLICES 1

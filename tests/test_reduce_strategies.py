@@ -16,8 +16,9 @@ STRATEGIES = {
     "rows_of_33": ((9, 33), (1,), "rows", 8),       # a warp per row
     "rows_of_1025": ((5, 1025), (1,), "rows", 1),   # the whole block per row
     "rows_two_axes": ((6, 7, 33), (0, 2), "rows", 8),
-    "columns": ((33, 41), (0,), "tiles", 1),
-    "columns_middle": ((5, 7, 33), (1,), "tiles", 1),
+    "columns": ((33, 41), (0,), "columns", 1),
+    "columns_middle": ((5, 7, 33), (1,), "columns", 1),
+    "columns_segments": ((2000, 41), (0,), "columns", 1),  # rows cut into segments (host and GPU)
     "split_full": ((9000,), (0,), "split", 1),
     "split_rows": ((3, 8200), (1,), "split", 1),
     "split_columns": ((8200, 2), (0,), "split", 1),
@@ -82,6 +83,29 @@ def test_split_reduction_is_deterministic():
         for _ in range(3):
             again = f(x)
             assert all(np.array_equal(a, b) for a, b in zip(first, again))
+
+
+def segments_of(compiled) -> list[int]:
+    """The `segments` argument of each launch of a one-module program."""
+    kernels = {k.name: k for k in compiled.rendered}
+    return [launch.args[[p.name for p in kernels[launch.kernel].params].index("segments")].value
+            for launch in compiled.program.launches]
+
+
+@pytest.mark.parametrize("backend", ["host", "emulate"])
+def test_column_reduction_segments_are_combined_in_order(backend):
+    """A column reduction with fewer tiles of outputs than the device has cores (SMs) cuts its
+    rows into segments: blocks publish partials, the last to take a tile's ticket combines
+    them in segment order, so repeated calls give the same bits."""
+    x = rand(np.random.default_rng(27), (3000, 37), np.float32)
+    f = fusejit.jit(lambda x: (jnp.sum(x, 0), jnp.argmin(x, 0), jnp.max(x * x, 0)), backend=backend)
+    compiled = f.lower(x)
+    assert segments_of(compiled)[0] > 1
+    report = fusejit.check(f, x)
+    assert report.ok, report
+    first = f(x)
+    for _ in range(3):
+        assert all(np.array_equal(a, b) for a, b in zip(first, f(x)))
 
 
 def test_sum_of_ten_million_float32_within_tolerance():
@@ -170,5 +194,5 @@ def test_family_on_outer_axis_runs_phase_by_phase():
     a column kernel of its own."""
     x = rand(np.random.default_rng(25), (40, 9), np.float32)
     compiled = verify(lambda x: jax.nn.softmax(x, axis=0), x)
-    assert {k.layout.kind for k in compiled.rendered} <= {"tiles", "map"}
+    assert {k.layout.kind for k in compiled.rendered} <= {"columns", "map"}
     assert compiled.kernel_count == 3

@@ -64,6 +64,9 @@ def _array_data_offset() -> int | None:
 
 
 DATA_OFFSET = _array_data_offset()
+# Outputs per block of a column reduction: FJ_COLUMNS of kernels/host_launch.h.  Each block's
+# rows are long contiguous runs, which the prefetchers follow.
+HOST_COLUMNS = 4096
 DIRECT_MAX_PARAMS = 256  # FJ_MAX_PARAMS of kernels/host_call.c; kernels with more go through ctypes
 
 
@@ -164,7 +167,8 @@ class HostBackend(CpuArrays):
 
     def device_info(self) -> DeviceInfo:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        return DeviceInfo("host", platform.machine(), cores, block=1, blocks_per_unit=1, min_chunk=32768)
+        return DeviceInfo("host", platform.machine(), cores, block=1, blocks_per_unit=1, min_chunk=32768,
+                          columns=HOST_COLUMNS)
 
     def compile_key(self, source: str) -> str:
         path, version = cxx.compiler()

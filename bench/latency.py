@@ -1,9 +1,10 @@
 """First-call latency, measured in fresh processes, fusejit beside jax.jit.
 
 Every figure comes from its own child process, `python -m bench.latency ...`, which
-imports the libraries, builds the inputs, initialises jax's backend (jax.devices()) and
-then times exactly one first call, synchronised, printing one JSON line. Five children
-per workload:
+imports the libraries, builds the inputs, initialises jax's backend (jax.devices()) and,
+for fusejit, fusejit's (fusejit.init(): its launch extension and worker threads) and then
+times exactly one first call, synchronised, printing one JSON line. Five children per
+workload:
 
   fusejit cold  FUSEJIT_CACHE_DIR is a fresh empty directory; the process first compiles
                 an unrelated warm-up function, then calls jax.clear_caches(), so the
@@ -112,6 +113,8 @@ def child_main(argv=None) -> int:
         _enable_jax_cache(jax, args.jax_cache)
     dev = device_mod.make(args.backend)
     jax.devices()
+    if args.impl == "fusejit":
+        fusejit.init(dev.backend)
     host_args = w.build(np.random.default_rng(args.seed), w.size_at(args.scale))
     if args.impl == "fusejit":
         def make(fn):

@@ -13,6 +13,7 @@ against jax.jit.
 """
 from ._version import __version__
 from .api import Jitted, jit
+from .backends import init
 from .check import CheckReport, check
 from .errors import (CompileError, DeviceMemoryError, FusejitError, MismatchError, ToolchainError,
                      UnsupportedError)
@@ -21,6 +22,6 @@ from . import cache, launch
 
 fusejit = jit
 
-__all__ = ["jit", "fusejit", "check", "make_graph", "Jitted", "CheckReport", "FusejitError",
+__all__ = ["jit", "fusejit", "init", "check", "make_graph", "Jitted", "CheckReport", "FusejitError",
            "UnsupportedError", "CompileError", "MismatchError", "ToolchainError", "DeviceMemoryError",
            "cache", "__version__"]

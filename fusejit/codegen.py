@@ -21,6 +21,7 @@ from .fusion import KernelSpec, NotPersistent
 from .indexing import (Affine, Sym, aff, clamp, delin, delinearize, linearize, loop_symbol, runtime_value)
 from .ir import Literal, Var
 from .launch import Layout
+from .reduce import render_reduction
 from .templates import fill, indent
 from .streamstores import stream_path
 from .vectorize import GRID_MARGIN, vector_path
@@ -597,7 +598,6 @@ def render_kernel(spec: KernelSpec, producers, block: int, force_index64: bool =
         from .scan import render_scan
         return render_scan(KernelWriter(spec, producers, index64), block)
     if spec.kind == "reduce":
-        from .reduce import render_reduction
         return render_reduction(lambda: KernelWriter(spec, producers, index64), block)
     return KernelWriter(spec, producers, index64).render(block)
 

@@ -1,9 +1,9 @@
 // CUDA spellings on the CPU, shared by the host fast mode and the emulation.
 #pragma once
-#include <math.h>
 #include <stdint.h>
 #include <string.h>
-#include <cmath>
+
+#include "cpu_math.h"
 
 struct dim3 {
   unsigned int x, y, z;
@@ -233,7 +233,7 @@ static inline double fj_erfinv(double y) {
   const double sign = y < 0 ? -1.0 : 1.0;
   const double ay = fabs(y);
   const double a = 0.147;
-  const double two_over_pi_a = 2.0 / (M_PI * a);
+  const double two_over_pi_a = 2.0 / (3.14159265358979323846 * a);
   const double ln = log1p(-ay * ay);
   const double t = two_over_pi_a + 0.5 * ln;
   double x = sqrt(sqrt(t * t - ln / a) - t);

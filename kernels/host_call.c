@@ -7,9 +7,17 @@
  *
  * `template` is the address of `count` parameter pointers: a scalar's points at its value,
  * a buffer's is NULL and takes the next `array` (a NumPy array object, whose data pointer the
- * launcher reads at data_offset).  The GIL is released during the launch, as ctypes does. */
+ * launcher reads at data_offset).  The GIL is released during the launch, as ctypes does.
+ *
+ *   start_threads()
+ *
+ * runs one empty OpenMP parallel region, so the worker threads every module's launches share
+ * (one OpenMP runtime per process) exist before the first kernel runs; returns their count. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 
 #define FJ_MAX_PARAMS 256
 
@@ -79,8 +87,25 @@ static PyObject* fj_call(PyObject* self, PyObject* const* args, Py_ssize_t nargs
   Py_RETURN_NONE;
 }
 
+static PyObject* fj_start_threads(PyObject* self, PyObject* unused) {
+  (void)self;
+  (void)unused;
+  int threads = 1;
+  Py_BEGIN_ALLOW_THREADS
+#if defined(_OPENMP)
+#pragma omp parallel
+  {
+#pragma omp single
+    threads = omp_get_num_threads();
+  }
+#endif
+  Py_END_ALLOW_THREADS
+  return PyLong_FromLong(threads);
+}
+
 static PyMethodDef fj_methods[] = {
     {"call", (PyCFunction)(void (*)(void))fj_call, METH_FASTCALL, "Call a module's launcher."},
+    {"start_threads", fj_start_threads, METH_NOARGS, "Start the OpenMP worker threads; returns their count."},
     {"set_array_type", fj_set_array_type, METH_O, "The type every array argument must have."},
     {NULL, NULL, 0, NULL},
 };

@@ -40,25 +40,31 @@
 // Copy `count` elements from a tile to dst: whole cache lines with non-temporal stores (the
 // line is written without being read first), the partial lines at either end with ordinary
 // stores.  fj_stream_fence orders the block's non-temporal stores before its return.
+// The vector types and non-temporal stores are the compiler's own builtins: <immintrin.h>
+// would add a large parse to every module's compile.
 #if defined(__AVX512F__) || defined(__AVX__) || defined(__SSE2__)
-#include <immintrin.h>
 #if defined(__AVX512F__)
 #define FJ_STREAM_BYTES 64
-static inline void fj_stream_vector(char* d, const char* s) {
-  _mm512_stream_si512((__m512i*)d, _mm512_loadu_si512((const void*)s));
-}
 #elif defined(__AVX__)
 #define FJ_STREAM_BYTES 32
-static inline void fj_stream_vector(char* d, const char* s) {
-  _mm256_stream_si256((__m256i*)d, _mm256_loadu_si256((const __m256i*)s));
-}
 #else
 #define FJ_STREAM_BYTES 16
-static inline void fj_stream_vector(char* d, const char* s) {
-  _mm_stream_si128((__m128i*)d, _mm_loadu_si128((const __m128i*)s));
-}
 #endif
-static inline void fj_stream_fence() { _mm_sfence(); }
+typedef long long fj_stream_v __attribute__((vector_size(FJ_STREAM_BYTES)));
+static inline void fj_stream_vector(char* d, const char* s) {
+  fj_stream_v v;
+  memcpy(&v, s, FJ_STREAM_BYTES);  // an unaligned vector load
+#if defined(__clang__)
+  __builtin_nontemporal_store(v, (fj_stream_v*)d);
+#elif defined(__AVX512F__)
+  __builtin_ia32_movntdq512((fj_stream_v*)d, v);
+#elif defined(__AVX__)
+  __builtin_ia32_movntdq256((fj_stream_v*)d, v);
+#else
+  __builtin_ia32_movntdq((fj_stream_v*)d, v);
+#endif
+}
+static inline void fj_stream_fence() { __builtin_ia32_sfence(); }
 template <class T>
 static inline void fj_stream_store(T* FJ_RESTRICT dst, const T* FJ_RESTRICT src, long count) {
   char* d = (char*)dst;

@@ -283,12 +283,31 @@ def test_host_launches_with_and_without_the_direct_call(monkeypatch):
     env = [np.float32(1.0)] * 8
     with pytest.raises(TypeError, match="must be a NumPy array"):
         launch(env)
-    monkeypatch.setattr(host_mod, "host_call", lambda: None)
+    monkeypatch.setattr(host_mod, "host_extension", lambda: None)
     through_ctypes = fusejit.jit(lambda x, y: (jnp.sin(x) * y, x.sum(1) + 0.0), backend="host")
     assert through_ctypes.lower(x, x[0, 0]).bound[0].call is None
     assert fusejit.check(through_ctypes, x, x[0, 0]).ok
     with pytest.raises(TypeError, match="must be a NumPy array"):
         through_ctypes.lower(x, x[0, 0]).bound[0](env)
+
+
+def test_init_starts_a_backend_once_before_the_first_call():
+    """fusejit.init() creates and starts a backend (on the host: the launch extension and the
+    OpenMP worker threads, one per core the process may use), once; later calls use it."""
+    from fusejit import backends
+    from fusejit.backends import host as host_mod
+    backends._instances.clear()
+    assert fusejit.init("host") == "host"
+    started = backends.get("host")
+    assert fusejit.init("host") == "host" and backends.get("host") is started
+    extension = host_mod.host_extension()
+    if extension is not None:
+        cores = int(os.environ.get("OMP_NUM_THREADS") or len(os.sched_getaffinity(0)))
+        assert extension.start_threads() == cores
+    x = np.random.default_rng(41).random(7).astype(np.float32)
+    assert fusejit.check(fusejit.jit(lambda x: jnp.exp(x) - 1.0, backend="host"), x).ok
+    with pytest.raises(fusejit.FusejitError, match="unknown fusejit backend 'tpu'"):
+        fusejit.init("tpu")
 
 
 def test_a_kernel_with_hundreds_of_parameters_launches():

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import threading
 
 from .. import config
 from ..errors import FusejitError
@@ -55,16 +56,32 @@ def resolve_name(name: str | None) -> str:
 
 
 _instances: dict = {}
+_creating = threading.Lock()
 
 
 def get(name: str | None = None):
+    """The backend `name` (default: FUSEJIT_BACKEND, else cuda with a GPU, else host), created
+    and started (`start()`: what its first launch would otherwise pay) on first use."""
     name = resolve_name(name)
-    if name not in _instances:
+    if name in _instances:
+        return _instances[name]
+    with _creating:
+        if name in _instances:
+            return _instances[name]
         if name == "cuda":
             from .cuda import CudaBackend as cls
         elif name == "host":
             from .host import HostBackend as cls
         else:
             from .emulate import EmulateBackend as cls
-        _instances[name] = cls()
-    return _instances[name]
+        backend = cls()
+        backend.start()
+        _instances[name] = backend
+        return backend
+
+
+def init(backend: str | None = None) -> str:
+    """Create and start a backend now, as `jax.devices()` starts jax's, instead of in the first
+    call that needs it: the host backend loads its launch extension and starts its worker
+    threads, the cuda backend its CUDA context.  Returns the backend's name."""
+    return get(backend).name

@@ -41,6 +41,10 @@ class CudaBackend:
         self.lock = threading.Lock()
 
     # ---- device ----
+    def start(self) -> None:
+        """Ready the backend for its first launch: the CUDA context, and the device's properties."""
+        self.device_info()
+
     def device_info(self) -> DeviceInfo:
         dev = self.cp.cuda.Device()
         cc = dev.compute_capability

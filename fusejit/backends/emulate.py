@@ -44,6 +44,9 @@ class EmulateBackend(HostBackend):
     flags = EMULATE_FLAGS
     suffix = ".exe"
 
+    def start(self) -> None:
+        """Nothing to ready: each launch runs a program of its own."""
+
     def device_info(self) -> DeviceInfo:
         return DeviceInfo("emulate", EMULATED_GPU.arch, EMULATED_GPU.multiprocessors, EMULATED_GPU.block,
                           EMULATED_GPU.blocks_per_unit)

@@ -71,11 +71,11 @@ DIRECT_MAX_PARAMS = 256  # FJ_MAX_PARAMS of kernels/host_call.c; kernels with mo
 
 
 @functools.lru_cache(maxsize=None)
-def host_call():
-    """`call(launcher, grid, block, template, count, data_offset, *arrays)` from
-    kernels/host_call.c, built once per machine and Python into the toolchain directory; None
-    where this Python has no headers to build it with, or arrays of an unknown layout
-    (launches then go through ctypes)."""
+def host_extension():
+    """The CPython extension kernels/host_call.c (`call` launches a module's launcher;
+    `start_threads` starts the OpenMP workers), built once per machine and Python into the
+    toolchain directory; None where this Python has no headers to build it with, or arrays of
+    an unknown layout (launches then go through ctypes)."""
     include = sysconfig.get_paths().get("include")
     if DATA_OFFSET is None or not include or not os.path.exists(os.path.join(include, "Python.h")):
         config.debug(1, "host launches go through ctypes: no Python.h to build kernels/host_call.c")
@@ -89,12 +89,12 @@ def host_call():
     built = cache.lookup("host", key, ".so", root)
     if built is None:
         built = cache.store("host", key, ".so", lambda out: cxx.compile_files(
-            ["-x", "c", source], out, ["-O2", "-shared", "-fPIC", "-I", include], text), root)
+            ["-x", "c", source], out, ["-O2", "-shared", "-fPIC", "-fopenmp", "-I", include], text), root)
     spec = importlib.util.spec_from_file_location("fusejit_host_call", built)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     module.set_array_type(np.ndarray)
-    return module.call
+    return module
 
 
 class HostModule:
@@ -129,7 +129,8 @@ class PreparedLaunch:
         self.lock = threading.Lock()
         # The direct call (kernels/host_call.c): a template of the parameters, NULL where a
         # buffer goes, filled on the call's own stack from the arrays passed after it.
-        self.call = host_call() if len(holders) <= DIRECT_MAX_PARAMS else None
+        extension = host_extension() if len(holders) <= DIRECT_MAX_PARAMS else None
+        self.call = extension.call if extension is not None else None
         if self.call is not None:
             self.template = (ctypes.c_void_p * max(len(holders), 1))(
                 *[None if a.slot is not None else ctypes.addressof(h) for a, h in zip(launch.args, holders)])
@@ -164,6 +165,13 @@ class HostBackend(CpuArrays):
     def __init__(self):
         self.modules: dict[str, object] = {}
         self.lock = threading.Lock()
+
+    def start(self) -> None:
+        """Ready the backend for its first launch: load the launch extension and start the
+        worker threads (their creation would otherwise fall in the first kernel's launch)."""
+        extension = host_extension()
+        if extension is not None:
+            config.debug(1, f"host backend: {extension.start_threads()} worker thread(s)")
 
     def device_info(self) -> DeviceInfo:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

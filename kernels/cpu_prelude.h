@@ -137,19 +137,24 @@ FJ_MATH double fj_clamp_d(double d, double lo, double hi) { return d < lo ? lo :
 // double exp).
 FJ_MATH float fj_bits_to_float(unsigned int b) { float f; memcpy(&f, &b, 4); return f; }
 FJ_MATH unsigned int fj_float_bits(float f) { unsigned int b; memcpy(&b, &f, 4); return b; }
-FJ_MATH float fj_exp(float x) {
-  const float c = x < -104.0f ? -104.0f : (x > 89.0f ? 89.0f : x);  // NaN passes
-  const float shifter = 0x1.8p23f;  // adding it rounds to an integer in the low bits
-  const float kf = __builtin_fmaf(c, 0x1.715476p0f, shifter);
-  const float k = kf - shifter;
-  const float r = __builtin_fmaf(-k, 0x1.7f7d1cp-20f, __builtin_fmaf(-k, 0x1.62e400p-1f, c));
+// e^x = 2^k e^r: returns e^r and leaves k in the low bits of kf (k = kf - fj_exp_shifter).
+static constexpr float fj_exp_shifter = 0x1.8p23f;  // adding it rounds to an integer in the low bits
+FJ_MATH float fj_exp_reduced(float x, float& kf) {
+  kf = __builtin_fmaf(x, 0x1.715476p0f, fj_exp_shifter);
+  const float k = kf - fj_exp_shifter;
+  const float r = __builtin_fmaf(-k, 0x1.7f7d1cp-20f, __builtin_fmaf(-k, 0x1.62e400p-1f, x));
   float q = 0x1.6a244cp-10f;
   q = __builtin_fmaf(q, r, 0x1.1239d4p-7f);
   q = __builtin_fmaf(q, r, 0x1.5558f2p-5f);
   q = __builtin_fmaf(q, r, 0x1.555492p-3f);
   q = __builtin_fmaf(q, r, 0x1.fffffcp-2f);
-  const float p = __builtin_fmaf(__builtin_fmaf(q, r, 1.0f), r, 1.0f);
-  const int ki = (int)(fj_float_bits(kf) - fj_float_bits(shifter));
+  return __builtin_fmaf(__builtin_fmaf(q, r, 1.0f), r, 1.0f);
+}
+FJ_MATH float fj_exp(float x) {
+  const float c = x < -104.0f ? -104.0f : (x > 89.0f ? 89.0f : x);  // NaN passes
+  float kf;
+  const float p = fj_exp_reduced(c, kf);
+  const int ki = (int)(fj_float_bits(kf) - fj_float_bits(fj_exp_shifter));
   const float half1 = fj_bits_to_float((unsigned int)((ki >> 1) + 127) << 23);
   const float half2 = fj_bits_to_float((unsigned int)((ki - (ki >> 1)) + 127) << 23);
   return p * half1 * half2;
@@ -163,17 +168,9 @@ FJ_MATH float fj_log(float x) {
 }
 // e^x for x in [0, 20] (tanh's argument): fj_exp without the clamp, 2^k one factor.
 FJ_MATH float fj_exp_0_20(float x) {
-  const float shifter = 0x1.8p23f;
-  const float kf = __builtin_fmaf(x, 0x1.715476p0f, shifter);
-  const float k = kf - shifter;
-  const float r = __builtin_fmaf(-k, 0x1.7f7d1cp-20f, __builtin_fmaf(-k, 0x1.62e400p-1f, x));
-  float q = 0x1.6a244cp-10f;
-  q = __builtin_fmaf(q, r, 0x1.1239d4p-7f);
-  q = __builtin_fmaf(q, r, 0x1.5558f2p-5f);
-  q = __builtin_fmaf(q, r, 0x1.555492p-3f);
-  q = __builtin_fmaf(q, r, 0x1.fffffcp-2f);
-  const float p = __builtin_fmaf(__builtin_fmaf(q, r, 1.0f), r, 1.0f);
-  return p * fj_bits_to_float((fj_float_bits(kf) - fj_float_bits(shifter) + 127u) << 23);
+  float kf;
+  const float p = fj_exp_reduced(x, kf);
+  return p * fj_bits_to_float((fj_float_bits(kf) - fj_float_bits(fj_exp_shifter) + 127u) << 23);
 }
 // tanh in float arithmetic: below 0.625, tanh(a) = a + a^3 Q(a^2), Q a least-squares fit
 // (relative error 2e-10) in fused multiply-adds; above, 1 - 2 / (e^2a + 1).  Within one ULP

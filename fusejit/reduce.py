@@ -510,6 +510,26 @@ def begin_one_phase(w):
     return spec, Indices.of(spec), reds
 
 
+def segment_partials(red, publish_at: str, first_at: str, segment_at: str, declare: bool):
+    """What a strategy whose blocks each reduce one segment needs for `red`: its scratch
+    buffers of partials, the statements publishing this block's partial (at `publish_at`), and
+    the statements of the finishing block that combine the segments' partials in order (the
+    first at `first_at`, segment `s` at `segment_at`); `declare`: the finish declares acc/arg."""
+    from .codegen import Param
+    k, decl = red.k, (lambda t: f"{t} " if declare else "")
+    scratch = [Param("scratch", f"partial{k}", f"{red.acc_t}*", dtype=red.acc_dtype, extent="partials")]
+    publish = [f"partial{k}[{publish_at}] = acc{k};"]
+    finish = [f"{decl(red.acc_t)}acc{k} = fj_load_cg(&partial{k}[{first_at}]);"]
+    if red.is_arg:
+        scratch.append(Param("scratch", f"partial_arg{k}", f"{red.arg_t}*", dtype=red.out.dtype, extent="partials"))
+        publish.append(f"partial_arg{k}[{publish_at}] = arg{k};")
+        finish.append(f"{decl(red.arg_t)}arg{k} = fj_load_cg(&partial_arg{k}[{first_at}]);")
+    finish.append("for (idx_t s = 1; s < segments; ++s) "
+                  + red.merge(f"acc{k}", f"arg{k}", f"fj_load_cg(&partial{k}[{segment_at}])",
+                              f"fj_load_cg(&partial_arg{k}[{segment_at}])"))
+    return scratch, publish, finish
+
+
 # ---------------- strategy: tiles of output columns ----------------
 
 def render_columns(w, block: int):
@@ -524,19 +544,13 @@ def render_columns(w, block: int):
         shared.append(f"__shared__ {red.acc_t} part{k}[FJ_COLUMN_SLICES][FJ_COLUMNS];")
         init.append(f"part{k}[ty][c] = {red.ident};")
         cell, arg_cell = f"part{k}[ty][c]", f"part_arg{k}[ty][c]"
-        scratch.append(Param("scratch", f"partial{k}", f"{red.acc_t}*", dtype=red.acc_dtype, extent="partials"))
-        publish.append(f"partial{k}[segment * n + i] = acc{k};")
-        finish.append(f"{red.acc_t} acc{k} = fj_load_cg(&partial{k}[i]);")
         if red.is_arg:
             shared.append(f"__shared__ {red.arg_t} part_arg{k}[FJ_COLUMN_SLICES][FJ_COLUMNS];")
             init.append(f"{arg_cell} = {red.arg_ident};")
-            scratch.append(Param("scratch", f"partial_arg{k}", f"{red.arg_t}*", dtype=red.out.dtype,
-                                 extent="partials"))
-            publish.append(f"partial_arg{k}[segment * n + i] = arg{k};")
-            finish.append(f"{red.arg_t} arg{k} = fj_load_cg(&partial_arg{k}[i]);")
-        finish.append("for (idx_t s = 1; s < segments; ++s) "
-                      + red.merge(f"acc{k}", f"arg{k}", f"fj_load_cg(&partial{k}[s * n + i])",
-                                  f"fj_load_cg(&partial_arg{k}[s * n + i])"))
+        parts = segment_partials(red, "segment * n + i", "i", "s * n + i", declare=True)
+        scratch += parts[0]
+        publish += parts[1]
+        finish += parts[2]
         w.body.append(red.step(cell, arg_cell, red.read(w, ix.element)))
         combine.append(f"{red.acc_t} acc{k} = part{k}[0][c];")
         if red.is_arg:
@@ -572,24 +586,16 @@ def render_split(w, block: int):
         init += red.declare_lanes()
         combine += red.fold_lanes()
         shared.append(f"__shared__ {red.acc_t} smem{k}[{WARP + 1}];")
-        scratch.append(Param("scratch", f"partial{k}", f"{red.acc_t}*", dtype=red.acc_dtype, extent="partials"))
-        publish.append(f"partial{k}[work] = acc{k};")
-        finish.append(f"acc{k} = fj_load_cg(&partial{k}[first]);")
         if red.is_arg:
             shared.append(f"__shared__ {red.arg_t} smem_arg{k}[{WARP + 1}];")
             combine.append(f"fj_block_argreduce<{red.flag}>(acc{k}, arg{k}, ({red.acc_t}){red.ident}, "
                            f"({red.arg_t}){red.arg_ident}, smem{k}, smem_arg{k});")
-            scratch.append(Param("scratch", f"partial_arg{k}", f"{red.arg_t}*", dtype=red.out.dtype,
-                                 extent="partials"))
-            publish.append(f"partial_arg{k}[work] = arg{k};")
-            finish.append(f"arg{k} = fj_load_cg(&partial_arg{k}[first]);")
-            finish.append("for (idx_t s = 1; s < segments; ++s) "
-                          + red.merge(f"acc{k}", f"arg{k}", f"fj_load_cg(&partial{k}[first + s])",
-                                      f"fj_load_cg(&partial_arg{k}[first + s])"))
         else:
             combine.append(f"acc{k} = fj_block_reduce(acc{k}, ({red.acc_t}){red.ident}, smem{k}, {red.functor}());")
-            finish.append("for (idx_t s = 1; s < segments; ++s) "
-                          + red.merge(f"acc{k}", "", f"fj_load_cg(&partial{k}[first + s])", ""))
+        parts = segment_partials(red, "work", "first", "first + s", declare=False)
+        scratch += parts[0]
+        publish += parts[1]
+        finish += parts[2]
     stores = row_stores(w, spec, reds, ix)
     params = scalar_params(w, spec, [Param("scalar", "segments", w.index_ctype, value=None)] + scratch
                            + [Param("scratch", "tickets", "unsigned int*", dtype=np.dtype(np.uint32), extent="rows",

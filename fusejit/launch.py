@@ -49,18 +49,20 @@ class DeviceInfo:
         """Segments per row of a split reduction: enough blocks to fill the device, each segment
         at least `SEGMENT_MIN` elements (the host: `min_chunk`)."""
         least = max(self.min_chunk, SEGMENT_MIN)
-        want = -(-self.multiprocessors * (1 if self.kind == "host" else 4) // max(rows, 1))
-        return max(1, min(want, reduce_n // least))
+        return max(1, min(self.segments_to_fill(rows), reduce_n // least))
+
+    def segments_to_fill(self, units: int) -> int:
+        """Segments per unit that give the device blocks enough: one per core on the host,
+        about four per SM on a GPU."""
+        return -(-self.multiprocessors * (1 if self.kind == "host" else 4) // max(units, 1))
 
     def column_segments(self, outputs: int, reduce_n: int) -> int:
         """Segments of the reduced rows of a column reduction: blocks enough to fill the device
         (as `segments`) over its tiles of `columns` outputs, each segment at least
         SEGMENT_MIN_ROWS rows and `min_chunk` elements."""
-        tiles = -(-outputs // self.columns)
-        want = -(-self.multiprocessors * (1 if self.kind == "host" else 4) // max(tiles, 1))
         width = max(1, min(outputs, self.columns))
         least = max(SEGMENT_MIN_ROWS, -(-self.min_chunk // width))
-        return max(1, min(want, reduce_n // least))
+        return max(1, min(self.segments_to_fill(-(-outputs // self.columns)), reduce_n // least))
 
 
 CUDA_BLOCK = 256  # threads per block of every kernel (its __launch_bounds__)
@@ -73,10 +75,10 @@ class Layout:
     """How a kernel's work maps onto blocks, for sizing its grid.
 
     kind   'map': `units` elements, a grid-stride loop, `work` of them per thread and step; 'rows': `units` rows, `per_block`
-           of them per block on a GPU (a team of threads each); 'tiles': `units` tiles of
-           outputs; 'split': `units` rows of `work` elements, each cut into segments; 'scan':
-           `units` rows, one per block; 'columns': `units` outputs reducing `work` rows, in
-           tiles of DeviceInfo.columns outputs, the rows cut into segments."""
+           of them per block on a GPU (a team of threads each); 'columns': `units` outputs
+           reducing `work` rows, in tiles of DeviceInfo.columns outputs, the rows cut into
+           segments; 'split': `units` rows of `work` elements, each cut into segments; 'scan':
+           `units` rows, one per block."""
     kind: str
     units: int
     work: int = 1

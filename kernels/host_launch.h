@@ -158,7 +158,7 @@ static inline T __shfl_sync(unsigned, T value, int, int = 32) { return value; }
     }                                                              \
   } while (0)
 
-// Column reductions: a tile of 512 outputs per block (one thread, one slice), so each row of
-// the tile is a long contiguous run.
+// Column reductions: a tile of 4096 outputs per block (one thread, one slice), so each row of
+// the tile is a long contiguous run (HOST_COLUMNS of fusejit/backends/host.py).
 #define FJ_COLUMNS 4096
 #define FJ_COLUMN_SLICES 1

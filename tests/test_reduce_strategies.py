@@ -1,5 +1,7 @@
 """The reduction strategies (fusejit/reduce.py) on every dtype, row families fused into one
 persistent kernel, and the numerics of long reductions, all against jax.jit."""
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -106,6 +108,21 @@ def test_column_reduction_segments_are_combined_in_order(backend):
     first = f(x)
     for _ in range(3):
         assert all(np.array_equal(a, b) for a, b in zip(first, f(x)))
+
+
+def test_host_column_tile_matches_its_prelude():
+    """The launch plan sizes a column reduction's tickets from DeviceInfo.columns: it must be
+    the FJ_COLUMNS the host kernels are compiled with (and the GPU's, 32, in gpu_loops.h)."""
+    import re
+    from fusejit.backends import host
+    from fusejit.launch import EMULATED_GPU
+    from fusejit.templates import kernels_dir
+
+    def columns(header):
+        with open(os.path.join(kernels_dir(), header)) as f:
+            return int(re.search(r"#define FJ_COLUMNS (\d+)", f.read()).group(1))
+    assert host.HostBackend().device_info().columns == columns("host_launch.h") == host.HOST_COLUMNS
+    assert EMULATED_GPU.columns == columns("gpu_loops.h")
 
 
 def test_sum_of_ten_million_float32_within_tolerance():

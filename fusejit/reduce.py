@@ -564,7 +564,7 @@ def render_columns(w, block: int):
                                     zero=True)])
     source = fill_kernel(
         w, "reduce_columns.cu.in", describe(spec, w, "tiles of outputs, segments of rows"), block, params,
-        shared=indent(shared, 1), init=indent(init, 3), body=indent(body, 4), combine=indent(combine, 4),
+        shared=indent(shared, 1), init=indent(init, 3), body=indent(body, 4), combine=indent(combine, 3),
         publish=indent(publish, 4), finish=indent(finish, 5), stores=indent(stores, 4),
         finish_stores=indent(stores, 5))
     layout = Layout("columns", spec.size, reduce_count(spec))

@@ -603,13 +603,14 @@ def render_kernel(spec: KernelSpec, producers, block: int, force_index64: bool =
 
 
 def render_module(kernels) -> str:
-    launchers, table = [], []
+    launchers, array_launchers, table = [], [], []
     for k in kernels:
         unpack = ", ".join(f"*({p.ctype}*)args[{j}]" for j, p in enumerate(k.params))
         unpack_arrays = ", ".join(
             f"*({p.ctype}*)args[{j}]" if p.kind == "scalar" else
             f"*({p.ctype}*)((char*)*(void**)args[{j}] + data_offset)" for j, p in enumerate(k.params))
-        launchers.append(fill("launcher.cpp.in", name=k.name, unpack=unpack, unpack_arrays=unpack_arrays))
+        launchers.append(fill("launcher.cpp.in", name=k.name, unpack=unpack))
+        array_launchers.append(fill("launcher_arrays.cpp.in", name=k.name, unpack_arrays=unpack_arrays))
         table.append(f'  {{"{k.name}", {k.name}_launch}},\n')
     return fill("module.cu.in", count=len(kernels), kernels="\n".join(k.source for k in kernels),
-                launchers="".join(launchers), table="".join(table))
+                launchers="".join(launchers), array_launchers="".join(array_launchers), table="".join(table))

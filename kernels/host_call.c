@@ -1,5 +1,5 @@
 /* fusejit's host launch call: a CPython extension that calls a module's launcher
- * (`NAME_launch_arrays` of launcher.cpp.in) at a given address.  Built once per machine and
+ * (`NAME_launch_arrays` of launcher_arrays.cpp.in) at a given address.  Built once per machine and
  * Python into the toolchain directory; it replaces a ctypes call and the shared argument
  * holders it needs (so no lock either): the parameter array is built on this call's stack.
  *

@@ -269,8 +269,9 @@ def test_missing_nvrtc_says_what_to_install(monkeypatch):
 
 def test_host_launches_with_and_without_the_direct_call(monkeypatch):
     """Launches go through kernels/host_call.c (built once per machine) or, where it cannot be
-    built, through ctypes: the same results, and a kernel argument that is not a NumPy array
-    is refused either way."""
+    built, through ctypes, with the array objects' data pointers or (an unknown array layout)
+    cells holding the addresses: the same results, and a kernel argument that is not a NumPy
+    array is refused either way."""
     from fusejit.backends import host as host_mod
     x = np.random.default_rng(40).random((3, 5)).astype(np.float32)
     fun = lambda x, y: (jnp.sin(x) * y, x.sum(1))  # noqa: E731
@@ -289,6 +290,12 @@ def test_host_launches_with_and_without_the_direct_call(monkeypatch):
     assert fusejit.check(through_ctypes, x, x[0, 0]).ok
     with pytest.raises(TypeError, match="must be a NumPy array"):
         through_ctypes.lower(x, x[0, 0]).bound[0](env)
+    # Arrays of a layout the backend does not know: each buffer's address goes through a cell.
+    monkeypatch.setattr(host_mod, "DATA_OFFSET", None)
+    by_address = fusejit.jit(lambda x, y: (jnp.sin(x) * y, x.sum(1) - 0.0), backend="host")
+    assert all(cell is not None for _, cell, _ in by_address.lower(x, x[0, 0]).bound[0].buffers)
+    assert fusejit.check(by_address, x, x[0, 0]).ok
+    assert fusejit.check(by_address, x[:2], x[1, 1]).ok
 
 
 def test_init_starts_a_backend_once_before_the_first_call():

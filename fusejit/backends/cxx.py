@@ -22,9 +22,11 @@ def compiler() -> tuple[str, str]:
         "'apt-get install g++') or set FUSEJIT_CXX; with a GPU, use backend='cuda'")
 
 
-def compile_files(sources: list[str], output: str, flags: list[str], module_source: str) -> None:
+def compile_files(sources: list[str], output: str, flags: list[str], module_source: str,
+                  libs: list[str] = ()) -> None:
+    """Compile (and link) `sources` into `output`; `libs` (-l options) follow the sources."""
     path, _ = compiler()
-    cmd = [path, *flags, *sources, "-o", output]
+    cmd = [path, *flags, *sources, *libs, "-o", output]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise CompileError(

@@ -42,6 +42,7 @@ class EmulatedModule:
 class EmulateBackend(HostBackend):
     name = "emulate"
     flags = EMULATE_FLAGS
+    libs = []  # an executable, linked by the compiler driver as usual
     suffix = ".exe"
 
     def start(self) -> None:

@@ -136,8 +136,36 @@ def store(kind: str, key: str, suffix: str, build, root: str | None = None) -> s
         os.replace(tmp, final)
     finally:
         _drop(tmp)
-    enforce_size_cap()
+    if root is None:
+        enforce_size_cap()
+    else:
+        prune(directory, suffix, TOOLCHAIN_KEEP)
     return final
+
+
+# Toolchain entries kept of each suffix (a precompiled prelude, the launch extension): each
+# build of kernels/ or change of flags makes new ones, and a precompiled prelude is megabytes.
+TOOLCHAIN_KEEP = 4
+
+
+def prune(directory: str, suffix: str, keep: int) -> list[str]:
+    """Remove all but the `keep` most recently used entries of `directory` whose names end in
+    `suffix` (their sidecars record the last use); returns the paths removed.  A process
+    still using a removed entry has it open or builds it again."""
+    entries = []
+    for name in os.listdir(directory):
+        if name.startswith(".") or not name.endswith(suffix):
+            continue
+        path = os.path.join(directory, name)
+        try:
+            entries.append((os.stat(path + ".sha256").st_mtime_ns, path))
+        except OSError:  # no sidecar: not a complete entry
+            continue
+    removed = [path for _, path in sorted(entries, reverse=True)[keep:]]
+    for path in removed:
+        _drop(path, path + ".sha256")
+        stats["toolchain_pruned"] += 1
+    return removed
 
 
 def enforce_size_cap() -> None:

@@ -160,13 +160,49 @@ def test_precompiled_preludes_are_built_once_and_optional(tmp_path, monkeypatch,
     monkeypatch.setenv("FUSEJIT_TOOLCHAIN_DIR", str(tmp_path / "toolchain"))
     monkeypatch.setenv("FUSEJIT_CACHE", "0")
     backends._instances.clear()
-    host = backends.get("host")
+    host = backends.get("host")  # (which builds the launch extension here, if this process has not)
+    built = cache.stats["toolchain_builds"]
     pch = host.precompiled_header()
     assert os.path.exists(os.path.join(pch, "fusejit.h.gch")) and str(tmp_path / "toolchain") in pch
-    assert cache.stats["toolchain_builds"] == 1
+    assert cache.stats["toolchain_builds"] == built + 1
     x = np.linspace(-1, 1, 9).astype(np.float32)
     assert fusejit.check(fusejit.jit(lambda x: jnp.sin(x) * 2.5, backend="host"), x).ok
     os.unlink(os.path.join(pch, "fusejit.h.gch"))  # gone: GCC reads the header itself
     assert fusejit.check(fusejit.jit(lambda x: jnp.cos(x) * 2.5, backend="host"), x).ok
     backends._instances.clear()
     assert backends.get("host").precompiled_header() == pch and cache.stats["toolchain_hits"] == 1
+
+
+def test_the_toolchain_directory_keeps_its_most_recently_used_entries(tmp_path, monkeypatch, fresh_cache):
+    """Each kernels/ or flags change builds new toolchain entries (a precompiled prelude is
+    megabytes): storing one removes all but the TOOLCHAIN_KEEP most recently used of its kind,
+    and a precompiled prelude's link directory goes with it."""
+    root = str(tmp_path / "toolchain")
+    keep = cache.TOOLCHAIN_KEEP
+    keys = [f"{k:040x}" for k in range(keep + 3)]
+    monkeypatch.setattr(cache, "TOOLCHAIN_KEEP", 100)  # none pruned while they are made
+    for age, key in enumerate(keys):
+        path = cache.store("host", key, ".gch", lambda out, key=key: open(out, "w").write(key), root)
+        os.utime(path + ".sha256", ns=(age * 10**9, age * 10**9))  # used in this order
+    monkeypatch.setattr(cache, "TOOLCHAIN_KEEP", keep)
+    # The oldest entry is used again: it outlives the ones used after it.
+    assert cache.lookup("host", keys[0], ".gch", root) is not None
+    cache.store("host", "f" * 40, ".gch", lambda out: open(out, "w").write("new"), root)
+    left = sorted(n for n in os.listdir(os.path.join(root, "host")) if n.endswith(".gch"))
+    assert left == sorted(f"{k}.gch" for k in [keys[0], *keys[-2:], "f" * 40])
+    assert cache.stats["toolchain_pruned"] == len(keys) + 1 - keep
+    assert cache.lookup("host", keys[1], ".gch", root) is None
+    # Other kinds of entry are pruned apart.
+    cache.store("host", "e" * 40, ".so", lambda out: open(out, "w").write("ext"), root)
+    assert os.path.exists(os.path.join(root, "host", "e" * 40 + ".so"))
+
+    # A precompiled prelude whose .gch was pruned loses its directory when the next is built.
+    monkeypatch.setenv("FUSEJIT_TOOLCHAIN_DIR", root)
+    stale = os.path.join(root, "host", f"pch-{keys[1]}")
+    os.makedirs(stale)
+    os.symlink(os.path.join(root, "host", f"{keys[1]}.gch"), os.path.join(stale, "fusejit.h.gch"))
+    backends._instances.clear()
+    pch = backends.get("host").precompiled_header()
+    assert os.path.exists(os.path.join(pch, "fusejit.h.gch")) and not os.path.exists(stale)
+    x = np.linspace(-1, 1, 9).astype(np.float32)
+    assert fusejit.check(fusejit.jit(lambda x: jnp.tanh(x) * 1.5, backend="host"), x).ok

@@ -298,6 +298,24 @@ def test_host_launches_with_and_without_the_direct_call(monkeypatch):
     assert fusejit.check(by_address, x[:2], x[1, 1]).ok
 
 
+def test_host_modules_hold_one_launcher_per_kernel():
+    """Each kernel is compiled into one host launcher (the array-object one); the emulation's
+    launchers and table are compiled only there: a second launcher would inline the kernel
+    again and double its compile."""
+    x = np.random.default_rng(42).random((5, 7)).astype(np.float32)
+    f = fusejit.jit(lambda x: (jnp.tanh(x) + x.max(1, keepdims=True), jnp.cumsum(x, 0)), backend="host")
+    compiled = f.lower(x)
+    names = [k.name for k in compiled.rendered]
+    assert len(names) >= 2
+    emulation, host_part = compiled.source.split("#elif !defined(__CUDACC__)")
+    for name in names:
+        assert host_part.count(f"void {name}_launch_arrays(") == 1 and f"{name}_launch(" not in host_part
+        assert emulation.count(f"void {name}_launch(") == 1 and f'{{"{name}", {name}_launch}}' in emulation
+        assert not hasattr(compiled.module.lib, f"{name}_launch")
+    assert not hasattr(compiled.module.lib, "fj_kernel_table")
+    assert fusejit.check(f, x).ok
+
+
 def test_init_starts_a_backend_once_before_the_first_call():
     """fusejit.init() creates and starts a backend (on the host: the launch extension and the
     OpenMP worker threads, one per core the process may use), once; later calls use it."""

@@ -316,6 +316,31 @@ def test_host_modules_hold_one_launcher_per_kernel():
     assert fusejit.check(f, x).ok
 
 
+def test_modules_link_as_the_driver_does_with_compilers_other_than_gcc(tmp_path, monkeypatch):
+    """GCC links a module against libgomp, libm and libc only (-nostdlib); another compiler's
+    driver (clang's names no OpenMP runtime under -nostdlib) links with its defaults."""
+    from fusejit import backends, cache
+    from fusejit.backends import cxx
+    monkeypatch.setenv("FUSEJIT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("FUSEJIT_TOOLCHAIN_DIR", str(tmp_path / "toolchain"))
+    x = np.random.default_rng(43).random((6, 5)).astype(np.float32)
+    fun = lambda x: (jnp.exp(x) * 2.0, x.sum(0))  # noqa: E731
+    backends._instances.clear()
+    try:
+        gnu = backends.get("host")
+        assert ("-nostdlib" in gnu.flags) == cxx.is_gnu()
+        assert fusejit.check(fusejit.jit(fun, backend="host"), x).ok
+        monkeypatch.setattr(cxx, "is_gnu", lambda: False)
+        backends._instances.clear()
+        other = backends.get("host")
+        assert "-nostdlib" not in other.flags and other.libs == [] and "-shared" in other.flags
+        compiles = cache.stats["compiles"]
+        assert fusejit.check(fusejit.jit(fun, backend="host"), x).ok
+        assert cache.stats["compiles"] == compiles + 1  # its own module: the flags are in the key
+    finally:
+        backends._instances.clear()
+
+
 def test_init_starts_a_backend_once_before_the_first_call():
     """fusejit.init() creates and starts a backend (on the host: the launch extension and the
     OpenMP worker threads, one per core the process may use), once; later calls use it."""

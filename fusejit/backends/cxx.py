@@ -22,6 +22,15 @@ def compiler() -> tuple[str, str]:
         "'apt-get install g++') or set FUSEJIT_CXX; with a GPU, use backend='cuda'")
 
 
+@functools.lru_cache(maxsize=None)
+def is_gnu() -> bool:
+    """Whether the C++ compiler is GCC (whose driver links OpenMP's runtime for -fopenmp also
+    with -nostdlib; clang's does not)."""
+    path, _ = compiler()
+    out = subprocess.run([path, "--version"], capture_output=True, text=True)
+    return "Free Software Foundation" in out.stdout and "clang" not in out.stdout.lower()
+
+
 def compile_files(sources: list[str], output: str, flags: list[str], module_source: str,
                   libs: list[str] = ()) -> None:
     """Compile (and link) `sources` into `output`; `libs` (-l options) follow the sources."""

@@ -31,15 +31,22 @@ from .cpu_arrays import CpuArrays
 # nothing (and need no C++ runtime to unwind through).
 HOST_FLAGS = ["-O3", "-std=c++17", "-fPIC", "-fopenmp", "-fno-exceptions", "-fno-math-errno", "-fno-trapping-math",
               "-march=native", "-mprefer-vector-width=512", "-ffp-contract=off"]
-# Linking: a shared library against exactly the libraries a kernel calls (OpenMP's runtime,
-# the C math library, the C library), without the C++ runtime and start files the compiler
-# driver adds by default, which take most of a small module's link; a symbol nothing defines
-# fails the link instead of the load.  gold links in two thirds of the time of the default
-# linker.
+# Linking: with GCC, a shared library against exactly the libraries a kernel calls (OpenMP's
+# runtime, which -fopenmp names, the C math library, the C library), without the C++ runtime
+# and start files the driver adds by default, which take most of a small module's link; a
+# symbol nothing defines fails the link instead of the load.  Other compilers link as their
+# driver does by default.  gold links in two thirds of the time of the default linker.
 HOST_LINK_FLAGS = ["-shared", "-nostdlib", "-Wl,--no-undefined"]
+HOST_LIBS = ["-lm", "-lc"]
 if shutil.which("ld.gold"):
     HOST_LINK_FLAGS.insert(1, "-fuse-ld=gold")
-HOST_LIBS = ["-lgomp", "-lm", "-lc"]
+
+
+def link_flags() -> tuple[list[str], list[str]]:
+    """(flags, libraries) that link a host module with this C++ compiler."""
+    if cxx.is_gnu():
+        return HOST_LINK_FLAGS, HOST_LIBS
+    return [f for f in HOST_LINK_FLAGS if f in ("-shared", "-fuse-ld=gold")], []
 
 
 @functools.lru_cache(maxsize=None)
@@ -173,9 +180,15 @@ class PreparedLaunch:
 
 class HostBackend(CpuArrays):
     name = "host"
-    flags = HOST_FLAGS + HOST_LINK_FLAGS + ["-x", "c++"]
-    libs = HOST_LIBS
     suffix = ".so"
+
+    @property
+    def flags(self) -> list[str]:
+        return [*HOST_FLAGS, *link_flags()[0], "-x", "c++"]
+
+    @property
+    def libs(self) -> list[str]:
+        return link_flags()[1]
 
     def __init__(self):
         self.modules: dict[str, object] = {}

@@ -603,14 +603,20 @@ def render_kernel(spec: KernelSpec, producers, block: int, force_index64: bool =
 
 
 def render_module(kernels) -> str:
-    launchers, array_launchers, table = [], [], []
-    for k in kernels:
-        unpack = ", ".join(f"*({p.ctype}*)args[{j}]" for j, p in enumerate(k.params))
+    """One module of `kernels`; with several, each kernel and its host launcher sit in an
+    `#if FJ_IN_PART(k)` block, so that the host can compile them in parts."""
+    launchers, array_launchers, table, sources = [], [], [], []
+    parted = len(kernels) > 1
+    for k, kernel in enumerate(kernels):
+        unpack = ", ".join(f"*({p.ctype}*)args[{j}]" for j, p in enumerate(kernel.params))
         unpack_arrays = ", ".join(
             f"*({p.ctype}*)args[{j}]" if p.kind == "scalar" else
-            f"*({p.ctype}*)((char*)*(void**)args[{j}] + data_offset)" for j, p in enumerate(k.params))
-        launchers.append(fill("launcher.cpp.in", name=k.name, unpack=unpack))
-        array_launchers.append(fill("launcher_arrays.cpp.in", name=k.name, unpack_arrays=unpack_arrays))
-        table.append(f'  {{"{k.name}", {k.name}_launch}},\n')
-    return fill("module.cu.in", count=len(kernels), kernels="\n".join(k.source for k in kernels),
-                launchers="".join(launchers), array_launchers="".join(array_launchers), table="".join(table))
+            f"*({p.ctype}*)((char*)*(void**)args[{j}] + data_offset)" for j, p in enumerate(kernel.params))
+        launchers.append(fill("launcher.cpp.in", name=kernel.name, unpack=unpack))
+        array_launcher = fill("launcher_arrays.cpp.in", name=kernel.name, unpack_arrays=unpack_arrays)
+        array_launchers.append(f"#if FJ_IN_PART({k})\n{array_launcher}#endif\n" if parted else array_launcher)
+        table.append(f'  {{"{kernel.name}", {kernel.name}_launch}},\n')
+        sources.append(f"#if FJ_IN_PART({k})\n{kernel.source}#endif\n" if parted else kernel.source)
+    return fill("module.cu.in", count=len(kernels), parts=fill("module_parts.cu.in") if parted else "",
+                kernels="\n".join(sources), launchers="".join(launchers),
+                array_launchers="".join(array_launchers), table="".join(table))

@@ -341,6 +341,51 @@ def test_modules_link_as_the_driver_does_with_compilers_other_than_gcc(tmp_path,
         backends._instances.clear()
 
 
+@pytest.mark.parametrize("jobs", [1, 2, 3, 8])
+def test_a_module_of_several_kernels_compiles_in_parts_in_parallel(jobs, tmp_path, monkeypatch):
+    """A host module of several kernels compiles as up to FUSEJIT_COMPILE_JOBS parts, each
+    a contiguous range of its kernels, at once, then links them: the same results."""
+    from fusejit import backends
+    from fusejit.backends import cxx, host as host_mod
+    monkeypatch.setenv("FUSEJIT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("FUSEJIT_COMPILE_JOBS", str(jobs))
+    backends._instances.clear()
+    backends.get("host").precompiled_header()  # built (once per machine) before counting
+    calls = []
+    compile_files = cxx.compile_files
+    monkeypatch.setattr(cxx, "compile_files", lambda sources, output, flags, *rest: (
+        calls.append(([os.path.basename(s) for s in sources], [f for f in flags if f.startswith("-DFJ_PART")])),
+        compile_files(sources, output, flags, *rest))[1])
+    x = np.random.default_rng(44).standard_normal((6, 9)).astype(np.float32)
+    f = fusejit.jit(lambda x: (jnp.cumsum(x, 0), jnp.tanh(x) + x.max(1, keepdims=True), x.sum(0) * 2.0,
+                               jnp.cumsum(x, 1) - 1.0), backend="host")
+    compiled = f.lower(x)
+    kernels = len(compiled.rendered)
+    assert kernels == 5
+    parts = min(jobs, kernels)
+    if parts == 1:
+        assert calls == [(["module.cu"], [])]
+    else:
+        compiles, link = calls[:-1], calls[-1]
+        assert len(compiles) == parts and link == ([f"part{p}.o" for p in range(parts)], [])
+        ranges = [tuple(int(flag.split("=")[1]) for flag in part) for _, part in compiles]
+        assert sorted(ranges) == host_mod.part_ranges(compiled.source, kernels, jobs)
+        covered = sorted(k for begin, end in ranges for k in range(begin, end))
+        assert covered == list(range(kernels)) and all(end > begin for begin, end in ranges)
+    assert fusejit.check(f, x).ok
+    backends._instances.clear()
+
+
+def test_compile_jobs_must_be_a_positive_integer(monkeypatch):
+    from fusejit.backends import host as host_mod
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv("FUSEJIT_COMPILE_JOBS", bad)
+        with pytest.raises(fusejit.FusejitError, match=f"FUSEJIT_COMPILE_JOBS must be a positive integer, not '{bad}'"):
+            host_mod.compile_jobs()
+    monkeypatch.setenv("FUSEJIT_COMPILE_JOBS", "4")
+    assert host_mod.compile_jobs() == 4
+
+
 def test_init_starts_a_backend_once_before_the_first_call():
     """fusejit.init() creates and starts a backend (on the host: the launch extension and the
     OpenMP worker threads, one per core the process may use), once; later calls use it."""

@@ -64,7 +64,7 @@ class EmulateBackend(HostBackend):
                 ["-c", main], out, [*self.flags, "-I", kernels_dir()], text))
         return path
 
-    def build(self, source: str, output: str) -> None:
+    def build(self, source: str, output: str, kernels: int = 1) -> None:
         driver = self.driver_object()
         with tempfile.TemporaryDirectory(prefix="fusejit-src-") as tmp:
             src = os.path.join(tmp, "module.cu")

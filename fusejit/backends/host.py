@@ -2,6 +2,7 @@
 library, loaded with ctypes, blocks spread over cores with OpenMP."""
 from __future__ import annotations
 
+import concurrent.futures
 import ctypes
 import functools
 import glob
@@ -18,6 +19,7 @@ import threading
 import numpy as np
 
 from .. import cache, config
+from ..errors import FusejitError
 from ..launch import DeviceInfo
 from ..templates import kernels_dir
 from . import cxx
@@ -40,6 +42,43 @@ HOST_LINK_FLAGS = ["-shared", "-nostdlib", "-Wl,--no-undefined"]
 HOST_LIBS = ["-lm", "-lc"]
 if shutil.which("ld.gold"):
     HOST_LINK_FLAGS.insert(1, "-fuse-ld=gold")
+
+
+MAX_DEFAULT_JOBS = 16  # a compiler process takes tens of megabytes
+
+
+def compile_jobs() -> int:
+    """Compiler processes one module may run at once: FUSEJIT_COMPILE_JOBS, else the cores
+    this process may use, at most MAX_DEFAULT_JOBS."""
+    value = config.env("FUSEJIT_COMPILE_JOBS").strip()
+    if not value:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return min(cores, MAX_DEFAULT_JOBS)
+    if not value.isdigit() or int(value) < 1:
+        raise FusejitError(f"FUSEJIT_COMPILE_JOBS must be a positive integer, not {value!r}")
+    return int(value)
+
+
+def part_ranges(source: str, kernels: int, jobs: int) -> list[tuple[int, int]]:
+    """The module's kernels as at most `jobs` contiguous ranges [begin, end) of about equal
+    source text (the compile time follows it), each to compile on its own; one range when
+    the module has one kernel."""
+    marks = [source.find(f"#if FJ_IN_PART({k})\n") for k in range(kernels)]
+    if kernels <= 1 or jobs <= 1 or min(marks) < 0:
+        return [(0, kernels)]
+    ends = [*marks[1:], source.find("\n#if defined(FUSEJIT_EMULATE)", marks[-1])]
+    sizes = [end - start for start, end in zip(marks, ends)]
+    parts = min(jobs, kernels)
+    ranges, begin, done = [], 0, 0
+    for k, size in enumerate(sizes):
+        done += size
+        left_kernels, left_parts = kernels - k - 1, parts - len(ranges) - 1
+        # Close the range at its share of the text, or when each part left needs a kernel.
+        if left_parts > 0 and (done >= sum(sizes) * (len(ranges) + 1) / parts or left_kernels == left_parts):
+            ranges.append((begin, k + 1))
+            begin = k + 1
+    ranges.append((begin, kernels))
+    return ranges
 
 
 def link_flags() -> tuple[list[str], list[str]]:
@@ -222,17 +261,31 @@ class HostBackend(CpuArrays):
                 config.debug(0, f"{self.name} module source:\n{source}")
             path = cache.lookup(self.name, key, self.suffix)
             if path is None:
-                path = cache.store(self.name, key, self.suffix, lambda out: self.build(source, out))
+                path = cache.store(self.name, key, self.suffix, lambda out: self.build(source, out, len(names)))
             module = self.load(path, names)
             self.modules[key] = module
             return module
 
-    def build(self, source: str, output: str) -> None:
+    def build(self, source: str, output: str, kernels: int = 1) -> None:
+        """Compile and link the module.  A module of several kernels compiles in parts (see
+        kernels/module_parts.cu.in), one compiler per part in parallel, up to
+        FUSEJIT_COMPILE_JOBS (default: the cores this process may use) of them."""
+        ranges = part_ranges(source, kernels, compile_jobs())
         with tempfile.TemporaryDirectory(prefix="fusejit-src-") as tmp:
             src = os.path.join(tmp, "module.cu")
             with open(src, "w") as f:
                 f.write(source)
-            cxx.compile_files([src], output, [*self.flags, *self.include_flags()], source, self.libs)
+            if len(ranges) <= 1:
+                cxx.compile_files([src], output, [*self.flags, *self.include_flags()], source, self.libs)
+                return
+            link, libs = link_flags()
+            flags = [*(f for f in self.flags if f not in link), "-c", *self.include_flags()]
+            objects = [os.path.join(tmp, f"part{p}.o") for p in range(len(ranges))]
+            with concurrent.futures.ThreadPoolExecutor(len(ranges)) as pool:
+                list(pool.map(lambda p: cxx.compile_files(
+                    [src], objects[p], [*flags, f"-DFJ_PART_BEGIN={ranges[p][0]}", f"-DFJ_PART_END={ranges[p][1]}"],
+                    source), range(len(ranges))))
+            cxx.compile_files(objects, output, ["-fopenmp", *link], source, libs)
 
     def include_flags(self) -> list[str]:
         """-I for kernels/, after a directory holding fusejit.h precompiled for these flags

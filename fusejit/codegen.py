@@ -258,7 +258,8 @@ class KernelWriter:
             f"{len(spec.outputs)} output(s) of shape {list(spec.shape)}, "
             f"{self.loads} load(s) and {len(spec.outputs)} store(s) per element"
             + (f", {width} per thread and step on the vector path" if width > 1 else ""),
-            block, params, body=indent(self.body, 2), vector=vector, start=start)
+            block, params, body=indent(self.body, 2), vector=vector, start=start,
+            stream_end="#endif  // FJ_STREAM_STORES\n" if stream else "")
         return RenderedKernel(spec, source, tuple(params), self.index64,
                               self.loads, len(spec.outputs), block, Layout("map", n, width))
 

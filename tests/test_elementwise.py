@@ -213,6 +213,22 @@ def test_large_maps_take_the_host_stream_path(shape, monkeypatch):
     assert all("FJ_STREAM_STORES" in k.source for k in compiled.rendered)
 
 
+@pytest.mark.parametrize("shape", [(1001,), (37, 29)])
+def test_a_kernel_with_a_stream_path_runs_its_element_loop_on_the_gpu(shape, monkeypatch):
+    """The stream path computes every element on the host, and there the element loop is
+    compiled out; the GPU's build (the emulation here) has no stream path and runs the
+    element loop instead."""
+    monkeypatch.setenv("FUSEJIT_STREAM_BYTES", "1")
+    rng = np.random.default_rng(sum(shape) + 1)
+    x, r = rand(rng, shape, np.float32), rand(rng, shape[-1:], np.float32)
+    compiled = verify(lambda x, r: (jnp.tanh(x * r + 1.0) - r, (x * 3).astype(jnp.int8)), x, r,
+                      backends=("host", "emulate"))
+    for k in compiled.rendered:
+        stream, element_loop = k.source.split("#else\n")
+        assert "FJ_STREAM_LOOP" in stream or "FJ_STREAM_ROWS_LOOP" in stream
+        assert "_LOOP_FROM(" in element_loop and "#endif  // FJ_STREAM_STORES" in element_loop
+
+
 def test_small_maps_store_as_usual(monkeypatch):
     monkeypatch.setenv("FUSEJIT_STREAM_BYTES", str(1 << 20))
     x = rand(np.random.default_rng(0), (300, 200), np.float32)

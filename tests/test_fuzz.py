@@ -166,9 +166,24 @@ def test_random_programs_match_jax(x64, data):
 
     jitted = fusejit.jit(program, backend="host")
     report = fusejit.check(jitted, *inputs, rtol=1e-4, atol=1e-5)
-    if not report.ok and xla_miscompiles(program, jitted, inputs):
+    if not report.ok and (xla_miscompiles(program, jitted, inputs) or xla_flushes_denormals(program, jitted, inputs)):
         return
     assert report.ok, f"inputs {[(a.dtype.name, a.shape) for a in inputs]}, choices {choices}\n{report}"
+
+
+def xla_flushes_denormals(program, jitted, inputs) -> bool:
+    """True when the difference is the documented one (README, test_footguns.py): XLA's CPU
+    backend, jitted or op by op, treats float32 and float64 denormal inputs as zero and
+    fusejit keeps them (a denormal times infinity: NaN there, infinity here).  fusejit on the
+    inputs flushed to zero, signs kept, matches jax.jit."""
+    def flush(a):
+        if a.dtype not in (np.float32, np.float64):
+            return a
+        return np.where(np.abs(a) < np.finfo(a.dtype).tiny, np.copysign(np.zeros((), a.dtype), a), a)
+    flushed = [flush(a) for a in inputs]
+    if all(np.array_equal(f, a, equal_nan=True) for f, a in zip(flushed, inputs)):
+        return False  # no denormal input: not this difference
+    return compare(jax.jit(program)(*inputs), jitted.run(*flushed), rtol=1e-4, atol=1e-5).ok
 
 
 def xla_miscompiles(program, jitted, inputs) -> bool:

@@ -1,6 +1,7 @@
 """The reduction strategies (fusejit/reduce.py) on every dtype, row families fused into one
 persistent kernel, and the numerics of long reductions, all against jax.jit."""
 import os
+import zlib
 
 import jax
 import jax.numpy as jnp
@@ -61,8 +62,12 @@ DTYPE_GROUPS = {"floats": (FLOATS, float_reductions), "ints": (INTS, int_reducti
 def test_every_strategy_on_every_dtype(strategy, group, x64):
     shape, axes, kind, per_block = STRATEGIES[strategy]
     dtypes, reductions = DTYPE_GROUPS[group]
-    rng = np.random.default_rng(abs(hash((strategy, group))) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(f"{strategy} {group}".encode()))  # the same inputs every run
     inputs = [rand(rng, shape, dtype, special=group == "ints") for dtype in dtypes]
+    if group == "floats":
+        # Sums away from zero (as in test_sum_of_ten_million_float32_within_tolerance): a
+        # float32 sum's error scales with sum(|x|), a tolerance relative to the result does not.
+        inputs = [(x + 4).astype(x.dtype) for x in inputs]
     if group == "bool":
         inputs[0].reshape(-1)[: shape[-1]] = True  # a run of ties for argmax/argmin
 

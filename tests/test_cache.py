@@ -206,3 +206,34 @@ def test_the_toolchain_directory_keeps_its_most_recently_used_entries(tmp_path, 
     assert os.path.exists(os.path.join(pch, "fusejit.h.gch")) and not os.path.exists(stale)
     x = np.linspace(-1, 1, 9).astype(np.float32)
     assert fusejit.check(fusejit.jit(lambda x: jnp.tanh(x) * 1.5, backend="host"), x).ok
+
+
+def test_the_compiler_version_is_asked_once_per_compiler_binary(tmp_path, monkeypatch):
+    """The compiler's --version (part of every cache key) is remembered in the toolchain
+    directory per binary: a new process asks again only when the binary changed."""
+    from fusejit.backends import cxx
+    calls = tmp_path / "calls"
+    script = tmp_path / "cxx"
+    script.write_text(f'#!/bin/sh\n[ "$1" = --version ] && echo >> {calls}\nexec g++ "$@"\n')
+    script.chmod(0o755)
+    monkeypatch.setenv("FUSEJIT_CXX", str(script))
+    monkeypatch.setenv("FUSEJIT_TOOLCHAIN_DIR", str(tmp_path / "toolchain"))
+
+    def new_process():
+        for f in (cxx.compiler, cxx.version_text, cxx.is_gnu):
+            f.cache_clear()
+        return cxx.compiler()
+
+    def asked():
+        return len(calls.read_text().splitlines()) if calls.exists() else 0
+
+    try:
+        path, version = new_process()
+        assert path == str(script) and version.startswith("g++") and cxx.is_gnu() and asked() == 1
+        assert new_process() == (path, version) and asked() == 1
+        script.write_text(script.read_text() + "# upgraded\n")  # another binary
+        assert new_process() == (path, version) and asked() == 2
+    finally:
+        monkeypatch.undo()
+        for f in (cxx.compiler, cxx.version_text, cxx.is_gnu):
+            f.cache_clear()

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import shutil
 import subprocess
+import tempfile
 
+from .. import config
 from ..errors import CompileError, ToolchainError, numbered
 
 
@@ -15,20 +18,45 @@ def compiler() -> tuple[str, str]:
     for name in (os.environ.get("FUSEJIT_CXX"), os.environ.get("CXX"), "g++", "c++"):
         if name and shutil.which(name):
             path = shutil.which(name)
-            out = subprocess.run([path, "--version"], capture_output=True, text=True)
-            return path, (out.stdout.splitlines() or ["unknown"])[0]
+            return path, (version_text(path).splitlines() or ["unknown"])[0]
     raise ToolchainError(
         "no C++ compiler found for fusejit's host backend: install g++ (Debian/Ubuntu: "
         "'apt-get install g++') or set FUSEJIT_CXX; with a GPU, use backend='cuda'")
 
 
 @functools.lru_cache(maxsize=None)
+def version_text(path: str) -> str:
+    """What `path --version` prints, remembered in the toolchain directory per compiler binary
+    (its resolved path, inode, size and modification time): a process whose kernels are all
+    cached on disk starts no compiler, not even to ask its version."""
+    real = os.path.realpath(path)
+    st = os.stat(real)
+    key = hashlib.sha256(f"{real}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()[:40]
+    memo = os.path.join(config.toolchain_dir(), "compilers", f"{key}.txt")
+    try:
+        with open(memo) as f:
+            return f.read()
+    except OSError:
+        pass
+    out = subprocess.run([path, "--version"], capture_output=True, text=True)
+    if out.returncode == 0 and out.stdout:
+        try:
+            os.makedirs(os.path.dirname(memo), exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".", suffix=".txt", dir=os.path.dirname(memo))
+            with os.fdopen(fd, "w") as f:
+                f.write(out.stdout)
+            os.replace(tmp, memo)
+        except OSError:  # a read-only toolchain directory: asked again next time
+            pass
+    return out.stdout
+
+
+@functools.lru_cache(maxsize=None)
 def is_gnu() -> bool:
     """Whether the C++ compiler is GCC (whose driver links OpenMP's runtime for -fopenmp also
     with -nostdlib; clang's does not)."""
-    path, _ = compiler()
-    out = subprocess.run([path, "--version"], capture_output=True, text=True)
-    return "Free Software Foundation" in out.stdout and "clang" not in out.stdout.lower()
+    text = version_text(compiler()[0])
+    return "Free Software Foundation" in text and "clang" not in text.lower()
 
 
 def compile_files(sources: list[str], output: str, flags: list[str], module_source: str,

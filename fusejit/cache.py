@@ -89,12 +89,20 @@ def lookup(kind: str, key: str, suffix: str, root: str | None = None) -> str | N
     return path
 
 
+def write_text(path: str, text: str) -> None:
+    """Write `path` atomically: a temporary file beside it, moved into place."""
+    fd, tmp = tempfile.mkstemp(prefix=".", suffix=os.path.splitext(path)[1], dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        _drop(tmp)
+
+
 def _write_sidecar(sidecar: str, digest: str, stamp: str) -> None:
     """The entry's digest and the stamp it was checked at, written atomically."""
-    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".sha256", dir=os.path.dirname(sidecar))
-    with os.fdopen(fd, "w") as f:
-        f.write(f"{digest}\n{stamp}\n")
-    os.replace(tmp, sidecar)
+    write_text(sidecar, f"{digest}\n{stamp}\n")
 
 
 _warned_dirs: set = set()

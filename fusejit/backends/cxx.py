@@ -6,9 +6,8 @@ import hashlib
 import os
 import shutil
 import subprocess
-import tempfile
 
-from .. import config
+from .. import cache, config
 from ..errors import CompileError, ToolchainError, numbered
 
 
@@ -42,10 +41,7 @@ def version_text(path: str) -> str:
     if out.returncode == 0 and out.stdout:
         try:
             os.makedirs(os.path.dirname(memo), exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".", suffix=".txt", dir=os.path.dirname(memo))
-            with os.fdopen(fd, "w") as f:
-                f.write(out.stdout)
-            os.replace(tmp, memo)
+            cache.write_text(memo, out.stdout)
         except OSError:  # a read-only toolchain directory: asked again next time
             pass
     return out.stdout

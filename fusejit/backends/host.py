@@ -47,13 +47,17 @@ if shutil.which("ld.gold"):
 MAX_DEFAULT_JOBS = 16  # a compiler process takes tens of megabytes
 
 
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def compile_jobs() -> int:
     """Compiler processes one module may run at once: FUSEJIT_COMPILE_JOBS, else the cores
     this process may use, at most MAX_DEFAULT_JOBS."""
     value = config.env("FUSEJIT_COMPILE_JOBS").strip()
     if not value:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        return min(cores, MAX_DEFAULT_JOBS)
+        return min(usable_cores(), MAX_DEFAULT_JOBS)
     if not value.isdigit() or int(value) < 1:
         raise FusejitError(f"FUSEJIT_COMPILE_JOBS must be a positive integer, not {value!r}")
     return int(value)
@@ -68,13 +72,13 @@ def part_ranges(source: str, kernels: int, jobs: int) -> list[tuple[int, int]]:
         return [(0, kernels)]
     ends = [*marks[1:], source.find("\n#if defined(FUSEJIT_EMULATE)", marks[-1])]
     sizes = [end - start for start, end in zip(marks, ends)]
-    parts = min(jobs, kernels)
+    parts, total = min(jobs, kernels), sum(sizes)
     ranges, begin, done = [], 0, 0
     for k, size in enumerate(sizes):
         done += size
         left_kernels, left_parts = kernels - k - 1, parts - len(ranges) - 1
         # Close the range at its share of the text, or when each part left needs a kernel.
-        if left_parts > 0 and (done >= sum(sizes) * (len(ranges) + 1) / parts or left_kernels == left_parts):
+        if left_parts > 0 and (done >= total * (len(ranges) + 1) / parts or left_kernels == left_parts):
             ranges.append((begin, k + 1))
             begin = k + 1
     ranges.append((begin, kernels))
@@ -241,8 +245,7 @@ class HostBackend(CpuArrays):
             config.debug(1, f"host backend: {extension.start_threads()} worker thread(s)")
 
     def device_info(self) -> DeviceInfo:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        return DeviceInfo("host", platform.machine(), cores, block=1, blocks_per_unit=1, min_chunk=32768,
+        return DeviceInfo("host", platform.machine(), usable_cores(), block=1, blocks_per_unit=1, min_chunk=32768,
                           columns=HOST_COLUMNS)
 
     def compile_key(self, source: str) -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
 import math
 import types
 from typing import Callable
@@ -35,22 +36,26 @@ class ArrayLib:
     """The array module a rule computes with: NumPy + SciPy on the host, CuPy on the GPU."""
     name: str                  # 'numpy' | 'cupy'
     xp: types.ModuleType       # numpy or cupy
-    linalg: types.ModuleType   # scipy.linalg or cupyx.scipy.linalg
+    linalg_name: str           # 'scipy.linalg' or 'cupyx.scipy.linalg'
+
+    @property
+    def linalg(self) -> types.ModuleType:
+        """The factorisations' module, imported on first use: importing scipy.linalg takes
+        over 100 ms, which a program of products, sorts and gathers need not wait for."""
+        return importlib.import_module(self.linalg_name)
 
 
 @functools.lru_cache(maxsize=None)
 def host_lib() -> ArrayLib:
     """NumPy with scipy.linalg (the LAPACK/BLAS that jax.jit itself calls on the CPU)."""
-    import scipy.linalg
-    return ArrayLib("numpy", np, scipy.linalg)
+    return ArrayLib("numpy", np, "scipy.linalg")
 
 
 @functools.lru_cache(maxsize=None)
 def cuda_lib() -> ArrayLib:
     """CuPy with cupyx.scipy.linalg (cuBLAS/cuSOLVER); imported on first use."""
     import cupy
-    import cupyx.scipy.linalg
-    return ArrayLib("cupy", cupy, cupyx.scipy.linalg)
+    return ArrayLib("cupy", cupy, "cupyx.scipy.linalg")
 
 
 def _size(x, dims) -> int:

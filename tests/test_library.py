@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import collections
 import itertools
+import os
+import subprocess
+import sys
+import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -119,7 +123,7 @@ def test_unknown_primitive_names_primitive_and_backend():
     with pytest.raises(UnsupportedError, match=r"'while'.*numpy backend") as e:
         library.call("while", library.host_lib(), {}, [((), np.float32)], np.zeros((), np.float32))
     assert e.value.primitive == "while"
-    fake_gpu = library.ArrayLib("cupy", np, scipy.linalg)  # only the name reaches the message
+    fake_gpu = library.ArrayLib("cupy", np, "scipy.linalg")  # only the name reaches the message
     with pytest.raises(UnsupportedError, match=r"'fft'.*cupy backend"):
         library.call("fft", fake_gpu, {}, [((2,), np.float32)], np.zeros(2, np.float32))
 
@@ -130,6 +134,31 @@ def test_table_rows():
         "scatter", "scatter-add", "scatter-mul", "scatter-min", "scatter-max", "dynamic_slice",
         "dynamic_update_slice"}
     assert library.host_lib().name == "numpy" and library.host_lib().linalg is scipy.linalg
+
+
+LAZY_SCIPY = textwrap.dedent("""
+    import sys, numpy as np, jax, jax.numpy as jnp, fusejit
+    from fusejit.check import check
+    def products(a, b, i):
+        return jnp.sort(a @ b, axis=0)[i] + 1.5
+    def solve(a, b, i):
+        return jnp.linalg.solve(a + 4.0 * jnp.eye(5), b) + products(a, b, i)
+    rng = np.random.default_rng(7)
+    args = rng.standard_normal((5, 5)).astype(np.float32), rng.standard_normal((5, 3)).astype(np.float32), np.int32(2)
+    for fn in (products, solve):
+        report = check(fusejit.jit(fn), *args)
+        assert report.ok, report
+        print(fn.__name__, "scipy.linalg" in sys.modules)
+""")
+
+
+def test_scipy_linalg_imported_only_by_factorisations(tmp_path):
+    """Importing scipy.linalg takes over 100 ms: a program of products, sorts and gathers does
+    not wait for it; the first factorisation imports it."""
+    env = dict(os.environ, FUSEJIT_CACHE_DIR=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", LAZY_SCIPY], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["products", "False", "solve", "True"]
 
 
 # ----------------------------------------------------------------------------------------------

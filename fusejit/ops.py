@@ -205,7 +205,7 @@ ELEMENTWISE = {
     "floor": _math("floor"), "ceil": _math("ceil"), "round": _round,
     "exp": _helper("fj_exp"), "exp2": _math("exp2"), "log": _helper("fj_log"),
     "log1p": _helper("fj_log1p"), "expm1": _helper("fj_expm1"),
-    "sin": _math("sin"), "cos": _math("cos"), "tan": _math("tan"),
+    "sin": _helper("fj_sin"), "cos": _helper("fj_cos"), "tan": _helper("fj_tan"),
     "asin": _math("asin"), "acos": _math("acos"), "atan": _math("atan"),
     "sinh": _math("sinh"), "cosh": _math("cosh"), "tanh": _helper("fj_tanh"),
     "asinh": _math("asinh"), "acosh": _math("acosh"), "atanh": _math("atanh"),

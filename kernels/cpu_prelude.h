@@ -209,6 +209,7 @@ static inline double fj_tanh(double x) { return tanh(x); }
 static inline double fj_log1p(double x) { return log1p(x); }
 static inline double fj_expm1(double x) { return expm1(x); }
 static inline double fj_logistic(double x) { return 1.0 / (1.0 + exp(-x)); }
+#include "cpu_trig.h"
 
 // A split reduction's ticket (blocks run on several OS threads in the host fast mode): the
 // partial written before is released with it, the last ticket acquires every other's.

@@ -44,6 +44,12 @@ FJ_DEVICE double fj_expm1(double x) { return expm1(x); }
 FJ_DEVICE float fj_logistic(float x) { return 1.0f / (1.0f + expf(-x)); }
 FJ_DEVICE double fj_logistic(double x) { return 1.0 / (1.0 + exp(-x)); }
 FJ_DEVICE double fj_lgamma(double x) { return lgamma(x); }
+FJ_DEVICE float fj_sin(float x) { return sinf(x); }
+FJ_DEVICE double fj_sin(double x) { return sin(x); }
+FJ_DEVICE float fj_cos(float x) { return cosf(x); }
+FJ_DEVICE double fj_cos(double x) { return cos(x); }
+FJ_DEVICE float fj_tan(float x) { return tanf(x); }
+FJ_DEVICE double fj_tan(double x) { return tan(x); }
 
 // A split reduction's ticket: the partial written before is visible to the block that draws
 // the last ticket, which then reads the partials past the (incoherent) L1 cache.

@@ -1,4 +1,6 @@
 """Every elementwise primitive, on every supported dtype, against jax.jit on all three paths."""
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -160,8 +162,8 @@ def test_float32_without_x64():
 
 
 def test_float32_math_within_one_ulp_of_the_exact_result():
-    """The host's vectorisable float32 exp, log, tanh, log1p, expm1 and logistic
-    (kernels/cpu_prelude.h) against the float64 result rounded to float32, over the whole
+    """The host's vectorisable float32 exp, log, tanh, log1p, expm1, logistic, sin, cos and tan
+    (kernels/cpu_prelude.h, kernels/cpu_trig.h) against the float64 result rounded to float32, over the whole
     range of each function, plus the special values: at most one ULP apart, specials
     identical."""
     from fusejit.check import ulp_distance
@@ -172,7 +174,8 @@ def test_float32_math_within_one_ulp_of_the_exact_result():
                          3.4e38, -3.4e38, 1e-30, -1.0, -0.999999, 1e-8, -1e-8]]).astype(np.float32)
     functions = {"exp": (jnp.exp, np.exp), "log": (jnp.log, np.log), "tanh": (jnp.tanh, np.tanh),
                  "log1p": (jnp.log1p, np.log1p), "expm1": (jnp.expm1, np.expm1),
-                 "logistic": (jax.nn.sigmoid, lambda v: 1 / (1 + np.exp(-v)))}
+                 "logistic": (jax.nn.sigmoid, lambda v: 1 / (1 + np.exp(-v))),
+                 "sin": (jnp.sin, np.sin), "cos": (jnp.cos, np.cos), "tan": (jnp.tan, np.tan)}
     got = fusejit.jit(lambda x: {k: f(x) for k, (f, _) in functions.items()}, backend="host")(x)
     with np.errstate(all="ignore"):
         for name, (_, exact) in functions.items():
@@ -183,19 +186,64 @@ def test_float32_math_within_one_ulp_of_the_exact_result():
             assert ulp_distance(got[name][finite], want[finite]).max() <= 1, name
 
 
-def test_float32_exp_and_tanh_within_one_ulp_over_a_sweep_of_all_floats():
+def test_float32_math_within_one_ulp_over_a_sweep_of_all_floats():
     """Every 4093rd float32 bit pattern (a million values, both signs, denormals, infinities
-    and NaNs): the host's exp (a fitted polynomial with explicit fused multiply-adds) and tanh
-    (built on it) at most one ULP from the float64 result rounded, NaN where it is NaN."""
+    and NaNs): the host's exp (a fitted polynomial with explicit fused multiply-adds), tanh
+    (built on it), and sin, cos and tan (reduced with 96 bits of 2/pi at the argument's
+    exponent) at most one ULP from the float64 result rounded, NaN where it is NaN."""
     from fusejit.check import ulp_distance
     x = np.arange(0, 2**32, 4093, dtype=np.uint64).astype(np.uint32).view(np.float32)
-    got = fusejit.jit(lambda x: (jnp.exp(x), jnp.tanh(x)), backend="host")(x)
+    functions = {"exp": (jnp.exp, np.exp), "tanh": (jnp.tanh, np.tanh), "sin": (jnp.sin, np.sin),
+                 "cos": (jnp.cos, np.cos), "tan": (jnp.tan, np.tan)}
+    got = fusejit.jit(lambda x: {k: f(x) for k, (f, _) in functions.items()}, backend="host")(x)
     with np.errstate(all="ignore"):
-        for name, g, exact in (("exp", got[0], np.exp), ("tanh", got[1], np.tanh)):
+        for name, (_, exact) in functions.items():
             want = exact(x.astype(np.float64)).astype(np.float32)
-            np.testing.assert_array_equal(np.isnan(g), np.isnan(want), err_msg=name)
+            np.testing.assert_array_equal(np.isnan(got[name]), np.isnan(want), err_msg=name)
             finite = ~np.isnan(want)
-            assert ulp_distance(g[finite], want[finite]).max() <= 1, name
+            assert ulp_distance(got[name][finite], want[finite]).max() <= 1, name
+
+
+def test_float32_trig_near_multiples_of_half_pi():
+    """k pi/2 rounded to float32 and its two neighbours, for k from 1 to 2^126 (near the
+    multiples the reduced argument keeps the fewest digits), both signs, and the edges of the
+    unreduced range: sin, cos and tan within one ULP."""
+    from fusejit.check import ulp_distance
+    k = np.unique(np.round(np.geomspace(1, 2.0**126, 4000)))
+    near = (k * (np.pi / 2)).astype(np.float32)
+    x = np.concatenate([near, np.nextafter(near, np.float32(0)), np.nextafter(near, np.float32(np.inf))])
+    x = np.concatenate([x, -x, np.float32([0.5, 0.78125, 0.7853981, 0.7853982, 1e-38, 1e-45])])
+    got = fusejit.jit(lambda x: (jnp.sin(x), jnp.cos(x), jnp.tan(x)), backend="host")(x)
+    for name, g, exact in zip(("sin", "cos", "tan"), got, (np.sin, np.cos, np.tan)):
+        want = exact(x.astype(np.float64)).astype(np.float32)
+        assert ulp_distance(g, want).max() <= 1, name
+
+
+def _pi_bits(bits: int) -> int:
+    """floor(pi 2^bits), by Machin's formula in integers."""
+    def arctan_inverse(n):  # atan(1/n) 2^(bits + 16)
+        total, term, k, sign = 0, (1 << (bits + 16)) // n, 1, 1
+        while term:
+            total, term, k, sign = total + sign * (term // k), term // (n * n), k + 2, -sign
+        return total
+    return (16 * arctan_inverse(5) - 4 * arctan_inverse(239)) >> 16
+
+
+def test_trig_reduction_table_is_two_over_pi():
+    """kernels/cpu_trig.h's rows are (2^E 2/pi) mod 4 in units of 2^-94, E = -24 .. 104, as
+    three 32-bit words: recomputed here from pi with Python integers."""
+    import re
+    from fusejit.templates import kernels_dir
+    with open(os.path.join(kernels_dir(), "cpu_trig.h")) as f:
+        text = f.read()
+    words = [[int(v, 16) for v in re.findall(r"0x[0-9a-f]+", re.search(
+        rf"fj_two_over_pi_w{j}\[FJ_TWO_OVER_PI_ROWS\] = \{{([^}}]*)\}}", text).group(1))] for j in range(3)]
+    bits = 400
+    two_over_pi = (2 << (2 * bits)) // _pi_bits(bits)  # floor(2/pi 2^bits)
+    rows = [(w0 << 64) | (w1 << 32) | w2 for w0, w1, w2 in zip(*words)]
+    want = [((two_over_pi << (e + 94 - bits)) if e + 94 >= bits else (two_over_pi >> (bits - e - 94))) % (1 << 96)
+            for e in range(-24, 105)]
+    assert rows == want
 
 
 @pytest.mark.parametrize("shape", [(1_000_003,), (701, 1531), (2, 300_001), (3001, 97)])

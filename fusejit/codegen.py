@@ -28,6 +28,10 @@ from .vectorize import GRID_MARGIN, vector_path
 
 MAX_STATEMENTS = 1500
 INT32_LIMIT = 2**31 - 1
+# A map, scan or reduction over at most this many elements compiles at -O1 on the host
+# (FJ_SMALL_KERNEL_BEGIN in kernels/cpu_prelude.h): its loops are too short for vector code to
+# pay, and optimising them for speed would double the compile.
+SMALL_KERNEL_ELEMENTS = 64
 
 
 class KernelTooLarge(Exception):
@@ -60,6 +64,7 @@ class RenderedKernel:
     stores: int
     block: int
     layout: Layout
+    small: bool = False  # compiled at -O1 on the host (SMALL_KERNEL_ELEMENTS)
 
     @property
     def name(self) -> str:
@@ -597,10 +602,13 @@ def render_kernel(spec: KernelSpec, producers, block: int, force_index64: bool =
     index64 = force_index64 or needs_index64(spec)
     if spec.kind == "scan":
         from .scan import render_scan
-        return render_scan(KernelWriter(spec, producers, index64), block)
-    if spec.kind == "reduce":
-        return render_reduction(lambda: KernelWriter(spec, producers, index64), block)
-    return KernelWriter(spec, producers, index64).render(block)
+        rendered = render_scan(KernelWriter(spec, producers, index64), block)
+    elif spec.kind == "reduce":
+        rendered = render_reduction(lambda: KernelWriter(spec, producers, index64), block)
+    else:
+        rendered = KernelWriter(spec, producers, index64).render(block)
+    work = math.prod(spec.in_shape) if spec.kind == "reduce" else spec.size
+    return dataclasses.replace(rendered, small=True) if work <= SMALL_KERNEL_ELEMENTS else rendered
 
 
 def render_module(kernels) -> str:
@@ -617,7 +625,8 @@ def render_module(kernels) -> str:
         array_launcher = fill("launcher_arrays.cpp.in", name=kernel.name, unpack_arrays=unpack_arrays)
         array_launchers.append(f"#if FJ_IN_PART({k})\n{array_launcher}#endif\n" if parted else array_launcher)
         table.append(f'  {{"{kernel.name}", {kernel.name}_launch}},\n')
-        sources.append(f"#if FJ_IN_PART({k})\n{kernel.source}#endif\n" if parted else kernel.source)
+        source = fill("small_kernel.cu.in", source=kernel.source) if kernel.small else kernel.source
+        sources.append(f"#if FJ_IN_PART({k})\n{source}#endif\n" if parted else source)
     return fill("module.cu.in", count=len(kernels), parts=fill("module_parts.cu.in") if parted else "",
                 kernels="\n".join(sources), launchers="".join(launchers),
                 array_launchers="".join(array_launchers), table="".join(table))

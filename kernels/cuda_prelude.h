@@ -11,6 +11,8 @@ typedef unsigned long long uint64_t;
 
 #define FJ_DEVICE __device__ __forceinline__
 #define FJ_RESTRICT __restrict__
+#define FJ_SMALL_KERNEL_BEGIN  // the host's compile options for small kernels (cpu_prelude.h)
+#define FJ_SMALL_KERNEL_END
 
 #include "gpu_loops.h"
 

@@ -178,3 +178,19 @@ def test_reduction_of_a_concatenate_of_empty_arrays():
     read (found by the random programs)."""
     x = np.zeros((0,), np.float32)
     verify(lambda x: (jnp.sum(jnp.concatenate([jnp.sin(x), x[::-1]])), jnp.sum(jnp.stack([x, x]), 1)), x)
+
+
+@pytest.mark.parametrize("shape", [(1,), (9,), (64,), (65,), (8, 8), (8, 9), (3, 0)])
+def test_small_kernels_compile_at_O1(shape):
+    """A map or reduction over at most SMALL_KERNEL_ELEMENTS elements sits between
+    FJ_SMALL_KERNEL_BEGIN/END (the host compiles it at -O1); either side of the boundary, a map
+    and a row reduction of the same operand match jax.jit on every path."""
+    from fusejit.codegen import SMALL_KERNEL_ELEMENTS
+    x = rand(rng(sum(shape)), shape, np.float32)
+    compiled = verify(lambda x: (jnp.sin(x) * jnp.exp(x), jnp.sum(jnp.tanh(x), axis=-1)), x)
+    assert compiled.rendered
+    for kernel in compiled.rendered:
+        assert kernel.small == (np.prod(shape) <= SMALL_KERNEL_ELEMENTS)
+    text = "".join(compiled.modules())
+    wrapped = sum(k.small for k in compiled.rendered)
+    assert text.count("FJ_SMALL_KERNEL_BEGIN\n") == text.count("FJ_SMALL_KERNEL_END\n") == wrapped

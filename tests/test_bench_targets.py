@@ -141,3 +141,15 @@ def test_the_benchmark_writes_every_target_to_json(quick_run):
         assert got[name]["holds"] is not None, got[name]
     if res["device"]["kind"] == "cpu":
         assert got[NAMES[5]]["holds"] is None and got[NAMES[5]]["note"] == "GPU target; CPU run"
+
+
+def test_ulp_sweep_checks_every_nth_float(capsys):
+    """bench.ulp_sweep over a coarse sweep: every function within one ULP, exit status 0; an
+    unknown function name is an error that lists the known ones."""
+    from bench import ulp_sweep
+    assert ulp_sweep.main(["--step", "65521", "sin", "tanh"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["sin", "tanh"] and all(" ok " in line for line in lines)
+    with pytest.raises(SystemExit):
+        ulp_sweep.main(["sinh"])
+    assert "choose from exp" in capsys.readouterr().err

@@ -294,19 +294,34 @@ MIN_BLOCKS = 2
 
 
 def fill_kernel(w, template_name: str, description: str, block: int, params, min_blocks: int = MIN_BLOCKS,
-                **sections) -> str:
+                fix_scalars: bool = True, **sections) -> str:
     """Fill the slots every kernel template shares; `sections` are the template's own slots.
     `min_blocks` 1: a kernel whose occupancy matters less than its registers (a persistent row
-    family, whose blocks hold rows in shared memory; a block loop, one block in all)."""
+    family, whose blocks hold rows in shared memory; a block loop, one block in all).
+    `fix_scalars`: declare the scalars the specialization fixes as constants (fixed_scalars)."""
+    fixed = fixed_scalars(params) if fix_scalars else []
     return fill(template_name, name=w.spec.name, description=description, fused=w.fused_summary(),
-                block=block, min_blocks=min_blocks, params=render_params(params), index_type=w.index_ctype,
-                prologue=indent(w.prologue, 1), **sections)
+                block=block, min_blocks=min_blocks, params=render_params(params, fix_scalars),
+                index_type=w.index_ctype, prologue=indent(fixed + w.prologue, 1), **sections)
 
 
-def render_params(params) -> str:
-    return ", ".join(f"const {p.ctype} {p.name}" if p.kind == "scalar" else
+def render_params(params, fix_scalars: bool) -> str:
+    """The kernel's parameter list.  With `fix_scalars`, a scalar the specialization fixes
+    (element and row counts) is still passed, so that every launch has one argument list, but
+    unnamed: the kernel reads the constant that fixed_scalars declares."""
+    return ", ".join(f"const {p.ctype} {p.name}" if p.kind == "scalar" and (p.value is None or not fix_scalars) else
+                     f"const {p.ctype} /* {p.name} */" if p.kind == "scalar" else
                      f"{p.ctype} {p.name}" if p.kind == "scratch" else f"{p.ctype} FJ_RESTRICT {p.name}"
                      for p in params)
+
+
+def fixed_scalars(params) -> list[str]:
+    """Constants for the scalars the specialization fixes: loop bounds the compiler knows, which
+    takes a quarter off the host's compile of a column reduction or a device loop.  Row
+    reductions keep them as arguments: with the row length known, GCC's code for a two-phase
+    row family (mean and variance) ran half as fast."""
+    return [f"const {p.ctype} {p.name} = {p.value};  // fixed by the specialization"
+            for p in params if p.kind == "scalar" and p.value is not None]
 
 
 def paren(text: str) -> str:

@@ -22,7 +22,7 @@ static thread_local dim3 blockIdx(0), gridDim(1);
 #define FJ_RESTRICT __restrict
 // Around a kernel too small for vector loops to pay (fusejit/codegen.py, SMALL_KERNEL_ELEMENTS):
 // GCC compiles it at -O1, in half the time.  Every option that decides a computed value
-// (-ffp-contract=off, -fno-fast-math) stays as the command line has it.
+// (-ffp-contract=off, no -ffast-math) stays as the command line has it.
 #if defined(__GNUC__) && !defined(__clang__)
 #define FJ_SMALL_KERNEL_BEGIN _Pragma("GCC push_options") _Pragma("GCC optimize(\"O1\")")
 #define FJ_SMALL_KERNEL_END _Pragma("GCC pop_options")

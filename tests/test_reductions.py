@@ -190,3 +190,19 @@ def test_elementwise_consumers_run_in_the_reduction_epilogue():
     assert compiled.kernel_count == 1
     (kernel,) = compiled.rendered
     assert len(kernel.spec.phases) == 2 and len(kernel.spec.epilogue) == 3 and kernel.loads == 1
+
+
+def test_fixed_counts_are_constants_except_in_row_reductions():
+    """Element and row counts fixed by the specialization are constants in a column reduction
+    (the host's compiler knows its loop bounds) and stay arguments of a row reduction; both
+    match jax.jit on every path."""
+    x = rand(np.random.default_rng(41), (37, 203), np.float32)
+    columns = verify(lambda x: jnp.sum(x * 2.0, axis=0), x)
+    text = "".join(columns.modules())
+    assert "const int reduce_n = 37;  // fixed by the specialization" in text
+    assert "const int /* reduce_n */" in text
+    y = rand(np.random.default_rng(42), (513, 96), np.float32)
+    rows = verify(lambda y: (jnp.mean(y, axis=1), jnp.var(y, axis=1)), y)
+    text = "".join(rows.modules())
+    assert "a team of" in text  # the row strategy
+    assert "const int reduce_n)" in text and "fixed by the specialization" not in text

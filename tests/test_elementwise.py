@@ -163,22 +163,19 @@ def test_float32_without_x64():
 
 def test_float32_math_within_one_ulp_of_the_exact_result():
     """The host's vectorisable float32 exp, log, tanh, log1p, expm1, logistic, sin, cos and tan
-    (kernels/cpu_prelude.h, kernels/cpu_trig.h) against the float64 result rounded to float32, over the whole
-    range of each function, plus the special values: at most one ULP apart, specials
-    identical."""
+    (kernels/cpu_prelude.h, kernels/cpu_trig.h) against the float64 result rounded to float32,
+    over the whole range of each function, plus the special values: at most one ULP apart,
+    specials identical."""
+    from bench.ulp_sweep import FUNCTIONS
     from fusejit.check import ulp_distance
     rng = np.random.default_rng(30)
     x = np.concatenate([rng.standard_normal(20000) * 10, rng.uniform(-120, 120, 20000),
                         np.exp(rng.uniform(-103, 88, 20000)), -np.exp(rng.uniform(-103, 88, 20000)),
                         [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-45, -1e-45, 88.72, 88.73, -103.9, -104.0,
                          3.4e38, -3.4e38, 1e-30, -1.0, -0.999999, 1e-8, -1e-8]]).astype(np.float32)
-    functions = {"exp": (jnp.exp, np.exp), "log": (jnp.log, np.log), "tanh": (jnp.tanh, np.tanh),
-                 "log1p": (jnp.log1p, np.log1p), "expm1": (jnp.expm1, np.expm1),
-                 "logistic": (jax.nn.sigmoid, lambda v: 1 / (1 + np.exp(-v))),
-                 "sin": (jnp.sin, np.sin), "cos": (jnp.cos, np.cos), "tan": (jnp.tan, np.tan)}
-    got = fusejit.jit(lambda x: {k: f(x) for k, (f, _) in functions.items()}, backend="host")(x)
+    got = fusejit.jit(lambda x: {k: f(x) for k, (f, _) in FUNCTIONS.items()}, backend="host")(x)
     with np.errstate(all="ignore"):
-        for name, (_, exact) in functions.items():
+        for name, (_, exact) in FUNCTIONS.items():
             want = exact(x.astype(np.float64)).astype(np.float32)
             np.testing.assert_array_equal(np.isnan(got[name]), np.isnan(want), err_msg=name)
             np.testing.assert_array_equal(got[name][np.isinf(want)], want[np.isinf(want)], err_msg=name)
@@ -188,20 +185,12 @@ def test_float32_math_within_one_ulp_of_the_exact_result():
 
 def test_float32_math_within_one_ulp_over_a_sweep_of_all_floats():
     """Every 4093rd float32 bit pattern (a million values, both signs, denormals, infinities
-    and NaNs): the host's exp (a fitted polynomial with explicit fused multiply-adds), tanh
-    (built on it), and sin, cos and tan (reduced with 96 bits of 2/pi at the argument's
-    exponent) at most one ULP from the float64 result rounded, NaN where it is NaN."""
-    from fusejit.check import ulp_distance
-    x = np.arange(0, 2**32, 4093, dtype=np.uint64).astype(np.uint32).view(np.float32)
-    functions = {"exp": (jnp.exp, np.exp), "tanh": (jnp.tanh, np.tanh), "sin": (jnp.sin, np.sin),
-                 "cos": (jnp.cos, np.cos), "tan": (jnp.tan, np.tan)}
-    got = fusejit.jit(lambda x: {k: f(x) for k, (f, _) in functions.items()}, backend="host")(x)
-    with np.errstate(all="ignore"):
-        for name, (_, exact) in functions.items():
-            want = exact(x.astype(np.float64)).astype(np.float32)
-            np.testing.assert_array_equal(np.isnan(got[name]), np.isnan(want), err_msg=name)
-            finite = ~np.isnan(want)
-            assert ulp_distance(got[name][finite], want[finite]).max() <= 1, name
+    and NaNs) through bench.ulp_sweep, the check that runs over all 2^32: each function at most
+    one ULP from the float64 result rounded, NaN where it is NaN."""
+    from bench.ulp_sweep import FUNCTIONS, sweep
+    for name in FUNCTIONS:
+        worst, nan_mismatch = sweep(name, 4093)
+        assert worst <= 1 and nan_mismatch == 0, (name, worst, nan_mismatch)
 
 
 def test_float32_trig_near_multiples_of_half_pi():

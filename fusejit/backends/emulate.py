@@ -22,7 +22,7 @@ from ..templates import kernels_dir
 from . import cxx
 from .host import HostBackend
 
-EMULATE_FLAGS = ["-std=c++20", "-O0", "-g", "-pthread", "-DFUSEJIT_EMULATE",
+EMULATE_FLAGS = ["-std=c++20", "-O0", "-g", "-pipe", "-pthread", "-DFUSEJIT_EMULATE",
                  "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
 TIMEOUT_S = 300
 

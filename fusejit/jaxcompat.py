@@ -19,6 +19,7 @@ CALL_PARAMS = {
     "custom_vjp_call_jaxpr": ("fun_jaxpr", "call_jaxpr"),
     "remat": ("jaxpr",),
     "checkpoint": ("jaxpr",),
+    "remat2": ("jaxpr",),  # jax.checkpoint: recomputation matters only to autodiff
     "custom_lin": (),
 }
 

@@ -190,6 +190,7 @@ ELEMENTWISE = {
     "nextafter": _math("nextafter"),
     "eq": _compare("=="), "ne": _compare("!="), "lt": _compare("<"),
     "le": _compare("<="), "gt": _compare(">"), "ge": _compare(">="),
+    "eq_to": _helper("fj_eq_to"), "lt_to": _helper("fj_lt_to"), "le_to": _helper("fj_le_to"),
     "and": _bitwise("&", "&&"), "or": _bitwise("|", "||"), "xor": _bitwise("^", "!="),
     "not": _not,
     "shift_left": _helper("fj_shift_left"),

@@ -14,6 +14,9 @@ from .ir import Eqn, Graph, Literal, Var
 
 # Primitives whose output is their input's value (stop_gradient matters only to autodiff).
 IDENTITIES = {"stop_gradient", "copy", "copy_p", "optimization_barrier"}
+# Primitives that are another under a second name: add_any is the sum autodiff forms where a
+# gradient reaches one value along two paths.
+ALIASES = {"add_any": "add"}
 
 SUPPORTED_DTYPES = {np.dtype(t) for t in (
     np.float32, np.float64, np.bool_, np.int8, np.int16, np.int32, np.int64,
@@ -21,7 +24,12 @@ SUPPORTED_DTYPES = {np.dtype(t) for t in (
 
 
 def check_dtype(dtype, what: str, source: str = "", primitive: str | None = None) -> np.dtype:
-    dtype = np.dtype(dtype)
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:  # an extended dtype, such as a PRNG key's
+        raise UnsupportedError(
+            f"fusejit does not support dtype {dtype} ({what}); supported: float32, float64, "
+            f"int8..int64, uint8..uint64, bool", primitive=primitive, source=source) from None
     if dtype not in SUPPORTED_DTYPES:
         raise UnsupportedError(
             f"fusejit does not support dtype {dtype.name} ({what}); supported: float32, float64, "
@@ -35,9 +43,11 @@ def _var(aval, what, source="", primitive=None) -> Var:
                bool(getattr(aval, "weak_type", False)))
 
 
-def graph_from_jaxpr(closed) -> Graph:
+def graph_from_jaxpr(closed, source: str = "") -> Graph:
     """Lower a ClosedJaxpr to a Graph, inlining nested calls and lowering control-flow bodies
-    to Graphs of their own; dead equations are dropped (inputs are kept: a signature)."""
+    to Graphs of their own; dead equations are dropped (inputs are kept: a signature).
+    `source` is the user's line for equations that carry none (a loop body's, inside a jnp
+    function)."""
     eqns: list[Eqn] = []
     consts: list[tuple[Var, np.ndarray]] = []
 
@@ -84,26 +94,27 @@ def graph_from_jaxpr(closed) -> Graph:
                 env[eqn.outvars[0]] = Literal(np.int32(jaxcompat.default_platform_branch(eqn)), np.dtype(np.int32))
                 continue
             outs = tuple(_var(v.aval, f"output of {name}", source, name) for v in eqn.outvars)
-            params = lower_control(eqn) if name in jaxcompat.CONTROL else dict(eqn.params)
-            eqns.append(Eqn(name, tuple(ins), outs, params, source))
+            params = lower_control(eqn, source) if name in jaxcompat.CONTROL else dict(eqn.params)
+            eqns.append(Eqn(ALIASES.get(name, name), tuple(ins), outs, params, source))
             for v, o in zip(eqn.outvars, outs):
                 if not jaxcompat.is_dropvar(v):
                     env[v] = o
         return [read(a) for a in jaxpr.outvars]
 
-    inputs = tuple(_var(v.aval, "input") for v in closed.jaxpr.invars)
-    outputs = lower(closed.jaxpr, inputs, closed.consts)
+    inputs = tuple(_var(v.aval, "input", source) for v in closed.jaxpr.invars)
+    outputs = lower(closed.jaxpr, inputs, closed.consts, source)
     return eliminate_dead_code(Graph(inputs, tuple(consts), tuple(eqns), tuple(outputs)))
 
 
-def lower_control(eqn) -> dict:
-    """A control-flow equation's params with its bodies lowered to Graphs (jaxcompat names)."""
+def lower_control(eqn, source: str = "") -> dict:
+    """A control-flow equation's params with its bodies lowered to Graphs (jaxcompat names);
+    `source` is the equation's user line, for body equations that carry none."""
     params = jaxcompat.control_params(eqn)
     for key in ("body", "cond"):
         if key in params:
-            params[key] = graph_from_jaxpr(params[key])
+            params[key] = graph_from_jaxpr(params[key], source)
     if "branches" in params:
-        params["branches"] = tuple(graph_from_jaxpr(b) for b in params["branches"])
+        params["branches"] = tuple(graph_from_jaxpr(b, source) for b in params["branches"])
     return params
 
 

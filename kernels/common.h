@@ -121,6 +121,22 @@ template <class To, class From> FJ_DEVICE To fj_bitcast(From x) {
   return y;
 }
 
+// ---- total order (eq_to, lt_to, le_to): -NaN < -inf < ... < -0 < +0 < ... < +inf < +NaN ----
+// A float's bits as a signed integer, negatives with their magnitude bits flipped, order as
+// that total order does (NaNs by their payload); integers compare as themselves.
+FJ_DEVICE int32_t fj_total_key(float x) {
+  const int32_t b = fj_bitcast<int32_t>(x);
+  return b < 0 ? b ^ 0x7fffffff : b;
+}
+FJ_DEVICE int64_t fj_total_key(double x) {
+  const int64_t b = fj_bitcast<int64_t>(x);
+  return b < 0 ? b ^ 0x7fffffffffffffffLL : b;
+}
+template <class T> FJ_DEVICE T fj_total_key(T x) { return x; }
+template <class T> FJ_DEVICE bool fj_eq_to(T a, T b) { return fj_total_key(a) == fj_total_key(b); }
+template <class T> FJ_DEVICE bool fj_lt_to(T a, T b) { return fj_total_key(a) < fj_total_key(b); }
+template <class T> FJ_DEVICE bool fj_le_to(T a, T b) { return fj_total_key(a) <= fj_total_key(b); }
+
 // ---- max/min: NaN propagates, as in XLA ----
 template <class T> FJ_DEVICE T fj_max(T a, T b) { return a > b ? a : b; }
 template <class T> FJ_DEVICE T fj_min(T a, T b) { return a < b ? a : b; }

@@ -133,6 +133,28 @@ def test_unsupported_primitive_inside_a_loop_body_is_named_before_anything_runs(
     assert info.value.primitive == "top_k" and "lax.top_k(x, 1)" in str(info.value)
 
 
+def test_a_loop_body_without_user_frames_takes_the_loop_equations_line(monkeypatch):
+    """Equations of a jnp function's own jaxpr carry no user frame (jnp.searchsorted's scan
+    body, for one): an error inside such a loop body names the user line of the loop."""
+    from fusejit import jaxcompat
+    real = jaxcompat.source_of
+    monkeypatch.setattr(jaxcompat, "source_of", lambda eqn: real(eqn) if eqn.primitive.name == "scan" else "")
+
+    def body(c, x):
+        return c + lax.top_k(x, 1)[0], c
+
+    with pytest.raises(fusejit.UnsupportedError) as info:
+        fusejit.jit(lambda xs: lax.scan(body, xs[0, :1], xs))(np.ones((5, 4), np.float32))
+    assert info.value.primitive == "top_k" and "lax.scan(body, xs[0, :1], xs)" in str(info.value)
+
+
+def test_prng_keys_are_a_clear_error():
+    with pytest.raises(fusejit.UnsupportedError, match=r"key<fry>[\s\S]*PRNGKey\(1\)"):
+        fusejit.jit(lambda x: x + jax.random.uniform(jax.random.PRNGKey(1), x.shape))(np.ones(3, np.float32))
+    with pytest.raises(fusejit.UnsupportedError, match="key<fry>"):
+        fusejit.jit(lambda k: jax.random.normal(k, (3,)))(jax.random.PRNGKey(0))
+
+
 def test_unsupported_dtypes_are_clear_errors():
     with pytest.raises(fusejit.UnsupportedError, match="float16"):
         fusejit.jit(lambda x: x * 2)(np.ones(3, np.float16))

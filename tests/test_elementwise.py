@@ -130,6 +130,30 @@ def test_bool_ops():
     }, a, b)
 
 
+TOTAL_ORDER = {"eq_to": lax.eq_to_p, "lt_to": lax.lt_to_p, "le_to": lax.le_to_p}
+
+
+@pytest.mark.parametrize("dtype", [*FLOATS, np.int8, np.int64, np.uint32, np.bool_])
+def test_total_order_comparisons(dtype, x64):
+    """eq_to/lt_to/le_to (jnp.searchsorted's and jnp.interp's): -NaN < -inf < ... < -0 < +0 <
+    ... < inf < NaN, every ordered pair of special values and random ones."""
+    rng = np.random.default_rng(31)
+    values = rand(rng, (40,), dtype, special=True)
+    if np.dtype(dtype).kind == "f":
+        specials = np.array([np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0], dtype)
+        values = np.concatenate([values, specials])
+    x, y = (a.reshape(-1) for a in np.meshgrid(values, values))
+    verify(lambda x, y: {name: p.bind(x, y) for name, p in TOTAL_ORDER.items()}, x, y)
+
+
+def test_searchsorted_interp_digitize():
+    rng = np.random.default_rng(32)
+    grid = np.sort(rand(rng, (23,), np.float32))
+    q = rand(rng, (9, 5), np.float32, special=True)
+    verify(lambda g, q: {"left": jnp.searchsorted(g, q), "right": jnp.searchsorted(g, q, side="right"),
+                         "interp": jnp.interp(q, g, g * 2 + 1), "digitize": jnp.digitize(q, g)}, grid, q)
+
+
 CONVERT_TARGETS = (np.float32, np.float64, np.int8, np.int16, np.int32, np.int64,
                    np.uint8, np.uint16, np.uint32, np.uint64, np.bool_)
 

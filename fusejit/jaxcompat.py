@@ -55,6 +55,40 @@ def call_body(eqn):
     return None
 
 
+def batched_while(eqn):
+    """(jaxpr, consts, invars) of a while loop with a scalar predicate that computes what a
+    `while` equation with an array predicate does, or None for a scalar predicate.
+
+    vmap of a while_loop (or of a fori_loop with a batched bound) leaves the predicate
+    batched: XLA runs such a loop while any element's predicate holds, and each iteration
+    updates only the carry rows whose predicate holds (rows are the predicate's leading
+    dimensions).  JAX traces that loop here, so fusejit lowers it as any other."""
+    if eqn.primitive.name != "while":
+        return None
+    p = eqn.params
+    cond, body = p["cond_jaxpr"], p["body_jaxpr"]
+    pred_aval = cond.out_avals[0]
+    if not pred_aval.shape:
+        return None
+    nc, nb = int(p["cond_nconsts"]), int(p["body_nconsts"])
+    rows = tuple(range(len(pred_aval.shape)))
+    cond_fun, body_fun = jex_core.jaxpr_as_fun(cond), jex_core.jaxpr_as_fun(body)
+
+    def loop(*args):
+        cond_consts, body_consts, carry = args[:nc], args[nc:nc + nb], args[nc + nb:]
+
+        def step(c):
+            pred = cond_fun(*cond_consts, *c)[0]
+            new = body_fun(*body_consts, *c)
+            return tuple(jax.lax.select(jax.lax.broadcast_in_dim(pred, x.shape, rows), n, x)
+                         for n, x in zip(new, c))
+
+        return jax.lax.while_loop(lambda c: jax.numpy.any(cond_fun(*cond_consts, *c)[0]), step, tuple(carry))
+
+    closed = jax.make_jaxpr(loop)(*(v.aval for v in eqn.invars))
+    return closed.jaxpr, list(closed.consts), list(eqn.invars)
+
+
 def _open(body):
     """(jaxpr, consts) of a ClosedJaxpr or a Jaxpr."""
     if hasattr(body, "jaxpr") and hasattr(body, "consts"):

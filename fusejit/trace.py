@@ -74,7 +74,7 @@ def graph_from_jaxpr(closed, source: str = "") -> Graph:
         for v, a in zip(jaxpr.invars, in_atoms):
             env[v] = a
         for eqn in jaxpr.eqns:
-            body = jaxcompat.call_body(eqn)
+            body = jaxcompat.call_body(eqn) or jaxcompat.batched_while(eqn)
             # Equations of a cached inner jaxpr (jnp functions are nested jits) carry no user
             # frame: they take the user's line from the call that inlined them.
             source = jaxcompat.source_of(eqn) or outer_source

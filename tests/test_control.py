@@ -253,6 +253,33 @@ def test_integer_while_loop_collatz():
         verify(steps, np.int32(n), backends=("host",))
 
 
+def test_vmapped_while_loops_run_each_row_until_its_own_predicate_fails(x64):
+    """vmap of a while_loop leaves the predicate batched: the loop runs while any row's holds
+    and updates only those rows (the Collatz step counts of a vector, a fori_loop with a
+    batched bound, rows of a matrix carry, and a batch where no row iterates)."""
+    def collatz(n):
+        def body(c):
+            n, k = c
+            return jnp.where(n % 2 == 0, n // 2, 3 * n + 1), k + 1
+        return lax.while_loop(lambda c: c[0] != 1, body, (n, 0))[1]
+
+    n = np.random.default_rng(13).integers(1, 60, 11).astype(np.int32)
+    verify(jax.vmap(collatz), n)
+    verify(jax.vmap(collatz), np.ones(3, np.int32))  # no row iterates
+
+    def halve_rows(x, limit):
+        return lax.while_loop(lambda c: jnp.max(jnp.abs(c[0])) >= limit,
+                              lambda c: (c[0] * 0.5, c[1] + 1.0), (x, jnp.zeros((), x.dtype)))
+
+    r = np.random.default_rng(14)
+    x = rand(r, (5, 3, 7), np.float64) * 100
+    verify(jax.vmap(halve_rows), x, np.abs(rand(r, (5,), np.float64)) + 0.5)
+
+    counts = r.integers(0, 6, 9).astype(np.int32)
+    verify(jax.vmap(lambda k, v: lax.fori_loop(0, k, lambda i, c: c * 1.5 + i, v)), counts,
+           rand(r, (9, 4), np.float32))
+
+
 def test_cheap_cond_and_switch_become_selects():
     def f(x, i):
         a = lax.cond(i > 1, lambda v: v + 1.0, lambda v: v * 2.0, x)

@@ -26,6 +26,19 @@ def test_fortran_order_and_read_only():
     verify(f, a, b)
 
 
+def test_misaligned_views_are_copied_before_a_kernel_reads_them():
+    """A float view of bytes from an odd offset: the emulation's sanitizer stops at a load of a
+    misaligned address, so every path gets an aligned copy."""
+    r = np.random.default_rng(9)
+    a = np.zeros(4 * 1001 + 1, np.uint8)[1:].view(np.float32)
+    a[:] = rand(r, (1001,), np.float32)
+    b = np.zeros(8 * 1000 + 3, np.uint8)[3:].view(np.float64).reshape(40, 25)
+    b[:] = rand(r, (40, 25), np.float64)
+    assert not a.flags.aligned and not b.flags.aligned
+    verify(lambda a: a * 3 + 1, a)
+    verify(lambda b: jnp.sum(b, axis=1), b)
+
+
 def test_same_array_passed_twice():
     a = rand(np.random.default_rng(4), (5, 5), np.float32)
     verify(f, a, a)

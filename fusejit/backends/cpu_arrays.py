@@ -7,14 +7,19 @@ from .pool import pool
 
 
 def to_numpy(x, dtype) -> np.ndarray:
-    """A C-contiguous NumPy array of `dtype` holding x (NumPy, JAX, CuPy array or Python scalar).
+    """A C-contiguous, aligned NumPy array of `dtype` holding x (NumPy, JAX, CuPy array or
+    Python scalar).  A view at an address that is no multiple of its element size (a float32
+    view of bytes from an odd offset) is copied: a kernel's loads assume aligned elements.
 
     The result may share memory with x: kernels never write their inputs."""
-    if type(x) is np.ndarray and x.dtype == dtype and x.flags.c_contiguous:
-        return x
+    if type(x) is np.ndarray and x.dtype == dtype:
+        flags = x.flags
+        if flags.c_contiguous and flags.aligned:
+            return x
     if type(x).__module__.startswith("cupy"):
         x = x.get()
-    return np.asarray(x, dtype=dtype, order="C")  # (np.ascontiguousarray would make 0-d arrays 1-d)
+    arr = np.asarray(x, dtype=dtype, order="C")  # (np.ascontiguousarray would make 0-d arrays 1-d)
+    return arr if arr.flags.aligned else arr.copy()
 
 
 class CpuArrays:

@@ -34,6 +34,8 @@ def leaf_spec(x):
     if isinstance(x, jax.Array):
         if isinstance(x, jax.core.Tracer):
             raise InsideTrace
+        if jaxcompat.is_key(x):  # typed PRNG keys: the kernels get their data
+            return tuple(x.shape), x.dtype, False
         return tuple(x.shape), np.dtype(x.dtype), bool(getattr(x, "weak_type", False))
     if type(x).__module__.startswith("cupy") and hasattr(x, "__cuda_array_interface__"):
         return tuple(x.shape), jaxcompat.canonical_dtype(x.dtype), False
@@ -169,6 +171,8 @@ class Jitted:
                     self.cache[key] = compiled
         if fast_key is not None:
             self.fast_cache[fast_key] = compiled
+        if compiled.key_inputs:
+            leaves = [jax.random.key_data(x) if k in compiled.key_inputs else x for k, x in enumerate(leaves)]
         return compiled, leaves
 
     def _path_of(self, value, args, kwargs) -> str:
@@ -205,7 +209,8 @@ class Jitted:
         graph = graph_from_jaxpr(closed)
         compiled = compile_graph(graph, backend, getattr(self.fun, "__name__", "fn"),
                                  force_index64=index64, scan=scan)
-        compiled.set_out_tree(out_tree[0])
+        compiled.key_inputs = frozenset(k for k, (_, dtype, _) in enumerate(specs) if jaxcompat.is_key_dtype(dtype))
+        compiled.set_out_tree(out_tree[0], [a.dtype if jaxcompat.is_key(a) else None for a in closed.out_avals])
         config.debug(1, f"compiled {getattr(self.fun, '__name__', 'fn')} for {backend.name}: "
                         f"{compiled.kernel_count} kernel launch(es) per call")
         return compiled

@@ -13,6 +13,8 @@ import dataclasses
 import jax
 import numpy as np
 
+from . import jaxcompat
+
 # dtype name -> (rtol, atol)
 TOLERANCES = {
     "float32": (2e-5, 1e-6),
@@ -28,6 +30,8 @@ def tolerance(dtype, rtol=None, atol=None):
 def to_numpy(x) -> np.ndarray:
     if type(x).__module__.startswith("cupy"):
         return x.get()
+    if hasattr(x, "dtype") and jaxcompat.is_key(x):  # typed PRNG keys: their data
+        return np.asarray(jax.random.key_data(x))
     return np.asarray(x)
 
 
@@ -92,6 +96,9 @@ class CheckReport:
 
 
 def diff_arrays(path: str, want, got, rtol=None, atol=None) -> OutputDiff:
+    if hasattr(want, "dtype") and hasattr(got, "dtype") and jaxcompat.is_key(want) != jaxcompat.is_key(got):
+        return OutputDiff(path, np.shape(got), str(got.dtype), np.inf, np.inf, np.inf, False,
+                          f"expected {want.dtype}, got {got.dtype}")
     want, got = to_numpy(want), to_numpy(got)
     if want.shape != got.shape or want.dtype != got.dtype:
         return OutputDiff(path, got.shape, got.dtype.name, np.inf, np.inf, np.inf, False,

@@ -23,6 +23,11 @@ MAX_CUTS = 256
 SCAN_STRATEGIES = ("auto", "unroll", "loop")
 
 
+def _to_jax(x):
+    """A result as a JAX array: CuPy's through DLPack (no copy), NumPy's as they are."""
+    return jax.dlpack.from_dlpack(x) if type(x).__module__.startswith("cupy") else x
+
+
 @dataclasses.dataclass(eq=False)
 class Compiled:
     graph: Graph
@@ -36,18 +41,26 @@ class Compiled:
     ops: dict      # id(eqn) -> the step running each equation that is not a kernel
     name: str = "fn"
     out_tree: object = None
+    key_inputs: frozenset = frozenset()  # positions of typed PRNG key arguments (passed as their data)
 
     def __post_init__(self):
         self.bound = self.program.bind(self.backend, self.module)
         self.unflatten = list
 
-    def set_out_tree(self, tree) -> None:
-        """The pytree of the function's results: `unflatten` turns the flat results into it."""
+    def set_out_tree(self, tree, key_dtypes=()) -> None:
+        """The pytree of the function's results: `unflatten` turns the flat results into it.
+        `key_dtypes`: per result, the PRNG key dtype of a result that is typed keys (the
+        program computes their data), else None."""
         self.out_tree = tree
         if tree == jax.tree_util.tree_structure(0):  # a single array
-            self.unflatten = operator.itemgetter(0)
+            unflatten = operator.itemgetter(0)
         else:
-            self.unflatten = functools.partial(jax.tree_util.tree_unflatten, tree)
+            unflatten = functools.partial(jax.tree_util.tree_unflatten, tree)
+        if any(d is not None for d in key_dtypes):
+            def unflatten(flat, base=unflatten):
+                return base([x if d is None else jax.random.wrap_key_data(_to_jax(x), impl=d._impl)
+                             for x, d in zip(flat, key_dtypes)])
+        self.unflatten = unflatten
 
     def run(self, flat_args, debug=None):
         try:

@@ -148,13 +148,6 @@ def test_a_loop_body_without_user_frames_takes_the_loop_equations_line(monkeypat
     assert info.value.primitive == "top_k" and "lax.scan(body, xs[0, :1], xs)" in str(info.value)
 
 
-def test_prng_keys_are_a_clear_error():
-    with pytest.raises(fusejit.UnsupportedError, match=r"key<fry>[\s\S]*PRNGKey\(1\)"):
-        fusejit.jit(lambda x: x + jax.random.uniform(jax.random.PRNGKey(1), x.shape))(np.ones(3, np.float32))
-    with pytest.raises(fusejit.UnsupportedError, match="key<fry>"):
-        fusejit.jit(lambda k: jax.random.normal(k, (3,)))(jax.random.PRNGKey(0))
-
-
 def test_unsupported_dtypes_are_clear_errors():
     with pytest.raises(fusejit.UnsupportedError, match="float16"):
         fusejit.jit(lambda x: x * 2)(np.ones(3, np.float16))

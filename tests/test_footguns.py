@@ -62,3 +62,18 @@ def test_xla_simplifies_cumsum_of_a_padded_length_one_axis_wrongly():
     np.testing.assert_array_equal(fusejit.jit(f)(x), want)
     with jax.disable_jit():
         np.testing.assert_array_equal(f(x), want)
+
+
+def test_float32_sums_that_overflow_only_on_the_way_stay_finite():
+    """float32 sums and cumsum accumulate in float64 and round once: where the float32
+    partial sums leave the float32 range and the total comes back within it, the sum is
+    finite (the float64 sum rounded) and the cumsum is inf only at the prefixes beyond the
+    range.  XLA accumulates in float32, so jax.jit's are inf from the first overflow on."""
+    x = np.array([3e38, 3e38, -3e38], np.float32)
+    total, running = fusejit.jit(lambda x: (jnp.sum(x), jnp.cumsum(x)))(x)
+    np.testing.assert_array_equal(total, np.sum(x.astype(np.float64)).astype(np.float32))
+    with np.errstate(over="ignore"):
+        np.testing.assert_array_equal(running, np.cumsum(x.astype(np.float64)).astype(np.float32))
+    if on_xla_cpu():
+        want_total, want_running = jax.jit(lambda x: (jnp.sum(x), jnp.cumsum(x)))(x)
+        assert np.isinf(want_total) and np.isinf(want_running[2])  # the difference this test documents

@@ -173,7 +173,7 @@ def accumulate_in_rounds(xp, op, out, flat, values):
         out[targets] = op(out[targets], values[sel])
 
 
-def _accumulate(op_name, lib, out, flat, values):
+def accumulate(op_name, lib, out, flat, values):
     """In-place out[flat[i]] op= values[i] in update order: ufunc.at on NumPy; on CuPy, whose
     atomics cover few dtypes and no multiply, rounds of duplicate-free updates."""
     op = getattr(lib.xp, op_name)
@@ -239,19 +239,19 @@ def scatter(lib, params, out_avals, operand, indices, updates):
 
 def scatter_add(lib, params, out_avals, operand, indices, updates):
     """lax.scatter_add (x.at[idx].add): duplicates accumulate in update order; integers wrap."""
-    return _scatter(lib, params, out_avals, operand, indices, updates, functools.partial(_accumulate, "add"))
+    return _scatter(lib, params, out_avals, operand, indices, updates, functools.partial(accumulate, "add"))
 
 
 def scatter_mul(lib, params, out_avals, operand, indices, updates):
     """lax.scatter_mul (x.at[idx].multiply): duplicates accumulate in update order; integers wrap."""
-    return _scatter(lib, params, out_avals, operand, indices, updates, functools.partial(_accumulate, "multiply"))
+    return _scatter(lib, params, out_avals, operand, indices, updates, functools.partial(accumulate, "multiply"))
 
 
 def scatter_min(lib, params, out_avals, operand, indices, updates):
     """lax.scatter_min (x.at[idx].min): duplicates accumulate; NaN propagates."""
-    return _scatter(lib, params, out_avals, operand, indices, updates, functools.partial(_accumulate, "minimum"))
+    return _scatter(lib, params, out_avals, operand, indices, updates, functools.partial(accumulate, "minimum"))
 
 
 def scatter_max(lib, params, out_avals, operand, indices, updates):
     """lax.scatter_max (x.at[idx].max): duplicates accumulate; NaN propagates."""
-    return _scatter(lib, params, out_avals, operand, indices, updates, functools.partial(_accumulate, "maximum"))
+    return _scatter(lib, params, out_avals, operand, indices, updates, functools.partial(accumulate, "maximum"))

@@ -14,7 +14,8 @@ against `lib.xp` / `lib.linalg`; where NumPy/SciPy and CuPy differ, one small he
 `lib.name`. No rule calls JAX. tests/test_library.py diffs every rule against jax.jit.
 
 The rules live by job: dot_general and the dynamic slices here, factorisations in
-fusejit/linalg.py, sort/gather/scatter in fusejit/indexops.py.
+fusejit/linalg.py, sort/gather/scatter in fusejit/indexops.py, convolutions and window
+reductions in fusejit/windows.py.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import indexops, linalg
+from . import indexops, linalg, windows
 from .errors import UnsupportedError
 
 
@@ -105,6 +106,11 @@ LIBRARY: dict[str, Callable] = {
     "dot_general": dot_general,
     "dynamic_slice": dynamic_slice,
     "dynamic_update_slice": dynamic_update_slice,
+    "conv_general_dilated": windows.conv_general_dilated,
+    "reduce_window_sum": windows.reduce_window_sum,
+    "reduce_window_max": windows.reduce_window_max,
+    "reduce_window_min": windows.reduce_window_min,
+    "select_and_scatter_add": windows.select_and_scatter_add,
     "lu": linalg.lu,
     "triangular_solve": linalg.triangular_solve,
     "cholesky": linalg.cholesky,

@@ -132,7 +132,8 @@ def test_table_rows():
     assert set(library.LIBRARY) == {
         "dot_general", "lu", "triangular_solve", "cholesky", "qr", "svd", "eigh", "sort", "gather",
         "scatter", "scatter-add", "scatter-mul", "scatter-min", "scatter-max", "dynamic_slice",
-        "dynamic_update_slice"}
+        "dynamic_update_slice", "conv_general_dilated", "reduce_window_sum", "reduce_window_max",
+        "reduce_window_min", "select_and_scatter_add"}
     assert library.host_lib().name == "numpy" and library.host_lib().linalg is scipy.linalg
 
 
@@ -758,16 +759,45 @@ def _cases_for_both_libs():
         "qr": (jnp.linalg.qr, (a[0, :, :3].copy(),), ["qr"], _qr_compare(a[0, :, :3], "reduced")),
         "svd": (jnp.linalg.svd, (a,), ["svd"], _svd_compare(a, True, True)),
         "eigh": (jnp.linalg.eigh, (a,), ["eigh"], _eigh_compare(a)),
+        "windows": (lambda x, w: (lax.conv_general_dilated(x, w, (1, 2), "SAME", rhs_dilation=(1, 2)),
+                                  lax.reduce_window(x, 0.0, lax.add, (1, 1, 2, 2), (1, 1, 1, 2), "VALID"),
+                                  jax.grad(lambda x: jnp.sum(lax.reduce_window(x, -jnp.inf, lax.max, (1, 1, 2, 2),
+                                                                               (1, 1, 2, 2), "SAME")))(x)),
+                    (rand(rng, (2, 3, 6, 7), np.float64), rand(rng, (4, 3, 2, 3), np.float64)),
+                    ["conv_general_dilated", "reduce_window_sum", "select_and_scatter_add"], None),
     }
 
 
 @pytest.mark.parametrize("backend", ["numpy", pytest.param("cupy", marks=pytest.mark.skipif(
     not __import__("fusejit.backends", fromlist=["x"]).gpu_available(), reason="no GPU"))])
 @pytest.mark.parametrize("case", ["dot_int", "dot_float_exact", "sort", "gather", "scatter", "dynamic", "lu_solve",
-                                  "triangular_solve", "cholesky", "qr", "svd", "eigh"])
+                                  "triangular_solve", "cholesky", "qr", "svd", "eigh", "windows"])
 def test_both_libs(case, backend, x64):
     # The cases run with NumPy everywhere (so the cases themselves are checked) and with CuPy
     # where a GPU is present.
     f, args, expect, compare = _cases_for_both_libs()[case]
     lib = library.host_lib() if backend == "numpy" else library.cuda_lib()
     check(f, *args, expect=expect, compare=compare, lib=lib)
+
+
+# ----------------------------------------------------------------------------------------------
+# windows: convolutions, window reductions and the pooling gradient
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
+def test_windowed_rules_keep_the_contract(dtype, wide):
+    r = np.random.default_rng(40)
+    x = rand(r, (2, 4, 9, 7), dtype)
+    w = rand(r, (6, 2, 3, 2), dtype)
+    conv = lambda x, w: lax.conv_general_dilated(x, w, (2, 1), ((1, 0), (2, -1)), lhs_dilation=(1, 2),  # noqa: E731
+                                                 rhs_dilation=(2, 1), feature_group_count=2)
+    check(conv, x, w, expect={"conv_general_dilated"}, rtol=1e-4 if dtype == np.float32 else None)
+    lo, hi = (np.iinfo(dtype).min, np.iinfo(dtype).max) if np.dtype(dtype).kind == "i" else (-np.inf, np.inf)
+    pools = lambda x: (lax.reduce_window(x, x.dtype.type(0), lax.add, (1, 2, 3, 1), (1, 1, 2, 1), "SAME"),  # noqa: E731
+                       lax.reduce_window(x, x.dtype.type(lo), lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID"),
+                       lax.reduce_window(x, x.dtype.type(hi), lax.min, (2, 1, 1, 3), (1, 2, 1, 1), "VALID"))
+    check(pools, x, expect={"reduce_window_sum", "reduce_window_max", "reduce_window_min"})
+    if np.dtype(dtype).kind == "f":
+        grad = jax.grad(lambda x: jnp.sum(jnp.sin(lax.reduce_window(x, -jnp.inf, lax.max, (1, 1, 3, 2),
+                                                                    (1, 1, 2, 1), "SAME"))))
+        check(grad, x, expect={"select_and_scatter_add"})

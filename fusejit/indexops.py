@@ -51,6 +51,30 @@ def sort(lib, params, out_avals, *operands):
             for op in moved]
 
 
+def _total_key(xp, x):
+    """Integer keys in IEEE total order for floats (-NaN < -inf < ... < -0 < +0 < ... < +NaN,
+    what XLA's top_k ranks by); bools and integers as they are."""
+    if x.dtype.kind != "f":
+        return x.astype(xp.uint8) if x.dtype.kind == "b" else x
+    int_t = np.dtype(f"int{8 * x.dtype.itemsize}")
+    bits = x.view(int_t)
+    return xp.where(bits < 0, bits ^ int_t.type(np.iinfo(int_t).max), bits)
+
+
+def top_k(lib, params, out_avals, operand):
+    """lax.top_k: the k largest along `axis` (the last by default) in descending total order,
+    equal values in index order, and their int32 indices."""
+    xp = lib.xp
+    axis = int(params.get("axis", operand.ndim - 1)) % max(operand.ndim, 1)
+    k = int(params["k"])
+    moved = xp.moveaxis(operand, axis, -1)
+    key = _total_key(xp, moved)
+    order = xp.argsort(~key, axis=-1, kind="stable")[..., :k]  # ~ reverses the order, stably
+    values = xp.take_along_axis(moved, order, axis=-1)
+    return [xp.asarray(xp.moveaxis(values, -1, axis), order="C"),
+            xp.asarray(xp.moveaxis(order.astype(np.int32), -1, axis), order="C")]
+
+
 # ----------------------------------------------------------------------------------------------
 # flat positions shared by gather and scatter
 

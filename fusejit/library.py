@@ -118,6 +118,7 @@ LIBRARY: dict[str, Callable] = {
     "svd": linalg.svd,
     "eigh": linalg.eigh,
     "sort": indexops.sort,
+    "top_k": indexops.top_k,
     "gather": indexops.gather,
     "scatter": indexops.scatter,
     "scatter-add": indexops.scatter_add,

@@ -132,7 +132,7 @@ def test_table_rows():
     assert set(library.LIBRARY) == {
         "dot_general", "lu", "triangular_solve", "cholesky", "qr", "svd", "eigh", "sort", "gather",
         "scatter", "scatter-add", "scatter-mul", "scatter-min", "scatter-max", "dynamic_slice",
-        "dynamic_update_slice", "conv_general_dilated", "reduce_window_sum", "reduce_window_max",
+        "dynamic_update_slice", "top_k", "conv_general_dilated", "reduce_window_sum", "reduce_window_max",
         "reduce_window_min", "select_and_scatter_add"}
     assert library.host_lib().name == "numpy" and library.host_lib().linalg is scipy.linalg
 
@@ -801,3 +801,16 @@ def test_windowed_rules_keep_the_contract(dtype, wide):
         grad = jax.grad(lambda x: jnp.sum(jnp.sin(lax.reduce_window(x, -jnp.inf, lax.max, (1, 1, 3, 2),
                                                                     (1, 1, 2, 1), "SAME"))))
         check(grad, x, expect={"select_and_scatter_add"})
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int8, np.uint32])
+def test_top_k_in_total_order_ties_by_index(dtype, wide):
+    """-NaN < -inf < ... < -0 < +0 < ... < +NaN, as XLA's top_k ranks; equal values keep
+    their index order."""
+    r = np.random.default_rng(41)
+    x = rand(r, (5, 11), dtype)
+    if np.dtype(dtype).kind == "f":
+        x = np.round(x / 2)  # ties
+        x[0, :5] = [np.nan, -0.0, 0.0, np.inf, -np.inf]
+        x[1, 2], x[1, 7] = -np.nan, np.nan
+    check(lambda x: (lax.top_k(x, 4), lax.top_k(x, 11), lax.top_k(x[:, :3], 0)), x, expect={"top_k"})

@@ -114,3 +114,8 @@ def test_gathers_and_dynamic_slices_are_fused_with_every_mode(index_dtype, x64):
         "update": jax.lax.dynamic_update_slice(x, x[:2, :3] * -1.0, (idx[4], idx[2])),
     }, x, idx)
     assert compiled.call_count == 0  # every one fused into kernels
+
+
+def test_top_k_between_kernels():
+    x = rand(np.random.default_rng(34), (6, 17), np.float32, special=True)
+    verify(lambda x: tuple(v * 2 for v in lax.top_k(jnp.sin(x), 5)), x)

@@ -168,8 +168,9 @@ def split_invariant(body: Graph, n_consts: int) -> tuple[list[Eqn], list[Eqn]]:
     (and other such equations), with what they need; the rest stays."""
     invariant = {id(v) for v in body.inputs[:n_consts]} | {id(v) for v, _ in body.consts}
     inv_eqns = []
+    from .trace import effectful
     for e in body.eqns:
-        if all(isinstance(a, Literal) or id(a) in invariant for a in e.inputs):
+        if all(isinstance(a, Literal) or id(a) in invariant for a in e.inputs) and not effectful(e):
             invariant.update(id(v) for v in e.outputs)
             inv_eqns.append(e)
     producer = {id(v): e for e in inv_eqns for v in e.outputs}

@@ -161,11 +161,13 @@ def plan_kernels(graph: Graph, cuts: frozenset = frozenset(), prefix: str = "fj"
     # The stage of a value: 1 + the deepest stage of the stored values its fused computation
     # reads (0: it reads only inputs).  Equations come in topological order.
     stages: dict[int, int] = {}
+    eqn_stages: dict[int, int] = {}  # (also of equations without results: a debug print)
     for eqn in graph.eqns:
         deepest = 0
         for a in eqn.inputs:
             if isinstance(a, Var) and id(a) not in base_sources:
                 deepest = max(deepest, stages[id(a)] + 1 if id(a) in materialized else stages[id(a)])
+        eqn_stages[id(eqn)] = deepest
         for v in eqn.outputs:
             stages[id(v)] = deepest
 
@@ -287,7 +289,7 @@ def plan_kernels(graph: Graph, cuts: frozenset = frozenset(), prefix: str = "fj"
     # A step of stage s reads only values of earlier stages: kernels and other steps of one
     # stage are independent, and stages run in order.
     steps = [(g.stage, 0, k, spec) for k, (g, spec) in enumerate(zip(order, kernels))]
-    steps += [(stage(e.outputs[0]), 1, k, e) for k, e in enumerate(opaque)]
+    steps += [(eqn_stages[id(e)], 1, k, e) for k, e in enumerate(opaque)]
     steps.sort(key=lambda t: t[:3])
     return FusionPlan(graph, tuple(kernels), frozenset(cuts), tuple(t[3] for t in steps))
 

@@ -187,6 +187,26 @@ def key_body(eqn):
     return closed.jaxpr, list(closed.consts), list(eqn.invars)
 
 
+# Callbacks into Python, run between kernels by JAX's own implementation of the primitive
+# (fusejit.steps.HostCallback): debug_print (jax.debug.print), debug_callback, pure_callback,
+# io_callback.  The first two have no results and are kept for their effect, as io_callback is.
+CALLBACKS = ("debug_print", "debug_callback", "pure_callback", "io_callback")
+EFFECTFUL = frozenset({"debug_print", "debug_callback", "io_callback"})
+_callback_primitives: dict = {}
+
+
+def remember_callback(eqn) -> None:
+    """Keep the primitive object of a callback equation, to bind it when the step runs."""
+    _callback_primitives[eqn.primitive.name] = eqn.primitive
+
+
+def run_callback(name: str, params: dict, args) -> list:
+    """Bind a callback primitive on host arrays outside any trace: JAX calls the user's function
+    (and formats jax.debug.print's message) as it does under jax.jit.  Results as NumPy."""
+    outs = _callback_primitives[name].bind(*args, **params)
+    return [np.asarray(o) for o in outs]
+
+
 def _open(body):
     """(jaxpr, consts) of a ClosedJaxpr or a Jaxpr."""
     if hasattr(body, "jaxpr") and hasattr(body, "consts"):

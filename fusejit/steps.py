@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from . import graphs, launch, library
+import numpy as np
+
+from . import graphs, jaxcompat, launch, library
 from .errors import UnsupportedError
 from .ir import Eqn
 
@@ -179,9 +181,33 @@ def build_cond(eqn: Eqn, ctx: Context):
     return Branch(eqn, [ctx.compile(g, f"{ctx.name}_branch{k}") for k, g in enumerate(eqn.params["branches"])])
 
 
+class HostCallback:
+    """A callback into Python (jax.debug.print, debug.callback, pure_callback, io_callback):
+    its inputs come to the host as NumPy arrays, JAX's own implementation of the primitive
+    calls the user's function, and its results go back to the backend."""
+
+    def __init__(self, eqn: Eqn):
+        self.primitive, self.params = eqn.primitive, eqn.params
+        self.out_avals = [(v.shape, v.dtype) for v in eqn.outputs]
+        self.children = ()
+
+    def run(self, backend, arrays):
+        launch.counter["callback"] += 1
+        outs = jaxcompat.run_callback(self.primitive, self.params, [backend.to_host(a) for a in arrays])
+        for o, (shape, dtype) in zip(outs, self.out_avals):
+            if o.shape != tuple(shape) or o.dtype != dtype:
+                raise TypeError(f"{self.primitive} returned {o.dtype.name}{list(o.shape)} where its "
+                                f"result_shape_dtypes say {np.dtype(dtype).name}{list(shape)}")
+        return [backend.asarray(o, dtype) for o, (_, dtype) in zip(outs, self.out_avals)]
+
+    def describe(self) -> str:
+        return "callback into Python on the host"
+
+
 # primitive -> rule(eqn, context) -> step
 STEP_RULES = {"scan": build_scan, "while": build_while, "cond": build_cond}
 STEP_RULES.update({prim: (lambda eqn, ctx: LibraryCall(eqn)) for prim in library.LIBRARY})
+STEP_RULES.update({prim: (lambda eqn, ctx: HostCallback(eqn)) for prim in jaxcompat.CALLBACKS})
 
 
 def build_step(eqn: Eqn, ctx: Context):

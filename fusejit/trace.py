@@ -96,6 +96,8 @@ def graph_from_jaxpr(closed, source: str = "") -> Graph:
             if name == "platform_index":  # a cond's platform-specific branch: the default one
                 env[eqn.outvars[0]] = Literal(np.int32(jaxcompat.default_platform_branch(eqn)), np.dtype(np.int32))
                 continue
+            if name in jaxcompat.CALLBACKS:
+                jaxcompat.remember_callback(eqn)
             outs = tuple(_var(v.aval, f"output of {name}", source, name) for v in eqn.outvars)
             params = lower_control(eqn, source) if name in jaxcompat.CONTROL else dict(eqn.params)
             eqns.append(Eqn(ALIASES.get(name, name), tuple(ins), outs, params, source))
@@ -121,11 +123,20 @@ def lower_control(eqn, source: str = "") -> dict:
     return params
 
 
+def effectful(eqn: Eqn) -> bool:
+    """Whether the equation is kept for its effect whatever its results are: a debug print or
+    an io_callback, or a loop or branch whose body has one."""
+    if eqn.primitive in jaxcompat.EFFECTFUL:
+        return True
+    bodies = [eqn.params.get("body"), eqn.params.get("cond"), *eqn.params.get("branches", ())]
+    return any(isinstance(b, Graph) and any(effectful(e) for e in b.eqns) for b in bodies)
+
+
 def eliminate_dead_code(graph: Graph) -> Graph:
     live = {id(a) for a in graph.outputs if isinstance(a, Var)}
     kept = []
     for eqn in reversed(graph.eqns):
-        if any(id(o) in live for o in eqn.outputs):
+        if any(id(o) in live for o in eqn.outputs) or effectful(eqn):
             kept.append(eqn)
             live.update(id(a) for a in eqn.inputs if isinstance(a, Var))
     consts = tuple((v, c) for v, c in graph.consts if id(v) in live)

@@ -87,6 +87,10 @@ class CudaBackend:
     def full(self, shape, value, dtype):
         return self.cp.full(shape, value, dtype)
 
+    def to_host(self, x) -> np.ndarray:
+        """A device array's values as a NumPy array (a callback's inputs)."""
+        return self.cp.asnumpy(x)
+
     def upload(self, arr: np.ndarray):
         return self.cp.asarray(arr)
 

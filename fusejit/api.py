@@ -14,7 +14,7 @@ import threading
 import jax
 import numpy as np
 
-from . import backends, config, jaxcompat
+from . import backends, config, jaxcompat, keys
 from .compiler import SCAN_STRATEGIES, Compiled, compile_graph
 from .trace import graph_from_jaxpr
 
@@ -34,7 +34,7 @@ def leaf_spec(x):
     if isinstance(x, jax.Array):
         if isinstance(x, jax.core.Tracer):
             raise InsideTrace
-        if jaxcompat.is_key(x):  # typed PRNG keys: the kernels get their data
+        if keys.is_key(x):  # typed PRNG keys: the kernels get their data
             return tuple(x.shape), x.dtype, False
         return tuple(x.shape), np.dtype(x.dtype), bool(getattr(x, "weak_type", False))
     if type(x).__module__.startswith("cupy") and hasattr(x, "__cuda_array_interface__"):
@@ -209,8 +209,8 @@ class Jitted:
         graph = graph_from_jaxpr(closed)
         compiled = compile_graph(graph, backend, getattr(self.fun, "__name__", "fn"),
                                  force_index64=index64, scan=scan)
-        compiled.key_inputs = frozenset(k for k, (_, dtype, _) in enumerate(specs) if jaxcompat.is_key_dtype(dtype))
-        compiled.set_out_tree(out_tree[0], [a.dtype if jaxcompat.is_key(a) else None for a in closed.out_avals])
+        compiled.key_inputs = frozenset(k for k, (_, dtype, _) in enumerate(specs) if keys.is_key_dtype(dtype))
+        compiled.set_out_tree(out_tree[0], [a.dtype if keys.is_key(a) else None for a in closed.out_avals])
         config.debug(1, f"compiled {getattr(self.fun, '__name__', 'fn')} for {backend.name}: "
                         f"{compiled.kernel_count} kernel launch(es) per call")
         return compiled

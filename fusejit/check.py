@@ -13,7 +13,7 @@ import dataclasses
 import jax
 import numpy as np
 
-from . import jaxcompat
+from . import keys
 
 # dtype name -> (rtol, atol)
 TOLERANCES = {
@@ -30,7 +30,7 @@ def tolerance(dtype, rtol=None, atol=None):
 def to_numpy(x) -> np.ndarray:
     if type(x).__module__.startswith("cupy"):
         return x.get()
-    if hasattr(x, "dtype") and jaxcompat.is_key(x):  # typed PRNG keys: their data
+    if hasattr(x, "dtype") and keys.is_key(x):  # typed PRNG keys: their data
         return np.asarray(jax.random.key_data(x))
     return np.asarray(x)
 
@@ -96,7 +96,7 @@ class CheckReport:
 
 
 def diff_arrays(path: str, want, got, rtol=None, atol=None) -> OutputDiff:
-    if hasattr(want, "dtype") and hasattr(got, "dtype") and jaxcompat.is_key(want) != jaxcompat.is_key(got):
+    if hasattr(want, "dtype") and hasattr(got, "dtype") and keys.is_key(want) != keys.is_key(got):
         return OutputDiff(path, np.shape(got), str(got.dtype), np.inf, np.inf, np.inf, False,
                           f"expected {want.dtype}, got {got.dtype}")
     want, got = to_numpy(want), to_numpy(got)

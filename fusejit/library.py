@@ -59,6 +59,35 @@ def cuda_lib() -> ArrayLib:
     return ArrayLib("cupy", cupy, "cupyx.scipy.linalg")
 
 
+# Products of at most this many multiply-adds run on one BLAS thread on the host.  OpenBLAS
+# splits products from about 2^18 multiply-adds over all cores, and its threads wait for work
+# by spinning: beside fusejit's own kernel threads, or any other load on the cores, a program
+# of many small products (a transformer block's gradient: 180) ran 20-40 times slower.
+SINGLE_THREAD_MACS = 1 << 22
+
+
+@functools.lru_cache(maxsize=None)
+def _numpy_blas():
+    """threadpoolctl's controllers of the BLAS libraries loaded in this process."""
+    from threadpoolctl import ThreadpoolController
+    return ThreadpoolController().select(user_api="blas").lib_controllers
+
+
+def matmul(lib, a, b):
+    """xp.matmul(a, b) (batched); on the host, small products run on one BLAS thread."""
+    macs = math.prod(a.shape) * b.shape[-1]
+    if lib.name != "numpy" or macs > SINGLE_THREAD_MACS:
+        return lib.xp.matmul(a, b)
+    blas = [(c, c.num_threads) for c in _numpy_blas() if c.num_threads != 1]
+    for c, _ in blas:
+        c.set_num_threads(1)
+    try:
+        return lib.xp.matmul(a, b)
+    finally:
+        for c, n in blas:
+            c.set_num_threads(n)
+
+
 def _size(x, dims) -> int:
     return math.prod(x.shape[d] for d in dims)
 
@@ -76,9 +105,9 @@ def dot_general(lib, params, out_avals, lhs, rhs):
     c = xp.transpose(rhs, [*rhs_batch, *rhs_contract, *rhs_free]).reshape(b, k, n)
     if np.dtype(dtype) == np.bool_:
         # A sum of non-negative counts is positive exactly when some AND is true, also in float32.
-        out = xp.matmul(a.astype(xp.float32), c.astype(xp.float32)) > 0
+        out = matmul(lib, a.astype(xp.float32), c.astype(xp.float32)) > 0
     else:
-        out = xp.matmul(a.astype(dtype), c.astype(dtype))
+        out = matmul(lib, a.astype(dtype), c.astype(dtype))
     return [xp.asarray(out.reshape(shape), order="C")]
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 import jax
 
-from . import jaxcompat
+from . import jaxcompat, keys
 from .errors import UnsupportedError
 from .ir import Eqn, Graph, Literal, Var
 
@@ -38,7 +38,7 @@ def check_dtype(dtype, what: str, source: str = "", primitive: str | None = None
 
 
 def _var(aval, what, source="", primitive=None) -> Var:
-    aval = jaxcompat.physical_aval(aval)  # a PRNG key is held as its data
+    aval = keys.physical_aval(aval)  # a PRNG key is held as its data
     return Var(tuple(int(d) for d in aval.shape),
                check_dtype(aval.dtype, what, source, primitive),
                bool(getattr(aval, "weak_type", False)))
@@ -75,9 +75,9 @@ def graph_from_jaxpr(closed, source: str = "") -> Graph:
         for v, a in zip(jaxpr.invars, in_atoms):
             env[v] = a
         for eqn in jaxpr.eqns:
-            body = (jaxcompat.call_body(eqn) or jaxcompat.batched_while(eqn) or jaxcompat.random_body(eqn)
+            body = (jaxcompat.call_body(eqn) or jaxcompat.batched_while(eqn) or keys.random_body(eqn)
                     or (None if eqn.primitive.name in jaxcompat.CONTROL or eqn.primitive.name in IDENTITIES
-                        or eqn.primitive.name in jaxcompat.KEY_IDENTITIES else jaxcompat.key_body(eqn)))
+                        or eqn.primitive.name in keys.KEY_IDENTITIES else keys.key_body(eqn)))
             # Equations of a cached inner jaxpr (jnp functions are nested jits) carry no user
             # frame: they take the user's line from the call that inlined them.
             source = jaxcompat.source_of(eqn) or outer_source
@@ -90,7 +90,7 @@ def graph_from_jaxpr(closed, source: str = "") -> Graph:
                 continue
             ins = [read(a) for a in eqn.invars]
             name = eqn.primitive.name
-            if name in IDENTITIES or name in jaxcompat.KEY_IDENTITIES:  # the value itself: no kernel copies it
+            if name in IDENTITIES or name in keys.KEY_IDENTITIES:  # the value itself: no kernel copies it
                 env[eqn.outvars[0]] = ins[0]
                 continue
             if name == "platform_index":  # a cond's platform-specific branch: the default one

@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import types
 
 import jax
 import jax.numpy as jnp
@@ -814,3 +815,33 @@ def test_top_k_in_total_order_ties_by_index(dtype, wide):
         x[0, :5] = [np.nan, -0.0, 0.0, np.inf, -np.inf]
         x[1, 2], x[1, 7] = -np.nan, np.nan
     check(lambda x: (lax.top_k(x, 4), lax.top_k(x, 11), lax.top_k(x[:, :3], 0)), x, expect={"top_k"})
+
+
+def test_small_products_run_on_one_blas_thread():
+    """OpenBLAS spreads products of a few hundred thousand multiply-adds over every core, and
+    its waiting threads spin: beside fusejit's kernel threads that made a transformer block's
+    gradient 20-40 times slower.  Small products take one thread, larger ones all of them, and
+    the setting is restored after each."""
+    blas = library._numpy_blas()
+    assert blas, "threadpoolctl found no BLAS in this process"
+    before = [c.num_threads for c in blas]
+    seen = []
+
+    def recording_matmul(a, b):
+        seen.append([c.num_threads for c in blas])
+        return np.matmul(a, b)
+
+    lib = library.ArrayLib("numpy", types.SimpleNamespace(matmul=recording_matmul), "scipy.linalg")
+    try:
+        for c in blas:
+            c.set_num_threads(2)
+        small = np.ones((64, 128), np.float32), np.ones((128, 128), np.float32)
+        n = int(np.sqrt(library.SINGLE_THREAD_MACS)) + 1
+        big = np.ones((n, 2), np.float32), np.ones((2, n), np.float32)
+        np.testing.assert_array_equal(library.matmul(lib, *small), np.matmul(*small))
+        library.matmul(lib, *big)
+        assert seen == [[1] * len(blas), [2] * len(blas)]
+        assert [c.num_threads for c in blas] == [2] * len(blas)
+    finally:
+        for c, k in zip(blas, before):
+            c.set_num_threads(k)

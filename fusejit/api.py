@@ -206,7 +206,7 @@ class Jitted:
 
         structs = [jax.ShapeDtypeStruct(shape, dtype, weak_type=weak) for shape, dtype, weak in specs]
         closed = jax.make_jaxpr(flat_fun)(*structs)
-        graph = graph_from_jaxpr(closed)
+        graph = graph_from_jaxpr(closed, jaxcompat.caller_line())
         compiled = compile_graph(graph, backend, getattr(self.fun, "__name__", "fn"),
                                  force_index64=index64, scan=scan)
         compiled.key_inputs = frozenset(k for k, (_, dtype, _) in enumerate(specs) if keys.is_key_dtype(dtype))

@@ -258,12 +258,13 @@ class KernelWriter:
         stream = stream_path(self, self.body, own, inner)
         if vector or stream:  # paths that leave the element loop the elements from fj_from on
             vector, start = "  idx_t fj_from = 0;\n" + vector + stream, "fj_from"
+        min_blocks = 1 if len(self.body) > LONG_BODY_LINES else MIN_BLOCKS
         source = fill_kernel(
             self, "elementwise_rows.cu.in" if inner else "elementwise.cu.in",
             f"{len(spec.outputs)} output(s) of shape {list(spec.shape)}, "
             f"{self.loads} load(s) and {len(spec.outputs)} store(s) per element"
             + (f", {width} per thread and step on the vector path" if width > 1 else ""),
-            block, params, body=indent(self.body, 2), vector=vector, start=start,
+            block, params, min_blocks, body=indent(self.body, 2), vector=vector, start=start,
             stream_end="#endif  // FJ_STREAM_STORES\n" if stream else "")
         return RenderedKernel(spec, source, tuple(params), self.index64,
                               self.loads, len(spec.outputs), block, Layout("map", n, width))
@@ -291,6 +292,9 @@ class KernelWriter:
 # registers a thread, so fused code keeps its values in registers (no spills to local memory)
 # and half the GPU's threads still fit (bandwidth-bound kernels need no more).
 MIN_BLOCKS = 2
+# A map kernel of more body lines than this promises one block per multiprocessor (255
+# registers a thread): a long fused body (a special function's loop body) spilled at 128.
+LONG_BODY_LINES = 64
 
 
 def fill_kernel(w, template_name: str, description: str, block: int, params, min_blocks: int = MIN_BLOCKS,

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import functools
 import linecache
+import os
+import sys
 
 import jax
 import numpy as np
@@ -104,7 +106,8 @@ def remember_callback(eqn) -> None:
 
 def run_callback(name: str, params: dict, args) -> list:
     """Bind a callback primitive on host arrays outside any trace: JAX calls the user's function
-    (and formats jax.debug.print's message) as it does under jax.jit.  Results as NumPy."""
+    (and formats jax.debug.print's message) as it does under jax.jit.  PRNG keys arrive as
+    their data, as under jax.jit.  Results as NumPy."""
     outs = _callback_primitives[name].bind(*args, **params)
     return [np.asarray(o) for o in outs]
 
@@ -141,18 +144,44 @@ def control_params(eqn) -> dict:
     raise KeyError(name)
 
 
+def _exclude_own_frames() -> None:
+    """Tell JAX that fusejit's frames are not the user's (as libraries built on JAX do): an
+    equation traced while fusejit calls the user's function, or a jnp function given to
+    fusejit.jit directly, names the user's line instead of fusejit's."""
+    try:
+        from jax._src import source_info_util
+        source_info_util.register_exclusion(os.path.dirname(os.path.abspath(__file__)) + os.sep)
+    except (ImportError, AttributeError):  # private API moved: messages may name fusejit's lines
+        pass
+
+
+_exclude_own_frames()
+
+
+def caller_line() -> str:
+    """'file:line (function): text' of the innermost frame outside fusejit and JAX on the
+    stack: the user's call of a fusejit function, the line an error names when the
+    equation's own traceback holds no user frame (JAX keeps its innermost frames only)."""
+    own = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    jax_dir = os.path.dirname(os.path.abspath(jax.__file__)) + os.sep
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith((own, jax_dir)):
+        frame = frame.f_back
+    if frame is None:
+        return ""
+    name, line = frame.f_code.co_filename, frame.f_lineno
+    text = linecache.getline(name, line).strip()
+    return f"{name}:{line} ({frame.f_code.co_name})" + (f": {text}" if text else "")
+
+
 def source_of(eqn) -> str:
     """'file:line (function)' of the user's code that created the equation, plus the line itself."""
     try:
         from jax._src import source_info_util
         summary = source_info_util.summarize(eqn.source_info)
-    except Exception:  # private API moved: the message loses its location, nothing else
-        return ""
-    frame = None
-    try:
         frame = source_info_util.user_frame(eqn.source_info.traceback)
-    except Exception:
-        frame = None
+    except (ImportError, AttributeError):  # private API moved: the message loses its location
+        return ""
     if frame is not None:
         text = linecache.getline(frame.file_name, frame.start_line).strip()
         if text:

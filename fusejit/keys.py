@@ -27,9 +27,9 @@ def physical_aval(aval):
     return core.physical_aval(aval)
 
 
-# random_wrap and random_unwrap turn key data into keys and back: fusejit holds keys as their
-# data, so both are the value itself.
-KEY_IDENTITIES = {"random_wrap", "random_unwrap"}
+# random_wrap and random_unwrap turn key data into keys and back, and random_clone copies keys:
+# fusejit holds keys as their data, so each is the value itself.
+KEY_IDENTITIES = {"random_wrap", "random_unwrap", "random_clone"}
 
 
 def random_body(eqn):

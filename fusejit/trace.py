@@ -8,7 +8,7 @@ import numpy as np
 
 import jax
 
-from . import jaxcompat, keys
+from . import expand, jaxcompat, keys
 from .errors import UnsupportedError
 from .ir import Eqn, Graph, Literal, Var
 
@@ -52,7 +52,9 @@ def graph_from_jaxpr(closed, source: str = "") -> Graph:
     eqns: list[Eqn] = []
     consts: list[tuple[Var, np.ndarray]] = []
 
-    def lower(jaxpr, in_atoms, const_values, outer_source=""):
+    def lower(jaxpr, in_atoms, const_values, outer_source="", synthetic=False):
+        """`synthetic`: a jaxpr fusejit traced itself (an expansion), whose equations' frames
+        are fusejit's: all of them take `outer_source`."""
         env: dict = {}
 
         def read(atom):
@@ -75,15 +77,16 @@ def graph_from_jaxpr(closed, source: str = "") -> Graph:
         for v, a in zip(jaxpr.invars, in_atoms):
             env[v] = a
         for eqn in jaxpr.eqns:
-            body = (jaxcompat.call_body(eqn) or jaxcompat.batched_while(eqn) or keys.random_body(eqn)
-                    or (None if eqn.primitive.name in jaxcompat.CONTROL or eqn.primitive.name in IDENTITIES
-                        or eqn.primitive.name in keys.KEY_IDENTITIES else keys.key_body(eqn)))
             # Equations of a cached inner jaxpr (jnp functions are nested jits) carry no user
             # frame: they take the user's line from the call that inlined them.
-            source = jaxcompat.source_of(eqn) or outer_source
+            source = outer_source if synthetic else (jaxcompat.source_of(eqn) or outer_source)
+            body, expanded = jaxcompat.call_body(eqn), False
+            if body is None:
+                body = expansion(eqn)
+                expanded = body is not None
             if body is not None:
                 inner, inner_consts, invars = body
-                outs = lower(inner, [read(a) for a in invars], inner_consts, source)
+                outs = lower(inner, [read(a) for a in invars], inner_consts, source, synthetic or expanded)
                 for v, o in zip(eqn.outvars, outs):
                     if not jaxcompat.is_dropvar(v):
                         env[v] = o
@@ -96,10 +99,10 @@ def graph_from_jaxpr(closed, source: str = "") -> Graph:
             if name == "platform_index":  # a cond's platform-specific branch: the default one
                 env[eqn.outvars[0]] = Literal(np.int32(jaxcompat.default_platform_branch(eqn)), np.dtype(np.int32))
                 continue
-            if name in jaxcompat.CALLBACKS:
-                jaxcompat.remember_callback(eqn)
             outs = tuple(_var(v.aval, f"output of {name}", source, name) for v in eqn.outvars)
             params = lower_control(eqn, source) if name in jaxcompat.CONTROL else dict(eqn.params)
+            if name in jaxcompat.CALLBACKS:
+                jaxcompat.remember_callback(eqn)
             eqns.append(Eqn(ALIASES.get(name, name), tuple(ins), outs, params, source))
             for v, o in zip(eqn.outvars, outs):
                 if not jaxcompat.is_dropvar(v):
@@ -109,6 +112,19 @@ def graph_from_jaxpr(closed, source: str = "") -> Graph:
     inputs = tuple(_var(v.aval, "input", source) for v in closed.jaxpr.invars)
     outputs = lower(closed.jaxpr, inputs, closed.consts, source)
     return eliminate_dead_code(Graph(inputs, tuple(consts), tuple(eqns), tuple(outputs)))
+
+
+def expansion(eqn):
+    """(jaxpr, consts, invars) that computes `eqn` from primitives fusejit runs, traced by
+    fusejit: a while loop with an array predicate, a PRNG primitive on key data, a primitive
+    whose JAX lowering is a Python function (expand.py), a primitive moving keys; or None."""
+    name = eqn.primitive.name
+    if name in jaxcompat.CALLBACKS or name in jaxcompat.CONTROL and name != "while":
+        return None
+    if name in IDENTITIES or name in keys.KEY_IDENTITIES:
+        return None
+    return (jaxcompat.batched_while(eqn) or keys.random_body(eqn) or expand.expansion(eqn)
+            or (None if name in jaxcompat.CONTROL else keys.key_body(eqn)))
 
 
 def lower_control(eqn, source: str = "") -> dict:

@@ -18,6 +18,8 @@ from .templates import fill, indent
 VECTOR_BYTES = 16      # one ld.global.v4.f32 / v2.f64
 MAX_LANES = 4          # elements per thread and step, whatever the dtype (bounds register use)
 MAX_BODY_LINES = 96    # longer bodies stay element by element (code size, registers)
+MAX_LANE_LINES = 192   # lanes times body lines: fewer lanes for long bodies (a loop body of
+                       # 70 fused operations kept 4 lanes' values live and spilled at 128 registers)
 GRID_MARGIN = 2**24    # 32-bit indices stay 32-bit only below 2**31 - 1 - GRID_MARGIN
 
 
@@ -40,6 +42,8 @@ def vector_path(w, body: list[str], own: str = "i", inner: int | None = None) ->
     arrays = ([(f"in{k}", spec.sources[k].dtype) for k in loaded]
               + [(f"out{k}", v.dtype) for k, v in enumerate(spec.outputs)])
     width = lanes([dtype.itemsize for _, dtype in arrays])
+    while width > 1 and width * len(body) > MAX_LANE_LINES:
+        width //= 2
     if width < 2 or (inner is not None and inner % width):
         return "", "0", 1
     for k in loaded:

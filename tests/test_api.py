@@ -148,6 +148,17 @@ def test_a_loop_body_without_user_frames_takes_the_loop_equations_line(monkeypat
     assert info.value.primitive == "reduce_precision" and "lax.scan(body, xs[0, :1], xs)" in str(info.value)
 
 
+def test_a_jax_function_jitted_directly_names_the_callers_line():
+    """When no frame of the equation's traceback is the user's (a JAX function handed to
+    fusejit.jit as it is), the error names the line that called it, never fusejit's own."""
+    reduce = functools.partial(lax.reduce_precision, exponent_bits=5, mantissa_bits=10)
+    with pytest.raises(fusejit.UnsupportedError) as info:
+        fusejit.jit(reduce)(np.ones(3, np.float32))
+    message = str(info.value)
+    assert "fusejit.jit(reduce)(np.ones(3, np.float32))" in message, message
+    assert "fusejit/" not in message.split("\n  at ", 1)[1]
+
+
 def test_unsupported_dtypes_are_clear_errors():
     with pytest.raises(fusejit.UnsupportedError, match="float16"):
         fusejit.jit(lambda x: x * 2)(np.ones(3, np.float16))

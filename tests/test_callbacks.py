@@ -61,3 +61,20 @@ def test_pure_callback_and_io_callback_results_flow_into_kernels():
 
     verify(f, rand(np.random.default_rng(2), (3, 7), np.float32))
     verify(f, rand(np.random.default_rng(3), (4,), np.float64), backends=("host",))
+
+
+def test_a_callback_gets_prng_keys_as_jax_jit_passes_them(capfd):
+    """Under jax.jit a callback receives a key as its uint32 data: one call, not one per word."""
+    seen = []
+
+    def f(k):
+        jax.debug.print("key {k}", k=k)
+        jax.debug.callback(lambda kk: seen.append((np.shape(kk), np.asarray(kk).dtype)), k)
+        return jax.random.uniform(k, (2,))
+
+    key = jax.random.key(3)
+    got_lines, _ = printed(capfd, fusejit.jit(f), key)
+    got_seen, seen[:] = list(seen), []
+    want_lines, _ = printed(capfd, jax.jit(f), key)
+    assert got_lines == want_lines and len(got_lines) == 1
+    assert got_seen == seen and len(seen) == 1

@@ -44,6 +44,22 @@ def test_unary_float_loose(name, dtype, x64):
     verify(LOOSE_FLOAT[name], x, **OVERRIDES[name])
 
 
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_special_functions_jax_computes_in_python(dtype, x64):
+    """igamma, igammac, regularized_incomplete_beta and bessel_i0e lower to Python functions
+    in JAX (series, continued fractions, polynomials): fusejit traces the same functions.
+    Their loops run to convergence, hundreds of iterations: on the host only (the emulation
+    would take minutes; NVRTC still compiles every kernel)."""
+    r = np.random.default_rng(35)
+    a, x = np.abs(rand(r, (9, 4), dtype)) + 0.1, np.abs(rand(r, (9, 4), dtype))
+    b, p = np.abs(rand(r, (9, 4), dtype)) + 0.2, r.uniform(0, 1, (9, 4)).astype(dtype)
+    sp = jax.scipy.special
+    verify(lambda a, x, b, p: {"gammainc": sp.gammainc(a, x), "gammaincc": sp.gammaincc(a, x),
+                               "betainc": sp.betainc(a, b, p), "i0e": sp.i0e(x - 2), "i0": sp.i0(x),
+                               "poisson_cdf": jax.scipy.stats.poisson.cdf(3.0, a)}, a, x, b, p,
+           rtol=1e-4 if dtype == np.float32 else 1e-10, backends=("host",))
+
+
 def test_float64_digamma_to_a_few_ulp(x64):
     """The asymptotic series starts where its first omitted term is below an ULP (a series cut
     short was off by 1e-11), and the reflection reduces pi x before tan (unreduced, it was off

@@ -119,3 +119,11 @@ def test_gathers_and_dynamic_slices_are_fused_with_every_mode(index_dtype, x64):
 def test_top_k_between_kernels():
     x = rand(np.random.default_rng(34), (6, 17), np.float32, special=True)
     verify(lambda x: tuple(v * 2 for v in lax.top_k(jnp.sin(x), 5)), x)
+
+
+def test_lu_factor_and_lu_solve(x64):
+    """jax.scipy.linalg.lu_solve turns lu_factor's pivots into a permutation
+    (lu_pivots_to_permutation: a loop of swaps, traced from JAX's own code)."""
+    r = np.random.default_rng(36)
+    a, b = rand(r, (6, 6), np.float64) + 6 * np.eye(6), rand(r, (6, 3), np.float64)
+    verify(lambda a, b: jax.scipy.linalg.lu_solve(jax.scipy.linalg.lu_factor(a), b), a, b)

@@ -67,3 +67,16 @@ def test_keys_move_through_indexing_loops_and_vmap():
 def test_other_prng_implementations_name_what_is_missing():
     with pytest.raises(fusejit.UnsupportedError, match="rng_bit_generator"):
         fusejit.jit(lambda k: jax.random.uniform(k, (3,)))(jax.random.key(0, impl="rbg"))
+
+
+def test_samplers_built_on_gamma_and_key_clones():
+    """random_gamma is rejection sampling in a while loop per key (JAX's own code, traced);
+    beta, dirichlet, t and chisquare draw through it.  Host only: a loop per key of loops
+    until acceptance takes a minute in the emulation (NVRTC still compiles every kernel)."""
+    key = jax.random.PRNGKey(21)
+    a = np.abs(rand(np.random.default_rng(4), (6,), np.float32)) + 0.3
+    verify(lambda k, a: {"gamma": jax.random.gamma(k, a), "beta": jax.random.beta(k, a, a[::-1]),
+                         "dirichlet": jax.random.dirichlet(k, a), "t": jax.random.t(k, 3.0, (4,)),
+                         "chisquare": jax.random.chisquare(k, 2.5, (4,))}, key, a, rtol=1e-4,
+           backends=("host",))
+    verify(lambda k: jax.random.uniform(jax.random.clone(k), (3,)), jax.random.key(2))

@@ -70,9 +70,14 @@ class Jitted:
     """A function compiled by fusejit; call it like the original."""
 
     def __init__(self, fun, static_argnums=(), static_argnames=(), backend=None, check=False,
-                 index64=False, scan=None):
+                 index64=False, scan=None, donate_argnums=(), donate_argnames=()):
         functools.update_wrapper(self, fun)
         self.fun = fun
+        # Accepted as jax.jit accepts them, so a decorator switches over unchanged.  A donated
+        # argument is a permission, not a promise: fusejit never writes into its arguments,
+        # so it reuses no donated buffer (and the caller's array stays valid).
+        self.donate_argnums = (donate_argnums,) if isinstance(donate_argnums, int) else tuple(donate_argnums)
+        self.donate_argnames = (donate_argnames,) if isinstance(donate_argnames, str) else tuple(donate_argnames)
         if isinstance(static_argnums, int):
             static_argnums = (static_argnums,)
         if isinstance(static_argnames, str):
@@ -269,12 +274,15 @@ class Jitted:
         return f"<fusejit.jit {getattr(self.fun, '__qualname__', self.fun)}>"
 
 
-def jit(fun=None, *, static_argnums=(), static_argnames=(), backend=None, check=False, index64=False, scan=None):
+def jit(fun=None, *, static_argnums=(), static_argnames=(), backend=None, check=False, index64=False, scan=None,
+        donate_argnums=(), donate_argnames=()):
     """Compile a JAX function to fused CUDA kernels (run on the GPU through CuPy, or on the CPU).
 
-    Usable bare (`@fusejit.jit`) or with keywords (`@fusejit.jit(static_argnums=(1,))`)."""
+    Usable bare (`@fusejit.jit`) or with keywords (`@fusejit.jit(static_argnums=(1,))`).
+    `donate_argnums`/`donate_argnames` are accepted as jax.jit accepts them and change nothing:
+    fusejit never writes into its arguments."""
+    options = dict(static_argnums=static_argnums, static_argnames=static_argnames, backend=backend, check=check,
+                   index64=index64, scan=scan, donate_argnums=donate_argnums, donate_argnames=donate_argnames)
     if fun is None:
-        return functools.partial(jit, static_argnums=static_argnums, static_argnames=static_argnames,
-                                 backend=backend, check=check, index64=index64, scan=scan)
-    return Jitted(fun, static_argnums=static_argnums, static_argnames=static_argnames,
-                  backend=backend, check=check, index64=index64, scan=scan)
+        return functools.partial(jit, **options)
+    return Jitted(fun, **options)

@@ -41,6 +41,18 @@ def test_decorator_forms():
     assert bare.__name__ == "bare" and isinstance(bare(x), np.ndarray)
 
 
+def test_donation_is_accepted_and_changes_nothing():
+    """donate_argnums/donate_argnames, as jax.jit takes them, so that a decorator switches over
+    unchanged; fusejit writes into no argument, so the donated array stays valid."""
+    x = rand(rng(2), (6,), np.float32)
+    before = x.copy()
+    step = fusejit.jit(lambda p, g: p - 0.1 * g, donate_argnums=0)
+    named = fusejit.jit(lambda p, g: p - 0.1 * g, donate_argnames="p")
+    assert fusejit.check(step, x, x).ok and fusejit.check(named, x, x).ok
+    np.testing.assert_array_equal(named(x, x), step(x, x))
+    np.testing.assert_array_equal(x, before)
+
+
 def test_retrace_exactly_when_jax_would():
     @fusejit.jit(static_argnames=("power",))
     def f(x, power=2):

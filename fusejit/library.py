@@ -107,7 +107,7 @@ def dot_general(lib, params, out_avals, lhs, rhs):
         # A sum of non-negative counts is positive exactly when some AND is true, also in float32.
         out = matmul(lib, a.astype(xp.float32), c.astype(xp.float32)) > 0
     else:
-        out = matmul(lib, a.astype(dtype), c.astype(dtype))
+        out = matmul(lib, a.astype(dtype, copy=False), c.astype(dtype, copy=False))
     return [xp.asarray(out.reshape(shape), order="C")]
 
 

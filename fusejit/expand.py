@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 
-import jax
+from .jaxcompat import traced_body
 
 
 def _special(name: str):
@@ -56,6 +56,4 @@ def expansion(eqn):
     fun = EXPANSIONS.get(eqn.primitive.name)
     if fun is None:
         return None
-    traced = functools.partial(fun, **eqn.params)
-    closed = jax.make_jaxpr(traced)(*(jax.ShapeDtypeStruct(v.aval.shape, v.aval.dtype) for v in eqn.invars))
-    return closed.jaxpr, list(closed.consts), list(eqn.invars)
+    return traced_body(functools.partial(fun, **eqn.params), eqn)

@@ -57,6 +57,15 @@ def call_body(eqn):
     return None
 
 
+def traced_body(fun, eqn, avals=None):
+    """(jaxpr, consts, invars) of `fun` traced by jax.make_jaxpr on the equation's operands
+    (on `avals` instead: a key's data), for the lowering to put in the equation's place."""
+    avals = [v.aval for v in eqn.invars] if avals is None else avals
+    closed = jax.make_jaxpr(fun)(*(jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=getattr(a, "weak_type", False))
+                                   for a in avals))
+    return closed.jaxpr, list(closed.consts), list(eqn.invars)
+
+
 def batched_while(eqn):
     """(jaxpr, consts, invars) of a while loop with a scalar predicate that computes what a
     `while` equation with an array predicate does, or None for a scalar predicate.
@@ -87,8 +96,7 @@ def batched_while(eqn):
 
         return jax.lax.while_loop(lambda c: jax.numpy.any(cond_fun(*cond_consts, *c)[0]), step, tuple(carry))
 
-    closed = jax.make_jaxpr(loop)(*(v.aval for v in eqn.invars))
-    return closed.jaxpr, list(closed.consts), list(eqn.invars)
+    return traced_body(loop, eqn)
 
 
 # Callbacks into Python, run between kernels by JAX's own implementation of the primitive

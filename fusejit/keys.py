@@ -6,7 +6,7 @@ import jax
 import numpy as np
 
 from .errors import UnsupportedError
-from .jaxcompat import source_of
+from .jaxcompat import source_of, traced_body
 
 
 def is_key_dtype(dtype) -> bool:
@@ -69,9 +69,7 @@ def random_body(eqn):
         def fun():
             return (jax.numpy.zeros(shape, np.uint32),
                     jax.lax.iota(np.uint32, size).reshape(shape))
-    avals = [physical_aval(v.aval) for v in eqn.invars]
-    closed = jax.make_jaxpr(fun)(*(jax.ShapeDtypeStruct(a.shape, a.dtype) for a in avals))
-    return closed.jaxpr, list(closed.consts), list(eqn.invars)
+    return traced_body(fun, eqn, [physical_aval(v.aval) for v in eqn.invars])
 
 
 def key_body(eqn):
@@ -101,6 +99,4 @@ def key_body(eqn):
         return [jax.numpy.stack([p[i] for p in per_word], axis=-1) if k else per_word[0][i]
                 for i, k in enumerate(keyed_out)]
 
-    avals = [physical_aval(v.aval) for v in eqn.invars]
-    closed = jax.make_jaxpr(fun)(*(jax.ShapeDtypeStruct(a.shape, a.dtype) for a in avals))
-    return closed.jaxpr, list(closed.consts), list(eqn.invars)
+    return traced_body(fun, eqn, [physical_aval(v.aval) for v in eqn.invars])

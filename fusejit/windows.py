@@ -132,11 +132,10 @@ def _window_reduce(op: str):
         window_axes = tuple(range(operand.ndim, view.ndim))
         if op == "sum":
             out = xp.sum(view, axis=window_axes, dtype=dtype)
-        elif view.size == 0:
+        elif view.size == 0:  # no outputs, or empty windows: the init value
             out = xp.full(shape, init, dtype)
         else:
-            reduce = xp.max if op == "max" else xp.min
-            out = reduce(view, axis=window_axes) if math.prod(view.shape[operand.ndim:]) else xp.full(shape, init, dtype)
+            out = (xp.max if op == "max" else xp.min)(view, axis=window_axes)
         return [xp.ascontiguousarray(xp.asarray(out, dtype=dtype).reshape(shape))]
     rule.__name__ = f"reduce_window_{op}"
     rule.__doc__ = (f"lax.reduce_window_{op}: the init value fills base-dilation holes and padding; "

@@ -2,6 +2,7 @@
 import functools
 import os
 import re
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -219,6 +220,16 @@ def test_check_flags_nan_and_inf_positions():
     assert not diff_arrays("o", want, np.array([1.0, np.nan, np.inf, 2.0], np.float64)).ok
     assert diff_arrays("o", want, want.copy()).ok
     assert diff_arrays("o", want, np.array([1.0, np.nan, np.inf, 2.0000002], np.float32)).max_ulp == 1
+
+
+def test_check_reports_differences_beyond_the_largest_double_without_warnings():
+    """Opposite float64 values near the largest double differ by more than a double holds:
+    the report says inf, and NumPy's overflow warning (seen once in the fuzz test) is not raised."""
+    from fusejit.check import diff_arrays
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = diff_arrays("o", np.array([1.7e308, 1.0]), np.array([-1.7e308, 1.0]))
+    assert not report.ok and report.max_abs == np.inf and report.max_rel == np.inf
 
 
 def test_make_graph_prints_like_make_jaxpr():

@@ -9,7 +9,9 @@ and proves every result against jax.jit.
 
 Pipeline: trace (jax.make_jaxpr) -> IR (ir.py) -> fusion (fusion.py) -> codegen (codegen.py,
 kernels/) -> backend (backends/: cuda | host | emulate) -> launch (launch.py); check.py diffs
-against jax.jit.
+against jax.jit.  On the host, a new function's first calls run in the interpreter
+(interpret.py, with ufuncs.py's precompiled elementwise loops) while its kernels compile in
+the background (tiered.py).
 """
 from ._version import __version__
 from .api import Jitted, jit

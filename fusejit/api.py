@@ -15,7 +15,8 @@ import jax
 import numpy as np
 
 from . import backends, config, jaxcompat, keys
-from .compiler import SCAN_STRATEGIES, Compiled, compile_graph
+from .compiler import SCAN_STRATEGIES, Compiled
+from .tiered import Tiered, compile_tiered
 from .trace import graph_from_jaxpr
 
 
@@ -174,11 +175,20 @@ class Jitted:
                 if compiled is None:
                     compiled = self._compile(backend, treedef, specs, static_pos, static_kw, args, index64, scan)
                     self.cache[key] = compiled
+                    if isinstance(compiled, Tiered):
+                        compiled.on_ready = functools.partial(self._replace, compiled)
         if fast_key is not None:
             self.fast_cache[fast_key] = compiled
         if compiled.key_inputs:
             leaves = [jax.random.key_data(x) if k in compiled.key_inputs else x for k, x in enumerate(leaves)]
         return compiled, leaves
+
+    def _replace(self, tiered: Tiered, compiled: Compiled) -> None:
+        """The compiled program takes the place of the interpreted one in the caches."""
+        for table in (self.cache, self.fast_cache):
+            for k, v in list(table.items()):
+                if v is tiered:
+                    table[k] = compiled
 
     def _path_of(self, value, args, kwargs) -> str:
         """Where `value` sits among the arguments, named as jax.jit names it (`x`, `b['k']`)."""
@@ -212,12 +222,13 @@ class Jitted:
         structs = [jax.ShapeDtypeStruct(shape, dtype, weak_type=weak) for shape, dtype, weak in specs]
         closed = jax.make_jaxpr(flat_fun)(*structs)
         graph = graph_from_jaxpr(closed, jaxcompat.caller_line())
-        compiled = compile_graph(graph, backend, getattr(self.fun, "__name__", "fn"),
-                                 force_index64=index64, scan=scan)
+        compiled = compile_tiered(graph, backend, getattr(self.fun, "__name__", "fn"),
+                                  force_index64=index64, scan=scan)
         compiled.key_inputs = frozenset(k for k, (_, dtype, _) in enumerate(specs) if keys.is_key_dtype(dtype))
         compiled.set_out_tree(out_tree[0], [a.dtype if keys.is_key(a) else None for a in closed.out_avals])
-        config.debug(1, f"compiled {getattr(self.fun, '__name__', 'fn')} for {backend.name}: "
-                        f"{compiled.kernel_count} kernel launch(es) per call")
+        if isinstance(compiled, Compiled):
+            config.debug(1, f"compiled {getattr(self.fun, '__name__', 'fn')} for {backend.name}: "
+                            f"{compiled.kernel_count} kernel launch(es) per call")
         return compiled
 
     # ---- calls ----
@@ -262,8 +273,10 @@ class Jitted:
         return self._reference(*args, **kwargs)
 
     def lower(self, *args, **kwargs) -> Compiled:
-        """The Compiled for these arguments; `.as_text()` shows graph, fusion plan and kernels."""
-        return self.specialize(args, kwargs)[0]
+        """The Compiled for these arguments; `.as_text()` shows graph, fusion plan and kernels.
+        (It waits for a module compiling in the background.)"""
+        compiled = self.specialize(args, kwargs)[0]
+        return compiled.wait() if isinstance(compiled, Tiered) else compiled
 
     def __get__(self, obj, objtype=None):  # usable on methods, like jax.jit
         if obj is None:

@@ -28,6 +28,19 @@ def _to_jax(x):
     return jax.dlpack.from_dlpack(x) if type(x).__module__.startswith("cupy") else x
 
 
+def make_unflatten(tree, key_dtypes=()):
+    """A function from flat results to the pytree `tree`, wrapping typed-key results."""
+    if tree == jax.tree_util.tree_structure(0):  # a single array
+        unflatten = operator.itemgetter(0)
+    else:
+        unflatten = functools.partial(jax.tree_util.tree_unflatten, tree)
+    if any(d is not None for d in key_dtypes):
+        def unflatten(flat, base=unflatten):
+            return base([x if d is None else jax.random.wrap_key_data(_to_jax(x), impl=d._impl)
+                         for x, d in zip(flat, key_dtypes)])
+    return unflatten
+
+
 @dataclasses.dataclass(eq=False)
 class Compiled:
     graph: Graph
@@ -52,15 +65,8 @@ class Compiled:
         `key_dtypes`: per result, the PRNG key dtype of a result that is typed keys (the
         program computes their data), else None."""
         self.out_tree = tree
-        if tree == jax.tree_util.tree_structure(0):  # a single array
-            unflatten = operator.itemgetter(0)
-        else:
-            unflatten = functools.partial(jax.tree_util.tree_unflatten, tree)
-        if any(d is not None for d in key_dtypes):
-            def unflatten(flat, base=unflatten):
-                return base([x if d is None else jax.random.wrap_key_data(_to_jax(x), impl=d._impl)
-                             for x, d in zip(flat, key_dtypes)])
-        self.unflatten = unflatten
+        self.key_dtypes = tuple(key_dtypes)
+        self.unflatten = make_unflatten(tree, key_dtypes)
 
     def run(self, flat_args, debug=None):
         try:
@@ -154,50 +160,83 @@ def compile_graph(graph: Graph, backend, name: str = "fn", force_index64: bool =
     """Compile `graph` for `backend`: its kernels into one module, its other equations into
     steps (library calls, loops, whose bodies compile the same way)."""
     with deep_recursion():
-        return _compile_graph(graph, backend, name, force_index64, scan)
+        rendered = render_graph(graph, backend, name, force_index64, scan)
+        return rendered.build(rendered.compile_module())
 
 
-def _compile_graph(graph, backend, name, force_index64, scan) -> Compiled:
+@dataclasses.dataclass(eq=False)
+class RenderedGraph:
+    """A graph after fusion and code generation: its module's source, not yet compiled."""
+    graph: Graph  # after the control-flow rewrites
+    plan: FusionPlan
+    rendered: tuple
+    source: str
+    backend: object
+    name: str
+    force_index64: bool
+    scan: str
+
+    @property
+    def kernel_names(self) -> list[str]:
+        return [k.name for k in self.rendered]
+
+    def module_cached(self) -> bool:
+        """Whether compiling the module only loads it (from memory or the disk cache)."""
+        return not self.rendered or self.backend.is_cached(self.source)
+
+    def compile_module(self):
+        return self.backend.compile(self.source, self.kernel_names) if self.rendered else None
+
+    def build(self, module) -> Compiled:
+        """The runnable program around the compiled module: steps, launch plan, constants."""
+        backend, force_index64, scan = self.backend, self.force_index64, self.scan
+
+        def compile_body(body: Graph, body_name: str) -> Compiled:
+            return compile_graph(body, backend, body_name, force_index64, scan)
+
+        with deep_recursion():
+            ops = {}
+            for k, e in enumerate(e for e in self.plan.steps if isinstance(e, Eqn)):
+                ops[id(e)] = steps.build_step(e, steps.Context(
+                    backend, f"{identifier(self.name)}_{identifier(e.primitive)}{k}", compile_body, scan, force_index64))
+            program = build_program(self.graph, self.plan, self.rendered, backend.device_info(), ops)
+        consts = tuple(backend.upload(arr) for _, arr in program.consts)
+        return Compiled(self.graph, self.plan, self.rendered, self.source, program, backend, module, consts, ops,
+                        self.name)
+
+
+def render_graph(graph: Graph, backend, name: str = "fn", force_index64: bool = False,
+                 scan: str = "auto") -> RenderedGraph:
+    """Control-flow rewrites, fusion and code generation: everything up to the compiler."""
     if scan not in SCAN_STRATEGIES:
         raise ValueError(f"scan strategy must be one of {', '.join(SCAN_STRATEGIES)}, not {scan!r}")
     prefix = f"fj_{identifier(name)}"
     check_supported(graph, backend.name, steps.STEP_RULES)
     graph = control.lower_control(graph, scan)
-    device = backend.device_info()
     prod = producers(graph)
     cuts: frozenset = frozenset()
     separate: frozenset = frozenset()
     limits: dict = {}
-    while True:
-        plan = plan_kernels(graph, cuts, prefix, separate, limits)
-        try:
-            # Every backend compiles the same text: launch bounds are the GPU's block size.
-            rendered = tuple(render_kernel(spec, prod, CUDA_BLOCK, force_index64=force_index64)
-                             for spec in plan.kernels if spec.size > 0)
-            break
-        except KernelTooLarge as e:
-            if len(cuts) >= MAX_CUTS or id(e.var) in cuts:
-                raise
-            cuts = cuts | {id(e.var)}
-        except NotPersistent as e:  # the row family runs as one kernel per phase (or less) instead
-            config.debug(3, f"row family of {name} split: {e}")
-            if e.fit is not None and limits.get(e.family, e.fit + 1) > e.fit:
-                limits[e.family] = e.fit
-            elif e.family in separate:
-                raise RuntimeError(f"row family {e.family} could not be split: {e}") from e
-            separate = separate | {e.family}
+    with deep_recursion():
+        while True:
+            plan = plan_kernels(graph, cuts, prefix, separate, limits)
+            try:
+                # Every backend compiles the same text: launch bounds are the GPU's block size.
+                rendered = tuple(render_kernel(spec, prod, CUDA_BLOCK, force_index64=force_index64)
+                                 for spec in plan.kernels if spec.size > 0)
+                break
+            except KernelTooLarge as e:
+                if len(cuts) >= MAX_CUTS or id(e.var) in cuts:
+                    raise
+                cuts = cuts | {id(e.var)}
+            except NotPersistent as e:  # the row family runs as one kernel per phase (or less) instead
+                config.debug(3, f"row family of {name} split: {e}")
+                if e.fit is not None and limits.get(e.family, e.fit + 1) > e.fit:
+                    limits[e.family] = e.fit
+                elif e.family in separate:
+                    raise RuntimeError(f"row family {e.family} could not be split: {e}") from e
+                separate = separate | {e.family}
     config.debug(2, f"graph of {name}:\n{format_graph(graph)}")
     config.debug(3, f"fusion plan of {name}:\n{format_plan(plan)}")
     source = codegen.render_module(rendered)
-    module = backend.compile(source, [k.name for k in rendered]) if rendered else None
-
-    def compile_body(body: Graph, body_name: str) -> Compiled:
-        return compile_graph(body, backend, body_name, force_index64, scan)
-
-    ops = {}
-    for k, e in enumerate(e for e in plan.steps if isinstance(e, Eqn)):
-        ops[id(e)] = steps.build_step(e, steps.Context(backend, f"{identifier(name)}_{identifier(e.primitive)}{k}",
-                                                       compile_body, scan, force_index64))
-    program = build_program(graph, plan, rendered, device, ops)
-    consts = tuple(backend.upload(arr) for _, arr in program.consts)
-    return Compiled(graph, plan, rendered, source, program, backend, module, consts, ops, name)
+    return RenderedGraph(graph, plan, rendered, source, backend, name, force_index64, scan)

@@ -16,6 +16,8 @@ FUSEJIT_POOL_BYTES    the most memory the host backends keep in freed large buff
 FUSEJIT_STREAM_BYTES  host map kernels moving this many bytes per call write with non-temporal
                       stores (default: half the last-level cache).
 FUSEJIT_GRAPHS        0 | 1: host loops replay their captured launches (default: on for cuda only).
+FUSEJIT_TIERED=0      on the host, every first call waits for the compiler instead of running in
+                      the interpreter while the kernels compile (tiered.py; default: on).
 """
 from __future__ import annotations
 

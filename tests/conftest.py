@@ -6,6 +6,10 @@ import pytest
 
 # Each test session compiles into its own kernel cache unless the caller chose one.
 os.environ.setdefault("FUSEJIT_CACHE_DIR", tempfile.mkdtemp(prefix="fusejit-test-cache-"))
+# Every call runs the compiled kernels, the first one included: helpers.verify runs the
+# interpreter (which would otherwise take the first calls) on its own, and test_tiered.py
+# tests the switch from one to the other.
+os.environ.setdefault("FUSEJIT_TIERED", "0")
 
 
 @pytest.fixture

@@ -6,8 +6,11 @@ verify(f, *args) runs f through
      CUDA thread, under AddressSanitizer and UBSan),
 and diffs each against jax.jit (shape and dtype exactly, values by the dtype tolerance in
 fusejit.check.TOLERANCES, deliberate differences in OVERRIDES below), checks that both
-backends compiled the same CUDA source and that the inputs were not modified, and
-  3. compiles that source with NVRTC for sm_80 and sm_90.
+backends compiled the same CUDA source and that the inputs were not modified,
+  3. compiles that source with NVRTC for sm_80 and sm_90, and
+  4. runs the graph in the interpreter (the first calls' tier, fusejit/interpret.py) where
+     it covers the graph: its results must equal the host kernels' bit for bit, or, where
+     a reduction or library call orders its arithmetic differently, match jax.jit.
 """
 from __future__ import annotations
 
@@ -16,7 +19,8 @@ import functools
 import numpy as np
 
 import fusejit
-from fusejit import nvrtc
+from fusejit import backends, interpret, nvrtc, ufuncs
+from fusejit.check import compare
 
 ARCHS = ("sm_80", "sm_90")
 
@@ -60,6 +64,7 @@ def spills(usage: dict) -> dict:
 def verify(fun, *args, static_argnums=(), rtol=None, atol=None, backends=("host", "emulate"), scan=None,
            **kwargs):
     """Assert that fun under fusejit matches jax.jit on every path; returns the host Compiled."""
+    backends_ = backends
     before = [np.array(a, copy=True) if isinstance(a, np.ndarray) else None for a in args]
     sources, first = [], None
     for backend in backends:
@@ -69,6 +74,8 @@ def verify(fun, *args, static_argnums=(), rtol=None, atol=None, backends=("host"
         compiled = jitted.lower(*args, **kwargs)
         sources.append(list(compiled.modules()))  # the program's module and its loop bodies'
         first = first or compiled
+    if first is not None and "host" in backends_ and not static_argnums and not kwargs:
+        verify_interpreter(fun, first, args, rtol, atol)
     for b, a in zip(before, args):
         if b is not None:
             np.testing.assert_array_equal(a, b, err_msg="fusejit modified an input")
@@ -79,6 +86,55 @@ def verify(fun, *args, static_argnums=(), rtol=None, atol=None, backends=("host"
             assert usage, f"NVRTC reported no kernel for {arch}"
             assert not spills(usage), f"kernels spill registers on {arch}: {spills(usage)}"
     return first
+
+
+# Primitives whose interpreted values may differ from the kernels' in the last bits: the
+# interpreter sums and multiplies in NumPy's order (and a library call may see other strides).
+REORDERED = {"reduce_sum", "reduce_prod", "cumsum", "cumprod", "cumlogsumexp"}
+
+
+def verify_interpreter(fun, compiled, args, rtol=None, atol=None):
+    """The interpreter on the host Compiled's graph (when it covers it): equal to the host
+    kernels bit for bit, or within jax.jit's tolerance where arithmetic is reordered."""
+    graph = compiled.graph
+    if compiled.key_inputs or not interpret.interpretable(graph):
+        return
+    lib = ufuncs.wait(backends.get("host"))
+    flat = [np.asarray(a) for a in jax_leaves(args)]
+    if len(flat) != len(graph.inputs):
+        return
+    got = interpret.run(graph, lib, flat)
+    kernels = compiled.run(flat)
+    reordered = any(e.primitive in REORDERED or e.primitive in library_primitives() for e in graph.eqns)
+    for k, (a, b) in enumerate(zip(got, kernels)):
+        b = np.asarray(b)
+        assert a.shape == b.shape and a.dtype == b.dtype, f"interpreter result {k}: {a.dtype}{a.shape} vs {b.dtype}{b.shape}"
+        if not reordered:
+            assert bitwise_equal(a, b), f"interpreter result {k} differs from the host kernels':\n{a}\n{b}"
+    if reordered:
+        report = compare(fusejit.jit(fun).reference(*args), compiled.unflatten(got), rtol=rtol, atol=atol)
+        assert report.ok, f"interpreter differs from jax.jit:\n{report}"
+
+
+def bitwise_equal(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal bits, except that a NaN equals any NaN (its sign and payload are not a value)."""
+    if a.dtype.kind == "f":
+        nan = np.isnan(a)
+        if not np.array_equal(nan, np.isnan(b)):
+            return False
+        a, b = np.where(nan, 0, a), np.where(nan, 0, b)
+    return np.array_equal(np.ascontiguousarray(a).view(np.uint8), np.ascontiguousarray(b).view(np.uint8))
+
+
+@functools.lru_cache(maxsize=None)
+def library_primitives() -> frozenset:
+    from fusejit import library
+    return frozenset(library.LIBRARY)
+
+
+def jax_leaves(args):
+    import jax
+    return jax.tree_util.tree_leaves(args)
 
 
 def rand(rng, shape, dtype, special=False, denormals=False):

@@ -82,6 +82,11 @@ def get(name: str | None = None):
 
 def init(backend: str | None = None) -> str:
     """Create and start a backend now, as `jax.devices()` starts jax's, instead of in the first
-    call that needs it: the host backend loads its launch extension and starts its worker
-    threads, the cuda backend its CUDA context.  Returns the backend's name."""
-    return get(backend).name
+    call that needs it: the host backend loads its launch extension, starts its worker threads
+    and loads the interpreter's elementwise library (building it, once per machine, takes
+    seconds), the cuda backend its CUDA context.  Returns the backend's name."""
+    instance = get(backend)
+    from .. import tiered, ufuncs
+    if instance.name == "host" and tiered.enabled():
+        ufuncs.wait(instance)
+    return instance.name

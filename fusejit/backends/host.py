@@ -244,6 +244,9 @@ class HostBackend(CpuArrays):
         extension = host_extension()
         if extension is not None:
             config.debug(1, f"host backend: {extension.start_threads()} worker thread(s)")
+        from .. import tiered, ufuncs
+        if tiered.enabled():  # the interpreter's elementwise library: loaded, or built once per machine
+            ufuncs.start(self)
 
     def device_info(self) -> DeviceInfo:
         return DeviceInfo("host", platform.machine(), usable_cores(), block=1, blocks_per_unit=1, min_chunk=32768,
@@ -269,6 +272,11 @@ class HostBackend(CpuArrays):
             module = self.load(path, names)
             self.modules[key] = module
             return module
+
+    def is_cached(self, source: str) -> bool:
+        """Whether compile(source) would only load the module (from memory or disk)."""
+        key = self.compile_key(source)
+        return key in self.modules or (cache.enabled() and os.path.exists(cache.entry_path(self.name, key, self.suffix)))
 
     def build(self, source: str, output: str, kernels: int = 1) -> None:
         """Compile and link the module.  A module of several kernels compiles in parts (see

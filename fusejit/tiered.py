@@ -1,0 +1,126 @@
+"""Tiered execution: a program's first calls run in the interpreter while its kernels compile.
+
+On the host backend, when a new specialization's module is in neither cache, `compile_tiered`
+hands the module to the C++ compiler on a background thread and returns a `Tiered`: its calls
+run the graph in the interpreter (fusejit/interpret.py) until the compiled program is ready,
+then run that, and the caller's caches take the compiled program in its place.  Only graphs
+the interpreter covers entirely, and small enough that interpreting them is quicker than
+compiling (INTERPRET_ELEMENTS), are tiered; an interpreted call also gives way to the
+compiled program if it finishes first.  The process waits for compiles under way when it
+exits, so their modules reach the disk cache.
+
+FUSEJIT_TIERED=0 turns it off: every first call waits for the compiler.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+
+from . import config, interpret, ufuncs
+from .compiler import Compiled, compile_graph, deep_recursion, make_unflatten, render_graph
+from .ir import Graph, Literal
+
+# Elements an interpreted call may write or reduce over, summed over its equations: about
+# 30 ms of interpretation on one core, less than a module's compile.
+INTERPRET_ELEMENTS = 1 << 25
+VIEWS = {"broadcast_in_dim", "reshape", "squeeze", "expand_dims", "slice", "rev", "transpose", "copy", "copy_p",
+         "stop_gradient"}
+
+_executor = None
+_executor_lock = threading.Lock()
+
+
+def executor() -> concurrent.futures.ThreadPoolExecutor:
+    """The compile thread (Python waits for its work when it exits)."""
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fusejit-compile")
+        return _executor
+
+
+def enabled() -> bool:
+    return config.env("FUSEJIT_TIERED").strip().lower() not in ("0", "false", "no", "off")
+
+
+def work(graph: Graph) -> int:
+    """Elements the interpreter writes or reads through a reduction, over the whole graph."""
+    total = 0
+    for eqn in graph.eqns:
+        if eqn.primitive in VIEWS:
+            continue
+        total += sum(v.size for v in eqn.outputs)
+        if eqn.primitive.startswith(("reduce_", "arg")):
+            total += sum(a.size for a in eqn.inputs if not isinstance(a, Literal))
+    return total
+
+
+class Tiered:
+    """A specialization whose kernels are compiling: calls run the interpreter until they are
+    ready.  `on_ready(compiled)` is called once the compiled program takes over."""
+
+    def __init__(self, graph: Graph, lib, future: concurrent.futures.Future, name: str):
+        self.graph, self.lib, self.future, self.name = graph, lib, future, name
+        self.key_inputs = frozenset()
+        self.out_tree, self.key_dtypes = None, ()
+        self.unflatten = list
+        self.on_ready = None
+        self._compiled = None
+
+    def set_out_tree(self, tree, key_dtypes=()) -> None:
+        self.out_tree, self.key_dtypes = tree, tuple(key_dtypes)
+        self.unflatten = make_unflatten(tree, key_dtypes)
+
+    def wait(self) -> Compiled:
+        """The compiled program (waiting for the compiler; its error, if it failed)."""
+        if self._compiled is None:
+            compiled = self.future.result()
+            compiled.key_inputs = self.key_inputs
+            compiled.set_out_tree(self.out_tree, self.key_dtypes)
+            self._compiled = compiled
+            if self.on_ready is not None:
+                self.on_ready(compiled)
+        return self._compiled
+
+    def run(self, flat_args, debug=None):
+        if self.future.done():
+            return self.wait().run(flat_args, debug)
+        args = [self.backend_array(x, v) for x, v in zip(flat_args, self.graph.inputs)]
+        try:
+            outs = interpret.run(self.graph, self.lib, args, stop=self.future.done)
+        except interpret.Stopped:  # the kernels are ready: they finish the call sooner
+            return self.wait().run(flat_args, debug)
+        if (debug if debug is not None else config.debug_level()) >= 1:
+            config.debug(1, f"{self.name}: interpreted (its kernels are compiling)")
+        return outs
+
+    @staticmethod
+    def backend_array(x, var):
+        from .backends.cpu_arrays import to_numpy
+        return to_numpy(x, var.dtype)
+
+    # What the compiled program answers (lower(), as_text(), counts) waits for it.
+    def __getattr__(self, name):
+        if name.startswith("_") or name in ("graph", "lib", "future", "name"):
+            raise AttributeError(name)
+        return getattr(self.wait(), name)
+
+
+def compile_tiered(graph: Graph, backend, name: str = "fn", force_index64: bool = False, scan: str = "auto"):
+    """A Compiled, or a Tiered whose module compiles in the background (see the module's doc)."""
+    if backend.name != "host" or not enabled() or not interpret.interpretable(graph) \
+            or work(graph) > INTERPRET_ELEMENTS:
+        return compile_graph(graph, backend, name, force_index64, scan)
+    lib = ufuncs.ready(backend)
+    if lib is None:  # the library is still building (once per machine)
+        return compile_graph(graph, backend, name, force_index64, scan)
+    rendered = render_graph(graph, backend, name, force_index64, scan)
+    if rendered.module_cached():
+        return rendered.build(rendered.compile_module())
+
+    def compile_and_build():
+        with deep_recursion():
+            return rendered.build(rendered.compile_module())
+
+    config.debug(1, f"{name}: compiling in the background; calls run in the interpreter until it is done")
+    return Tiered(graph, lib, executor().submit(compile_and_build), name)

@@ -1,0 +1,50 @@
+// The loop of kernels/ufuncs.cpp.in: `n` elements, each operand read at stride 1 or 0 (one
+// value), in parallel over the OpenMP threads when there are enough of them.  The loop is
+// written once per stride pattern, so each one vectorises.
+#pragma once
+
+#define FJ_UF_PARALLEL 65536
+// Chunks handed out as threads ask for them: a thread that shares its core (with the compiler
+// building the kernels meanwhile) takes fewer, and none waits for it at the end.
+#define FJ_UF_SCHEDULE "omp parallel for simd schedule(dynamic, 16384) if (n >= FJ_UF_PARALLEL)"
+
+#define FJ_UFUNC1(name, A, O, EXPR)                                                            \
+  extern "C" void name(long long n, const void* a_, long long, const void*, long long,         \
+                       void* o_) {                                                             \
+    const A* FJ_RESTRICT a = (const A*)a_;                                                     \
+    O* FJ_RESTRICT o = (O*)o_;                                                                 \
+    _Pragma(FJ_UF_SCHEDULE)                 \
+    for (long long i = 0; i < n; ++i) {                                                        \
+      const A x = a[i];                                                                        \
+      o[i] = EXPR;                                                                             \
+    }                                                                                          \
+  }
+
+#define FJ_UF_LOOP2(XA, XB, EXPR)                                                              \
+  _Pragma(FJ_UF_SCHEDULE)                   \
+  for (long long i = 0; i < n; ++i) {                                                          \
+    const auto x = XA;                                                                         \
+    const auto y = XB;                                                                         \
+    o[i] = EXPR;                                                                               \
+  }
+
+#define FJ_UFUNC2(name, A, B, O, EXPR)                                                         \
+  extern "C" void name(long long n, const void* a_, long long sa, const void* b_, long long sb, \
+                       void* o_) {                                                             \
+    const A* FJ_RESTRICT a = (const A*)a_;                                                     \
+    const B* FJ_RESTRICT b = (const B*)b_;                                                     \
+    O* FJ_RESTRICT o = (O*)o_;                                                                 \
+    if (sa && sb) {                                                                            \
+      FJ_UF_LOOP2(a[i], b[i], EXPR)                                                            \
+    } else if (sa) {                                                                           \
+      const B b0 = b[0];                                                                       \
+      FJ_UF_LOOP2(a[i], b0, EXPR)                                                              \
+    } else if (sb) {                                                                           \
+      const A a0 = a[0];                                                                       \
+      FJ_UF_LOOP2(a0, b[i], EXPR)                                                              \
+    } else {                                                                                   \
+      const A a0 = a[0];                                                                       \
+      const B b0 = b[0];                                                                       \
+      FJ_UF_LOOP2(a0, b0, EXPR)                                                                \
+    }                                                                                          \
+  }

@@ -1,0 +1,175 @@
+"""Tiered execution: first calls in the interpreter while the kernels compile, then the kernels.
+
+The rest of the suite runs with FUSEJIT_TIERED=0 (conftest.py) and helpers.verify checks the
+interpreter's values on every graph it covers; these tests turn tiering on and check the
+switch: which calls are interpreted, that the compiled program takes over, that a module in
+a cache is never interpreted, and that errors and results behave as the compiled path's.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import fusejit
+from fusejit import backends, cache, interpret, launch, tiered, ufuncs
+from fusejit.check import compare
+from fusejit.compiler import Compiled, RenderedGraph
+from fusejit.errors import CompileError
+from helpers import bitwise_equal, rand, verify
+
+
+@pytest.fixture
+def tiering(monkeypatch):
+    monkeypatch.setenv("FUSEJIT_TIERED", "1")
+    ufuncs.wait(backends.get("host"))
+
+
+def fresh_function(seed):
+    """A function whose module no cache holds yet (its constant is new)."""
+    c = float(np.random.default_rng(seed).uniform(1.5, 2.5)) + seed * 1e-3
+
+    def f(x, y):
+        return jnp.tanh(x) * c - y[:, None], jnp.exp(-x) + c
+    return f
+
+
+def test_first_call_is_interpreted_then_the_kernels_take_over(tiering):
+    rng = np.random.default_rng(1)
+    x, y = rand(rng, (37, 11), np.float32), rand(rng, (37,), np.float32)
+    f = fusejit.jit(fresh_function(int(rng.integers(1 << 30))), backend="host")
+    before = launch.counter["interpreted"]
+    first = f(x, y)
+    assert launch.counter["interpreted"] == before + 1
+    assert compare(f.reference(x, y), first).ok
+    compiled = f.lower(x, y)  # waits for the background compile
+    assert isinstance(compiled, Compiled)
+    assert all(isinstance(v, Compiled) for v in f.cache.values())
+    kernels = launch.counter["kernels"]
+    second = f(x, y)
+    assert launch.counter["interpreted"] == before + 1
+    assert launch.counter["kernels"] > kernels
+    for a, b in zip(first, second):  # elementwise: the interpreter's values are the kernels'
+        assert bitwise_equal(np.asarray(a), np.asarray(b))
+
+
+def test_module_in_a_cache_is_loaded_not_interpreted(tiering, monkeypatch):
+    rng = np.random.default_rng(2)
+    x, y = rand(rng, (5, 3), np.float32), rand(rng, (5,), np.float32)
+    fn = fresh_function(int(rng.integers(1 << 30)))
+    fusejit.jit(fn, backend="host").lower(x, y)
+    before = launch.counter["interpreted"]
+    fusejit.jit(fn, backend="host")(x, y)  # in the backend's memory
+    backend = backends.get("host")
+    monkeypatch.setattr(backend, "modules", {})
+    disk = cache.stats["disk_hits"]
+    fusejit.jit(fn, backend="host")(x, y)  # on disk only
+    assert cache.stats["disk_hits"] == disk + 1
+    assert launch.counter["interpreted"] == before
+
+
+def test_graphs_the_interpreter_does_not_cover_compile_first(tiering, monkeypatch):
+    def loop(x):
+        return jax.lax.scan(lambda c, v: (c + v, c * v), 0.0, x)
+
+    x = rand(np.random.default_rng(3), (7,), np.float32)
+    before = launch.counter["interpreted"]
+    f = fusejit.jit(loop, backend="host")
+    assert compare(f.reference(x), f(x)).ok
+    assert isinstance(next(iter(f.cache.values())), Compiled)
+    # Too much work to interpret: the kernels are quicker to compile.
+    monkeypatch.setattr(tiered, "INTERPRET_ELEMENTS", 10)
+    g = fusejit.jit(fresh_function(4), backend="host")
+    g(x[:, None] * np.ones((7, 3), np.float32), x)
+    assert isinstance(next(iter(g.cache.values())), Compiled)
+    assert launch.counter["interpreted"] == before
+
+
+def test_tiering_off_compiles_first(monkeypatch):
+    monkeypatch.setenv("FUSEJIT_TIERED", "0")
+    x, y = np.ones((3, 2), np.float32), np.ones(3, np.float32)
+    before = launch.counter["interpreted"]
+    f = fusejit.jit(fresh_function(5), backend="host")
+    f(x, y)
+    assert isinstance(next(iter(f.cache.values())), Compiled)
+    assert launch.counter["interpreted"] == before
+
+
+def test_a_failed_background_compile_is_raised_by_the_next_call(tiering, monkeypatch):
+    first_call_done = threading.Event()
+
+    def broken(self):
+        first_call_done.wait(60)
+        raise CompileError("the compiler failed", source=self.source, log="")
+
+    monkeypatch.setattr(RenderedGraph, "compile_module", broken)
+    x, y = np.ones((3, 2), np.float32), np.ones(3, np.float32)
+    f = fusejit.jit(fresh_function(int(np.random.default_rng().integers(1 << 30))), backend="host")
+    before = launch.counter["interpreted"]
+    f(x, y)  # interpreted while the compile runs
+    first_call_done.set()
+    assert launch.counter["interpreted"] == before + 1
+    with pytest.raises(CompileError, match="the compiler failed"):
+        f.lower(x, y)
+    with pytest.raises(CompileError, match="the compiler failed"):
+        f(x, y)
+
+
+def test_results_are_arrays_of_their_own(tiering):
+    """Never an argument, a view of one, or another result (as the kernels' outputs)."""
+    rng = np.random.default_rng(6)
+    x = rand(rng, (6, 4), np.float32)
+    c = float(rng.uniform(3, 4))
+    f = fusejit.jit(lambda x: (x, x.T, x.reshape(-1)[2:5], x * c, x * c), backend="host")
+    before = launch.counter["interpreted"]
+    outs = f(x)
+    assert launch.counter["interpreted"] == before + 1
+    for k, out in enumerate(outs):
+        assert out.flags.c_contiguous
+        assert not np.may_share_memory(out, x)
+        assert all(not np.may_share_memory(out, other) for other in outs[k + 1:])
+    assert compare(f.reference(x), outs).ok
+
+
+def test_an_interpreted_call_gives_way_to_ready_kernels():
+    x = rand(np.random.default_rng(7), (4,), np.float32)
+    compiled = fusejit.jit(lambda x: jnp.sin(x) + 1.0, backend="host").lower(x)
+    lib = ufuncs.wait(backends.get("host"))
+    assert interpret.interpretable(compiled.graph)
+    with pytest.raises(interpret.Stopped):
+        interpret.run(compiled.graph, lib, [x], stop=lambda: True)
+
+
+def test_verify_runs_the_interpreter():
+    before = launch.counter["interpreted"]
+    verify(lambda x: jnp.cos(x) * 2, rand(np.random.default_rng(8), (9,), np.float64), backends=("host",))
+    assert launch.counter["interpreted"] == before + 1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int32, np.bool_])
+def test_empty_and_scalar_inputs_interpreted(tiering, dtype):
+    rng = np.random.default_rng(9)
+    for shape in [(0, 3), (), (1,)]:
+        x = rand(rng, shape, dtype)
+        f = fusejit.jit(lambda x: (x == x, jnp.sum(x, axis=0) if x.ndim else x), backend="host")
+        out = f(x)
+        assert compare(f.reference(x), out).ok
+
+
+def test_exit_waits_for_the_compile_so_the_module_reaches_the_disk(tmp_path):
+    script = (
+        "import numpy as np, fusejit, jax.numpy as jnp\n"
+        "from fusejit import launch\n"
+        "fusejit.init('host')\n"
+        "f = fusejit.jit(lambda x: jnp.tanh(x) * 3.25 + 1.0, backend='host')\n"
+        "f(np.ones(100, np.float32))\n"
+        "assert launch.counter['interpreted'] == 1, dict(launch.counter)\n")
+    env = dict(os.environ, FUSEJIT_CACHE_DIR=str(tmp_path), FUSEJIT_TIERED="1")
+    subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=300)
+    assert list((tmp_path / "host").glob("*.so")), "the module compiled in the background was not stored"

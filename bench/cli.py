@@ -57,7 +57,7 @@ def make_config(args):
                       warmup=1 if quick else 2, rounds=5)
     scale = args.size if args.size is not None else (QUICK_SCALE if quick else 1.0)
     return Config(scale=scale, input_sets=3, seed=args.seed, timing=timing,
-                  latency=not args.no_latency)
+                  latency=not args.no_latency, cold_samples=1 if quick else 3)
 
 
 def main(argv=None) -> int:

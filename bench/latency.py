@@ -3,8 +3,8 @@
 Every figure comes from its own child process, `python -m bench.latency ...`, which
 imports the libraries, builds the inputs, initialises jax's backend (jax.devices()) and,
 for fusejit, fusejit's (fusejit.init(): its launch extension and worker threads) and then
-times exactly one first call, synchronised, printing one JSON line. Five children per
-workload:
+times exactly one first call, synchronised, printing one JSON line. Five phases per
+workload (the two cold ones the median of three children each, one with --quick):
 
   fusejit cold  FUSEJIT_CACHE_DIR is a fresh empty directory; the process first compiles
                 an unrelated warm-up function, then calls jax.clear_caches(), so the
@@ -67,15 +67,35 @@ def _child(workload: str, impl: str, mode: str, backend: str, scale: float, env:
     return json.loads(lines[-1])
 
 
-def first_calls(workload: str, backend: str, scale: float, timeout: float = 300.0) -> dict:
-    """Phase name -> the child's result ({'first_call_s': ..., ...} or {'error': ...})."""
+def _median_of(samples: list[dict]) -> dict:
+    """The sample with the median first call (its other fields with it), all times listed;
+    the first failed sample instead, if any failed."""
+    failed = [r for r in samples if "error" in r]
+    if failed:
+        return failed[0]
+    ordered = sorted(samples, key=lambda r: r["first_call_s"])
+    return {**ordered[len(ordered) // 2], "samples_s": [r["first_call_s"] for r in samples]}
+
+
+def first_calls(workload: str, backend: str, scale: float, timeout: float = 300.0, cold_samples: int = 3) -> dict:
+    """Phase name -> the child's result ({'first_call_s': ..., ...} or {'error': ...}).  The two
+    cold phases take the median of `cold_samples` children each (alternating fusejit and
+    jax.jit, each child with fresh empty caches), so one noisy process does not decide the
+    ratio; the warm phases run once, on the caches the last cold children filled."""
     results = {}
-    with tempfile.TemporaryDirectory(prefix="bench-fusejit-cache-") as fj_dir, \
-            tempfile.TemporaryDirectory(prefix="bench-jax-cache-") as jax_dir:
-        fj_env = {"FUSEJIT_CACHE_DIR": fj_dir}
-        results["fusejit_cold"] = _child(workload, "fusejit", "cold", backend, scale, fj_env, None, timeout)
+    cold = {"fusejit_cold": [], "jax_cold": []}
+    with tempfile.TemporaryDirectory(prefix="bench-latency-") as root:
+        for k in range(max(1, cold_samples)):
+            fj_dir = os.path.join(root, f"fusejit-{k}")
+            jax_dir = os.path.join(root, f"jax-{k}")
+            os.makedirs(fj_dir)
+            os.makedirs(jax_dir)
+            fj_env = {"FUSEJIT_CACHE_DIR": fj_dir}
+            cold["fusejit_cold"].append(_child(workload, "fusejit", "cold", backend, scale, fj_env, None, timeout))
+            cold["jax_cold"].append(_child(workload, "jax", "cold", backend, scale, fj_env, jax_dir, timeout))
+        results["fusejit_cold"] = _median_of(cold["fusejit_cold"])
         results["fusejit_warm"] = _child(workload, "fusejit", "warm", backend, scale, fj_env, None, timeout)
-        results["jax_cold"] = _child(workload, "jax", "cold", backend, scale, fj_env, jax_dir, timeout)
+        results["jax_cold"] = _median_of(cold["jax_cold"])
         results["jax_warm"] = _child(workload, "jax", "warm", backend, scale, fj_env, jax_dir, timeout)
         results["jax_default"] = _child(workload, "jax", "warm", backend, scale, fj_env, None, timeout)
     return results

@@ -87,6 +87,8 @@ def latency_rows(results: dict) -> list[list[str]]:
             cell = "error" if "error" in entry else fmt_time(entry.get("first_call_s"))
             if key == "fusejit_warm" and entry.get("fusejit_cache", {}).get("compiles"):
                 cell += " (recompiled!)"
+            if key == "fusejit_cold" and entry.get("interpreted"):
+                cell += " (interpreted)"
             cells.append(cell)
         rows.append(cells)
     return rows

@@ -28,6 +28,7 @@ class Config:
     seed: int = 0
     timing: Settings = Settings()
     latency: bool = True
+    cold_samples: int = 3  # children per cold first-call figure (their median)
 
 
 @contextlib.contextmanager
@@ -135,7 +136,7 @@ def run_workload(w: Workload, dev, cfg: Config, bandwidth: float, step=None) -> 
         record["correct"] = False
     if cfg.latency and "error" not in record:
         step("first-call latency (child processes)")
-        record["latency"] = latency.first_calls(w.name, dev.backend, cfg.scale)
+        record["latency"] = latency.first_calls(w.name, dev.backend, cfg.scale, cold_samples=cfg.cold_samples)
     return record
 
 

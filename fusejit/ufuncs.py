@@ -14,6 +14,7 @@ import concurrent.futures
 import os
 import tempfile
 import threading
+import warnings
 
 import numpy as np
 
@@ -141,9 +142,7 @@ _future: concurrent.futures.Future | None = None
 
 
 def _load(backend) -> Library:
-    from .backends import cxx
-    path_, version = cxx.compiler()
-    key = backend.compile_key(fill("ufuncs.cpp.in", functions=repr(CATALOGUE)))
+    key = backend.compile_key(library_source())  # the flags, the compiler, kernels/ and every loop
     root = config.toolchain_dir()
     path = cache.lookup("ufuncs", key, ".so", root)
     if path is None:
@@ -153,12 +152,13 @@ def _load(backend) -> Library:
 
 
 def start(backend) -> concurrent.futures.Future:
-    """The library's future: loaded from the toolchain directory, or built there in a thread."""
+    """The library's future: loaded from the toolchain directory, or built there in a thread
+    (which Python waits for when it exits, so a build once begun is kept)."""
     global _future
     with _lock:
         if _future is None:
             _future = concurrent.futures.Future()
-            threading.Thread(target=_resolve, args=(_future, backend), name="fusejit-ufuncs", daemon=True).start()
+            threading.Thread(target=_resolve, args=(_future, backend), name="fusejit-ufuncs").start()
         return _future
 
 
@@ -169,11 +169,23 @@ def _resolve(future, backend) -> None:
         future.set_exception(e)
 
 
+_warned = False
+
+
 def ready(backend) -> Library | None:
-    """The library if it is loaded now, else None (and its build is under way)."""
+    """The library if it is loaded now, else None: its build is under way, or failed (with a
+    warning, once: first calls then wait for the compiler)."""
+    global _warned
     future = start(backend)
-    if future.done() and future.exception() is None:
+    if not future.done():
+        return None
+    error = future.exception()
+    if error is None:
         return future.result()
+    if not _warned:
+        _warned = True
+        warnings.warn(f"fusejit: the interpreter's elementwise library could not be built, so first calls wait for "
+                      f"the compiler: {error}", stacklevel=3)
     return None
 
 

@@ -153,3 +153,15 @@ def test_ulp_sweep_checks_every_nth_float(capsys):
     with pytest.raises(SystemExit):
         ulp_sweep.main(["sinh"])
     assert "choose from exp" in capsys.readouterr().err
+
+
+def test_cold_figures_are_the_median_of_their_children_and_interpreted_calls_are_marked():
+    from bench import latency
+    samples = [{"first_call_s": s, "interpreted": 1} for s in (0.3, 0.1, 0.2)]
+    median = latency._median_of(samples)
+    assert median["first_call_s"] == 0.2 and median["samples_s"] == [0.3, 0.1, 0.2]
+    assert "error" in latency._median_of(samples + [{"error": "exit 1"}])
+    rec = workload("w", 1.0, 2.0)
+    rec["latency"]["fusejit_cold"]["interpreted"] = 1
+    row = report.latency_rows(results(rec))[0]
+    assert row[1].endswith("(interpreted)") and not row[3].endswith("(interpreted)")

@@ -7,6 +7,7 @@ a cache is never interpreted, and that errors and results behave as the compiled
 """
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import subprocess
 import sys
@@ -173,3 +174,17 @@ def test_exit_waits_for_the_compile_so_the_module_reaches_the_disk(tmp_path):
     env = dict(os.environ, FUSEJIT_CACHE_DIR=str(tmp_path), FUSEJIT_TIERED="1")
     subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=300)
     assert list((tmp_path / "host").glob("*.so")), "the module compiled in the background was not stored"
+
+
+def test_a_library_that_failed_to_build_is_reported_and_first_calls_compile(tiering, monkeypatch):
+    failed = concurrent.futures.Future()
+    failed.set_exception(CompileError("the library's compile failed", source="", log=""))
+    monkeypatch.setattr(ufuncs, "_future", failed)
+    monkeypatch.setattr(ufuncs, "_warned", False)
+    x, y = np.ones((3, 2), np.float32), np.ones(3, np.float32)
+    before = launch.counter["interpreted"]
+    f = fusejit.jit(fresh_function(int(np.random.default_rng().integers(1 << 30))), backend="host")
+    with pytest.warns(UserWarning, match="could not be built.*the library's compile failed"):
+        f(x, y)
+    assert isinstance(next(iter(f.cache.values())), Compiled)
+    assert launch.counter["interpreted"] == before

@@ -30,7 +30,7 @@ class Unsupported(Exception):
 
 
 # ---- elementwise ----
-def _contiguous(x, out_shape):
+def dense(x, out_shape):
     """An operand as the library reads it: one value, or every element in the output's order
     (a broadcast or a strided view copied into a buffer from the pool)."""
     x = np.asarray(x)
@@ -43,16 +43,26 @@ def _contiguous(x, out_shape):
     return dense
 
 
+def is_retype(eqn: Eqn) -> bool:
+    """A convert_element_type that changes only the weak type: the value itself."""
+    return eqn.primitive == "convert_element_type" and np.dtype(eqn.inputs[0].dtype) == np.dtype(eqn.outputs[0].dtype)
+
+
+def row_of(eqn: Eqn) -> tuple:
+    """The elementwise library's loop for an elementwise equation."""
+    return ufuncs.key_of(eqn.primitive, [a.dtype for a in eqn.inputs], eqn.outputs[0].dtype, eqn.params)
+
+
 def _loop(lib, eqn: Eqn, primitive, args, in_dtypes, out_var, params=None):
     row = ufuncs.key_of(primitive, in_dtypes, out_var.dtype, eqn.params if params is None else params)
     out = pool.empty(out_var.shape, np.dtype(out_var.dtype))
-    return lib.apply(row, [_contiguous(a, out_var.shape) for a in args], out)
+    return lib.apply(row, [dense(a, out_var.shape) for a in args], out)
 
 
 def elementwise(lib, eqn, args):
     out = eqn.outputs[0]
-    if eqn.primitive == "convert_element_type" and np.dtype(eqn.inputs[0].dtype) == np.dtype(out.dtype):
-        return [args[0]]  # a change of weak type only
+    if is_retype(eqn):
+        return [args[0]]
     return [_loop(lib, eqn, eqn.primitive, args, [a.dtype for a in eqn.inputs], out)]
 
 
@@ -296,10 +306,8 @@ def interpretable(graph: Graph) -> bool:
         rule = INTERPRET.get(eqn.primitive)
         if rule is None:
             return False
-        if rule is elementwise and not (eqn.primitive == "convert_element_type"
-                                        and np.dtype(eqn.inputs[0].dtype) == np.dtype(eqn.outputs[0].dtype)):
-            row = ufuncs.key_of(eqn.primitive, [a.dtype for a in eqn.inputs], eqn.outputs[0].dtype, eqn.params)
-            if row not in ufuncs.INDEX:
+        if rule is elementwise and not is_retype(eqn):
+            if row_of(eqn) not in ufuncs.INDEX:
                 return False
         if eqn.primitive == "bitcast_convert_type" and \
                 np.dtype(eqn.inputs[0].dtype).itemsize != np.dtype(eqn.outputs[0].dtype).itemsize:

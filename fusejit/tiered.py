@@ -5,7 +5,8 @@ hands the module to the C++ compiler on a background thread and returns a `Tiere
 run the graph in the interpreter (fusejit/interpret.py) until the compiled program is ready,
 then run that, and the caller's caches take the compiled program in its place.  Only graphs
 the interpreter covers entirely, and small enough that interpreting them is quicker than
-compiling (INTERPRET_ELEMENTS), are tiered; an interpreted call also gives way to the
+compiling (INTERPRET_ELEMENTS; MAP_ELEMENTS for a map graph, run a block of rows at a time by
+chunked.py), are tiered; an interpreted call also gives way to the
 compiled program if it finishes first.  The process waits for compiles under way when it
 exits, so their modules reach the disk cache.
 
@@ -16,13 +17,16 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 
-from . import config, interpret, ufuncs
+from . import chunked, config, interpret, ufuncs
 from .compiler import Compiled, compile_graph, deep_recursion, make_unflatten, render_graph
 from .ir import Graph, Literal
 
 # Elements an interpreted call may write or reduce over, summed over its equations: about
-# 30 ms of interpretation on one core, less than a module's compile.
+# 30 ms of interpretation on one core, less than a module's compile.  A map graph, which the
+# interpreter runs a block of rows at a time in the caches (chunked.py), may do eight times
+# as much in that time.
 INTERPRET_ELEMENTS = 1 << 25
+MAP_ELEMENTS = 1 << 28
 VIEWS = {"broadcast_in_dim", "reshape", "squeeze", "expand_dims", "slice", "rev", "transpose", "copy", "copy_p",
          "stop_gradient"}
 
@@ -59,8 +63,9 @@ class Tiered:
     """A specialization whose kernels are compiling: calls run the interpreter until they are
     ready.  `on_ready(compiled)` is called once the compiled program takes over."""
 
-    def __init__(self, graph: Graph, lib, future: concurrent.futures.Future, name: str):
+    def __init__(self, graph: Graph, lib, future: concurrent.futures.Future, name: str, map_plan=None):
         self.graph, self.lib, self.future, self.name = graph, lib, future, name
+        self.map_plan = map_plan
         self.key_inputs = frozenset()
         self.out_tree, self.key_dtypes = None, ()
         self.unflatten = list
@@ -87,7 +92,10 @@ class Tiered:
             return self.wait().run(flat_args, debug)
         args = [self.backend_array(x, v) for x, v in zip(flat_args, self.graph.inputs)]
         try:
-            outs = interpret.run(self.graph, self.lib, args, stop=self.future.done)
+            if self.map_plan is not None:
+                outs = chunked.run(self.map_plan, self.graph, self.lib, args, stop=self.future.done)
+            else:
+                outs = interpret.run(self.graph, self.lib, args, stop=self.future.done)
         except interpret.Stopped:  # the kernels are ready: they finish the call sooner
             return self.wait().run(flat_args, debug)
         if (debug if debug is not None else config.debug_level()) >= 1:
@@ -101,15 +109,17 @@ class Tiered:
 
     # What the compiled program answers (lower(), as_text(), counts) waits for it.
     def __getattr__(self, name):
-        if name.startswith("_") or name in ("graph", "lib", "future", "name"):
+        if name.startswith("_") or name in ("graph", "lib", "future", "name", "map_plan"):
             raise AttributeError(name)
         return getattr(self.wait(), name)
 
 
 def compile_tiered(graph: Graph, backend, name: str = "fn", force_index64: bool = False, scan: str = "auto"):
     """A Compiled, or a Tiered whose module compiles in the background (see the module's doc)."""
-    if backend.name != "host" or not enabled() or not interpret.interpretable(graph) \
-            or work(graph) > INTERPRET_ELEMENTS:
+    if backend.name != "host" or not enabled() or not interpret.interpretable(graph):
+        return compile_graph(graph, backend, name, force_index64, scan)
+    map_plan = chunked.plan(graph)
+    if work(graph) > (INTERPRET_ELEMENTS if map_plan is None else MAP_ELEMENTS):
         return compile_graph(graph, backend, name, force_index64, scan)
     lib = ufuncs.ready(backend)
     if lib is None:  # the library is still building (once per machine)
@@ -123,4 +133,4 @@ def compile_tiered(graph: Graph, backend, name: str = "fn", force_index64: bool 
             return rendered.build(rendered.compile_module())
 
     config.debug(1, f"{name}: compiling in the background; calls run in the interpreter until it is done")
-    return Tiered(graph, lib, executor().submit(compile_and_build), name)
+    return Tiered(graph, lib, executor().submit(compile_and_build), name, map_plan)

@@ -106,9 +106,15 @@ class Library:
             fn.argtypes, fn.restype = signature, None
             self.functions[k] = fn
 
+    def function(self, row: tuple):
+        return self.functions[INDEX[row]]
+
     def apply(self, row: tuple, inputs: list[np.ndarray], out: np.ndarray) -> np.ndarray:
         """out[...] = the row's expression of `inputs`, each contiguous of out's size, or of size 1."""
-        fn = self.functions[INDEX[row]]
+        return self.call(self.functions[INDEX[row]], inputs, out)
+
+    @staticmethod
+    def call(fn, inputs: list[np.ndarray], out: np.ndarray) -> np.ndarray:
         a = inputs[0]
         b = inputs[1] if len(inputs) > 1 else a
         fn(out.size, a.ctypes.data, 1 if a.size == out.size else 0, b.ctypes.data,

@@ -10,7 +10,8 @@ backends compiled the same CUDA source and that the inputs were not modified,
   3. compiles that source with NVRTC for sm_80 and sm_90, and
   4. runs the graph in the interpreter (the first calls' tier, fusejit/interpret.py) where
      it covers the graph: its results must equal the host kernels' bit for bit, or, where
-     a reduction or library call orders its arithmetic differently, match jax.jit.
+     a reduction or library call orders its arithmetic differently, match jax.jit; a map
+     graph also runs block by block (fusejit/chunked.py), to the same bits.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import functools
 import numpy as np
 
 import fusejit
-from fusejit import backends, interpret, nvrtc, ufuncs
+from fusejit import backends, chunked, interpret, nvrtc, ufuncs
 from fusejit.check import compare
 
 ARCHS = ("sm_80", "sm_90")
@@ -114,6 +115,17 @@ def verify_interpreter(fun, compiled, args, rtol=None, atol=None):
     if reordered:
         report = compare(fusejit.jit(fun).reference(*args), compiled.unflatten(got), rtol=rtol, atol=atol)
         assert report.ok, f"interpreter differs from jax.jit:\n{report}"
+    plan = chunked.plan(graph)
+    if plan is not None:  # a map graph: block by block (small blocks here, a short last one) too
+        before = chunked.CHUNK_ELEMENTS
+        chunked.CHUNK_ELEMENTS = max(1, plan.shape[0] // 3) * (int(np.prod(plan.shape[1:])) or 1)
+        try:
+            blocks = chunked.run(plan, graph, lib, flat)
+        finally:
+            chunked.CHUNK_ELEMENTS = before
+        for k, (a, b) in enumerate(zip(blocks, got)):
+            assert a.shape == b.shape and a.dtype == b.dtype and bitwise_equal(a, b), \
+                f"interpreter result {k}, block by block, differs from the whole-array interpreter's"
 
 
 def bitwise_equal(a: np.ndarray, b: np.ndarray) -> bool:

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import fusejit
-from fusejit import backends, cache, interpret, launch, tiered, ufuncs
+from fusejit import backends, cache, chunked, interpret, launch, tiered, ufuncs
 from fusejit.check import compare
 from fusejit.compiler import Compiled, RenderedGraph
 from fusejit.errors import CompileError
@@ -150,7 +150,7 @@ def test_an_interpreted_call_gives_way_to_ready_kernels():
 def test_verify_runs_the_interpreter():
     before = launch.counter["interpreted"]
     verify(lambda x: jnp.cos(x) * 2, rand(np.random.default_rng(8), (9,), np.float64), backends=("host",))
-    assert launch.counter["interpreted"] == before + 1
+    assert launch.counter["interpreted"] == before + 2  # whole arrays, then block by block
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.int32, np.bool_])
@@ -188,3 +188,40 @@ def test_a_library_that_failed_to_build_is_reported_and_first_calls_compile(tier
         f(x, y)
     assert isinstance(next(iter(f.cache.values())), Compiled)
     assert launch.counter["interpreted"] == before
+
+
+def test_map_graphs_run_a_block_of_rows_at_a_time(tiering, monkeypatch):
+    """Slices and broadcasts of inputs, scalars, literals, an input as a result, and values
+    that depend on no element: the blocked interpreter gives the kernels' bits."""
+    rng = np.random.default_rng(10)
+    x, row, s = rand(rng, (23, 9), np.float32), rand(rng, (9,), np.float32), np.float32(rng.uniform(1, 2))
+    c = float(rng.uniform(2, 3))
+
+    def f(x, row, s):
+        scale = jnp.exp(s) * c  # no element: computed once
+        y = jnp.tanh(x[1:, :] * scale + row[None, :]) - x[:-1, :] ** 3
+        return y, jnp.where(y > 0, y, -y * s), x[1:], s + 1
+
+    monkeypatch.setattr(chunked, "CHUNK_ELEMENTS", 5 * 9)  # blocks of 5 rows, the last of 2
+    g = fusejit.jit(f, backend="host")
+    plan = chunked.plan(g.lower(x, row, s).graph)
+    assert plan is not None and plan.shape == (22, 9) and plan.rows_per_block() == 5
+    h = fusejit.jit(f, backend="host")
+    monkeypatch.setattr(tiered, "INTERPRET_ELEMENTS", 0)  # too much for the whole-array interpreter
+    before = launch.counter["interpreted"]
+    first = fusejit.jit(lambda *a: f(*a), backend="host")(x, row, s)
+    assert launch.counter["interpreted"] == before + 1
+    kernels = h(x, row, s)
+    for a, b in zip(first, kernels):
+        assert bitwise_equal(np.asarray(a), np.asarray(b))
+    assert compare(h.reference(x, row, s), first).ok
+
+
+def test_graphs_that_are_not_maps_are_not_blocked():
+    x = np.ones((6, 4), np.float32)
+    for fn in (lambda x: jnp.sum(x, axis=1) + 1,      # a reduction
+               lambda x: (x + 1, x.T * 2),            # results of two shapes
+               lambda x: jnp.cumsum(x, axis=0) * 2,   # a cumulative op
+               lambda x: (x * 2)[::-1] + 1):          # a shape change of a computed value
+        graph = fusejit.jit(fn, backend="host").lower(x).graph
+        assert chunked.plan(graph) is None, fn

@@ -8,6 +8,7 @@ import functools
 import operator
 import re
 import sys
+import threading
 
 import jax
 import numpy as np
@@ -144,15 +145,27 @@ def identifier(name: str) -> str:
     return text if not text[0].isdigit() else f"f_{text}"
 
 
+_recursion = {"depth": 0, "before": 0}
+_recursion_lock = threading.Lock()
+
+
 @contextlib.contextmanager
 def deep_recursion(limit: int = 50_000):
-    """Codegen recurses along chains of fused equations (an unrolled loop's are long)."""
-    before = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(before, limit))
+    """Codegen recurses along chains of fused equations (an unrolled loop's are long).  The
+    limit is the process's: raised by the first of any overlapping compiles (a background
+    one and the caller's), restored by the last."""
+    with _recursion_lock:
+        if _recursion["depth"] == 0:
+            _recursion["before"] = sys.getrecursionlimit()
+            sys.setrecursionlimit(max(_recursion["before"], limit))
+        _recursion["depth"] += 1
     try:
         yield
     finally:
-        sys.setrecursionlimit(before)
+        with _recursion_lock:
+            _recursion["depth"] -= 1
+            if _recursion["depth"] == 0:
+                sys.setrecursionlimit(_recursion["before"])
 
 
 def compile_graph(graph: Graph, backend, name: str = "fn", force_index64: bool = False,

@@ -98,6 +98,8 @@ class Tiered:
                 outs = interpret.run(self.graph, self.lib, args, stop=self.future.done)
         except interpret.Stopped:  # the kernels are ready: they finish the call sooner
             return self.wait().run(flat_args, debug)
+        except MemoryError:  # the fused kernels keep fewer values: they may fit
+            return self.wait().run(flat_args, debug)
         if (debug if debug is not None else config.debug_level()) >= 1:
             config.debug(1, f"{self.name}: interpreted (its kernels are compiling)")
         return outs

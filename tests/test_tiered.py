@@ -225,3 +225,36 @@ def test_graphs_that_are_not_maps_are_not_blocked():
                lambda x: (x * 2)[::-1] + 1):          # a shape change of a computed value
         graph = fusejit.jit(fn, backend="host").lower(x).graph
         assert chunked.plan(graph) is None, fn
+
+
+def test_overlapping_compiles_keep_the_raised_recursion_limit():
+    """A background compile and the caller's may overlap: the limit drops back only when the
+    last of them ends."""
+    from fusejit.compiler import deep_recursion
+    base = sys.getrecursionlimit()
+    outer = deep_recursion(60_000)
+    outer.__enter__()
+    inner = deep_recursion(60_000)
+    inner.__enter__()
+    outer.__exit__(None, None, None)  # the first one ends while the other still runs
+    assert sys.getrecursionlimit() >= 60_000
+    inner.__exit__(None, None, None)
+    assert sys.getrecursionlimit() == base
+
+
+def test_an_interpreted_call_out_of_memory_waits_for_the_kernels(tiering, monkeypatch):
+    calls = []
+
+    def no_memory(*args, **kwargs):
+        calls.append(1)
+        raise MemoryError("no room for the interpreter's values")
+
+    monkeypatch.setattr(interpret, "run", no_memory)
+    monkeypatch.setattr(chunked, "run", no_memory)
+    x, y = rand(np.random.default_rng(11), (4, 3), np.float32), np.ones(4, np.float32)
+    f = fusejit.jit(fresh_function(int(np.random.default_rng().integers(1 << 30))), backend="host")
+    before, kernels = launch.counter["interpreted"], launch.counter["kernels"]
+    assert compare(f.reference(x, y), f(x, y)).ok
+    assert calls, "the first call did not go to the interpreter"
+    assert launch.counter["interpreted"] == before and launch.counter["kernels"] > kernels
+    assert all(isinstance(v, Compiled) for v in f.cache.values())

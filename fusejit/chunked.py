@@ -23,7 +23,7 @@ CHUNK_ELEMENTS = 1 << 17
 # Equations that compute each element of their result from the same element of their operands.
 MAPS = set(interpret.INTERPRET) - set(interpret.SHAPES) - set(interpret.REDUCTIONS) - \
     {p for p, rule in interpret.INTERPRET.items() if rule is interpret.library_call} - {"bitcast_convert_type"}
-SOURCES = ("slice", "broadcast_in_dim")  # of a whole value: a block of rows is a view of it
+SOURCES = ("slice", "broadcast_in_dim")  # of a whole value: a view, whose rows blocks read
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -60,17 +60,18 @@ def plan(graph: Graph) -> MapPlan | None:
     for eqn in graph.eqns:
         reads_block = any(isinstance(a, Var) and a in blocked for a in eqn.inputs)
         out_shapes = {tuple(v.shape) for v in eqn.outputs}
-        if eqn.primitive in SOURCES and not reads_block and out_shapes == {shape}:
-            per_block.append(eqn)
-        elif not reads_block:
+        if not reads_block:
+            # Run once on whole values; a slice or broadcast of the common shape is a view,
+            # which blocks then read a block of rows of, as they read the inputs.
             invariant.append(eqn)
-            continue
+            if eqn.primitive in SOURCES and out_shapes == {shape}:
+                blocked.update(eqn.outputs)
         elif eqn.primitive in MAPS and out_shapes == {shape} and \
                 all(isinstance(a, Literal) or a in blocked or same_for_every_row(a, shape) for a in eqn.inputs):
             per_block.append(eqn)
+            blocked.update(eqn.outputs)
         else:
             return None
-        blocked.update(eqn.outputs)
     for a in graph.outputs:
         if isinstance(a, Var) and a.size > 1 and a not in blocked:
             return None
@@ -83,85 +84,60 @@ def _block_eqn(eqn: Eqn, rows: int) -> Eqn:
     return Eqn(eqn.primitive, eqn.inputs, outs, eqn.params, eqn.source)
 
 
-def _source(eqn: Eqn, whole, r0: int, r1: int, shape):
-    """Rows [r0, r1) of a slice or broadcast of a whole value: a view."""
-    x = np.asarray(whole)
-    if eqn.primitive == "slice":
-        p = eqn.params
-        strides = p.get("strides") or (1,) * x.ndim
-        starts = [int(s) for s in p["start_indices"]]
-        index = [slice(starts[0] + r0 * int(strides[0]), starts[0] + r1 * int(strides[0]), int(strides[0]))]
-        index += [slice(s, int(e), int(st)) for s, e, st in zip(starts[1:], p["limit_indices"][1:], strides[1:])]
-        return x[tuple(index)]
-    dims = eqn.params["broadcast_dimensions"]
-    target = [1] * len(shape)
-    for k, d in enumerate(dims):
-        target[d] = x.shape[k]
-    return np.broadcast_to(x.reshape(target), shape)[r0:r1]
-
-
-def _prepare(p: MapPlan, lib) -> list:
-    """Per equation of a block: (library loop or None, the equation).  Elementwise equations
-    call their loop directly; the others (select_n, clamp, integer_pow, copies) their rule."""
-    steps = []
-    for eqn in p.per_block:
-        fn = None
-        if interpret.INTERPRET.get(eqn.primitive) is interpret.elementwise and not interpret.is_retype(eqn):
-            fn = lib.function(interpret.row_of(eqn))
-        steps.append((fn, eqn))
-    return steps
+def _library_loops(p: MapPlan, lib) -> list:
+    """Per equation of a block, its elementwise library loop (called directly), or None for
+    those that go through their rule (select_n, clamp, integer_pow, copies)."""
+    return [lib.function(interpret.row_of(e))
+            if interpret.INTERPRET.get(e.primitive) is interpret.elementwise and not interpret.is_retype(e) else None
+            for e in p.per_block]
 
 
 def run(p: MapPlan, graph: Graph, lib, args, stop=None) -> list[np.ndarray]:
     """The graph's results, computed a block of rows at a time (see the module's doc)."""
-    whole: dict = {}
-
-    def read(atom, env):
-        if isinstance(atom, Literal):
-            return np.asarray(atom.value, atom.dtype)
-        return env[atom] if atom in env else whole[atom]
-
-    for var, value in graph.consts:
-        whole[var] = np.asarray(value)
-    for var, value in zip(graph.inputs, args):
-        whole[var] = np.asarray(value, var.dtype)
+    whole = interpret.bind_inputs(graph, args)
     given = list(whole.values())
     for eqn in p.invariant:
-        for var, value in zip(eqn.outputs, interpret.INTERPRET[eqn.primitive](lib, eqn, [read(a, {}) for a in eqn.inputs])):
-            whole[var] = value
+        interpret.evaluate(lib, eqn, whole)
     outs = {a: pool.empty(a.shape, np.dtype(a.dtype)) for a in graph.outputs if isinstance(a, Var) and a in p.blocked}
-    steps = _prepare(p, lib)
-    inputs = [v for v in whole if v in p.blocked]
+    loops = _library_loops(p, lib)
+    sliced = [v for v in whole if v in p.blocked]
     step = p.rows_per_block()
+    # Each equation's result and each operand it copies (a broadcast, a strided slice) get a
+    # buffer of one block, reused by every block: a fresh one per block would be fresh pages.
+    scratch: dict = {}
+
+    def buffer(key, rows, dtype):
+        if key not in scratch:
+            scratch[key] = np.empty((step,) + tuple(p.shape[1:]), dtype)
+        return scratch[key][:rows]
+
     eqns_of: dict = {}
     for r0 in range(0, p.shape[0], step):
         if stop is not None and stop():
             raise interpret.Stopped
         r1 = min(r0 + step, p.shape[0])
-        if r1 - r0 not in eqns_of:
-            eqns_of[r1 - r0] = [_block_eqn(e, r1 - r0) for e in p.per_block]
-        env = {v: whole[v][r0:r1] for v in inputs}
-        for (fn, eqn), block_eqn in zip(steps, eqns_of[r1 - r0]):
-            if eqn.primitive in SOURCES:
-                env[eqn.outputs[0]] = _source(eqn, read(eqn.inputs[0], {}), r0, r1, p.shape)
-            elif fn is not None:  # straight into the result's rows when it is one
-                out_var = eqn.outputs[0]
-                out = outs[out_var][r0:r1] if out_var in outs else np.empty(block_eqn.outputs[0].shape, out_var.dtype)
-                operands = [interpret.dense(read(a, env), out.shape) for a in eqn.inputs]
-                env[out_var] = lib.call(fn, operands, out)
-            else:
-                results = interpret.INTERPRET[eqn.primitive](lib, block_eqn, [read(a, env) for a in eqn.inputs])
-                for var, value in zip(eqn.outputs, results):
-                    env[var] = value
+        rows = r1 - r0
+        if rows not in eqns_of:
+            eqns_of[rows] = [_block_eqn(e, rows) for e in p.per_block]
+        env = dict(whole)
+        env.update((v, whole[v][r0:r1]) for v in sliced)
+        for k, (fn, eqn, block_eqn) in enumerate(zip(loops, p.per_block, eqns_of[rows])):
+            args_ = [interpret.read(a, env) for a in eqn.inputs]
+            if fn is None:  # the rule, with results of the block's rows
+                env.update(zip(eqn.outputs, interpret.INTERPRET[eqn.primitive](lib, block_eqn, args_)))
+                continue
+            var, shape = eqn.outputs[0], block_eqn.outputs[0].shape
+            operands = []
+            for j, a in enumerate(args_):
+                if a.size != 1 and (a.shape != shape or not a.flags.c_contiguous):
+                    a = buffer((k, j), rows, a.dtype)
+                    np.copyto(a, args_[j])
+                operands.append(a)
+            # The loop writes straight into the result's rows when it is one.
+            out = outs[var][r0:r1] if var in outs else buffer(k, rows, var.dtype)
+            env[var] = lib.call(fn, [np.ascontiguousarray(a.reshape(-1)) if a.size == 1 else a for a in operands], out)
         for var, out in outs.items():
-            if env[var] is not out and not np.may_share_memory(env[var], out):
+            if not np.may_share_memory(env[var], out):
                 np.copyto(out[r0:r1], env[var])
     launch.counter["interpreted"] += 1
-    results = []
-    for atom in graph.outputs:
-        value = outs[atom] if atom in outs else np.asarray(read(atom, {}))
-        if (value.shape != atom.shape or value.dtype != atom.dtype or not value.flags.c_contiguous
-                or any(value is r for r in results) or any(np.may_share_memory(value, x) for x in given)):
-            value = np.array(np.broadcast_to(value, atom.shape), dtype=atom.dtype, order="C", copy=True)
-        results.append(value)
-    return results
+    return interpret.results(graph, {**whole, **outs}, given)

@@ -317,41 +317,52 @@ def interpretable(graph: Graph) -> bool:
     return True
 
 
-def run(graph: Graph, lib, args, stop=None) -> list[np.ndarray]:
-    """The graph's outputs for `args` (NumPy arrays or scalars), as fresh contiguous arrays.
-    `stop()`, asked between equations, gives the call up (Stopped) when it turns true."""
-    env: dict = {}
+def read(atom, env):
+    if isinstance(atom, Literal):
+        return np.asarray(atom.value, atom.dtype)
+    return env[atom]
 
-    def read(atom):
-        if isinstance(atom, Literal):
-            return np.asarray(atom.value, atom.dtype)
-        return env[atom]
 
-    for var, value in graph.consts:
-        env[var] = np.asarray(value)
-    for var, value in zip(graph.inputs, args):
-        env[var] = np.asarray(value, var.dtype)
-    given = list(env.values())
-    last = last_uses(graph)
-    for k, eqn in enumerate(graph.eqns):
-        if stop is not None and stop():
-            raise Stopped
-        results = INTERPRET[eqn.primitive](lib, eqn, [read(a) for a in eqn.inputs])
-        for var, value in zip(eqn.outputs, results):
-            env[var] = value
-        for var in last.get(k, ()):  # its buffer goes back to the pool for the next equations
-            del env[var]
-    launch.counter["interpreted"] += 1
+def bind_inputs(graph: Graph, args) -> dict:
+    """The env of a call: the graph's constants and arguments."""
+    env = {var: np.asarray(value) for var, value in graph.consts}
+    env.update((var, np.asarray(value, var.dtype)) for var, value in zip(graph.inputs, args))
+    return env
+
+
+def evaluate(lib, eqn: Eqn, env: dict) -> None:
+    """Run one equation by its rule, its results into env."""
+    for var, value in zip(eqn.outputs, INTERPRET[eqn.primitive](lib, eqn, [read(a, env) for a in eqn.inputs])):
+        env[var] = value
+
+
+def results(graph: Graph, env: dict, given: list) -> list[np.ndarray]:
+    """The graph's results from env, each a contiguous array of its own, as a kernel's is:
+    never an argument (`given`), a view of one, or (part of) another result."""
     outs = []
     for atom in graph.outputs:
-        value = np.asarray(read(atom))
-        # A result is a contiguous array of its own, as a kernel's is: never an argument, a
-        # view of one, or (part of) another result.
+        value = np.asarray(read(atom, env))
         if (value.shape != atom.shape or value.dtype != atom.dtype or not value.flags.c_contiguous
                 or any(np.may_share_memory(value, x) for x in given + outs)):
             value = np.array(np.broadcast_to(value, atom.shape), dtype=atom.dtype, order="C", copy=True)
         outs.append(value)
     return outs
+
+
+def run(graph: Graph, lib, args, stop=None) -> list[np.ndarray]:
+    """The graph's results for `args` (NumPy arrays or scalars), as fresh contiguous arrays.
+    `stop()`, asked between equations, gives the call up (Stopped) when it turns true."""
+    env = bind_inputs(graph, args)
+    given = list(env.values())
+    last = last_uses(graph)
+    for k, eqn in enumerate(graph.eqns):
+        if stop is not None and stop():
+            raise Stopped
+        evaluate(lib, eqn, env)
+        for var in last.get(k, ()):  # its buffer goes back to the pool for the next equations
+            del env[var]
+    launch.counter["interpreted"] += 1
+    return results(graph, env, given)
 
 
 def last_uses(graph: Graph) -> dict[int, list[Var]]:

@@ -18,6 +18,7 @@ import concurrent.futures
 import threading
 
 from . import chunked, config, interpret, ufuncs
+from .backends.host import usable_cores
 from .compiler import Compiled, compile_graph, deep_recursion, make_unflatten, render_graph
 from .ir import Graph, Literal
 
@@ -91,18 +92,28 @@ class Tiered:
         if self.future.done():
             return self.wait().run(flat_args, debug)
         args = [self.backend_array(x, v) for x, v in zip(flat_args, self.graph.inputs)]
+        # One core stays with the compiler, which would otherwise share it with a loop thread.
+        self.lib.set_threads(max(1, usable_cores() - 1))
         try:
-            if self.map_plan is not None:
-                outs = chunked.run(self.map_plan, self.graph, self.lib, args, stop=self.future.done)
-            else:
-                outs = interpret.run(self.graph, self.lib, args, stop=self.future.done)
-        except interpret.Stopped:  # the kernels are ready: they finish the call sooner
-            return self.wait().run(flat_args, debug)
-        except MemoryError:  # the fused kernels keep fewer values: they may fit
+            outs = self.interpreted(args)
+        finally:
+            self.lib.set_threads(0)
+        if outs is None:  # given up: the kernels run the call (after the interpreter's buffers are freed)
             return self.wait().run(flat_args, debug)
         if (debug if debug is not None else config.debug_level()) >= 1:
             config.debug(1, f"{self.name}: interpreted (its kernels are compiling)")
         return outs
+
+    def interpreted(self, args):
+        """The interpreter's results, or None where it gave the call up: the kernels became
+        ready (they finish it sooner), or it ran out of memory (the fused kernels keep fewer
+        values, so they may fit)."""
+        try:
+            if self.map_plan is not None:
+                return chunked.run(self.map_plan, self.graph, self.lib, args, stop=self.future.done)
+            return interpret.run(self.graph, self.lib, args, stop=self.future.done)
+        except (interpret.Stopped, MemoryError):
+            return None
 
     @staticmethod
     def backend_array(x, var):
@@ -111,7 +122,7 @@ class Tiered:
 
     # What the compiled program answers (lower(), as_text(), counts) waits for it.
     def __getattr__(self, name):
-        if name.startswith("_") or name in ("graph", "lib", "future", "name", "map_plan"):
+        if name.startswith("_") or name in ("graph", "lib", "future", "name", "map_plan", "interpreted"):
             raise AttributeError(name)
         return getattr(self.wait(), name)
 

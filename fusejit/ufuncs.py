@@ -90,7 +90,8 @@ def function_source(k: int, row) -> str:
 
 def library_source(part: int = 0, parts: int = 1) -> str:
     rows = [function_source(k, row) for k, row in enumerate(CATALOGUE) if k % parts == part]
-    return fill("ufuncs.cpp.in", functions="\n".join(rows))
+    definitions = 'extern "C" int fj_uf_threads = 0;\n' if part == 0 else ""
+    return fill("ufuncs.cpp.in", definitions=definitions, functions="\n".join(rows))
 
 
 class Library:
@@ -105,6 +106,10 @@ class Library:
             fn = getattr(self.dll, f"fj_uf_{k}")
             fn.argtypes, fn.restype = signature, None
             self.functions[k] = fn
+
+    def set_threads(self, count: int) -> None:
+        """The threads each loop may use (0: OpenMP's default)."""
+        ctypes.c_int.in_dll(self.dll, "fj_uf_threads").value = count
 
     def function(self, row: tuple):
         return self.functions[INDEX[row]]

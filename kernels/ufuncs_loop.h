@@ -4,9 +4,15 @@
 #pragma once
 
 #define FJ_UF_PARALLEL 65536
-// Chunks handed out as threads ask for them: a thread that shares its core (with the compiler
-// building the kernels meanwhile) takes fewer, and none waits for it at the end.
-#define FJ_UF_SCHEDULE "omp parallel for simd schedule(dynamic, 16384) if (n >= FJ_UF_PARALLEL)"
+// The threads a loop may use: fj_uf_threads when positive (the interpreter leaves a core to
+// the compiler building the kernels meanwhile), else OpenMP's default.
+extern "C" int omp_get_max_threads(void);
+extern "C" int fj_uf_threads;  // defined in the library's first part
+static inline int fj_uf_thread_count() { return fj_uf_threads > 0 ? fj_uf_threads : omp_get_max_threads(); }
+// Chunks handed out as threads ask for them: a thread that shares its core takes fewer, and
+// none waits for it at the end.
+#define FJ_UF_SCHEDULE \
+  "omp parallel for simd schedule(dynamic, 16384) num_threads(fj_uf_thread_count()) if (n >= FJ_UF_PARALLEL)"
 
 #define FJ_UFUNC1(name, A, O, EXPR)                                                            \
   extern "C" void name(long long n, const void* a_, long long, const void*, long long,         \

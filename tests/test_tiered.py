@@ -185,6 +185,7 @@ def test_a_library_that_failed_to_build_is_reported_and_first_calls_compile(tier
     before = launch.counter["interpreted"]
     f = fusejit.jit(fresh_function(int(np.random.default_rng().integers(1 << 30))), backend="host")
     with pytest.warns(UserWarning, match="could not be built.*the library's compile failed"):
+        assert fusejit.init("host") == "host"  # not an error
         f(x, y)
     assert isinstance(next(iter(f.cache.values())), Compiled)
     assert launch.counter["interpreted"] == before
@@ -258,3 +259,24 @@ def test_an_interpreted_call_out_of_memory_waits_for_the_kernels(tiering, monkey
     assert calls, "the first call did not go to the interpreter"
     assert launch.counter["interpreted"] == before and launch.counter["kernels"] > kernels
     assert all(isinstance(v, Compiled) for v in f.cache.values())
+
+
+def test_interpreted_calls_leave_a_core_to_the_compiler(tiering, monkeypatch):
+    import ctypes
+    lib = ufuncs.wait(backends.get("host"))
+    threads = lambda: ctypes.c_int.in_dll(lib.dll, "fj_uf_threads").value  # noqa: E731
+    seen = []
+
+    def spy(real):
+        def run(*args, **kwargs):
+            seen.append(threads())
+            return real(*args, **kwargs)
+        return run
+
+    monkeypatch.setattr(chunked, "run", spy(chunked.run))
+    monkeypatch.setattr(interpret, "run", spy(interpret.run))
+    monkeypatch.setattr(tiered, "usable_cores", lambda: 4)
+    x, y = np.ones((6, 2), np.float32), np.ones(6, np.float32)
+    f = fusejit.jit(fresh_function(int(np.random.default_rng().integers(1 << 30))), backend="host")
+    f(x, y)
+    assert seen == [3] and threads() == 0

@@ -88,5 +88,6 @@ def init(backend: str | None = None) -> str:
     instance = get(backend)
     from .. import tiered, ufuncs
     if instance.name == "host" and tiered.enabled():
-        ufuncs.wait(instance)
+        ufuncs.start(instance).exception()  # waits; a failed build is a warning (ufuncs.ready), not an error
+        ufuncs.ready(instance)
     return instance.name

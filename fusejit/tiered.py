@@ -18,6 +18,7 @@ import concurrent.futures
 import threading
 
 from . import chunked, config, interpret, ufuncs
+from .backends.cpu_arrays import to_numpy
 from .backends.host import usable_cores
 from .compiler import Compiled, compile_graph, deep_recursion, make_unflatten, render_graph
 from .ir import Graph, Literal
@@ -91,7 +92,7 @@ class Tiered:
     def run(self, flat_args, debug=None):
         if self.future.done():
             return self.wait().run(flat_args, debug)
-        args = [self.backend_array(x, v) for x, v in zip(flat_args, self.graph.inputs)]
+        args = [to_numpy(x, v.dtype) for x, v in zip(flat_args, self.graph.inputs)]
         # One core stays with the compiler, which would otherwise share it with a loop thread.
         self.lib.set_threads(max(1, usable_cores() - 1))
         try:
@@ -114,11 +115,6 @@ class Tiered:
             return interpret.run(self.graph, self.lib, args, stop=self.future.done)
         except (interpret.Stopped, MemoryError):
             return None
-
-    @staticmethod
-    def backend_array(x, var):
-        from .backends.cpu_arrays import to_numpy
-        return to_numpy(x, var.dtype)
 
     # What the compiled program answers (lower(), as_text(), counts) waits for it.
     def __getattr__(self, name):

@@ -49,13 +49,20 @@ def enabled() -> bool:
     return config.env("FUSEJIT_TIERED").strip().lower() not in ("0", "false", "no", "off")
 
 
+# A cumulative op counts as this many elements per element: NumPy runs it on one thread, one
+# element after another (a float32 sum through a float64 copy), where the library's loops are
+# vectorised and run on every core.
+CUMULATIVE_WEIGHT = 4
+
+
 def work(graph: Graph) -> int:
     """Elements the interpreter writes or reads through a reduction, over the whole graph."""
     total = 0
     for eqn in graph.eqns:
         if eqn.primitive in VIEWS:
             continue
-        total += sum(v.size for v in eqn.outputs)
+        weight = CUMULATIVE_WEIGHT if eqn.primitive in interpret.CUMULATIVE else 1
+        total += weight * sum(v.size for v in eqn.outputs)
         if eqn.primitive.startswith(("reduce_", "arg")):
             total += sum(a.size for a in eqn.inputs if not isinstance(a, Literal))
     return total

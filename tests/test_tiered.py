@@ -280,3 +280,11 @@ def test_interpreted_calls_leave_a_core_to_the_compiler(tiering, monkeypatch):
     f = fusejit.jit(fresh_function(int(np.random.default_rng().integers(1 << 30))), backend="host")
     f(x, y)
     assert seen == [3] and threads() == 0
+
+
+def test_cumulative_ops_count_as_more_work_than_maps():
+    """NumPy's cumulative sum is sequential and single-threaded: a large one compiles first."""
+    x = np.ones(1000, np.float32)
+    cum = fusejit.jit(lambda x: jnp.cumsum(x), backend="host").lower(x).graph
+    add = fusejit.jit(lambda x: x + 1, backend="host").lower(x).graph
+    assert tiered.work(cum) == tiered.CUMULATIVE_WEIGHT * tiered.work(add) == tiered.CUMULATIVE_WEIGHT * 1000

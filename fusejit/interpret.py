@@ -267,7 +267,6 @@ def _cumulative(fn, float32_carry=None):
     return rule
 
 
-CUMULATIVE = ("cumsum", "cumprod", "cummax", "cummin")
 REDUCTIONS = {
     "reduce_sum": reduce_sum,
     "reduce_max": _extreme(np.maximum, True),

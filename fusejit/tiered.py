@@ -21,6 +21,7 @@ from . import chunked, config, interpret, ufuncs
 from .backends.cpu_arrays import to_numpy
 from .backends.host import usable_cores
 from .compiler import Compiled, compile_graph, deep_recursion, make_unflatten, render_graph
+from .fusion import REDUCTIONS, SCANS
 from .ir import Graph, Literal
 
 # Elements an interpreted call may write or reduce over, summed over its equations: about
@@ -61,9 +62,9 @@ def work(graph: Graph) -> int:
     for eqn in graph.eqns:
         if eqn.primitive in VIEWS:
             continue
-        weight = CUMULATIVE_WEIGHT if eqn.primitive in interpret.CUMULATIVE else 1
+        weight = CUMULATIVE_WEIGHT if eqn.primitive in SCANS else 1
         total += weight * sum(v.size for v in eqn.outputs)
-        if eqn.primitive.startswith(("reduce_", "arg")):
+        if eqn.primitive in REDUCTIONS:
             total += sum(a.size for a in eqn.inputs if not isinstance(a, Literal))
     return total
 

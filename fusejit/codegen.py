@@ -22,6 +22,7 @@ from .indexing import (Affine, Sym, aff, clamp, delin, delinearize, linearize, l
 from .ir import Literal, Var
 from .launch import Layout
 from .reduce import render_reduction
+from .scan import render_scan
 from .templates import fill, indent
 from .streamstores import stream_path
 from .vectorize import GRID_MARGIN, vector_path
@@ -620,7 +621,6 @@ RULES.update({
 def render_kernel(spec: KernelSpec, producers, block: int, force_index64: bool = False) -> RenderedKernel:
     index64 = force_index64 or needs_index64(spec)
     if spec.kind == "scan":
-        from .scan import render_scan
         rendered = render_scan(KernelWriter(spec, producers, index64), block)
     elif spec.kind == "reduce":
         rendered = render_reduction(lambda: KernelWriter(spec, producers, index64), block)

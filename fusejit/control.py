@@ -17,6 +17,7 @@ import numpy as np
 
 from .fusion import FUSIBLE, REDUCTIONS, SCANS
 from .ir import Eqn, Graph, Literal, Var
+from .trace import effectful, eliminate_dead_code
 
 UNROLL_MAX_EQNS = 256       # auto: unroll a scan when length * body equations stays under this
 UNROLL_MAX_LENGTH = 16      # ... and it has at most this many iterations
@@ -65,7 +66,6 @@ class Builder:
         return [read(a) for a in graph.outputs]
 
     def graph(self, old: Graph) -> Graph:
-        from .trace import eliminate_dead_code
         outputs = tuple(self.read(a) for a in old.outputs)
         return eliminate_dead_code(Graph(old.inputs, tuple(self.consts), tuple(self.eqns), outputs))
 
@@ -108,7 +108,6 @@ def reads(graph: Graph) -> set[int]:
 def prune_scan(b: Builder, eqn: Eqn, used: set[int]):
     """The scan without the stacked outputs nobody reads and the consts and xs its body
     does not read."""
-    from .trace import eliminate_dead_code
     p = eqn.params
     body, nc, nk = p["body"], p["num_consts"], p["num_carry"]
     ys = [k for k, v in enumerate(eqn.outputs[nk:]) if id(v) in used]
@@ -168,7 +167,6 @@ def split_invariant(body: Graph, n_consts: int) -> tuple[list[Eqn], list[Eqn]]:
     (and other such equations), with what they need; the rest stays."""
     invariant = {id(v) for v in body.inputs[:n_consts]} | {id(v) for v, _ in body.consts}
     inv_eqns = []
-    from .trace import effectful
     for e in body.eqns:
         if all(isinstance(a, Literal) or id(a) in invariant for a in e.inputs) and not effectful(e):
             invariant.update(id(v) for v in e.outputs)

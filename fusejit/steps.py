@@ -18,7 +18,8 @@ import dataclasses
 
 import numpy as np
 
-from . import graphs, jaxcompat, launch, library
+from . import blockloop, devloop, graphs, jaxcompat, launch, library
+from .control import blocked_body
 from .errors import UnsupportedError
 from .ir import Eqn
 
@@ -159,7 +160,6 @@ class Branch:
 
 
 def build_scan(eqn: Eqn, ctx: Context):
-    from . import blockloop, devloop
     p = eqn.params
     device = devloop.build(eqn, ctx) or blockloop.build(eqn, ctx)
     if device is not None:
@@ -167,7 +167,6 @@ def build_scan(eqn: Eqn, ctx: Context):
     body = ctx.compile(p["body"], f"{ctx.name}_body")
     k = min(p["unroll"], p["length"])
     if k > 1:
-        from .control import blocked_body
         return HostScan(eqn, body, ctx.compile(blocked_body(eqn, k), f"{ctx.name}_body{k}"), k)
     return HostScan(eqn, body)
 

@@ -54,10 +54,11 @@ def _drop(*paths: str) -> None:
             pass
 
 
-def lookup(kind: str, key: str, suffix: str, root: str | None = None) -> str | None:
+def lookup(kind: str, key: str, suffix: str, root: str | None = None, stat: str | None = None) -> str | None:
     """The path of a valid entry, or None.  An entry whose checksum does not match (truncated,
     corrupted) is removed with a warning, so the caller compiles it again.  `root`: another
-    cache directory (the toolchain's), which FUSEJIT_CACHE=0 leaves on, counted apart."""
+    cache directory (the toolchain's), which FUSEJIT_CACHE=0 leaves on, counted apart; `stat`:
+    the counter a hit adds to, where not a compiled module's."""
     if root is None and not enabled():
         return None
     path = entry_path(kind, key, suffix, root)
@@ -85,7 +86,7 @@ def lookup(kind: str, key: str, suffix: str, root: str | None = None) -> str | N
         os.utime(sidecar)  # least recently used goes first when the cache is over its size cap
     except OSError:
         pass
-    stats["disk_hits" if root is None else "toolchain_hits"] += 1
+    stats[stat or ("disk_hits" if root is None else "toolchain_hits")] += 1
     return path
 
 
@@ -127,10 +128,10 @@ def _writable_dir(kind: str, root: str | None = None) -> str:
     return tempfile.mkdtemp(prefix="fusejit-")
 
 
-def store(kind: str, key: str, suffix: str, build, root: str | None = None) -> str:
+def store(kind: str, key: str, suffix: str, build, root: str | None = None, stat: str | None = None) -> str:
     """Run build(tmp_path) to produce the entry, then move it into place atomically, its
-    checksum first.  A failed build leaves nothing behind."""
-    stats["compiles" if root is None else "toolchain_builds"] += 1
+    checksum first.  A failed build leaves nothing behind.  `stat` as in lookup."""
+    stats[stat or ("compiles" if root is None else "toolchain_builds")] += 1
     directory = _writable_dir(kind, root)
     final = os.path.join(directory, f"{key}{suffix}")
     fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=suffix, dir=directory)

@@ -287,7 +287,7 @@ REDUCTIONS = {
 def library_call(lib, eqn, args):
     launch.counter["library"] += 1
     out_avals = [(v.shape, v.dtype) for v in eqn.outputs]
-    args = [np.ascontiguousarray(a) for a in args]  # as the compiled program passes them
+    args = [np.asarray(a, order="C") for a in args]  # as the compiled program passes them (0-d stays 0-d)
     return list(library.call(eqn.primitive, library.host_lib(), eqn.params, out_avals, *args))
 
 

@@ -4,7 +4,7 @@ Every figure comes from its own child process, `python -m bench.latency ...`, wh
 imports the libraries, builds the inputs, initialises jax's backend (jax.devices()) and,
 for fusejit, fusejit's (fusejit.init(): its launch extension and worker threads) and then
 times exactly one first call, synchronised, printing one JSON line. Five phases per
-workload (the two cold ones the median of three children each, one with --quick):
+workload (all but jax default the median of three children each, one with --quick):
 
   fusejit cold  FUSEJIT_CACHE_DIR is a fresh empty directory; the process first compiles
                 an unrelated warm-up function, then calls jax.clear_caches(), so the
@@ -81,7 +81,8 @@ def first_calls(workload: str, backend: str, scale: float, timeout: float = 300.
     """Phase name -> the child's result ({'first_call_s': ..., ...} or {'error': ...}).  The two
     cold phases take the median of `cold_samples` children each (alternating fusejit and
     jax.jit, each child with fresh empty caches), so one noisy process does not decide the
-    ratio; the warm phases run once, on the caches the last cold children filled."""
+    ratio; so do the two warm phases, every child on the caches the last cold children
+    filled.  jax's default (no persistent cache) runs once."""
     results = {}
     cold = {"fusejit_cold": [], "jax_cold": []}
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as root:
@@ -94,9 +95,12 @@ def first_calls(workload: str, backend: str, scale: float, timeout: float = 300.
             cold["fusejit_cold"].append(_child(workload, "fusejit", "cold", backend, scale, fj_env, None, timeout))
             cold["jax_cold"].append(_child(workload, "jax", "cold", backend, scale, fj_env, jax_dir, timeout))
         results["fusejit_cold"] = _median_of(cold["fusejit_cold"])
-        results["fusejit_warm"] = _child(workload, "fusejit", "warm", backend, scale, fj_env, None, timeout)
         results["jax_cold"] = _median_of(cold["jax_cold"])
-        results["jax_warm"] = _child(workload, "jax", "warm", backend, scale, fj_env, jax_dir, timeout)
+        warm = {"fusejit_warm": [], "jax_warm": []}
+        for _ in range(max(1, cold_samples)):
+            warm["fusejit_warm"].append(_child(workload, "fusejit", "warm", backend, scale, fj_env, None, timeout))
+            warm["jax_warm"].append(_child(workload, "jax", "warm", backend, scale, fj_env, jax_dir, timeout))
+        results.update((phase, _median_of(samples)) for phase, samples in warm.items())
         results["jax_default"] = _child(workload, "jax", "warm", backend, scale, fj_env, None, timeout)
     return results
 

@@ -57,6 +57,7 @@ class Compiled:
     name: str = "fn"
     out_tree: object = None
     key_inputs: frozenset = frozenset()  # positions of typed PRNG key arguments (passed as their data)
+    folded: tuple = ()  # the library calls on constants computed when the program was built (fold.py)
 
     def __post_init__(self):
         self.bound = self.program.bind(self.backend, self.module)
@@ -126,6 +127,8 @@ class Compiled:
                  f"=== fusion plan: {len(self.plan.kernels)} kernel(s)"
                  f"{f', {self.call_count} other step(s)' if self.call_count else ''} ===",
                  format_plan(self.plan, name, lambda e: self.ops[id(e)].describe())]
+        if self.folded:
+            parts.append(f"folded when built (calls on constants, now constants): {', '.join(self.folded)}")
         for k in self.rendered:
             parts.append(f"  {k.name}: {k.loads} load(s), {k.stores} store(s) per element, "
                          f"{'64' if k.index64 else '32'}-bit indexing")
@@ -189,6 +192,7 @@ class RenderedGraph:
     name: str
     force_index64: bool
     scan: str
+    folded: tuple = ()
 
     @property
     def kernel_names(self) -> list[str]:
@@ -216,7 +220,7 @@ class RenderedGraph:
             program = build_program(self.graph, self.plan, self.rendered, backend.device_info(), ops)
         consts = tuple(backend.upload(arr) for _, arr in program.consts)
         return Compiled(self.graph, self.plan, self.rendered, self.source, program, backend, module, consts, ops,
-                        self.name)
+                        self.name, folded=self.folded)
 
 
 def render_graph(graph: Graph, backend, name: str = "fn", force_index64: bool = False,
@@ -226,7 +230,7 @@ def render_graph(graph: Graph, backend, name: str = "fn", force_index64: bool = 
         raise ValueError(f"scan strategy must be one of {', '.join(SCAN_STRATEGIES)}, not {scan!r}")
     prefix = f"fj_{identifier(name)}"
     check_supported(graph, backend.name, steps.STEP_RULES)
-    graph = fold_constants(control.lower_control(graph, scan))
+    graph, folded = fold_constants(control.lower_control(graph, scan))
     prod = producers(graph)
     cuts: frozenset = frozenset()
     separate: frozenset = frozenset()
@@ -253,4 +257,4 @@ def render_graph(graph: Graph, backend, name: str = "fn", force_index64: bool = 
     config.debug(2, f"graph of {name}:\n{format_graph(graph)}")
     config.debug(3, f"fusion plan of {name}:\n{format_plan(plan)}")
     source = codegen.render_module(rendered)
-    return RenderedGraph(graph, plan, rendered, source, backend, name, force_index64, scan)
+    return RenderedGraph(graph, plan, rendered, source, backend, name, force_index64, scan, folded)

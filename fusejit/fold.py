@@ -54,9 +54,9 @@ FLOAT_ONLY = {"div": np.true_divide, "sqrt": np.sqrt}
 SHAPES = {**interpret.SHAPES, "select_n": interpret.select_n}
 
 
-def fold_constants(graph: Graph) -> Graph:
+def fold_constants(graph: Graph) -> tuple[Graph, tuple[str, ...]]:
     """`graph` with every library call on constants, and what computes its operands from
-    constants, replaced by constants of their results."""
+    constants, replaced by constants of their results; and the primitives of the folded calls."""
     constant = {id(v) for v, _ in graph.consts}
     producer = {}
     for eqn in graph.eqns:
@@ -70,7 +70,7 @@ def fold_constants(graph: Graph) -> Graph:
             folded.add(id(eqn))
             folded.update(id(producer[id(a)]) for a in eqn.inputs if id(a) in producer)
     if not folded:
-        return graph
+        return graph, ()
     known = {id(v): value for v, value in graph.consts}
     consts = list(graph.consts)
     for eqn in graph.eqns:
@@ -81,7 +81,8 @@ def fold_constants(graph: Graph) -> Graph:
             known[id(var)] = value
             consts.append((var, value))
     kept = tuple(e for e in graph.eqns if id(e) not in folded)
-    return eliminate_dead_code(Graph(graph.inputs, tuple(consts), kept, graph.outputs))
+    calls = tuple(e.primitive for e in graph.eqns if id(e) in folded and e.primitive in library.LIBRARY)
+    return eliminate_dead_code(Graph(graph.inputs, tuple(consts), kept, graph.outputs)), calls
 
 
 def _foldable(eqn: Eqn) -> bool:

@@ -73,6 +73,8 @@ def test_notebook_loop_runs_no_library_call(x64, fresh_cache):
     x = rand(rng, (20,), np.float64) * 1e-3
     compiled = verify(f, x, backends=("host", "emulate"))
     assert "lu" not in primitives(compiled)
+    assert compiled.folded == ("lu",)
+    assert "folded when built (calls on constants, now constants): lu" in compiled.as_text()
     assert library_calls(fusejit.jit(f), x) == 0
 
 

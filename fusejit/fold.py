@@ -25,6 +25,7 @@ is cheaper than keeping it).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -71,14 +72,13 @@ def fold_constants(graph: Graph) -> tuple[Graph, tuple[str, ...]]:
             folded.update(id(producer[id(a)]) for a in eqn.inputs if id(a) in producer)
     if not folded:
         return graph, ()
-    known = {id(v): value for v, value in graph.consts}
+    known = dict(graph.consts)
     consts = list(graph.consts)
     for eqn in graph.eqns:
         if id(eqn) not in folded:
             continue
-        operands = [np.asarray(a.value, a.dtype) if isinstance(a, Literal) else known[id(a)] for a in eqn.inputs]
-        for var, value in zip(eqn.outputs, _evaluate(eqn, operands)):
-            known[id(var)] = value
+        for var, value in zip(eqn.outputs, _evaluate(eqn, [interpret.read(a, known) for a in eqn.inputs])):
+            known[var] = value
             consts.append((var, value))
     kept = tuple(e for e in graph.eqns if id(e) not in folded)
     calls = tuple(e.primitive for e in graph.eqns if id(e) in folded and e.primitive in library.LIBRARY)
@@ -88,18 +88,16 @@ def fold_constants(graph: Graph) -> tuple[Graph, tuple[str, ...]]:
 def _foldable(eqn: Eqn) -> bool:
     """Whether the equation, its operands being constants, may fold (rule and size)."""
     p = eqn.primitive
-    out = eqn.outputs[0] if len(eqn.outputs) == 1 else None
-    if p in library.LIBRARY or p in SHAPES or p in EXACT:
-        pass
-    elif p in FLOAT_ONLY:
-        if out is None or np.dtype(out.dtype).kind != "f":
-            return False
-    elif p == "convert_element_type":
-        if np.dtype(eqn.inputs[0].dtype).kind == "f" and np.dtype(out.dtype).kind in "iu":
-            return False  # a float to an integer: NumPy's conversion of NaN and overflow is not XLA's
+    kinds = [np.dtype(a.dtype).kind for a in eqn.inputs[:1] + eqn.outputs[:1]]
+    if p in FLOAT_ONLY:
+        rule = kinds[-1] == "f"
+    elif p == "convert_element_type":  # not a float to an integer: NumPy converts NaN and overflow otherwise
+        rule = not (kinds[0] == "f" and kinds[-1] in "iu")
+    elif p == "reshape":
+        rule = eqn.params.get("dimensions") is None
     else:
-        return False
-    if p == "reshape" and eqn.params.get("dimensions") is not None:
+        rule = p in library.LIBRARY or p in SHAPES or p in EXACT
+    if not rule:
         return False
     in_elements = sum(a.size for a in eqn.inputs)
     out_elements = sum(v.size for v in eqn.outputs)
@@ -177,20 +175,15 @@ def _key(eqn: Eqn, operands: list) -> str | None:
     return cache.make_key(*parts)
 
 
-_scipy = []
-
-
+@functools.lru_cache(maxsize=None)
 def _scipy_build() -> bytes:
     """SciPy's version file, read without importing SciPy (which a process loading folded
     values would otherwise import for this alone)."""
-    if not _scipy:
-        spec = importlib.util.find_spec("scipy")
-        text = b"(no scipy)"
-        if spec is not None and spec.origin:
-            try:
-                with open(os.path.join(os.path.dirname(spec.origin), "version.py"), "rb") as f:
-                    text = f.read()
-            except OSError:
-                text = spec.origin.encode()
-        _scipy.append(text)
-    return _scipy[0]
+    spec = importlib.util.find_spec("scipy")
+    if spec is None or not spec.origin:
+        return b"(no scipy)"
+    try:
+        with open(os.path.join(os.path.dirname(spec.origin), "version.py"), "rb") as f:
+            return f.read()
+    except OSError:
+        return spec.origin.encode()

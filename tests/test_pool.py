@@ -1,6 +1,9 @@
 """The host's pool of large buffers (fusejit/backends/pool.py): reuse, and never while an
 array or a view still uses the memory."""
+import os
+
 import numpy as np
+import pytest
 
 from fusejit.backends.pool import MIN_BYTES, BufferPool
 
@@ -44,3 +47,33 @@ def test_small_arrays_and_the_capacity(monkeypatch):
     a = pool.empty((MIN_BYTES,), np.uint8)
     del a
     assert pool.free_bytes == 0  # over capacity: freed, not kept
+
+
+def mapping_flags(a) -> list[str]:
+    """The VmFlags of the mapping holding `a`'s first byte (/proc/self/smaps)."""
+    start = address(a)
+    inside = False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()[0]
+            if "-" in head and all(c in "0123456789abcdef-" for c in head):
+                lo, hi = (int(x, 16) for x in head.split("-"))
+                inside = lo <= start < hi
+            elif inside and head == "VmFlags:":
+                return line.split()[1:]
+    raise AssertionError("no mapping holds the buffer")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="Linux only: reads /proc/self/smaps")
+def test_a_new_buffer_is_private_memory_without_huge_page_advice():
+    """A pitfall: NumPy advises huge pages for the inside of a large array, whose first touch
+    can then stall on memory compaction; the pool maps its buffers itself, private (a forked
+    child's writes stay its own), writable, page-aligned and without that advice anywhere."""
+    pool = BufferPool()
+    a = pool.empty((16 << 20,), np.float32)
+    assert a.flags.writeable and address(a) % 4096 == 0
+    for offset in (0, 4 << 20, 8 << 20, (16 << 20) - 1):
+        flags = mapping_flags(a[offset:])
+        assert "hg" not in flags and "sh" not in flags and "wr" in flags, (offset, flags)
+    a[:] = 3.0
+    assert np.all(a == 3.0)

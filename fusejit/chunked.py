@@ -113,7 +113,7 @@ def run(p: MapPlan, graph: Graph, lib, args, stop=None) -> list[np.ndarray]:
 
     eqns_of: dict = {}
     for r0 in range(0, p.shape[0], step):
-        if stop is not None and stop():
+        if stop is not None and stop(r0 / p.shape[0]):
             raise interpret.Stopped
         r1 = min(r0 + step, p.shape[0])
         rows = r1 - r0

@@ -7,7 +7,8 @@ then run that, and the caller's caches take the compiled program in its place.  
 the interpreter covers entirely, and small enough that interpreting them is quicker than
 compiling (INTERPRET_ELEMENTS; MAP_ELEMENTS for a map graph, run a block of rows at a time by
 chunked.py), are tiered; an interpreted call also gives way to the
-compiled program if it finishes first.  The process waits for compiles under way when it
+compiled program if it finishes first, while the call has done less than GIVE_WAY_BEFORE of
+its work (past that, finishing costs less than the kernels' whole pass, on fresh outputs).  The process waits for compiles under way when it
 exits, so their modules reach the disk cache.
 
 FUSEJIT_TIERED=0 turns it off: every first call waits for the compiler.
@@ -49,6 +50,8 @@ def executor() -> concurrent.futures.ThreadPoolExecutor:
 def enabled() -> bool:
     return config.env("FUSEJIT_TIERED").strip().lower() not in ("0", "false", "no", "off")
 
+
+GIVE_WAY_BEFORE = 0.5  # the fraction of an interpreted call's work after which it no longer gives way
 
 # A cumulative op counts as this many elements per element: NumPy runs it on one thread, one
 # element after another (a float32 sum through a float64 copy), where the library's loops are
@@ -113,14 +116,18 @@ class Tiered:
             config.debug(1, f"{self.name}: interpreted (its kernels are compiling)")
         return outs
 
+    def gives_way(self, done: float) -> bool:
+        """Whether an interpreted call that has done `done` of its work stops for the kernels."""
+        return done < GIVE_WAY_BEFORE and self.future.done()
+
     def interpreted(self, args):
         """The interpreter's results, or None where it gave the call up: the kernels became
         ready (they finish it sooner), or it ran out of memory (the fused kernels keep fewer
         values, so they may fit)."""
         try:
             if self.map_plan is not None:
-                return chunked.run(self.map_plan, self.graph, self.lib, args, stop=self.future.done)
-            return interpret.run(self.graph, self.lib, args, stop=self.future.done)
+                return chunked.run(self.map_plan, self.graph, self.lib, args, stop=self.gives_way)
+            return interpret.run(self.graph, self.lib, args, stop=self.gives_way)
         except (interpret.Stopped, MemoryError):
             return None
 

@@ -144,7 +144,38 @@ def test_an_interpreted_call_gives_way_to_ready_kernels():
     lib = ufuncs.wait(backends.get("host"))
     assert interpret.interpretable(compiled.graph)
     with pytest.raises(interpret.Stopped):
-        interpret.run(compiled.graph, lib, [x], stop=lambda: True)
+        interpret.run(compiled.graph, lib, [x], stop=lambda done: True)
+
+
+def test_an_interpreted_call_past_half_way_finishes():
+    """The interpreters report their progress to `stop`, from 0 and rising below 1; a Tiered
+    gives way to ready kernels only before GIVE_WAY_BEFORE, where they finish sooner than the
+    interpreter's rest (they start over)."""
+    rng = np.random.default_rng(17)
+    x = rand(rng, (64, 5), np.float32)
+    f = fusejit.jit(lambda x: jnp.tanh(jnp.sin(x) * 2.0 + x) - jnp.cos(x).sum(axis=1, keepdims=True), backend="host")
+    compiled = f.lower(x)
+    lib = ufuncs.wait(backends.get("host"))
+    seen = []
+    outs = interpret.run(compiled.graph, lib, [x], stop=lambda done: seen.append(done) or False)
+    assert compare(f.reference(x), outs[0]).ok
+    assert seen[0] == 0 and seen == sorted(seen) and seen[-1] < 1 and len(set(seen)) == len(seen)
+    g = fusejit.jit(lambda x: jnp.tanh(jnp.sin(x) * 2.0 + x), backend="host")
+    y = rand(rng, (chunked.CHUNK_ELEMENTS // 5 * 3, 5), np.float32)  # three blocks
+    mapped = g.lower(y)
+    plan = chunked.plan(mapped.graph)
+    assert plan is not None and plan.rows_per_block() < y.shape[0]
+    seen.clear()
+    outs = chunked.run(plan, mapped.graph, lib, [y], stop=lambda done: seen.append(done) or False)
+    assert compare(g.reference(y), outs[0]).ok
+    assert len(seen) > 1 and seen[0] == 0 and seen == sorted(seen) and seen[-1] < 1
+    ready, pending = concurrent.futures.Future(), concurrent.futures.Future()
+    ready.set_result(None)
+    assert tiered.GIVE_WAY_BEFORE == 0.5
+    for future, early, late in ((ready, True, False), (pending, False, False)):
+        t = tiered.Tiered(mapped.graph, lib, future, "g", plan)
+        assert t.gives_way(0.0) is early and t.gives_way(0.49) is early
+        assert t.gives_way(0.5) is late and t.gives_way(0.9) is late
 
 
 def test_verify_runs_the_interpreter():

@@ -10,11 +10,13 @@ every view keeps alive (NumPy records it as the base), so a buffer returns only 
 array uses it.  The pool keeps at most FUSEJIT_POOL_BYTES (default 1 GiB) of free buffers.
 
 A new buffer is a private anonymous mapping of its own, not a NumPy array: NumPy asks the
-kernel for huge pages on large arrays (madvise MADV_HUGEPAGE), and where free huge pages
-run out the kernel compacts memory inside the page fault, so the first write to a fresh
-160 MB array took from 20 ms to 1.5 s on the development machine, against a steady 55 to
-120 ms with ordinary pages (the first call of a program with large outputs, in a new
-process).  A buffer is reused once it is mapped, so later calls do not see its page size.
+kernel for huge pages on large arrays (madvise MADV_HUGEPAGE), and on the development
+machine, a virtual machine, the first write to a fresh 160 MB NumPy array took 20 ms where
+huge pages an earlier array had freed were at hand, and 0.9 to 1.5 s where they came from
+memory the machine had not used before (with no compaction counted in /proc/vmstat),
+against a steady 55 to 120 ms with ordinary pages: the first call of a program with large
+outputs, in a new process.  A buffer is reused once it is mapped, so later calls do not
+see its page size.
 """
 from __future__ import annotations
 

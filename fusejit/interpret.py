@@ -349,19 +349,20 @@ def results(graph: Graph, env: dict, given: list) -> list[np.ndarray]:
     return outs
 
 
-def run(graph: Graph, lib, args, stop=None) -> list[np.ndarray]:
+def run(graph: Graph, lib, args, stop=None, work=lambda eqn: 1) -> list[np.ndarray]:
     """The graph's results for `args` (NumPy arrays or scalars), as fresh contiguous arrays.
-    `stop(done)`, asked between equations with the fraction of the elements written so far,
-    gives the call up (Stopped) when it returns true."""
+    `stop(done)`, asked between equations with the fraction of the call's work done so far
+    (`work(eqn)` for each equation), gives the call up (Stopped) when it returns true."""
     env = bind_inputs(graph, args)
     given = list(env.values())
     last = last_uses(graph)
-    sizes = [sum(v.size for v in eqn.outputs) for eqn in graph.eqns]
-    total, written = max(1, sum(sizes)), 0
+    weights = [work(eqn) for eqn in graph.eqns] if stop is not None else []
+    total, done = max(1, sum(weights)), 0
     for k, eqn in enumerate(graph.eqns):
-        if stop is not None and stop(written / total):
-            raise Stopped
-        written += sizes[k]
+        if stop is not None:
+            if stop(done / total):
+                raise Stopped
+            done += weights[k]
         evaluate(lib, eqn, env)
         for var in last.get(k, ()):  # its buffer goes back to the pool for the next equations
             del env[var]

@@ -6,10 +6,10 @@ run the graph in the interpreter (fusejit/interpret.py) until the compiled progr
 then run that, and the caller's caches take the compiled program in its place.  Only graphs
 the interpreter covers entirely, and small enough that interpreting them is quicker than
 compiling (INTERPRET_ELEMENTS; MAP_ELEMENTS for a map graph, run a block of rows at a time by
-chunked.py), are tiered; an interpreted call also gives way to the
-compiled program if it finishes first, while the call has done less than GIVE_WAY_BEFORE of
-its work (past that, finishing costs less than the kernels' whole pass, on fresh outputs).  The process waits for compiles under way when it
-exits, so their modules reach the disk cache.
+chunked.py), are tiered; an interpreted call also gives way to the compiled program if
+that is ready first, while the call has done less than GIVE_WAY_BEFORE of its work (past
+that, finishing costs less than the kernels' whole pass, on fresh outputs).  The process
+waits for compiles under way when it exits, so their modules reach the disk cache.
 
 FUSEJIT_TIERED=0 turns it off: every first call waits for the compiler.
 """
@@ -23,7 +23,7 @@ from .backends.cpu_arrays import to_numpy
 from .backends.host import usable_cores
 from .compiler import Compiled, compile_graph, deep_recursion, make_unflatten, render_graph
 from .fusion import REDUCTIONS, SCANS
-from .ir import Graph, Literal
+from .ir import Eqn, Graph, Literal
 
 # Elements an interpreted call may write or reduce over, summed over its equations: about
 # 30 ms of interpretation on one core, less than a module's compile.  A map graph, which the
@@ -59,17 +59,20 @@ GIVE_WAY_BEFORE = 0.5  # the fraction of an interpreted call's work after which 
 CUMULATIVE_WEIGHT = 4
 
 
-def work(graph: Graph) -> int:
-    """Elements the interpreter writes or reads through a reduction, over the whole graph."""
-    total = 0
-    for eqn in graph.eqns:
-        if eqn.primitive in VIEWS:
-            continue
-        weight = CUMULATIVE_WEIGHT if eqn.primitive in SCANS else 1
-        total += weight * sum(v.size for v in eqn.outputs)
-        if eqn.primitive in REDUCTIONS:
-            total += sum(a.size for a in eqn.inputs if not isinstance(a, Literal))
+def eqn_work(eqn: Eqn) -> int:
+    """Elements the interpreter writes for the equation, or reads through a reduction."""
+    if eqn.primitive in VIEWS:
+        return 0
+    weight = CUMULATIVE_WEIGHT if eqn.primitive in SCANS else 1
+    total = weight * sum(v.size for v in eqn.outputs)
+    if eqn.primitive in REDUCTIONS:
+        total += sum(a.size for a in eqn.inputs if not isinstance(a, Literal))
     return total
+
+
+def work(graph: Graph) -> int:
+    """The interpreter's work over the whole graph (eqn_work)."""
+    return sum(eqn_work(eqn) for eqn in graph.eqns)
 
 
 class Tiered:
@@ -127,7 +130,7 @@ class Tiered:
         try:
             if self.map_plan is not None:
                 return chunked.run(self.map_plan, self.graph, self.lib, args, stop=self.gives_way)
-            return interpret.run(self.graph, self.lib, args, stop=self.gives_way)
+            return interpret.run(self.graph, self.lib, args, stop=self.gives_way, work=eqn_work)
         except (interpret.Stopped, MemoryError):
             return None
 

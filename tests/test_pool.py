@@ -67,8 +67,9 @@ def mapping_flags(a) -> list[str]:
 @pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="Linux only: reads /proc/self/smaps")
 def test_a_new_buffer_is_private_memory_without_huge_page_advice():
     """A pitfall: NumPy advises huge pages for the inside of a large array, whose first touch
-    took up to 1.5 s for 160 MB on a virtual machine; the pool maps its buffers itself, private (a forked
-    child's writes stay its own), writable, page-aligned and without that advice anywhere."""
+    took up to 1.5 s for 160 MB on a virtual machine; the pool maps its buffers itself,
+    private (a forked child's writes stay its own), writable, page-aligned and without that
+    advice anywhere."""
     pool = BufferPool()
     a = pool.empty((16 << 20,), np.float32)
     assert a.flags.writeable and address(a) % 4096 == 0

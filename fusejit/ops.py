@@ -126,6 +126,10 @@ def _pow(a, ins, out, params):
     return f"pow{fsuffix(out)}({a[0]}, {exponent})"
 
 
+def _reduce_precision(a, ins, out, params):
+    return f"fj_reduce_precision({a[0]}, {int(params['exponent_bits'])}, {int(params['mantissa_bits'])})"
+
+
 def _round(a, ins, out, params):
     # rounding_method 0: half away from zero (round); 1: half to even (rint, default FP mode)
     method = int(params.get("rounding_method", 0))
@@ -215,6 +219,8 @@ ELEMENTWISE = {
     "logistic": _logistic,
     "erf": _math("erf"), "erfc": _math("erfc"), "erf_inv": _helper("fj_erfinv"),
     "lgamma": _helper("fj_lgamma"), "digamma": _helper("fj_digamma"),
+    "polygamma": _helper("fj_polygamma"), "zeta": _helper("fj_zeta"), "bessel_i1e": _helper("fj_bessel_i1e"),
+    "reduce_precision": _reduce_precision,
     "is_finite": _helper("fj_is_finite"),
     "convert_element_type": _convert,
     "bitcast_convert_type": _bitcast,

@@ -28,7 +28,7 @@ ALL = NUMERIC + ("bool",)
 
 FLOAT_UNARY = ("floor", "ceil", "exp", "exp2", "log", "log1p", "expm1", "sin", "cos", "tan", "asin", "acos",
                "atan", "sinh", "cosh", "tanh", "asinh", "acosh", "atanh", "sqrt", "rsqrt", "cbrt", "logistic",
-               "erf", "erfc", "erf_inv", "lgamma", "digamma")
+               "erf", "erfc", "erf_inv", "lgamma", "digamma", "bessel_i1e")
 
 
 def _catalogue() -> list[tuple[str, tuple[str, ...], str, tuple]]:
@@ -42,7 +42,7 @@ def _catalogue() -> list[tuple[str, tuple[str, ...], str, tuple]]:
 
     same(("add", "sub", "mul", "div", "rem"), NUMERIC, 2)
     same(("max", "min"), ALL, 2)
-    same(("atan2", "nextafter"), FLOATS, 2)
+    same(("atan2", "nextafter", "zeta", "polygamma"), FLOATS, 2)
     same(("and", "or", "xor"), INTS + ("bool",), 2)
     same(("shift_left", "shift_right_arithmetic", "shift_right_logical"), INTS, 2)
     same(("eq", "ne", "lt", "le", "gt", "ge", "eq_to", "lt_to", "le_to"), ALL, 2, out="bool")

@@ -16,4 +16,5 @@
 #endif
 #endif
 #include "common.h"
+#include "special.h"
 #include "block_reduce.h"

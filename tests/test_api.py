@@ -125,25 +125,31 @@ def test_errors_match_jax_jit():
         fusejit.jit(lambda x: x, static_argnums=(3,))
 
 
+def mul_add(a, b):
+    """A reduction's own combining function: lax.reduce of it is the generic `reduce`
+    primitive, which fusejit does not support."""
+    return a * b + 1
+
+
 def test_unsupported_primitive_names_it_and_the_source_line():
-    def uses_reduce_precision(x):
-        return lax.reduce_precision(x, 5, 10) + 1
+    def uses_reduce(x):
+        return lax.reduce(x, np.float32(0), mul_add, (0,)) + 1
 
     with pytest.raises(fusejit.UnsupportedError) as info:
-        fusejit.jit(uses_reduce_precision)(np.ones(4, np.float32))
+        fusejit.jit(uses_reduce)(np.ones(4, np.float32))
     message = str(info.value)
-    assert "'reduce_precision'" in message and "host" in message
-    assert re.search(r"test_api\.py:\d+", message) and "lax.reduce_precision(x, 5, 10)" in message
-    assert info.value.primitive == "reduce_precision"
+    assert "'reduce'" in message and "host" in message
+    assert re.search(r"test_api\.py:\d+", message) and "lax.reduce(x, np.float32(0), mul_add, (0,))" in message
+    assert info.value.primitive == "reduce"
 
 
 def test_unsupported_primitive_inside_a_loop_body_is_named_before_anything_runs():
     def body(c, x):
-        return c + lax.reduce_precision(x[:1], 5, 10), c
+        return c + lax.reduce(x[:1], np.float32(0), mul_add, (0,)), c
 
     with pytest.raises(fusejit.UnsupportedError) as info:
         fusejit.jit(lambda xs: lax.scan(body, xs[0, :1], xs))(np.ones((5, 4), np.float32))
-    assert info.value.primitive == "reduce_precision" and "lax.reduce_precision(x[:1], 5, 10)" in str(info.value)
+    assert info.value.primitive == "reduce" and "lax.reduce(x[:1], np.float32(0), mul_add, (0,))" in str(info.value)
 
 
 def test_a_loop_body_without_user_frames_takes_the_loop_equations_line(monkeypatch):
@@ -154,17 +160,17 @@ def test_a_loop_body_without_user_frames_takes_the_loop_equations_line(monkeypat
     monkeypatch.setattr(jaxcompat, "source_of", lambda eqn: real(eqn) if eqn.primitive.name == "scan" else "")
 
     def body(c, x):
-        return c + lax.reduce_precision(x[:1], 5, 10), c
+        return c + lax.reduce(x[:1], np.float32(0), mul_add, (0,)), c
 
     with pytest.raises(fusejit.UnsupportedError) as info:
         fusejit.jit(lambda xs: lax.scan(body, xs[0, :1], xs))(np.ones((5, 4), np.float32))
-    assert info.value.primitive == "reduce_precision" and "lax.scan(body, xs[0, :1], xs)" in str(info.value)
+    assert info.value.primitive == "reduce" and "lax.scan(body, xs[0, :1], xs)" in str(info.value)
 
 
 def test_a_jax_function_jitted_directly_names_the_callers_line():
     """When no frame of the equation's traceback is the user's (a JAX function handed to
     fusejit.jit as it is), the error names the line that called it, never fusejit's own."""
-    reduce = functools.partial(lax.reduce_precision, exponent_bits=5, mantissa_bits=10)
+    reduce = functools.partial(lax.reduce, init_values=np.float32(0), computation=mul_add, dimensions=(0,))
     with pytest.raises(fusejit.UnsupportedError) as info:
         fusejit.jit(reduce)(np.ones(3, np.float32))
     message = str(info.value)

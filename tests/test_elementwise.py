@@ -68,6 +68,55 @@ def test_float64_digamma_to_a_few_ulp(x64):
     verify(lax.digamma, x, rtol=1e-14, atol=1e-13)
 
 
+def zeta_operands(rng, dtype):
+    """(x, q) for zeta: random x from 0.5 to 12 (a third of them integers) and q from -4.5 to 12
+    (a fifth integers, -0.0 among them), then XLA's special cases: x = 1, x < 1, x = inf, q at a
+    pole with even and odd x, q <= 0 with x not an integer, q = inf, NaN."""
+    x = rng.uniform(0.5, 12, SHAPE)
+    x = np.where(rng.random(SHAPE) < 1 / 3, np.round(x), x)
+    q = rng.uniform(-4.5, 12, SHAPE)
+    q = np.where(rng.random(SHAPE) < 1 / 5, np.round(q), q)
+    special_x = [1.0, 0.5, -2.0, np.inf, 2.0, 3.0, 2.5, 2.0, np.nan, 2.0, 4.0, 30.0]
+    special_q = [1.0, 1.0, -4.0, 1.0, -3.0, -3.0, -1.5, np.inf, 1.0, np.nan, -0.0, 1e-3]
+    x.reshape(-1)[:len(special_x)], q.reshape(-1)[:len(special_q)] = special_x, special_q
+    return x.astype(dtype), q.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_zeta_polygamma_bessel_i1e(dtype, x64):
+    """The special functions XLA implements in C++ (kernels/special.h): Hurwitz zeta,
+    polygamma and e^-|x| I1(x), with XLA's values at poles and outside the domain, and as
+    jax.grad reaches them (the derivatives of digamma and i0e)."""
+    rng = np.random.default_rng(36)
+    x, q = zeta_operands(rng, dtype)
+    n = np.where(rng.random(SHAPE) < 0.9, rng.integers(0, 7, SHAPE), rng.uniform(-2, 6, SHAPE)).astype(dtype)
+    z = np.where(rng.random(SHAPE) < 0.5, rng.uniform(-40, 40, SHAPE), rng.standard_normal(SHAPE) * 3)
+    z.reshape(-1)[:6] = [0.0, -0.0, np.inf, -np.inf, np.nan, 25.0]
+    z = z.astype(dtype)
+    sp = jax.scipy.special
+    verify(lambda x, q, n, z: {
+        "zeta": lax.zeta(x, q), "polygamma": lax.polygamma(n, q), "i1e": lax.bessel_i1e(z),
+        "i1": sp.i1(z), "polygamma_sp": sp.polygamma(2, jnp.abs(q) + 0.25), "zeta_sp": sp.zeta(x + 1.5, jnp.abs(q)),
+        "grad_digamma": jax.vmap(jax.grad(sp.digamma))(jnp.abs(z.ravel()) + 0.5),
+        "grad_i0e": jax.grad(lambda v: jnp.sum(sp.i0e(v)))(z),
+    }, x, q, n, z)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_reduce_precision_bit_exact(dtype, x64):
+    """lax.reduce_precision (bfloat16, float16 and float8 roundings, ...) equals XLA's bit
+    for bit on random bit patterns: every exponent, NaNs, infinities and denormals among them."""
+    rng = np.random.default_rng(37)
+    utype = np.uint32 if dtype == np.float32 else np.uint64
+    x = rng.integers(0, np.iinfo(utype).max, (13, 31), dtype=utype, endpoint=True).view(dtype)
+    x[0, :8] = [0.0, -0.0, np.inf, -np.inf, np.nan, 1.0, 65504.0, 65520.0]
+    x[1] = (rng.standard_normal(31) * 1000).astype(dtype)
+    formats = [(8, 7), (5, 10), (4, 3), (5, 2), (1, 0), (8, 0), (3, 22), (8, 23)]
+    if dtype == np.float64:
+        formats += [(11, 52), (11, 10), (10, 51)]
+    verify(lambda x: {f"e{e}m{m}": lax.reduce_precision(x, e, m) for e, m in formats}, x, rtol=0.0, atol=0.0)
+
+
 BINARY_FLOAT = {
     "add": lambda x, y: x + y, "sub": lambda x, y: x - y, "mul": lambda x, y: x * y,
     "div": lambda x, y: x / y, "rem": lax.rem, "fmod": jnp.fmod, "mod": jnp.mod,

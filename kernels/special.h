@@ -88,7 +88,8 @@ FJ_DEVICE float fj_bessel_i1e(float x) { return (float)fj_bessel_i1e((double)x);
 // reduce_precision: x rounded to `mantissa_bits` bits of mantissa (to nearest, ties to even),
 // then to `exponent_bits` bits of exponent: past the reduced format's largest exponent an
 // infinity, at or below its smallest normal exponent a zero, of x's sign.  A NaN stays a NaN
-// (with no mantissa bit left too, as in XLA's CPU backend).  U: the unsigned integer of F's size; EXP and MANT: F's.
+// (with no mantissa bit left too, as in XLA).  U: the unsigned integer of F's size; EXP and
+// MANT: F's exponent and mantissa bits.
 template <class F, class U, int EXP, int MANT>
 FJ_DEVICE F fj_reduce_precision_bits(F x, int exponent_bits, int mantissa_bits) {
   U bits = fj_bitcast<U>(x);

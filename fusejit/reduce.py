@@ -149,24 +149,24 @@ class Reduction:
             lines.append(f"{self.arg_t} {arg}{self.k} = {self.arg_ident};")
         return lines
 
-    def declare_lanes(self) -> list[str]:
-        """FJ_LANES accumulators per thread (`lanes{k}`), each holding the identity."""
-        lines = [f"{self.acc_t} lanes{self.k}[FJ_LANES];"]
+    def declare_lanes(self, count: str = "FJ_LANES") -> list[str]:
+        """`count` accumulators per thread (`lanes{k}`), each holding the identity."""
+        lines = [f"{self.acc_t} lanes{self.k}[{count}];"]
         fill = [f"  lanes{self.k}[l] = {self.ident};"]
         if self.is_arg:
-            lines.append(f"{self.arg_t} lanes_arg{self.k}[FJ_LANES];")
+            lines.append(f"{self.arg_t} lanes_arg{self.k}[{count}];")
             fill.append(f"  lanes_arg{self.k}[l] = {self.arg_ident};")
-        return lines + ["for (int l = 0; l < FJ_LANES; ++l) {"] + fill + ["}"]
+        return lines + [f"for (int l = 0; l < {count}; ++l) {{"] + fill + ["}"]
 
     def lane(self, l: str) -> tuple[str, str]:
         return f"lanes{self.k}[{l}]", f"lanes_arg{self.k}[{l}]"
 
-    def fold_lanes(self) -> list[str]:
-        """`acc{k}` (and `arg{k}`): the thread's lanes combined in lane order."""
+    def fold_lanes(self, count: str = "FJ_LANES") -> list[str]:
+        """`acc{k}` (and `arg{k}`): the thread's `count` lanes combined in lane order."""
         lines = [f"{self.acc_t} acc{self.k} = lanes{self.k}[0];"]
         if self.is_arg:
             lines.append(f"{self.arg_t} arg{self.k} = lanes_arg{self.k}[0];")
-        return lines + ["for (int l = 1; l < FJ_LANES; ++l) "
+        return lines + [f"for (int l = 1; l < {count}; ++l) "
                         + self.merge(f"acc{self.k}", f"arg{self.k}", *self.lane("l"))]
 
     def read(self, w, index) -> str:
@@ -455,8 +455,8 @@ def render_rows(w, block: int, team: int, slots: list, check: bool = True):
         bodies = lane_bodies(w, reds, ix, results)
         init, finish = [], []
         for red in reds:
-            init += red.declare_lanes()
-            finish += red.fold_lanes()
+            init += red.declare_lanes("lanes")
+            finish += red.fold_lanes("lanes")
             shared.append(f"__shared__ {red.acc_t} smem{red.k}[{WARP + 1}];")
             if red.is_arg:
                 shared.append(f"__shared__ {red.arg_t} smem_arg{red.k}[{WARP + 1}];")
@@ -494,7 +494,7 @@ def render_rows(w, block: int, team: int, slots: list, check: bool = True):
     source = fill_kernel(
         w, "reduce_rows.cu.in", describe(spec, w, f"a team of {team} per row"), block, scalar_params(w, spec),
         min_blocks=1 if len(spec.phases) > 1 else MIN_BLOCKS, fix_scalars=False, team=str(team),
-        teams=str(teams), shared=indent(shared, 1), passes="".join(passes), stores=indent(stores, 3))
+        teams=str(teams), row_len=str(row_len), shared=indent(shared, 1), passes="".join(passes), stores=indent(stores, 3))
     layout = Layout("rows", spec.size, row_len, teams)
     return RenderedKernel(spec, source, tuple(scalar_params(w, spec)), w.index64, w.loads, len(spec.outputs),
                           block, layout), cache

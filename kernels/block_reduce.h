@@ -71,21 +71,21 @@ FJ_DEVICE T fj_block_reduce(T v, T identity, T* smem, Op op) {
 
 // argmax/argmin: (value, index) pairs.  A NaN wins over any number (JAX returns the first
 // NaN's index); ties go to the smaller index, so the first occurrence wins.
+// Without branches (bitwise operations on the comparisons, selects), so the host compiler
+// vectorises a row's lanes of (value, index) pairs as it does a max's.
 template <bool Max, class T, class I>
 FJ_DEVICE bool fj_arg_better(T va, I ia, T vb, I ib) {
   const bool nan_a = va != va, nan_b = vb != vb;
-  if (nan_a || nan_b) return nan_a && (!nan_b || ia < ib);
-  if (Max ? va > vb : va < vb) return true;
-  if (Max ? va < vb : va > vb) return false;
-  return ia < ib;
+  const bool wins = Max ? va > vb : va < vb;
+  const bool first = ia < ib;
+  return (nan_a & (!nan_b | first)) | (!nan_a & !nan_b & (wins | ((va == vb) & first)));
 }
 
 template <bool Max, class T, class I>
 FJ_DEVICE void fj_arg_combine(T& v, I& i, T other_v, I other_i) {
-  if (fj_arg_better<Max>(other_v, other_i, v, i)) {
-    v = other_v;
-    i = other_i;
-  }
+  const bool take = fj_arg_better<Max>(other_v, other_i, v, i);
+  v = take ? other_v : v;
+  i = take ? other_i : i;
 }
 
 template <bool Max, class T, class I>

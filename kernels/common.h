@@ -113,6 +113,17 @@ template <class T> FJ_DEVICE T fj_clz(T a) {
   }
 }
 
+// The accumulators a thread of a row reduction keeps for a row of `row` elements, its team
+// being `team` threads on the GPU: FJ_LANES, or for a short row the largest power of two at
+// most half the thread's share of it (at least one), so that a short row does not pay for
+// initialising and combining lanes it never fills (a row of 10 on the host: 4 lanes, not 16).
+FJ_DEVICE constexpr int fj_row_lanes(int row, int team) {
+  const int share = (row + FJ_ROW_THREADS(team) - 1) / FJ_ROW_THREADS(team);
+  int lanes = FJ_LANES;
+  while (lanes > 1 && 2 * lanes > share) lanes /= 2;
+  return lanes;
+}
+
 // bitcast_convert_type between types of one size.
 template <class To, class From> FJ_DEVICE To fj_bitcast(From x) {
   static_assert(sizeof(To) == sizeof(From), "bitcast between types of different sizes");

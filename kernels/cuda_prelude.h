@@ -18,6 +18,8 @@ typedef unsigned long long uint64_t;
 
 // A thread's elements per step of a reduction loop: independent accumulators in registers.
 #define FJ_LANES 4
+// Threads of a row team: `team` of them.
+#define FJ_ROW_THREADS(team) (team)
 #define FJ_UNROLL _Pragma("unroll")
 
 FJ_DEVICE float fj_inf_f() { return __int_as_float(0x7f800000); }

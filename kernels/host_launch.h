@@ -130,6 +130,8 @@ static constexpr dim3 threadIdx(0), blockDim(1);
 // A thread's elements per step of a reduction loop: one vector of accumulators.  The loop
 // over them stays a loop (not unrolled into scalar statements), which GCC vectorises.
 #define FJ_LANES 16
+// Threads of a row team (a team of `team` on the GPU): here one, the block's only thread.
+#define FJ_ROW_THREADS(team) 1
 #define FJ_UNROLL _Pragma("GCC unroll 1")
 
 // Rows of a row-team kernel: one team of one thread per block, a contiguous chunk of rows.

@@ -108,6 +108,11 @@ class KernelWriter:
         self.variant: set[str] = {"i", "r"}
         self.prologue: list[str] = []
         self.body: list[str] = []
+        # A row kernel's pass sets row_body to a list: values computed from the row's reduction
+        # results alone (row_level names) go there, before the pass's loop over the row, not
+        # into every element's statements (log_softmax's log of the row's sum).
+        self.row_body: list[str] | None = None
+        self.row_level: set[str] = set()
         self.counts = collections.Counter()
         self.requests = collections.Counter()
         self.loads = 0
@@ -117,11 +122,18 @@ class KernelWriter:
         self.cache = None  # a hook for what some kernels keep elsewhere (reduce.RowCache, devloop.LoopSources)
 
     # ---- statements ----
-    def emit(self, prefix: str, ctype: str, expr: str, comment: str = "", invariant: bool = False) -> str:
+    def emit(self, prefix: str, ctype: str, expr: str, comment: str = "", invariant: bool = False,
+             row_level: bool = False) -> str:
         name = f"{prefix}{self.counts[prefix]}"
         self.counts[prefix] += 1
         line = f"const {ctype} {name} = {expr};" + (f"  // {comment}" if comment else "")
-        (self.prologue if invariant else self.body).append(line)
+        if invariant:
+            self.prologue.append(line)
+        elif row_level and self.row_body is not None:
+            self.row_body.append(line)
+            self.row_level.add(name)
+        else:
+            self.body.append(line)
         if not invariant:
             self.variant.add(name)
         if len(self.prologue) + len(self.body) > MAX_STATEMENTS:
@@ -130,6 +142,10 @@ class KernelWriter:
 
     def is_invariant(self, *exprs: str) -> bool:
         return not any(e in self.variant for e in exprs)
+
+    def is_row_level(self, *exprs: str) -> bool:
+        """Whether a value of `exprs` is the same for every element of a row kernel's row."""
+        return self.row_body is not None and all(e not in self.variant or e in self.row_level for e in exprs)
 
     def most_requested(self) -> Var:
         """The value to store instead of recomputing: the one read most often (at several
@@ -225,15 +241,19 @@ class KernelWriter:
         self.memo[key] = name
         return name
 
-    def new_scope(self, results: dict | None = None) -> None:
+    def new_scope(self, results: dict | None = None, keep_row: bool = False) -> None:
         """Start a new C scope (a loop or block): values computed in the last one are gone,
-        loop-invariant ones (in the prologue) stay.  `results` maps (value id, index) to the
+        loop-invariant ones (in the prologue) stay, and with `keep_row` so do the row-level
+        ones (a second loop over the same row).  `results` maps (value id, index) to the
         names of values computed outside the fused code, such as reduction results."""
-        self.memo = {k: v for k, v in self.memo.items() if v not in self.variant}
+        def kept(name):
+            return name not in self.variant or (keep_row and name in self.row_level)
+        self.memo = {k: v for k, v in self.memo.items() if kept(v)}
         self.sym_names = {s: v for s, v in self.sym_names.items() if v not in self.variant}
         for key, name in (results or {}).items():
             self.memo[key] = name
             self.variant.add(name)
+            self.row_level.add(name)
 
     def render(self, block: int) -> RenderedKernel:
         spec = self.spec
@@ -347,7 +367,9 @@ def elementwise_rule(w: KernelWriter, eqn, pos, idx) -> str:
     out = eqn.outputs[0]
     args = [w.read(a, operand_index(a, out, idx)) for a in eqn.inputs]
     expr = ops.ELEMENTWISE[eqn.primitive](args, [a.dtype for a in eqn.inputs], out.dtype, eqn.params)
-    return w.emit("v", ops.ctype(out.dtype), expr, eqn.primitive, invariant=w.is_invariant(*args))
+    invariant = w.is_invariant(*args)
+    return w.emit("v", ops.ctype(out.dtype), expr, eqn.primitive, invariant=invariant,
+                  row_level=not invariant and w.is_row_level(*args))
 
 
 def integer_pow_rule(w: KernelWriter, eqn, pos, idx) -> str:

@@ -274,7 +274,7 @@ def lane_bodies(w, reds, ix, results) -> list[list[str]]:
     a step) and into lane 0 (the rest).  Loads are counted once: per element."""
     bodies, counted = [], None
     for lane in ("l", "0"):
-        w.new_scope(results)
+        w.new_scope(results, keep_row=lane == "0")
         w.body = []
         for red in reds:
             w.body.append(red.step(*red.lane(lane), red.read(w, ix.element)))
@@ -452,8 +452,10 @@ def render_rows(w, block: int, team: int, slots: list, check: bool = True):
         if check:
             check_registers(spec, reds)
         cache.begin_pass(p)
+        w.row_body = []
         bodies = lane_bodies(w, reds, ix, results)
-        init, finish = [], []
+        init, finish = w.row_body, []
+        w.row_body = None
         for red in reds:
             init += red.declare_lanes("lanes")
             finish += red.fold_lanes("lanes")
@@ -473,13 +475,14 @@ def render_rows(w, block: int, team: int, slots: list, check: bool = True):
     if spec.full:
         cache.begin_pass(len(spec.phases))
         w.new_scope(results)
-        w.body = []
+        w.body, w.row_body = [], []
         for k, out in enumerate(spec.outputs):
             if id(out) in spec.full:
                 value = w.read_output(out, ix.element)
                 w.body.append(f"out{k}[{w.index(linearize(ix.element, out.shape))}] = {value};")
         cache.flush(w)
-        passes.append(fill("reduce_rows_final.cu.in", body=indent(w.body, 3)))
+        passes.append(fill("reduce_rows_final.cu.in", row=indent(w.row_body, 2), body=indent(w.body, 3)))
+        w.row_body = None
     cache.begin_pass(len(spec.phases) + 1)
     w.new_scope(results)
     w.body = []

@@ -207,6 +207,21 @@ def test_elementwise_consumers_run_in_the_reduction_epilogue():
     assert len(kernel.spec.phases) == 2 and len(kernel.spec.epilogue) == 3 and kernel.loads == 1
 
 
+def test_per_row_values_are_computed_once_per_row():
+    """log_softmax subtracts log(sum of exponentials), one value per row, from every element:
+    the kernel computes it before the loop over the row (it was in every element's
+    statements, where its double-precision log kept the host compiler from vectorising the
+    loop), and the max the exponentials subtract before the loop of that phase."""
+    x = rand(np.random.default_rng(19), (33, 300), np.float32, special=True)
+    x[5] = -np.inf
+    x[6, :7] = np.inf
+    compiled = verify(lambda x: (jax.nn.log_softmax(x, axis=1), jax.nn.softmax(x * 2, axis=1)), x)
+    per_row = [line for line in compiled.source.splitlines() if "fj_log(res" in line or "fj_max((-fj_inf_f()), res" in line]
+    assert len(per_row) >= 3
+    # in the loop over rows (4 spaces deep), not in a loop over a row's elements (6 or more)
+    assert all(line.startswith("    const ") for line in per_row), "\n".join(per_row)
+
+
 def test_fixed_counts_are_constants_except_in_row_reductions():
     """Element and row counts fixed by the specialization are constants in a column reduction
     (the host's compiler knows its loop bounds) and stay arguments of a row reduction; both

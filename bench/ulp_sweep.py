@@ -2,12 +2,12 @@
 float64 result rounded to float32, over every float32 bit pattern (or every Nth).
 
 kernels/cpu_prelude.h and kernels/cpu_trig.h compute exp, log, tanh, log1p, expm1, the
-logistic function, sin, cos and tan of a float in code the C++ compiler vectorises, and
-promise at most one ULP from the exact result, NaN exactly where the result is NaN.  The test
-suite checks a sweep of a million floats (tests/test_elementwise.py); this checks all 2^32,
-in chunks, with fusejit's host backend and NumPy's float64 functions as the reference (about
-six minutes per function on two cores; --step 64 takes seconds).  The exit status is 1 if
-any function breaks the promise.
+logistic function, sin, cos, tan, erf and erfc of a float in code the C++ compiler
+vectorises, and promise at most one ULP from the exact result, NaN exactly where the result
+is NaN.  The test suite checks a sweep of a million floats (tests/test_elementwise.py); this
+checks all 2^32, in chunks, with fusejit's host backend and NumPy's float64 functions
+(SciPy's for erf and erfc) as the reference (about six minutes per function on two cores;
+--step 64 takes seconds).  The exit status is 1 if any function breaks the promise.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.special
 
 import fusejit
 from fusejit.check import ulp_distance
@@ -27,6 +28,7 @@ FUNCTIONS = {
     "log1p": (jnp.log1p, np.log1p), "expm1": (jnp.expm1, np.expm1),
     "logistic": (jax.nn.sigmoid, lambda v: 1 / (1 + np.exp(-v))),
     "sin": (jnp.sin, np.sin), "cos": (jnp.cos, np.cos), "tan": (jnp.tan, np.tan),
+    "erf": (jax.scipy.special.erf, scipy.special.erf), "erfc": (jax.scipy.special.erfc, scipy.special.erfc),
 }
 CHUNK = 1 << 24  # floats per call
 

@@ -217,7 +217,7 @@ ELEMENTWISE = {
     "sqrt": _math("sqrt"), "rsqrt": _rsqrt, "cbrt": _math("cbrt"),
     "square": _square,
     "logistic": _logistic,
-    "erf": _math("erf"), "erfc": _math("erfc"), "erf_inv": _helper("fj_erfinv"),
+    "erf": _helper("fj_erf"), "erfc": _helper("fj_erfc"), "erf_inv": _helper("fj_erfinv"),
     "lgamma": _helper("fj_lgamma"), "digamma": _helper("fj_digamma"),
     "polygamma": _helper("fj_polygamma"), "zeta": _helper("fj_zeta"), "bessel_i1e": _helper("fj_bessel_i1e"),
     "reduce_precision": _reduce_precision,

@@ -40,6 +40,10 @@ FJ_DEVICE double fj_exp(double x) { return exp(x); }
 FJ_DEVICE float fj_log(float x) { return logf(x); }
 FJ_DEVICE double fj_log(double x) { return log(x); }
 FJ_DEVICE float fj_tanh(float x) { return tanhf(x); }
+FJ_DEVICE float fj_erf(float x) { return erff(x); }
+FJ_DEVICE double fj_erf(double x) { return erf(x); }
+FJ_DEVICE float fj_erfc(float x) { return erfcf(x); }
+FJ_DEVICE double fj_erfc(double x) { return erfc(x); }
 FJ_DEVICE double fj_tanh(double x) { return tanh(x); }
 FJ_DEVICE float fj_log1p(float x) { return log1pf(x); }
 FJ_DEVICE double fj_log1p(double x) { return log1p(x); }

@@ -259,8 +259,8 @@ def test_float32_without_x64():
 
 
 def test_float32_math_within_one_ulp_of_the_exact_result():
-    """The host's vectorisable float32 exp, log, tanh, log1p, expm1, logistic, sin, cos and tan
-    (kernels/cpu_prelude.h, kernels/cpu_trig.h) against the float64 result rounded to float32,
+    """The host's vectorisable float32 exp, log, tanh, log1p, expm1, logistic, sin, cos, tan,
+    erf and erfc (kernels/cpu_prelude.h, kernels/cpu_trig.h) against the float64 result rounded to float32,
     over the whole range of each function, plus the special values: at most one ULP apart,
     specials identical."""
     from bench.ulp_sweep import FUNCTIONS

@@ -110,6 +110,12 @@ def conv_general_dilated(lib, params, out_avals, lhs, rhs):
     return [xp.ascontiguousarray(out).reshape(shape)]
 
 
+# Window offsets up to which a window reduction runs offset by offset: in XLA's order (from the
+# init value, window position by window position), so sums match jax.jit's bits; larger
+# windows reduce over the window axes in one NumPy call (a sum then adds pairwise).
+SMALL_WINDOW = 1024
+
+
 def _window_reduce(op: str):
     def rule(lib, params, out_avals, operand):
         xp = lib.xp
@@ -130,10 +136,21 @@ def _window_reduce(op: str):
         view = _windows(lib, x, axes, [int(w) for w in params["window_dimensions"]],
                         [int(s) for s in params["window_strides"]], [int(d) for d in params["window_dilation"]])
         window_axes = tuple(range(operand.ndim, view.ndim))
-        if op == "sum":
-            out = xp.sum(view, axis=window_axes, dtype=dtype)
-        elif view.size == 0:  # no outputs, or empty windows: the init value
+        offsets = math.prod(view.shape[operand.ndim:])
+        if view.size == 0:  # no outputs, or empty windows: the init value (a sum's is 0)
             out = xp.full(shape, init, dtype)
+        elif offsets <= SMALL_WINDOW:
+            # One elementwise pass per window offset, in window order, over all outputs: NumPy's
+            # reduction over the small trailing axes of a strided view is a loop per output
+            # (2 x 2 max pooling of 1024 x 1000 floats: 18 ms, this way 1 ms).  No copy of the
+            # windows is made.
+            combine = {"sum": xp.add, "max": xp.maximum, "min": xp.minimum}[op]
+            out = None
+            for offset in np.ndindex(*view.shape[operand.ndim:]):
+                term = view[(Ellipsis, *offset)]
+                out = combine(xp.asarray(init, dtype), term) if out is None else combine(out, term, out=out)
+        elif op == "sum":
+            out = xp.sum(view, axis=window_axes, dtype=dtype)
         else:
             out = (xp.max if op == "max" else xp.min)(view, axis=window_axes)
         return [xp.ascontiguousarray(xp.asarray(out, dtype=dtype).reshape(shape))]

@@ -3,6 +3,8 @@ jnp.convolve/correlate, lax.conv_general_dilated with strides, padding (negative
 dilations, layouts and groups, pooling with reduce_window sum/max/min, and their gradients."""
 import jax
 import jax.numpy as jnp
+import math
+
 import numpy as np
 import pytest
 from jax import lax
@@ -75,6 +77,34 @@ def test_window_reductions(dtype, x64):
         "min": lax.reduce_window(x, x.dtype.type(hi), lax.min, (3, 1, 2), (2, 3, 1), ((-1, 1), (0, 0), (0, 0))),
         "window_larger_than_input": lax.reduce_window(x, x.dtype.type(0), lax.add, (6, 1, 1), (1, 1, 1), "VALID"),
     }, x)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int16, np.bool_])
+def test_window_reductions_small_and_large_windows(dtype, x64):
+    """Windows of up to SMALL_WINDOW offsets reduce offset by offset, in XLA's order (from the
+    init value, window position by window position): the sums' bits equal jax.jit's, windows
+    of -0.0 included (0 + -0.0 is +0.0), and NaNs win the max pools.  Larger windows reduce
+    over the window axes in one call (their sums add pairwise: positive terms here)."""
+    from fusejit.windows import SMALL_WINDOW
+    kind = np.dtype(dtype).kind
+    x = rand(rng(6), (2, 70, 41), dtype, special=kind == "f")
+    if kind == "f":
+        x[0, :4, :4] = -0.0
+    lo = -np.inf if kind == "f" else (False if kind == "b" else np.iinfo(dtype).min)
+    large = (1, 33, 32)
+    assert math.prod(large) > SMALL_WINDOW >= 3 * 3
+    pools = {
+        "max_small": lambda x: lax.reduce_window(x, x.dtype.type(lo), lax.max, (1, 3, 3), (1, 2, 2), "VALID"),
+        "max_large": lambda x: lax.reduce_window(x, x.dtype.type(lo), lax.max, large, (1, 4, 3), "VALID"),
+    }
+    if kind != "b":
+        pools["sum_small"] = lambda x: lax.reduce_window(x, x.dtype.type(0), lax.add, (2, 3, 1), (1, 1, 1), "SAME")
+        pools["sum_large"] = lambda x: lax.reduce_window(jnp.abs(x), x.dtype.type(0), lax.add, large, (1, 5, 5),
+                                                         "VALID")
+    if kind == "f":
+        sum_small = pools.pop("sum_small")
+        verify(sum_small, x, rtol=0.0, atol=0.0)  # bit for bit
+    verify(lambda x: {name: f(x) for name, f in pools.items()}, x)
 
 
 def test_pooling_gradients_select_the_first_extreme():

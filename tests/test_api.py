@@ -467,3 +467,17 @@ def test_a_kernel_with_hundreds_of_parameters_launches():
     compiled = f.lower(*xs)
     assert max(len(k.params) for k in compiled.rendered) > 256
     assert fusejit.check(f, *xs).ok
+
+
+@pytest.mark.parametrize("env, expect", [({}, "1000"), ({"OMP_WAIT_POLICY": "active"}, "None"),
+                                         ({"GOMP_SPINCOUNT": "7"}, "7")])
+def test_openmp_workers_spin_briefly_unless_the_user_chose(env, expect):
+    """fusejit's host backend shortens the OpenMP runtime's spin after each kernel (GOMP_SPINCOUNT,
+    set when fusejit is imported, before the runtime loads), so BLAS threads of library calls
+    between kernels get the cores; a wait policy or spin count the user set stays as it is."""
+    import subprocess
+    import sys
+    clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    out = subprocess.run([sys.executable, "-c", "import os, fusejit; print(os.environ.get('GOMP_SPINCOUNT'))"],
+                         env={**clean, **env}, capture_output=True, text=True, check=True).stdout.split()
+    assert out[-1] == expect

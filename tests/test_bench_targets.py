@@ -155,6 +155,22 @@ def test_ulp_sweep_checks_every_nth_float(capsys):
     assert "choose from exp" in capsys.readouterr().err
 
 
+def test_survey_times_and_diffs_each_case(capsys, monkeypatch):
+    """bench.survey on a small matrix: a row per case, each diffed against jax.jit; a case
+    whose diff fails is named and makes the exit status 1."""
+    from bench import survey
+    args = ["--filter", "softmax", "--rows", "40", "--cols", "30", "--min-time", "0.01"]
+    assert survey.main(args) == 0
+    out = capsys.readouterr().out
+    assert "log_softmax" in out and "short_softmax" in out and "FAIL" not in out
+
+    class Failed:
+        ok = False
+    monkeypatch.setattr(survey.fusejit, "check", lambda *args, **kwargs: Failed())
+    assert survey.main(["--filter", "log_softmax", "--rows", "40", "--cols", "30", "--min-time", "0.01"]) == 1
+    assert "differ from jax.jit: log_softmax" in capsys.readouterr().out
+
+
 def test_cold_figures_are_the_median_of_their_children_and_interpreted_calls_are_marked():
     from bench import latency
     samples = [{"first_call_s": s, "interpreted": 1} for s in (0.3, 0.1, 0.2)]

@@ -211,30 +211,26 @@ FJ_MATH float fj_expm1(float x) {
 FJ_MATH float fj_logistic(float x) {
   return (float)(1.0 / (1.0 + fj_exp_core_f(-fj_clamp_d((double)x, -110.0, 110.0))));
 }
+// A polynomial in u by Horner's rule, one fused multiply-add a coefficient, the highest
+// first; unrolled, so the loop that calls it stays one vectorisable loop.
+template <int N> FJ_MATH double fj_horner(double u, const double (&coefficients)[N]) {
+  double p = coefficients[0];
+#pragma GCC unroll 32
+  for (int k = 1; k < N; ++k) p = __builtin_fma(p, u, coefficients[k]);
+  return p;
+}
 // erf(a) for |a| <= 3.9 in double precision: a P(a^2), P of degree 18 fitted (by Chebyshev
 // least squares, in u = a^2 / 7.605 - 1) to erf(a) / a, relative error below 2e-10.
+static constexpr double fj_erf_coefficients[] = {
+    4.6442668157843574e-05, -0.00013799080073282217, 0.00014449209721663592,
+    -0.0002657077048495854, 0.0009261742442513754, -0.0020498571749209904,
+    0.0037180592789181274, -0.006790483422177343, 0.011989678530014711,
+    -0.019600838387007217, 0.029886366079331973, -0.04280133868423218,
+    0.05771628515596614, -0.07379366758034452, 0.09069322408831451,
+    -0.10953352581963278, 0.1346900041789961, -0.18101105011205126,
+    0.3625839808863337};
 FJ_MATH double fj_erf_poly(double a) {
-  const double u = __builtin_fma(a * a, 2.0 / 15.21, -1.0);
-  double p = 4.6442668157843574e-05;
-  p = __builtin_fma(p, u, -0.00013799080073282217);
-  p = __builtin_fma(p, u, 0.00014449209721663592);
-  p = __builtin_fma(p, u, -0.0002657077048495854);
-  p = __builtin_fma(p, u, 0.0009261742442513754);
-  p = __builtin_fma(p, u, -0.0020498571749209904);
-  p = __builtin_fma(p, u, 0.0037180592789181274);
-  p = __builtin_fma(p, u, -0.006790483422177343);
-  p = __builtin_fma(p, u, 0.011989678530014711);
-  p = __builtin_fma(p, u, -0.019600838387007217);
-  p = __builtin_fma(p, u, 0.029886366079331973);
-  p = __builtin_fma(p, u, -0.04280133868423218);
-  p = __builtin_fma(p, u, 0.05771628515596614);
-  p = __builtin_fma(p, u, -0.07379366758034452);
-  p = __builtin_fma(p, u, 0.09069322408831451);
-  p = __builtin_fma(p, u, -0.10953352581963278);
-  p = __builtin_fma(p, u, 0.1346900041789961);
-  p = __builtin_fma(p, u, -0.18101105011205126);
-  p = __builtin_fma(p, u, 0.3625839808863337);
-  return a * p;
+  return a * fj_horner(__builtin_fma(a * a, 2.0 / 15.21, -1.0), fj_erf_coefficients);
 }
 // erf of a float: fj_erf_poly rounded once, +-1 from |x| = 3.9 on (a float's erf rounds to 1
 // from 3.8325 on).  Within one ULP of the exact result (checked over every float); NaN
@@ -249,24 +245,14 @@ FJ_MATH float fj_erf(float x) {
 // s = 1 / (1 + y) fitted on 0.5 <= y <= 10.1 (relative error below 2e-11), and 2 minus that
 // for a negative x; past 10.1 the result is 0 (or 2), below half the least float.  Within one
 // ULP of the exact result (checked over every float); NaN propagates.
+static constexpr double fj_erfcx_coefficients[] = {
+    2.077546770654209e-07, -1.808140849300028e-07, -1.1551288835115266e-06,
+    2.8712856716936536e-06, -1.5889211225038693e-06, -1.0708156753594468e-05,
+    4.4152203871609326e-05, -5.7862427537942904e-05, -0.0001807283039081245,
+    0.0010359619555213389, -0.0009955194420480263, -0.010347205269680063,
+    0.03710095848521905, 0.28942705202351643, 0.2996740889574411};
 FJ_MATH double fj_erfcx_poly(double y) {
-  const double u = __builtin_fma(1.0 / (1.0 + y), 3.46875, -1.3125);
-  double p = 2.077546770654209e-07;
-  p = __builtin_fma(p, u, -1.808140849300028e-07);
-  p = __builtin_fma(p, u, -1.1551288835115266e-06);
-  p = __builtin_fma(p, u, 2.8712856716936536e-06);
-  p = __builtin_fma(p, u, -1.5889211225038693e-06);
-  p = __builtin_fma(p, u, -1.0708156753594468e-05);
-  p = __builtin_fma(p, u, 4.4152203871609326e-05);
-  p = __builtin_fma(p, u, -5.7862427537942904e-05);
-  p = __builtin_fma(p, u, -0.0001807283039081245);
-  p = __builtin_fma(p, u, 0.0010359619555213389);
-  p = __builtin_fma(p, u, -0.0009955194420480263);
-  p = __builtin_fma(p, u, -0.010347205269680063);
-  p = __builtin_fma(p, u, 0.03710095848521905);
-  p = __builtin_fma(p, u, 0.28942705202351643);
-  p = __builtin_fma(p, u, 0.2996740889574411);
-  return p;
+  return fj_horner(__builtin_fma(1.0 / (1.0 + y), 3.46875, -1.3125), fj_erfcx_coefficients);
 }
 FJ_MATH float fj_erfc(float x) {
   const double d = x;

@@ -110,8 +110,8 @@ def main(argv=None) -> int:
     for column in ("function", "input", "fusejit", "jax.jit", "× jax.jit", "vs jax.jit"):
         table.add_column(column, justify="left" if column in ("function", "input") else "right")
     for ratio, name, shape, t_fj, t_jax, ok in sorted(rows):
-        table.add_row(name, "x".join(map(str, shape)), f"{t_fj * 1e3:.3f} ms", f"{t_jax * 1e3:.3f} ms", f"{ratio:.2f}×",
-                      "pass" if ok else "FAIL")
+        table.add_row(name, "x".join(map(str, shape)), f"{t_fj * 1e3:.3f} ms", f"{t_jax * 1e3:.3f} ms",
+                      f"{ratio:.2f}×", "pass" if ok else "FAIL")
     console.print(table)
     if failed:
         console.print(f"outputs differ from jax.jit: {', '.join(failed)}", style="red")

@@ -497,7 +497,8 @@ def render_rows(w, block: int, team: int, slots: list, check: bool = True):
     source = fill_kernel(
         w, "reduce_rows.cu.in", describe(spec, w, f"a team of {team} per row"), block, scalar_params(w, spec),
         min_blocks=1 if len(spec.phases) > 1 else MIN_BLOCKS, fix_scalars=False, team=str(team),
-        teams=str(teams), row_len=str(row_len), shared=indent(shared, 1), passes="".join(passes), stores=indent(stores, 3))
+        teams=str(teams), row_len=str(row_len), shared=indent(shared, 1), passes="".join(passes),
+        stores=indent(stores, 3))
     layout = Layout("rows", spec.size, row_len, teams)
     return RenderedKernel(spec, source, tuple(scalar_params(w, spec)), w.index64, w.loads, len(spec.outputs),
                           block, layout), cache

@@ -89,7 +89,8 @@ def test_zeta_polygamma_bessel_i1e(dtype, x64):
     jax.grad reaches them (the derivatives of digamma and i0e)."""
     rng = np.random.default_rng(36)
     x, q = zeta_operands(rng, dtype)
-    n = np.where(rng.random(SHAPE) < 0.9, rng.integers(0, 7, SHAPE), rng.uniform(-2, 6, SHAPE)).astype(dtype)
+    n = rng.integers(0, 7, SHAPE).astype(np.float64)
+    n = np.where(rng.random(SHAPE) < 0.9, n, rng.uniform(-2, 6, SHAPE)).astype(dtype)
     z = np.where(rng.random(SHAPE) < 0.5, rng.uniform(-40, 40, SHAPE), rng.standard_normal(SHAPE) * 3)
     z.reshape(-1)[:6] = [0.0, -0.0, np.inf, -np.inf, np.nan, 25.0]
     z = z.astype(dtype)

@@ -216,7 +216,8 @@ def test_per_row_values_are_computed_once_per_row():
     x[5] = -np.inf
     x[6, :7] = np.inf
     compiled = verify(lambda x: (jax.nn.log_softmax(x, axis=1), jax.nn.softmax(x * 2, axis=1)), x)
-    per_row = [line for line in compiled.source.splitlines() if "fj_log(res" in line or "fj_max((-fj_inf_f()), res" in line]
+    per_row = [line for line in compiled.source.splitlines()
+               if "fj_log(res" in line or "fj_max((-fj_inf_f()), res" in line]
     assert len(per_row) >= 3
     # in the loop over rows (4 spaces deep), not in a loop over a row's elements (6 or more)
     assert all(line.startswith("    const ") for line in per_row), "\n".join(per_row)

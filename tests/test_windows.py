@@ -98,7 +98,8 @@ def test_window_reductions_small_and_large_windows(dtype, x64):
         "max_large": lambda x: lax.reduce_window(x, x.dtype.type(lo), lax.max, large, (1, 4, 3), "VALID"),
     }
     if kind != "b":
-        pools["sum_small"] = lambda x: lax.reduce_window(x, x.dtype.type(0), lax.add, (2, 3, 1), (1, 1, 1), "SAME")
+        pools["sum_small"] = lambda x: lax.reduce_window(x, x.dtype.type(0), lax.add, (2, 3, 1), (1, 1, 1),
+                                                         "SAME")
         pools["sum_large"] = lambda x: lax.reduce_window(jnp.abs(x), x.dtype.type(0), lax.add, large, (1, 5, 5),
                                                          "VALID")
     if kind == "f":

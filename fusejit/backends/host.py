@@ -50,7 +50,8 @@ if shutil.which("ld.gold"):
 # kernels run library calls whose BLAS threads want the same cores, and a product that takes
 # 1 ms alone took 3.6 ms beside the spinning workers (jax.grad of a small MLP on 2 cores:
 # 17 ms, 4.4 ms with 1,000 rounds; kernels launched back to back still find the workers
-# awake).  Set before the runtime loads, unless the user chose a wait policy; GCC's runtime
+# awake).  After a call the default spin also burned about 8 ms of CPU that jax's threads,
+# or anything else, could have used.  Set before the runtime loads, unless the user chose a wait policy; GCC's runtime
 # reads it once per process, so it has no effect where another library loaded it first.
 OPENMP_SPIN_ROUNDS = "1000"
 if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:

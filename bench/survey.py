@@ -4,8 +4,9 @@ in the same run (interleaved, bench.timing's rules) and diffed against jax.jit.
 
 The suite (bench/workloads.py) holds the workloads the speed targets are measured on; this
 looks wider, at one matrix of float32 (1024 x 1000 by default) and at short rows (as many
-elements in rows of 10), for the places where fusejit is behind.  It prints one table, slowest ratio first,
-and exits 1 if any output differs from jax.jit.  About two minutes on two cores.
+elements in rows of 10), for the places where fusejit is behind.  It prints one table,
+slowest ratio first, and exits 1 if any output differs from jax.jit.  About two minutes on
+two cores.
 """
 from __future__ import annotations
 
@@ -94,15 +95,16 @@ def main(argv=None) -> int:
         on_jax = [(jax.device_put(x),) for x in hosts]
         f = fusejit.jit(fn, backend=dev.backend)
         f.lower(*on_device[0])  # compiled before timing (no interpreted first calls)
+        jitted = jax.jit(fn)
         atol = None
         if name in SUMS:
-            reference = jax.tree_util.tree_leaves(jax.jit(fn)(*on_jax[0]))
+            reference = jax.tree_util.tree_leaves(jitted(*on_jax[0]))
             atol = SUMS_ATOL * max(float(jnp.max(jnp.abs(leaf))) for leaf in reference)
         report = fusejit.check(f, *on_device[0], atol=atol)
         if not report.ok:
             failed.append(name)
         timings = measure_all({"fusejit": (f, on_device, dev.sync),
-                               "jax": (jax.jit(fn), on_jax, jax.block_until_ready)}, settings)
+                               "jax": (jitted, on_jax, jax.block_until_ready)}, settings)
         ratio = timings["jax"].median / timings["fusejit"].median
         rows.append((ratio, name, hosts[0].shape, timings["fusejit"].median, timings["jax"].median, report.ok))
         console.print(f"{name}: {ratio:.2f}", style="dim")

@@ -61,6 +61,7 @@ class Compiled:
 
     def __post_init__(self):
         self.bound = self.program.bind(self.backend, self.module)
+        self.runner = self.program.runner(self.backend, self.bound, self.consts)
         self.unflatten = list
 
     def set_out_tree(self, tree, key_dtypes=()) -> None:
@@ -73,6 +74,8 @@ class Compiled:
 
     def run(self, flat_args, debug=None):
         try:
+            if (config.call_options().debug if debug is None else debug) < 1:
+                return self.runner(flat_args)
             return self.program.run(self.backend, self.bound, flat_args, self.consts, debug=debug)
         except MemoryError as e:
             raise self.out_of_memory(e) from e

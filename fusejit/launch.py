@@ -168,6 +168,58 @@ class Program:
         """The outputs' slots when every output is a value the program computes, else None."""
         return [o[1] for o in self.outputs] if all(o[0] == "slot" for o in self.outputs) else None
 
+    def runner(self, backend, bound, const_arrays):
+        """`run(backend, bound, flat_args, const_arrays)` without `out`, `workspace` or debug
+        output, as one straight-line function of `flat_args` (what a steady-state call runs):
+        no loops over slots, the allocators chosen per buffer size, the input check inline."""
+        scope: dict = {"counter": counter, "asarray": backend.asarray, "copy": backend.copy,
+                       "full": backend.full, "launches": self.kernel_launches}
+        array_type = getattr(backend, "array_type", None)
+        scope["array_type"] = array_type
+        env = ["None"] * self.n_slots
+        body = []
+        inputs = [f"a{k}" for k in range(len(self.input_slots))]
+        if inputs:
+            body.append(f"{', '.join(inputs)}, = flat_args")
+        for k, (slot, dtype) in enumerate(zip(self.input_slots, self.input_dtypes)):
+            a = inputs[k]
+            scope[f"d{k}"] = dtype
+            if array_type is None:
+                body.append(f"{a} = asarray({a}, d{k})")
+            else:  # an array the kernels take as it is (see the backend's asarray) is not converted
+                body.append(f"if type({a}) is not array_type or {a}.dtype is not d{k} or "
+                            f"not {a}.flags.c_contiguous or not {a}.flags.aligned:")
+                body.append(f"    {a} = asarray({a}, d{k})")
+            env[slot] = a
+        for k, ((slot, _), arr) in enumerate(zip(self.consts, const_arrays)):
+            scope[f"c{k}"] = arr
+            env[slot] = f"c{k}"
+        for k, (slot, shape, dtype, zero) in enumerate(self.allocs):
+            scope[f"new{k}"] = backend.zeros if zero else backend.allocator(shape, dtype)
+            scope[f"shape{k}"], scope[f"t{k}"] = shape, dtype
+            env[slot] = f"new{k}(shape{k}, t{k})"
+        body.append(f"env = [{', '.join(env)}]")
+        if self.kernel_launches:
+            body.append("counter['kernels'] += launches")
+        for k, call in enumerate(bound):
+            scope[f"step{k}"] = call
+            body.append(f"step{k}(env)")
+        results = []
+        for k, o in enumerate(self.outputs):
+            if o[0] == "slot":
+                results.append(f"env[{o[1]}]")
+            elif o[0] == "input":
+                results.append(f"copy(env[{o[1]}])")
+            else:
+                scope[f"v{k}"], scope[f"vt{k}"] = o[1], o[2]
+                results.append(f"full((), v{k}, vt{k})")
+        body.append(f"return [{', '.join(results)}]")
+        source = "def run(flat_args):\n" + "".join(f"    {line}\n" for line in body)
+        exec(compile(source, "<fusejit runner>", "exec"), scope)
+        run = scope["run"]
+        run.source = source
+        return run
+
     def run(self, backend, bound, flat_args, const_arrays, out=None, workspace=None, debug=None):
         """Run every step and return the outputs.  `out` (a loop body's): one preallocated array
         (or None) per output; kernels write those in place, other results are copied in.

@@ -481,3 +481,47 @@ def test_openmp_workers_spin_briefly_unless_the_user_chose(env, expect):
     out = subprocess.run([sys.executable, "-c", "import os, fusejit; print(os.environ.get('GOMP_SPINCOUNT'))"],
                          env={**clean, **env}, capture_output=True, text=True, check=True).stdout.split()
     assert out[-1] == expect
+
+
+def test_steady_calls_run_the_straight_line_runner(monkeypatch):
+    """A call without debug output runs the program's generated runner (Program.runner), which
+    must do what Program.run does: inputs converted where the kernels cannot take them as they
+    are (another dtype, strides, an unaligned address), constants, buffers, library
+    calls, and outputs that are inputs or literals."""
+    from fusejit import launch
+    r = rng(41)
+    w = r.random((7, 5)).astype(np.float32)
+
+    def fun(x, y):
+        return x, jnp.float32(2.5), jnp.sin(x) @ w + y.sum(), (x * y).max(0), jnp.cumsum(y[0])
+
+    g = fusejit.jit(fun, backend="host")
+    x = r.random((3, 7)).astype(np.float32)
+    y = r.random((3, 7)).astype(np.float32)
+    compiled = g.lower(x, y)
+    program = compiled.program
+    assert program.consts and any(not hasattr(s, "kernel") for s in program.steps)
+    assert [o[0] for o in program.outputs] == ["input", "literal", "slot", "slot", "slot"]
+    assert "for " not in compiled.runner.source
+    unaligned = np.frombuffer(bytes(1) + y.tobytes(), np.float32, offset=1).reshape(3, 7)
+    assert not unaligned.flags.aligned
+    cases = [(x, y), (np.asfortranarray(x), y[:, ::-1].copy()[:, ::-1]), (x, unaligned),
+             (x.astype(np.float64), y)]
+    for args in cases:
+        flat = list(args)
+        by_runner = compiled.run(flat, debug=0)
+        by_program = program.run(compiled.backend, compiled.bound, flat, compiled.consts)
+        assert by_runner[0] is not args[0]  # an input returned as an output is a copy
+        for a, b in zip(by_runner, by_program):
+            assert a.dtype == b.dtype and a.shape == b.shape
+            np.testing.assert_array_equal(a, b)
+        assert fusejit.check(g, *args).ok
+    # A call goes through the runner unless debug output is asked for.
+    calls = []
+    monkeypatch.setattr(launch.Program, "run", lambda *a, **k: calls.append(1) or [])
+    g(x, y)
+    assert calls == []
+    monkeypatch.setenv("FUSEJIT_DEBUG", "1")
+    with pytest.raises(Exception):
+        g(x, y)  # the patched run returns no outputs
+    assert calls == [1]

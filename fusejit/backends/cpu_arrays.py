@@ -23,6 +23,8 @@ def to_numpy(x, dtype) -> np.ndarray:
 
 
 class CpuArrays:
+    array_type = np.ndarray  # the arrays kernels take as they are, when C-contiguous and aligned
+
     @property
     def lib(self):
         """The array library of library calls: NumPy and SciPy."""
@@ -34,6 +36,10 @@ class CpuArrays:
 
     def empty(self, shape, dtype):
         return pool.empty(shape, dtype)
+
+    def allocator(self, shape, dtype):
+        """The function a call allocates a buffer of this size with: `empty` or a cheaper one."""
+        return pool.allocator(shape, dtype)
 
     def zeros(self, shape, dtype):
         return np.zeros(shape, dtype)

@@ -71,6 +71,9 @@ class CudaBackend:
     def empty(self, shape, dtype):
         return self.cp.empty(shape, dtype)
 
+    def allocator(self, shape, dtype):
+        return self.cp.empty
+
     def zeros(self, shape, dtype):
         return self.cp.zeros(shape, dtype)
 

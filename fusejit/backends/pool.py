@@ -65,6 +65,10 @@ class BufferPool:
             block = fresh(nbytes)
         return np.asarray(_Owner(self, block, shape, dtype))
 
+    def allocator(self, shape, dtype):
+        """`empty`, or np.empty for a buffer too small to pool."""
+        return np.empty if math.prod(shape) * np.dtype(dtype).itemsize < MIN_BYTES else self.empty
+
     def give_back(self, block: np.ndarray) -> None:
         with self.lock:
             if self.free_bytes + block.nbytes <= capacity():

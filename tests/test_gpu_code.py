@@ -156,6 +156,13 @@ def test_out_of_memory_names_the_call_and_what_to_do(monkeypatch):
     def empty(shape, dtype):
         raise MemoryError("out of memory to allocate 4000 bytes")
     monkeypatch.setattr(backend, "empty", empty)
-    with pytest.raises(fusejit.DeviceMemoryError, match=r"host memory ran out of memory running '<lambda>'.*"
-                                                         r"4000 bytes.*8,000 bytes per call"):
-        f(x)
+    monkeypatch.setattr(backend, "allocator", lambda shape, dtype: empty)
+    message = r"host memory ran out of memory running '<lambda>'.*4000 bytes.*8,000 bytes per call"
+    monkeypatch.setenv("FUSEJIT_DEBUG", "1")
+    with pytest.raises(fusejit.DeviceMemoryError, match=message):
+        f(x)  # with debug output: Program.run allocates
+    monkeypatch.delenv("FUSEJIT_DEBUG")
+    # A steady call's runner takes its allocators when the program is built.
+    g = fusejit.jit(lambda x: (x * 3, jnp.cos(x)))
+    with pytest.raises(fusejit.DeviceMemoryError, match=message):
+        g(x)

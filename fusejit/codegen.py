@@ -24,6 +24,7 @@ from .launch import Layout
 from .reduce import render_reduction
 from .scan import render_scan
 from .templates import fill, indent
+from .pieces import pieces_path
 from .streamstores import stream_path
 from .vectorize import GRID_MARGIN, vector_path
 
@@ -262,10 +263,10 @@ class KernelWriter:
         inner = rows_split(spec.shape)
         if inner:  # rows of `inner` elements: a row and a column index, no per-element division
             self.variant |= {"row", "col"}
-            k = len(spec.shape) - [d for d in range(len(spec.shape) + 1)
-                                   if math.prod(spec.shape[len(spec.shape) - d:]) == inner][0]
-            idx = (delinearize(aff(Sym("loop", ("row",), 0, n // inner - 1)), spec.shape[:k])
-                   + delinearize(aff(Sym("loop", ("col",), 0, inner - 1)), spec.shape[k:]))
+            split = len(spec.shape) - [d for d in range(len(spec.shape) + 1)
+                                       if math.prod(spec.shape[len(spec.shape) - d:]) == inner][0]
+            idx = (delinearize(aff(Sym("loop", ("row",), 0, n // inner - 1)), spec.shape[:split])
+                   + delinearize(aff(Sym("loop", ("col",), 0, inner - 1)), spec.shape[split:]))
         else:
             idx = delinearize(loop_symbol(n), spec.shape)
         own = self.index(linearize(idx, spec.shape))  # the flat address of the element computed
@@ -277,8 +278,11 @@ class KernelWriter:
             params.append(Param("scalar", "inner", self.index_ctype, value=inner))
         vector, start, width = vector_path(self, self.body, own, inner)
         stream = stream_path(self, self.body, own, inner)
-        if vector or stream:  # paths that leave the element loop the elements from fj_from on
-            vector, start = "  idx_t fj_from = 0;\n" + vector + stream, "fj_from"
+        # The host's path instead of the element loop: the stream path, else the pieces.
+        pieces = "" if stream else pieces_path(self, spec.shape[:split] if inner else (),
+                                               spec.shape[split:] if inner else spec.shape, inner)
+        if vector or stream or pieces:  # paths that leave the element loop the elements from fj_from on
+            vector, start = "  idx_t fj_from = 0;\n" + vector + (stream or pieces), "fj_from"
         min_blocks = 1 if len(self.body) > LONG_BODY_LINES else MIN_BLOCKS
         source = fill_kernel(
             self, "elementwise_rows.cu.in" if inner else "elementwise.cu.in",
@@ -286,7 +290,8 @@ class KernelWriter:
             f"{self.loads} load(s) and {len(spec.outputs)} store(s) per element"
             + (f", {width} per thread and step on the vector path" if width > 1 else ""),
             block, params, min_blocks, body=indent(self.body, 2), vector=vector, start=start,
-            stream_end="#endif  // FJ_STREAM_STORES\n" if stream else "")
+            stream_end=("#endif  // FJ_STREAM_STORES\n" if stream else
+                        "#endif  // FJ_COLUMN_PIECES\n" if pieces else ""))
         return RenderedKernel(spec, source, tuple(params), self.index64,
                               self.loads, len(spec.outputs), block, Layout("map", n, width))
 

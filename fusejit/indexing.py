@@ -151,6 +151,10 @@ def clamp(f: Affine, lo: int, hi: int) -> Affine:
         return f
     if f.is_const or hi <= lo:
         return aff(min(max(f.const if f.is_const else lo, lo), hi))
+    if f.hi <= lo:  # below the range everywhere
+        return aff(lo)
+    if f.lo >= hi:  # above it everywhere
+        return aff(hi)
     return aff(Sym("clamp", (f, lo, hi), max(lo, min(f.lo, hi)), min(hi, max(f.hi, lo))))
 
 

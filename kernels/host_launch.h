@@ -4,11 +4,22 @@
 #pragma once
 
 #define FJ_GRID_LOOP_FROM(idx_t, i, start, n)                                      \
-  const idx_t fj_chunk_##i = (((n) - (start) + (idx_t)gridDim.x - 1) / (idx_t)gridDim.x + 15) / 16 * 16; \
-  const idx_t fj_begin_##i = (start) + (idx_t)blockIdx.x * fj_chunk_##i;           \
-  const idx_t fj_end_##i = fj_begin_##i + fj_chunk_##i < (n) ? fj_begin_##i + fj_chunk_##i : (n); \
+  FJ_BLOCK_CHUNK(idx_t, i, start, n)                                               \
   for (idx_t i = fj_begin_##i; i < fj_end_##i; ++i)
 #define FJ_GRID_LOOP(idx_t, i, n) FJ_GRID_LOOP_FROM(idx_t, i, 0, n)
+
+// Pieces: a map kernel whose clamped indices (pad, concatenate) change form at a few columns
+// (or elements) loops over each piece of them with its own body, in which every clamp is the
+// identity or a constant, so its loads are contiguous (fusejit/pieces.py).  The GPU and the
+// emulation run the element loop (FJ_COLUMN_PIECES is 0 there).
+#define FJ_COLUMN_PIECES 1
+// The block's contiguous chunk (as FJ_GRID_LOOP_FROM's), and the loop over its part in [lo, hi).
+#define FJ_BLOCK_CHUNK(idx_t, i, start, n)                                         \
+  const idx_t fj_chunk_##i = (((n) - (start) + (idx_t)gridDim.x - 1) / (idx_t)gridDim.x + 15) / 16 * 16; \
+  const idx_t fj_begin_##i = (start) + (idx_t)blockIdx.x * fj_chunk_##i;           \
+  const idx_t fj_end_##i = fj_begin_##i + fj_chunk_##i < (n) ? fj_begin_##i + fj_chunk_##i : (n);
+#define FJ_CHUNK_PIECE(idx_t, i, lo, hi)                                           \
+  for (idx_t i = fj_begin_##i > (lo) ? fj_begin_##i : (lo); i < (fj_end_##i < (hi) ? fj_end_##i : (hi)); ++i)
 
 // No vector path: each block's contiguous chunk is one loop the compiler vectorises itself.
 #define FJ_VECTOR_LOADS 0
@@ -107,15 +118,17 @@ constexpr int fj_tile_lanes(int bytes) {
 
 // Rows loop: a contiguous chunk of rows per block, each row a loop over its columns (marked
 // for vectorisation: the compiler would otherwise vectorise across rows, with gathers).
-#define FJ_ROWS_LOOP_FROM(idx_t, row, col, start, n, inner)                        \
+#define FJ_ROWS_OF_BLOCK(idx_t, row, start, n, inner)                              \
   const idx_t fj_nrows_##row = (n) / (inner);                                      \
   const idx_t fj_row0_##row = (start) / (inner);                                   \
   const idx_t fj_rchunk_##row = (fj_nrows_##row - fj_row0_##row + (idx_t)gridDim.x - 1) / (idx_t)gridDim.x; \
   const idx_t fj_rbegin_##row = fj_row0_##row + (idx_t)blockIdx.x * fj_rchunk_##row; \
   const idx_t fj_rend_##row = fj_rbegin_##row + fj_rchunk_##row < fj_nrows_##row ? \
                                fj_rbegin_##row + fj_rchunk_##row : fj_nrows_##row; \
-  for (idx_t row = fj_rbegin_##row; row < fj_rend_##row; ++row)                    \
-    _Pragma("omp simd") for (idx_t col = 0; col < (inner); ++col)
+  for (idx_t row = fj_rbegin_##row; row < fj_rend_##row; ++row)
+#define FJ_COLUMN_RANGE(idx_t, col, lo, hi) _Pragma("omp simd") for (idx_t col = (lo); col < (hi); ++col)
+#define FJ_ROWS_LOOP_FROM(idx_t, row, col, start, n, inner)                        \
+  FJ_ROWS_OF_BLOCK(idx_t, row, start, n, inner) FJ_COLUMN_RANGE(idx_t, col, 0, inner)
 #define FJ_ROWS_LOOP(idx_t, row, col, n, inner) FJ_ROWS_LOOP_FROM(idx_t, row, col, 0, n, inner)
 
 // Rows of a block-cooperative kernel: a contiguous chunk of rows per block.

@@ -77,6 +77,40 @@ def test_lax_pad_negative_and_interior():
                       lax.pad(x, np.float32(0), ((0, 0, 3), (-1, -1, 0)))), x)
 
 
+def host_pieces(compiled) -> list[str]:
+    """The bodies of the host's pieces of each kernel (kernels/pieces_path.cu.in), one string each."""
+    out = []
+    for kernel in compiled.rendered:
+        src = kernel.source
+        if "#if FJ_COLUMN_PIECES" in src:
+            region = src[src.index("#if FJ_COLUMN_PIECES"):src.index("#else", src.index("#if FJ_COLUMN_PIECES"))]
+            out += region.split("// col in ")[1:] or region.split("// i in ")[1:]
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int8, np.bool_])
+def test_clamped_maps_loop_over_pieces_on_the_host(dtype, x64):
+    """pad, concatenate and roll of rows (and of a vector) cut the columns where a clamp changes
+    form: each piece loops without clamping the column (contiguous loads on the host), the
+    GPU and the emulation keep the element loop; all paths match jax.jit (odd sizes, negative
+    and interior padding, a reversed operand, an edge pad, a roll by more than a row)."""
+    r = rng(40)
+    x, y = rand(r, (67, 37), dtype), rand(r, (67, 21), dtype)
+    v = rand(r, (1001,), dtype)
+    compiled = verify(lambda x, y, v: (
+        jnp.pad(x, ((1, 2), (3, 4))), jnp.concatenate([x, y, x], axis=1), jnp.roll(x, 40, axis=1),
+        lax.pad(x[:, ::-1], jnp.zeros((), x.dtype), ((0, 0, 0), (-2, 5, 0))),
+        jnp.pad(x, ((0, 0), (2, 3)), mode="edge"), jnp.concatenate([v, v[::-1]]), jnp.pad(v, (5, 7))),
+        x, y, v)
+    pieces = host_pieces(compiled)
+    assert len(pieces) >= 10
+    middle = [p for p in pieces if p.startswith("[3, 40)") or p.startswith("[5, 1006)")]
+    assert middle and all("fj_clamp_index<idx_t>(col" not in p and "fj_clamp_index<idx_t>(i" not in p
+                          for p in middle)
+    # Interior padding's stride keeps its modulo: pieces change nothing there, and still match.
+    verify(lambda x: lax.pad(x, jnp.ones((), x.dtype), ((1, 1, 0), (2, 3, 1))), x)
+
+
 def test_concatenate_and_stack():
     a, b, c = rand(rng(11), (3, 4), np.float32), rand(rng(12), (5, 4), np.float32), rand(rng(13), (0, 4), np.float32)
     verify(lambda a, b, c: (jnp.concatenate([a, c, b, a]), jnp.concatenate([a, a * 2], axis=1),

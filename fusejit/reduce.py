@@ -30,6 +30,7 @@ from .fusion import NotPersistent
 from .indexing import Sym, aff, delinearize, linearize
 from .ir import Eqn, Literal, Var
 from .launch import Layout
+from .rowgroups import group_path
 from .templates import fill
 
 # primitive -> (combine functor, identity kind)
@@ -494,11 +495,13 @@ def render_rows(w, block: int, team: int, slots: list, check: bool = True):
         if id(out) in spec.epilogue:
             w.body.append(f"out{k}[{address}] = {w.read_output(out, epilogue_index(ix, out))};")
     stores = w.body
+    groups = group_path(w, spec, ix, [reductions_of(spec, phase, rows=True) for phase in spec.phases],
+                        epilogue_index) if check else ""
     source = fill_kernel(
         w, "reduce_rows.cu.in", describe(spec, w, f"a team of {team} per row"), block, scalar_params(w, spec),
         min_blocks=1 if len(spec.phases) > 1 else MIN_BLOCKS, fix_scalars=False, team=str(team),
         teams=str(teams), row_len=str(row_len), shared=indent(shared, 1), passes="".join(passes),
-        stores=indent(stores, 3))
+        stores=indent(stores, 3), groups=groups, groups_end="#endif  // FJ_ROW_GROUPS\n" if groups else "")
     layout = Layout("rows", spec.size, row_len, teams)
     return RenderedKernel(spec, source, tuple(scalar_params(w, spec)), w.index64, w.loads, len(spec.outputs),
                           block, layout), cache

@@ -20,6 +20,8 @@
 #define FJ_STREAM_STORES 0
 // So are the pieces of clamped map kernels: a GPU thread's loads are one element each anyway.
 #define FJ_COLUMN_PIECES 0
+// And the row groups of short-row kernels: a GPU gives each row a team of threads instead.
+#define FJ_ROW_GROUPS 0
 
 // Block loop: block b of the grid handles rows b, b + gridDim.x, ... (all its threads together).
 #define FJ_BLOCK_LOOP(idx_t, i, n) for (idx_t i = (idx_t)blockIdx.x; i < (n); i += (idx_t)gridDim.x)

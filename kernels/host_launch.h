@@ -150,6 +150,19 @@ static constexpr dim3 threadIdx(0), blockDim(1);
 // Rows of a row-team kernel: one team of one thread per block, a contiguous chunk of rows.
 #define FJ_TEAM_LOOP(idx_t, row0, n, teams) FJ_BLOCK_LOOP(idx_t, row0, n)
 
+// Row groups: a row kernel over short rows takes the block's rows FJ_ROW_GROUP at a time, one
+// row per vector lane (fusejit/rowgroups.py); the GPU and the emulation keep a team per row
+// (FJ_ROW_GROUPS is 0 there).  Every group has FJ_ROW_GROUP lanes, a constant the loops
+// vectorise well with: in the block's last group, the lanes past its last row take that row
+// again (FJ_GROUP_ROW), computing and storing the same values twice.
+#define FJ_ROW_GROUPS 1
+#define FJ_ROW_GROUP 16
+#define FJ_ROW_GROUP_LOOP(idx_t, i0, n)                                            \
+  FJ_BLOCK_CHUNK(idx_t, i0, 0, n)                                                  \
+  for (idx_t i0 = fj_begin_##i0; i0 < fj_end_##i0; i0 += FJ_ROW_GROUP)
+#define FJ_GROUP_ROW(idx_t, i0, g) (i0 + (idx_t)(g) < fj_end_##i0 ? i0 + (idx_t)(g) : fj_end_##i0 - 1)
+#define FJ_GROUP_LANES(g) _Pragma("omp simd") for (int g = 0; g < FJ_ROW_GROUP; ++g)
+
 // A block is one thread: shared memory is the kernel call's own (automatic storage, at most
 // 48 KB of stack: no thread-local lookup per access), barriers and shuffles are trivial.
 #define __shared__

@@ -57,6 +57,16 @@ def element_loop(source: str) -> str:
     return source[source.index("FJ_GRID_LOOP_FROM("):]
 
 
+def without_host_paths(source: str) -> str:
+    """The kernel source as the GPU compiles it: without the host-only paths that replace the
+    element or team loop there (`#if FJ_ROW_GROUPS` / `#if FJ_COLUMN_PIECES` ... `#else`)."""
+    for flag in ("FJ_ROW_GROUPS", "FJ_COLUMN_PIECES"):
+        while f"#if {flag}\n" in source:
+            start = source.index(f"#if {flag}\n")
+            source = source[:start] + source[source.index("#else\n", start) + len("#else\n"):]
+    return source
+
+
 def spills(usage: dict) -> dict:
     """The kernels of an nvrtc_compile report that spill registers to local memory."""
     return {name: r for name, r in usage.items() if r.spill_stores or r.spill_loads}

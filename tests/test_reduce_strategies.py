@@ -10,7 +10,7 @@ import pytest
 from jax import lax
 
 import fusejit
-from helpers import FLOATS, INTS, rand, verify
+from helpers import FLOATS, INTS, rand, verify, without_host_paths
 
 # name -> (operand shape, reduced axes, the layout the kernel must use, GPU rows per block)
 STRATEGIES = {
@@ -180,9 +180,11 @@ def test_row_families_run_as_one_kernel(dtype, row, x64):
     assert compiled.kernel_count == 1, compiled.as_text()
     (kernel,) = compiled.rendered
     assert len(kernel.spec.phases) >= 2 and kernel.layout.kind == "rows"
-    # x is loaded from global memory only in phase 0 (its main loop and the rest of each
-    # row); later phases read it from the shared-memory cache.
-    assert kernel.source.count("in0[") == 2 and "cache0[" in kernel.source
+    # In the team code, x is loaded from global memory only in phase 0 (its main loop and the
+    # rest of each row); later phases read it from the shared-memory cache.  (The host's row
+    # groups of short rows load it again in each pass, from the cache lines just read.)
+    team = without_host_paths(kernel.source)
+    assert team.count("in0[") == 2 and "cache0[" in team
     assert "phases" in compiled.as_text()
 
 

@@ -126,6 +126,40 @@ def test_short_rows_keep_fewer_lanes(row, x64):
                          jax.nn.softmax(f, axis=1), jax.nn.logsumexp(f.astype(jnp.float32), axis=1)), x, finite)
 
 
+@pytest.mark.parametrize("row", [1, 10, 16, 17, 33])
+def test_short_rows_with_an_ordered_reduction_run_in_row_groups_on_the_host(row, x64):
+    """On the host, a kernel with a max, min, argmax or argmin over rows of up to 16 elements
+    (up to 32 in one phase without outputs of the operand's shape) takes FJ_ROW_GROUP rows at
+    a time, one per vector lane (fusejit/rowgroups.py); a kernel of sums alone, and longer
+    rows, keep the team code.  37 rows: the last group of each block repeats its last row.
+    Ties and NaNs (the first wins), ints and bools, epilogue values, two reduced axes."""
+    rng = np.random.default_rng(70 + row)
+    x = rand(rng, (37, row), np.float32)
+    x[1, :] = 2.5
+    x[2, row // 2] = x[2, row - 1] = np.nan
+    i = rand(rng, (37, row), np.int16, special=True)
+    s = rand(rng, (37, row), np.float64)
+    t = rand(rng, (37, 2, (row + 1) // 2), np.float64)
+    finite = np.where(np.isnan(x), 0.0, x)
+
+    def f(x, i, s, t, finite):
+        return {"arg": (jnp.argmax(x, 1), jnp.argmin(x, 1)),
+                "ints": (jnp.max(i, 1, keepdims=True) - jnp.min(i, 1, keepdims=True), jnp.argmax(i > 0, 1)),
+                "two_axes": jnp.max(t, (1, 2)) * 2,
+                "family": (jax.nn.softmax(finite, axis=1), jax.nn.logsumexp(finite, axis=1)),
+                "sums": (jnp.sum(s, 1), jnp.mean(s * s, 1))}
+
+    compiled = verify(f, x, i, s, t, finite)
+    grouped = {k.spec.name for k in compiled.rendered if "#if FJ_ROW_GROUPS" in k.source}
+    for kernel in compiled.rendered:
+        prims = {e.primitive for e in kernel.spec.eqns}
+        ordered = bool(prims & {"reduce_max", "reduce_min", "argmax", "argmin"})
+        one_pass = len(kernel.spec.phases) == 1 and not kernel.spec.full
+        expect = kernel.layout.kind == "rows" and ordered and (row <= 16 or (row <= 32 and one_pass))
+        assert (kernel.spec.name in grouped) == expect, (row, prims, kernel.source)
+    assert grouped if row <= 16 else not grouped or row <= 32
+
+
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_cumulative_ops_float(dtype, x64):
     x = rand(np.random.default_rng(15), (5, 1030), dtype)

@@ -1,0 +1,87 @@
+"""Row groups: the host's path of row kernels over short rows.
+
+A row kernel gives each row a team of threads (one thread on the host) that loops over the
+row with a few accumulator lanes and then combines them.  For rows of a few elements (a
+softmax over 10 classes, an argmax of 10 logits) that set-up and combining costs more than
+the row itself, and the loop is too short to vectorise.  Here the host takes FJ_ROW_GROUP
+rows at a time instead, one row per vector lane: every phase loops over the positions of
+the row, and at each position over the group's rows (`FJ_GROUP_LANES`, vectorised across
+rows), with one accumulator per row.  The final pass and the row stores loop the same way.
+
+It is rendered from the same reductions and fused producers as the team code, with each
+reduction's result an array over the group (`res0[g]`).  Like the stream path it is a host
+path: the GPU and the emulation compile it out (FJ_ROW_GROUPS is 0 there).
+"""
+from __future__ import annotations
+
+from . import ops
+from .indexing import linearize
+from .templates import fill, indent
+
+# Which kernels take the path, as measured here (rows of 3 to 32, 1M float32 elements): a max,
+# min, argmax or argmin in the kernel (a lone argmax of rows of 10: 2.4 -> 0.6 ms, logsumexp
+# 4.6 -> 1.4 ms; a softmax of rows of 3: 5.5 -> 2.3 ms) on rows up to SHORT_ROW elements, or up
+# to MAX_ROW in a one-phase kernel without outputs of the operand's shape (a softmax of rows of
+# 32 was twice as slow in groups: gathers and scatters for every pass).  Sums alone stay with
+# the team code, whose accumulator lanes along the row vectorise well enough (rows of 10:
+# 0.24 ms against 0.49 in groups).
+SHORT_ROW = 16
+MAX_ROW = 32
+ORDERED = {"reduce_max", "reduce_min", "argmax", "argmin"}
+ROW = "    const idx_t i = FJ_GROUP_ROW(idx_t, i0, g);"  # the row of lane g
+
+
+def takes_groups(spec, phases, row_len: int) -> bool:
+    ordered = any(red.eqn.primitive in ORDERED for reds in phases for red in reds)
+    return ordered and (row_len <= SHORT_ROW or (row_len <= MAX_ROW and len(phases) == 1 and not spec.full))
+
+
+def group_path(w, spec, ix, phases, epilogue_index) -> str:
+    """The row-groups text for the row template's `groups` slot ('' when rows are too long).
+    `phases`: the reductions of each phase (reduce.reductions_of)."""
+    from .reduce import reduce_count
+    row_len = reduce_count(spec)
+    if not takes_groups(spec, phases, row_len):
+        return ""
+    saved = w.body, w.loads, w.cache, w.row_body
+    w.cache, w.row_body = None, None
+    try:
+        lines, results = [], {}
+        for p, reds in enumerate(phases):
+            lines.append(f"// phase {p}: {', '.join(red.eqn.primitive for red in reds)}")
+            for red in reds:
+                lines += red.declare_lanes("FJ_ROW_GROUP")
+            w.new_scope(results)
+            w.body = []
+            for red in reds:
+                w.body.append(red.step(*red.lane("g"), red.read(w, ix.element)))
+            lines += [f"for (idx_t r = 0; r < reduce_n; ++r) {{", "  FJ_GROUP_LANES(g) {",
+                      ROW, *indent(w.body, 2).splitlines(), "  }", "}"]
+            for red in reds:
+                t = red.arg_t if red.is_arg else ops.ctype(red.out.dtype)
+                value = f"lanes_arg{red.k}[g]" if red.is_arg else f"fj_convert<{t}>(lanes{red.k}[g])"
+                lines += [f"{t} res{red.k}[FJ_ROW_GROUP];", f"FJ_GROUP_LANES(g) res{red.k}[g] = {value};"]
+                results[(id(red.out), ix.out)] = f"res{red.k}[g]"
+        if spec.full:
+            w.new_scope(results)
+            w.body = []
+            for k, out in enumerate(spec.outputs):
+                if id(out) in spec.full:
+                    value = w.read_output(out, ix.element)
+                    w.body.append(f"out{k}[{w.index(linearize(ix.element, out.shape))}] = {value};")
+            lines += ["// final pass: the outputs of the operand's shape", "for (idx_t r = 0; r < reduce_n; ++r) {",
+                      "  FJ_GROUP_LANES(g) {", ROW,
+                      *indent(w.body, 2).splitlines(), "  }", "}"]
+        w.new_scope(results)
+        w.body = []
+        address = w.index(ix.row_address)
+        for red in (red for reds in phases for red in reds):
+            if red.store is not None:
+                w.body.append(f"out{red.store}[{address}] = res{red.k}[g];")
+        for k, out in enumerate(spec.outputs):
+            if id(out) in spec.epilogue:
+                w.body.append(f"out{k}[{address}] = {w.read_output(out, epilogue_index(ix, out))};")
+        lines += ["FJ_GROUP_LANES(g) {", ROW[2:], *indent(w.body, 1).splitlines(), "}"]
+    finally:
+        w.body, w.loads, w.cache, w.row_body = saved
+    return fill("row_groups.cu.in", row_len=row_len, body=indent(lines, 2))

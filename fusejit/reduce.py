@@ -362,11 +362,14 @@ class RowCache:
     (softmax's final pass reads exp(x - max) from the sum's phase).  With `names` empty it
     only records which passes read what."""
 
-    def __init__(self, element: tuple, in_shape: tuple, names: dict, row_len: int):
+    def __init__(self, element: tuple, in_shape: tuple, names: dict, row_len: int, position: str | None = None):
         self.element = element     # the symbolic index of the row's element
         self.in_shape = in_shape
         self.names = names         # value id -> shared array name
         self.row_len = row_len
+        # The element's place in an array (the host's row groups keep each position's values
+        # of the group's rows together instead: rowgroups.py).
+        self.position = position or f"slot * {row_len}u + r"
         self.passes = collections.defaultdict(set)
         self.pass_no = 0
         self.filled: set[int] = set()   # written by an earlier pass: read from the cache
@@ -392,12 +395,12 @@ class RowCache:
             return None
         self.passes[id(var)].add(self.pass_no)
         if id(var) in self.filled:
-            return w.emit("x", ops.ctype(var.dtype), f"{self.names[id(var)]}[slot * {self.row_len}u + r]")
+            return w.emit("x", ops.ctype(var.dtype), f"{self.names[id(var)]}[{self.position}]")
         return None
 
     def loaded(self, w, var, idx, name):
         if id(var) in self.names and id(var) not in self.filled and self.at_element(var, idx):
-            self.stores.append(f"{self.names[id(var)]}[slot * {self.row_len}u + r] = {name};")
+            self.stores.append(f"{self.names[id(var)]}[{self.position}] = {name};")
             self.pending.add(id(var))
 
 
@@ -496,7 +499,7 @@ def render_rows(w, block: int, team: int, slots: list, check: bool = True):
             w.body.append(f"out{k}[{address}] = {w.read_output(out, epilogue_index(ix, out))};")
     stores = w.body
     groups = group_path(w, spec, ix, [reductions_of(spec, phase, rows=True) for phase in spec.phases],
-                        epilogue_index) if check else ""
+                        [(dtype, ids) for dtype, _, ids in slots]) if check else ""
     source = fill_kernel(
         w, "reduce_rows.cu.in", describe(spec, w, f"a team of {team} per row"), block, scalar_params(w, spec),
         min_blocks=1 if len(spec.phases) > 1 else MIN_BLOCKS, fix_scalars=False, team=str(team),

@@ -9,7 +9,10 @@ the row, and at each position over the group's rows (`FJ_GROUP_LANES`, vectorise
 rows), with one accumulator per row.  The final pass and the row stores loop the same way.
 
 It is rendered from the same reductions and fused producers as the team code, with each
-reduction's result an array over the group (`res0[g]`).  Like the stream path it is a host
+reduction's result an array over the group (`res0[g]`).  Values the team code keeps in
+shared memory between passes (softmax's input and its exponentials) are kept on the stack
+here, position by position (`group_cache0[r * FJ_ROW_GROUP + g]`): the first pass gathers
+the group's elements from memory, later passes read whole vectors.  Like the stream path it is a host
 path: the GPU and the emulation compile it out (FJ_ROW_GROUPS is 0 there).
 """
 from __future__ import annotations
@@ -19,12 +22,11 @@ from .indexing import linearize
 from .templates import fill, indent
 
 # Which kernels take the path, as measured here (rows of 3 to 32, 1M float32 elements): a max,
-# min, argmax or argmin in the kernel (a lone argmax of rows of 10: 2.4 -> 0.6 ms, logsumexp
-# 4.6 -> 1.4 ms; a softmax of rows of 3: 5.5 -> 2.3 ms) on rows up to SHORT_ROW elements, or up
-# to MAX_ROW in a one-phase kernel without outputs of the operand's shape (a softmax of rows of
-# 32 was twice as slow in groups: gathers and scatters for every pass).  Sums alone stay with
-# the team code, whose accumulator lanes along the row vectorise well enough (rows of 10:
-# 0.24 ms against 0.49 in groups).
+# min, argmax or argmin in the kernel (rows of 10: argmax 1.8 -> 0.4 ms, softmax 2.5 -> 0.8 ms,
+# logsumexp 3.3 -> 0.7 ms) on rows up to SHORT_ROW elements, or up to MAX_ROW in a one-phase
+# kernel without outputs of the operand's shape (a softmax of rows of 32 gained nothing: its
+# team code vectorises along the row).  Sums alone stay with the team code, whose accumulator
+# lanes along the row vectorise well enough (rows of 10: 0.24 ms against 0.49 in groups).
 SHORT_ROW = 16
 MAX_ROW = 32
 ORDERED = {"reduce_max", "reduce_min", "argmax", "argmin"}
@@ -36,25 +38,35 @@ def takes_groups(spec, phases, row_len: int) -> bool:
     return ordered and (row_len <= SHORT_ROW or (row_len <= MAX_ROW and len(phases) == 1 and not spec.full))
 
 
-def group_path(w, spec, ix, phases, epilogue_index) -> str:
-    """The row-groups text for the row template's `groups` slot ('' when rows are too long).
-    `phases`: the reductions of each phase (reduce.reductions_of)."""
-    from .reduce import reduce_count
+def group_path(w, spec, ix, phases, slots) -> str:
+    """The row-groups text for the row template's `groups` slot ('' when the kernel does not
+    take the path).  `phases`: the reductions of each phase (reduce.reductions_of); `slots`:
+    (dtype, value ids) of each array of values the team code keeps between passes (its
+    shared-memory cache): here arrays on the stack, position by position, so a later pass
+    reads the group's values at a position as one vector."""
+    from .reduce import RowCache, epilogue_index, reduce_count
     row_len = reduce_count(spec)
     if not takes_groups(spec, phases, row_len):
         return ""
     saved = w.body, w.loads, w.cache, w.row_body
-    w.cache, w.row_body = None, None
+    names = {i: f"group_cache{k}" for k, (_, ids) in enumerate(slots) for i in ids} if row_len else {}
+    cache = RowCache(tuple(ix.element), spec.in_shape, names, row_len, position="r * FJ_ROW_GROUP + g")
+    w.cache, w.row_body = cache, None
     try:
         lines, results = [], {}
+        if names:
+            lines += [f"{ops.ctype(dtype)} group_cache{k}[{row_len} * FJ_ROW_GROUP];"
+                      for k, (dtype, _) in enumerate(slots)]
         for p, reds in enumerate(phases):
             lines.append(f"// phase {p}: {', '.join(red.eqn.primitive for red in reds)}")
             for red in reds:
                 lines += red.declare_lanes("FJ_ROW_GROUP")
+            cache.begin_pass(p)
             w.new_scope(results)
             w.body = []
             for red in reds:
                 w.body.append(red.step(*red.lane("g"), red.read(w, ix.element)))
+            cache.flush(w)
             lines += [f"for (idx_t r = 0; r < reduce_n; ++r) {{", "  FJ_GROUP_LANES(g) {",
                       ROW, *indent(w.body, 2).splitlines(), "  }", "}"]
             for red in reds:
@@ -63,15 +75,18 @@ def group_path(w, spec, ix, phases, epilogue_index) -> str:
                 lines += [f"{t} res{red.k}[FJ_ROW_GROUP];", f"FJ_GROUP_LANES(g) res{red.k}[g] = {value};"]
                 results[(id(red.out), ix.out)] = f"res{red.k}[g]"
         if spec.full:
+            cache.begin_pass(len(phases))
             w.new_scope(results)
             w.body = []
             for k, out in enumerate(spec.outputs):
                 if id(out) in spec.full:
                     value = w.read_output(out, ix.element)
                     w.body.append(f"out{k}[{w.index(linearize(ix.element, out.shape))}] = {value};")
+            cache.flush(w)
             lines += ["// final pass: the outputs of the operand's shape", "for (idx_t r = 0; r < reduce_n; ++r) {",
                       "  FJ_GROUP_LANES(g) {", ROW,
                       *indent(w.body, 2).splitlines(), "  }", "}"]
+        cache.begin_pass(len(phases) + 1)
         w.new_scope(results)
         w.body = []
         address = w.index(ix.row_address)

@@ -16,11 +16,12 @@ backends compiled the same CUDA source and that the inputs were not modified,
 from __future__ import annotations
 
 import functools
+import os
 
 import numpy as np
 
 import fusejit
-from fusejit import backends, chunked, interpret, nvrtc, ufuncs
+from fusejit import backends, chunked, interpret, nvrtc, ops, ufuncs
 from fusejit.check import compare
 
 ARCHS = ("sm_80", "sm_90")
@@ -65,6 +66,50 @@ def without_host_paths(source: str) -> str:
             start = source.index(f"#if {flag}\n")
             source = source[:start] + source[source.index("#else\n", start) + len("#else\n"):]
     return source
+
+
+def run_host_under_asan(compiled, args, tmp_path) -> None:
+    """Run the host Compiled's kernels (the host fast mode, with its host-only paths: pieces,
+    row groups, stream stores) in an executable of their own built with AddressSanitizer:
+    every buffer exactly its size, the inputs' values, each launch as the program makes it.
+    (The emulation runs the GPU's code under ASan; these paths are compiled out there.)"""
+    import subprocess
+    from fusejit.backends import cxx
+    from fusejit.launch import Launch
+    from fusejit.templates import kernels_dir
+    program = compiled.program
+    assert all(isinstance(step, Launch) for step in program.steps), "only kernel launches"
+    buffers = {slot: np.ascontiguousarray(a, dtype) for slot, dtype, a in
+               zip(program.input_slots, program.input_dtypes, args)}
+    buffers |= {slot: np.zeros(shape, dtype) for slot, shape, dtype, _ in program.allocs}
+    buffers |= {slot: np.ascontiguousarray(arr) for slot, arr in program.consts}
+    lines = [compiled.source, "#include <cstdio>", "#include <cstdlib>", "int main() {",
+             f'  FILE* f = fopen("{tmp_path / "buffers.bin"}", "rb");']
+    for slot, arr in buffers.items():  # malloc'd apart, so ASan guards each one's ends
+        lines += [f"  void* b{slot} = malloc({max(arr.nbytes, 1)});",
+                  f"  if (fread(b{slot}, 1, {arr.nbytes}, f) != {arr.nbytes}) return 2;",
+                  f"  void* h{slot} = &b{slot};"]  # the launcher reads a buffer's address from here
+    for k, step in enumerate(program.steps):
+        params = []
+        for j, a in enumerate(step.args):
+            if a.slot is None:
+                lines.append(f"  {ops.ctype(a.dtype)} s{k}_{j} = {a.value};")
+            params.append(f"(void*)&h{a.slot}" if a.slot is not None else f"(void*)&s{k}_{j}")
+        lines += [f"  void* args{k}[] = {{{', '.join(params)}}};",
+                  f"  {step.kernel}_launch_arrays({step.grid}, 1, args{k}, 0);"]
+    lines += ["  return 0;", "}"]
+    with open(tmp_path / "buffers.bin", "wb") as f:
+        for arr in buffers.values():
+            f.write(arr.tobytes())
+    (tmp_path / "driver.cpp").write_text("\n".join(lines))
+    compiler, _ = cxx.compiler()
+    build = subprocess.run([compiler, "-O1", "-g", "-std=c++17", "-fopenmp", "-march=native", "-fsanitize=address",
+                            "-x", "c++", "-I", kernels_dir(), str(tmp_path / "driver.cpp"), "-o",
+                            str(tmp_path / "driver")], capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr[-3000:]
+    run = subprocess.run([str(tmp_path / "driver")], capture_output=True, text=True,
+                         env={**os.environ, "ASAN_OPTIONS": "detect_leaks=0"})
+    assert run.returncode == 0, f"the host kernels under AddressSanitizer:\n{run.stderr[-3000:]}"
 
 
 def spills(usage: dict) -> dict:

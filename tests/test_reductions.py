@@ -10,7 +10,7 @@ from jax import lax
 
 import fusejit
 from fusejit import backends, templates
-from helpers import FLOATS, INTS, OVERRIDES, rand, verify
+from helpers import FLOATS, INTS, OVERRIDES, rand, run_host_under_asan, verify
 
 
 @pytest.mark.parametrize("row", [1, 31, 33, 1025])
@@ -127,7 +127,7 @@ def test_short_rows_keep_fewer_lanes(row, x64):
 
 
 @pytest.mark.parametrize("row", [1, 10, 16, 17, 33])
-def test_short_rows_with_an_ordered_reduction_run_in_row_groups_on_the_host(row, x64):
+def test_short_rows_with_an_ordered_reduction_run_in_row_groups_on_the_host(row, x64, tmp_path):
     """On the host, a kernel with a max, min, argmax or argmin over rows of up to 16 elements
     (up to 32 in one phase without outputs of the operand's shape) takes FJ_ROW_GROUP rows at
     a time, one per vector lane (fusejit/rowgroups.py); a kernel of sums alone, and longer
@@ -158,6 +158,7 @@ def test_short_rows_with_an_ordered_reduction_run_in_row_groups_on_the_host(row,
         expect = kernel.layout.kind == "rows" and ordered and (row <= 16 or (row <= 32 and one_pass))
         assert (kernel.spec.name in grouped) == expect, (row, prims, kernel.source)
     assert grouped if row <= 16 else not grouped or row <= 32
+    run_host_under_asan(compiled, (x, i, s, t, finite), tmp_path)  # the groups stay in bounds
 
 
 @pytest.mark.parametrize("dtype", FLOATS)

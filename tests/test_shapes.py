@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from helpers import element_loop, rand, verify
+from helpers import element_loop, rand, run_host_under_asan, verify
 
 
 def rng(seed=0):
@@ -89,7 +89,7 @@ def host_pieces(compiled) -> list[str]:
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int8, np.bool_])
-def test_clamped_maps_loop_over_pieces_on_the_host(dtype, x64):
+def test_clamped_maps_loop_over_pieces_on_the_host(dtype, x64, tmp_path):
     """pad, concatenate and roll of rows (and of a vector) cut the columns where a clamp changes
     form: each piece loops without clamping the column (contiguous loads on the host), the
     GPU and the emulation keep the element loop; all paths match jax.jit (odd sizes, negative
@@ -107,6 +107,7 @@ def test_clamped_maps_loop_over_pieces_on_the_host(dtype, x64):
     middle = [p for p in pieces if p.startswith("[3, 40)") or p.startswith("[5, 1006)")]
     assert middle and all("fj_clamp_index<idx_t>(col" not in p and "fj_clamp_index<idx_t>(i" not in p
                           for p in middle)
+    run_host_under_asan(compiled, (x, y, v), tmp_path)  # the pieces stay in bounds
     # Interior padding's stride keeps its modulo: pieces change nothing there, and still match.
     verify(lambda x: lax.pad(x, jnp.ones((), x.dtype), ((1, 1, 0), (2, 3, 1))), x)
 

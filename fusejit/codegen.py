@@ -21,10 +21,10 @@ from .fusion import KernelSpec, NotPersistent
 from .indexing import (Affine, Sym, aff, clamp, delin, delinearize, linearize, loop_symbol, runtime_value)
 from .ir import Literal, Var
 from .launch import Layout
+from .pieces import pieces_path
 from .reduce import render_reduction
 from .scan import render_scan
 from .templates import fill, indent
-from .pieces import pieces_path
 from .streamstores import stream_path
 from .vectorize import GRID_MARGIN, vector_path
 

@@ -12,8 +12,8 @@ It is rendered from the same reductions and fused producers as the team code, wi
 reduction's result an array over the group (`res0[g]`).  Values the team code keeps in
 shared memory between passes (softmax's input and its exponentials) are kept on the stack
 here, position by position (`group_cache0[r * FJ_ROW_GROUP + g]`): the first pass gathers
-the group's elements from memory, later passes read whole vectors.  Like the stream path it is a host
-path: the GPU and the emulation compile it out (FJ_ROW_GROUPS is 0 there).
+the group's elements from memory, later passes read whole vectors.  Like the stream path it
+is a host path: the GPU and the emulation compile it out (FJ_ROW_GROUPS is 0 there).
 """
 from __future__ import annotations
 

@@ -450,9 +450,10 @@ def render_rows(w, block: int, team: int, slots: list, check: bool = True):
         check_shared(spec, all_reds, WARP + 1, sum(teams * row_len * dtype.itemsize for dtype, _, _ in slots))
     shared = [f"__shared__ {ops.ctype(dtype)} cache{k}[{teams * row_len}];" for k, (dtype, _, _) in enumerate(slots)]
     results: dict = {}
-    passes = []
+    passes, phase_reds = [], []
     for p, phase in enumerate(spec.phases):
         reds = reductions_of(spec, phase, rows=True)
+        phase_reds.append(reds)
         if check:
             check_registers(spec, reds)
         cache.begin_pass(p)
@@ -498,8 +499,7 @@ def render_rows(w, block: int, team: int, slots: list, check: bool = True):
         if id(out) in spec.epilogue:
             w.body.append(f"out{k}[{address}] = {w.read_output(out, epilogue_index(ix, out))};")
     stores = w.body
-    groups = group_path(w, spec, ix, [reductions_of(spec, phase, rows=True) for phase in spec.phases],
-                        [(dtype, ids) for dtype, _, ids in slots]) if check else ""
+    groups = group_path(w, spec, ix, phase_reds, [(dtype, ids) for dtype, _, ids in slots]) if check else ""
     source = fill_kernel(
         w, "reduce_rows.cu.in", describe(spec, w, f"a team of {team} per row"), block, scalar_params(w, spec),
         min_blocks=1 if len(spec.phases) > 1 else MIN_BLOCKS, fix_scalars=False, team=str(team),

@@ -25,6 +25,7 @@ from .pieces import pieces_path
 from .reduce import render_reduction
 from .scan import render_scan
 from .templates import fill, indent
+from .topk import render_top_k
 from .streamstores import stream_path
 from .vectorize import GRID_MARGIN, vector_path
 
@@ -649,11 +650,13 @@ def render_kernel(spec: KernelSpec, producers, block: int, force_index64: bool =
     index64 = force_index64 or needs_index64(spec)
     if spec.kind == "scan":
         rendered = render_scan(KernelWriter(spec, producers, index64), block)
+    elif spec.kind == "top_k":
+        rendered = render_top_k(KernelWriter(spec, producers, index64), block)
     elif spec.kind == "reduce":
         rendered = render_reduction(lambda: KernelWriter(spec, producers, index64), block)
     else:
         rendered = KernelWriter(spec, producers, index64).render(block)
-    work = math.prod(spec.in_shape) if spec.kind == "reduce" else spec.size
+    work = math.prod(spec.in_shape) if spec.kind in ("reduce", "top_k") else spec.size
     return dataclasses.replace(rendered, small=True) if work <= SMALL_KERNEL_ELEMENTS else rendered
 
 

@@ -21,6 +21,7 @@ import dataclasses
 from .errors import UnsupportedError
 from .ir import Eqn, Graph, Var
 from . import ops
+from .topk import MAX_TOP_K
 
 SHAPE_PRIMITIVES = {
     "broadcast_in_dim", "reshape", "squeeze", "expand_dims", "slice", "rev", "transpose",
@@ -33,19 +34,21 @@ REDUCTIONS = {"reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "reduce_a
               "reduce_xor", "argmax", "argmin"}
 # Cumulative ops: a block-per-row scan kernel that fuses the operand's producers.
 SCANS = {"cumsum", "cumprod", "cummax", "cummin", "cumlogsumexp"}
+# Selections: a thread-per-row top-k kernel that fuses the operand's producers (topk.py).
+SELECTIONS = {"top_k"}
 FUSIBLE = set(ops.ELEMENTWISE) | ops.EXPANDED | SHAPE_PRIMITIVES
-SUPPORTED = FUSIBLE | REDUCTIONS | SCANS
+SUPPORTED = FUSIBLE | REDUCTIONS | SCANS | SELECTIONS
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class KernelSpec:
     name: str
-    kind: str                     # 'map' | 'reduce' | 'scan'
-    shape: tuple[int, ...]        # the iteration shape: map/scan outputs, reduce rows
+    kind: str                     # 'map' | 'reduce' | 'scan' | 'top_k'
+    shape: tuple[int, ...]        # the iteration shape: map/scan/top_k outputs, reduce rows
     outputs: tuple[Var, ...]      # values the kernel stores, in order
     sources: tuple[Var, ...]      # values the kernel loads, in order of first use
     eqns: tuple[Eqn, ...]         # the fused equations, in graph order
-    reduce_axes: tuple[int, ...] | None = None   # reduce: the operand axes reduced; scan: (axis,)
+    reduce_axes: tuple[int, ...] | None = None   # reduce: the operand axes reduced; scan, top_k: (axis,)
     reduce_shape: tuple[int, ...] = ()           # ... and their extents
     scan_reverse: bool | None = None             # a scan kernel's direction
     phases: tuple = ()            # reduce: the reductions of each phase (stored or not), in order
@@ -62,7 +65,7 @@ class KernelSpec:
 
     @property
     def in_shape(self) -> tuple[int, ...]:
-        """A reduction kernel's operand shape."""
+        """A reduction's (or top_k's) operand shape."""
         return self.family[1]
 
 
@@ -81,12 +84,12 @@ class FusionPlan:
 @dataclasses.dataclass(eq=False)
 class Group:
     """Stored values that one kernel computes, while the plan is being made."""
-    kind: str                  # 'map' | 'reduce' | 'scan'
+    kind: str                  # 'map' | 'reduce' | 'scan' | 'top_k'
     stage: int
-    shape: tuple               # map/scan: output shape; reduce: rows' shape
-    outputs: list              # map/scan outputs
-    in_shape: tuple = ()       # reduce: operand shape
-    axes: tuple = ()           # reduce: reduced axes; scan: (axis,)
+    shape: tuple               # map/scan/top_k: output shape; reduce: rows' shape
+    outputs: list              # map/scan/top_k outputs
+    in_shape: tuple = ()       # reduce, top_k: operand shape
+    axes: tuple = ()           # reduce: reduced axes; scan, top_k: (axis,)
     reverse: bool = False      # scan
     phases: list = dataclasses.field(default_factory=list)
     full: list = dataclasses.field(default_factory=list)
@@ -111,9 +114,12 @@ class NotPersistent(Exception):
 
 
 def fusible(eqn: Eqn) -> bool:
-    """A kernel computes the equation (a gather in ONE_HOT mode is left to a step)."""
+    """A kernel computes the equation (a gather in ONE_HOT mode and a top_k of a large k are
+    left to a step)."""
     if eqn.primitive == "gather" and "ONE_HOT" in str(eqn.params.get("mode")):
         return False
+    if eqn.primitive == "top_k":
+        return int(eqn.params["k"]) <= MAX_TOP_K
     return eqn.primitive in SUPPORTED
 
 
@@ -147,7 +153,8 @@ def plan_kernels(graph: Graph, cuts: frozenset = frozenset(), prefix: str = "fj"
     the most reductions one kernel of a family may compute (shared memory)."""
     prod = producers(graph)
     base_sources = {id(v) for v in graph.inputs} | {id(v) for v, _ in graph.consts}
-    reduced = {id(v) for e in graph.eqns if e.primitive in REDUCTIONS | SCANS for v in e.outputs}
+    reduced = {id(v) for e in graph.eqns if e.primitive in REDUCTIONS | SCANS | SELECTIONS and fusible(e)
+               for v in e.outputs}
     # Equations no kernel computes (library calls, loops) run as steps between kernels: they
     # read stored values and their results are sources of later kernels.
     opaque = [e for e in graph.eqns if not fusible(e)]
@@ -194,6 +201,12 @@ def plan_kernels(graph: Graph, cuts: frozenset = frozenset(), prefix: str = "fj"
             axis, reverse = int(eqn.params["axis"]), bool(eqn.params.get("reverse", False))
             g = groups.setdefault((s, "scan", v.shape, axis, reverse),
                                   Group("scan", s, v.shape, [], axes=(axis,), reverse=reverse))
+            g.outputs.append(v)
+        elif id(v) in reduced and eqn.primitive in SELECTIONS:  # one kernel per equation
+            operand = eqn.inputs[0]
+            axis = int(eqn.params.get("axis", operand.ndim - 1)) % operand.ndim
+            g = groups.setdefault((s, "top_k", id(eqn)),
+                                  Group("top_k", s, v.shape, [], in_shape=operand.shape, axes=(axis,)))
             g.outputs.append(v)
         elif id(v) in reduced:
             axes = tuple(sorted(int(a) for a in eqn.params["axes"]))
@@ -277,6 +290,9 @@ def plan_kernels(graph: Graph, cuts: frozenset = frozenset(), prefix: str = "fj"
         if g.kind == "scan":
             kernels.append(KernelSpec(name, "scan", g.shape, tuple(g.outputs), tuple(sources), tuple(eqns),
                                       g.axes, (g.shape[g.axes[0]],), g.reverse))
+        elif g.kind == "top_k":
+            kernels.append(KernelSpec(name, "top_k", g.shape, tuple(g.outputs), tuple(sources), tuple(eqns),
+                                      g.axes, (g.in_shape[g.axes[0]],), family=g.family))
         elif g.kind == "reduce":
             stored_reductions = [v for v in g.reductions() if id(v) in needed]
             kernels.append(KernelSpec(
@@ -368,6 +384,8 @@ def format_plan(plan: FusionPlan, name=None, describe_step=None) -> str:
         prims = ", ".join(dict.fromkeys(e.primitive for e in k.eqns)) or "copy"
         if k.kind == "scan":
             kind = f"scan along axis {k.reduce_axes[0]}{' (reversed)' if k.scan_reverse else ''}, "
+        elif k.kind == "top_k":
+            kind = f"top_k along axis {k.reduce_axes[0]}, "
         elif k.kind == "reduce":
             extra = [f"{len(k.phases)} phases"] if len(k.phases) > 1 else []
             extra += [f"{len(k.full)} full"] if k.full else []

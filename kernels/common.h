@@ -144,6 +144,14 @@ FJ_DEVICE int64_t fj_total_key(double x) {
   return b < 0 ? b ^ 0x7fffffffffffffffLL : b;
 }
 template <class T> FJ_DEVICE T fj_total_key(T x) { return x; }
+// The value whose total-order key is `key` (fj_total_key's inverse), of the type of `like`.
+FJ_DEVICE float fj_total_value(int32_t key, float /* like */) {
+  return fj_bitcast<float>(key < 0 ? key ^ 0x7fffffff : key);
+}
+FJ_DEVICE double fj_total_value(int64_t key, double /* like */) {
+  return fj_bitcast<double>(key < 0 ? key ^ 0x7fffffffffffffffLL : key);
+}
+template <class T> FJ_DEVICE T fj_total_value(T key, T /* like */) { return key; }
 template <class T> FJ_DEVICE bool fj_eq_to(T a, T b) { return fj_total_key(a) == fj_total_key(b); }
 template <class T> FJ_DEVICE bool fj_lt_to(T a, T b) { return fj_total_key(a) < fj_total_key(b); }
 template <class T> FJ_DEVICE bool fj_le_to(T a, T b) { return fj_total_key(a) <= fj_total_key(b); }

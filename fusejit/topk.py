@@ -2,7 +2,9 @@
 
 One thread per row (kernels/top_k.cu.in) reads the row once, computing the operand's fused
 producers element by element, and keeps the k largest so far sorted by their total-order
-keys: an element that does not rank above the k-th costs one comparison.  Values are stored
+keys: an element that does not rank above the k-th costs one comparison (on the host, a
+vectorised loop ranks 16 elements at a time against the k-th, and only a chunk with one
+above it is inserted element by element).  Values are stored
 from their keys (fj_total_value), so NaN payloads and the sign of zero come out as they
 went in.  Rows longer than a few thousand elements or a large k are better served by a
 sort: fusion leaves top_k with k above MAX_TOP_K to the library (indexops.top_k).
@@ -53,6 +55,7 @@ def render_top_k(w, block: int):
                                   Param("scalar", "row_n", w.index_ctype, value=row_n)]
     source = fill_kernel(
         w, "top_k.cu.in", f"top {k} of {rows} row(s) of {row_n} along axis {axis} of {list(operand.shape)}",
-        block, params, value_type=value_t, value=value, k=k, body=indent(body, 3), stores=indent(stores, 3))
+        block, params, value_type=value_t, value=value, k=k, chunk_body=indent(body, 4), body=indent(body, 3),
+        stores=indent(stores, 3))
     return RenderedKernel(spec, source, tuple(params), w.index64, w.loads, len(spec.outputs), block,
                           Layout("rows", rows, row_n, block))

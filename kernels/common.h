@@ -152,6 +152,21 @@ FJ_DEVICE double fj_total_value(int64_t key, double /* like */) {
   return fj_bitcast<double>(key < 0 ? key ^ 0x7fffffffffffffffLL : key);
 }
 template <class T> FJ_DEVICE T fj_total_value(T key, T /* like */) { return key; }
+
+// top_k: (key, place) joins the K largest keys so far, kept in descending order, when fewer
+// than K are kept or it ranks strictly above the last; it moves up past strictly smaller keys
+// only, so equal keys keep the order they came in (their places in the row).
+template <int K, class Key> FJ_DEVICE void fj_top_k_insert(Key* keys, int* places, int& count, Key key, int place) {
+  if (count < K || key > keys[K - 1]) {
+    int j = count < K ? count++ : K - 1;
+    for (; j > 0 && keys[j - 1] < key; --j) {
+      keys[j] = keys[j - 1];
+      places[j] = places[j - 1];
+    }
+    keys[j] = key;
+    places[j] = place;
+  }
+}
 template <class T> FJ_DEVICE bool fj_eq_to(T a, T b) { return fj_total_key(a) == fj_total_key(b); }
 template <class T> FJ_DEVICE bool fj_lt_to(T a, T b) { return fj_total_key(a) < fj_total_key(b); }
 template <class T> FJ_DEVICE bool fj_le_to(T a, T b) { return fj_total_key(a) <= fj_total_key(b); }

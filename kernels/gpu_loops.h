@@ -22,6 +22,9 @@
 #define FJ_COLUMN_PIECES 0
 // And the row groups of short-row kernels: a GPU gives each row a team of threads instead.
 #define FJ_ROW_GROUPS 0
+// And top_k's chunks: a GPU thread ranks one element at a time.
+#define FJ_TOP_K_CHUNK 1
+#define FJ_TOP_K_LANES(lane) for (int lane = 0; lane < FJ_TOP_K_CHUNK; ++lane)
 
 // Block loop: block b of the grid handles rows b, b + gridDim.x, ... (all its threads together).
 #define FJ_BLOCK_LOOP(idx_t, i, n) for (idx_t i = (idx_t)blockIdx.x; i < (n); i += (idx_t)gridDim.x)

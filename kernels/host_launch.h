@@ -163,6 +163,12 @@ static constexpr dim3 threadIdx(0), blockDim(1);
 #define FJ_GROUP_ROW(idx_t, i0, g) (i0 + (idx_t)(g) < fj_end_##i0 ? i0 + (idx_t)(g) : fj_end_##i0 - 1)
 #define FJ_GROUP_LANES(g) _Pragma("omp simd") for (int g = 0; g < FJ_ROW_GROUP; ++g)
 
+// top_k: a row's keys FJ_TOP_K_CHUNK at a time in one vectorised loop, which also finds
+// whether any of them ranks above the k-th kept; the GPU and the emulation rank one element
+// at a time (FJ_TOP_K_CHUNK is 1 there).
+#define FJ_TOP_K_CHUNK 16
+#define FJ_TOP_K_LANES(lane) _Pragma("omp simd reduction(|:above)") for (int lane = 0; lane < FJ_TOP_K_CHUNK; ++lane)
+
 // A block is one thread: shared memory is the kernel call's own (automatic storage, at most
 // 48 KB of stack: no thread-local lookup per access), barriers and shuffles are trivial.
 #define __shared__

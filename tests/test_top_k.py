@@ -9,7 +9,7 @@ from jax import lax
 
 import fusejit
 from fusejit.topk import MAX_TOP_K
-from helpers import ALL_DTYPES, rand, verify
+from helpers import ALL_DTYPES, rand, run_host_under_asan, verify
 
 
 def kernel_kinds(compiled) -> list:
@@ -84,3 +84,14 @@ def test_top_k_under_grad_and_vmap():
     x = rand(np.random.default_rng(66), (5, 12), np.float32)
     verify(jax.grad(lambda x: jnp.sum(lax.top_k(x, 3)[0] ** 2)), x)
     verify(jax.vmap(lambda row: lax.top_k(row, 4)), x)
+
+
+def test_top_k_host_chunks_stay_in_bounds(tmp_path):
+    """The host ranks 16 elements at a time (FJ_TOP_K_CHUNK), which the emulation compiles
+    out: rows shorter than a chunk, rows a chunk and a few long, one chunk exactly."""
+    rng = np.random.default_rng(67)
+    x, y = rand(rng, (9, 37), np.float32, special=True), rand(rng, (5, 7), np.int16)
+    z = rand(rng, (3, 16), np.float64)
+    compiled = verify(lambda x, y, z: (lax.top_k(jnp.sin(x), 3), lax.top_k(y, 7), lax.top_k(z, 16)), x, y, z)
+    assert "FJ_TOP_K_CHUNK" in compiled.source
+    run_host_under_asan(compiled, (x, y, z), tmp_path)

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax import lax
 
 import fusejit
 from fusejit import backends, cache, chunked, interpret, launch, tiered, ufuncs
@@ -321,3 +322,15 @@ def test_cumulative_ops_count_as_more_work_than_maps():
     cum = fusejit.jit(lambda x: jnp.cumsum(x), backend="host").lower(x).graph
     add = fusejit.jit(lambda x: x + 1, backend="host").lower(x).graph
     assert tiered.work(cum) == tiered.CUMULATIVE_WEIGHT * tiered.work(add) == tiered.CUMULATIVE_WEIGHT * 1000
+
+
+def test_sorts_and_top_k_count_by_the_elements_they_sort():
+    """The library sorts every row where the compiled top_k reads each element once: a large
+    top_k (or sort) compiles first instead of being interpreted."""
+    x = np.ones((10, 100), np.float32)
+    top = fusejit.jit(lambda x: lax.top_k(x, 3), backend="host").lower(x).graph
+    srt = fusejit.jit(lambda x: jnp.sort(x, axis=1), backend="host").lower(x).graph
+    assert tiered.work(top) == tiered.work(srt) == tiered.SORT_WEIGHT * 1000
+    big = np.ones((1024, 1024), np.float32)
+    graph = fusejit.jit(lambda x: lax.top_k(x, 3), backend="host").lower(big).graph
+    assert isinstance(tiered.compile_tiered(graph, backends.get("host"), "big"), Compiled)

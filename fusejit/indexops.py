@@ -13,6 +13,7 @@ import math
 import numpy as np
 from jax.lax import GatherScatterMode
 
+from . import launch
 from .errors import UnsupportedError
 
 # ----------------------------------------------------------------------------------------------
@@ -221,7 +222,36 @@ def _set_last(lib, out, flat, values):
     out[flat[winners]] = values[winners]
 
 
-def _scatter(lib, params, out_avals, operand, indices, updates, apply):
+def _compiled_scatter(lib, primitive: str, dtype):
+    """The elementwise library (ufuncs.py) when it is loaded and has `primitive`'s loop for
+    `dtype`: on the host, one compiled loop over the windows instead of NumPy's ufunc.at over
+    every element's position (16 to 60 times quicker on 100,000 rows of 16)."""
+    if lib.name != "numpy":
+        return None
+    from . import ufuncs
+    loops = ufuncs.loaded()
+    return loops if loops is not None and loops.has_scatter(primitive, dtype) else None
+
+
+def _scatter_with_loop(loops, primitive, operand, starts, fits, values, window_dims, window_sizes, batch_ndim):
+    """The scatter by the library's loop: each window's flat start (-1: dropped) and the
+    window's offsets from it (None when they are 0, 1, ...)."""
+    batch_shape = values.shape[:batch_ndim]
+    batches, window = math.prod(batch_shape), math.prod(window_sizes)
+    base = np.broadcast_to(_flat_positions(np, operand.shape, starts, [], [], batch_ndim), batch_shape)
+    if fits is not None:
+        base = np.where(fits, base, -1)
+    offsets = _flat_positions(np, operand.shape, [0] * operand.ndim, window_dims, window_sizes, 0).reshape(-1)
+    contiguous = np.array_equal(offsets, np.arange(window))
+    out = operand.copy().reshape(-1)
+    launch.counter["scatter loop"] += 1
+    loops.scatter(primitive, out, np.ascontiguousarray(base, dtype=np.int64).reshape(-1),
+                  None if contiguous else np.ascontiguousarray(offsets, dtype=np.int64),
+                  np.ascontiguousarray(values.reshape(batches, window)))
+    return out.reshape(operand.shape)
+
+
+def _scatter(lib, params, out_avals, operand, indices, updates, apply, primitive):
     """Common to the scatters: CLIP clamps each window start so the window fits; the other modes
     (FILL_OR_DROP, PROMISE_IN_BOUNDS, ONE_HOT) drop every window that does not fit entirely, as
     XLA's CPU scatter does. The updates are applied in row-major order of the scatter indices."""
@@ -242,6 +272,10 @@ def _scatter(lib, params, out_avals, operand, indices, updates, apply):
     values = xp.transpose(updates, update_scatter_dims + update_window_dims)  # batch + window
     starts, fits = _starts(xp, indices, operand.shape, window, dn.scatter_dims_to_operand_dims, batching,
                            dn.scatter_indices_batching_dims, clip=mode == GatherScatterMode.CLIP)
+    loops = _compiled_scatter(lib, primitive, operand.dtype)
+    if loops is not None:
+        return [_scatter_with_loop(loops, primitive, operand, starts, fits, values, window_dims, window_sizes,
+                                   indices.ndim - 1)]
     flat = _flat_positions(xp, operand.shape, starts, window_dims, window_sizes, indices.ndim - 1)
     flat = xp.broadcast_to(flat, values.shape)
     if fits is not None:
@@ -258,24 +292,28 @@ def scatter(lib, params, out_avals, operand, indices, updates):
     if params.get("update_jaxpr") is not None:
         raise UnsupportedError("scatter with a custom update function (x.at[idx].apply) has no library rule",
                                primitive="scatter")
-    return _scatter(lib, params, out_avals, operand, indices, updates, _set_last)
+    return _scatter(lib, params, out_avals, operand, indices, updates, _set_last, "scatter")
 
 
 def scatter_add(lib, params, out_avals, operand, indices, updates):
     """lax.scatter_add (x.at[idx].add): duplicates accumulate in update order; integers wrap."""
-    return _scatter(lib, params, out_avals, operand, indices, updates, functools.partial(accumulate, "add"))
+    return _scatter(lib, params, out_avals, operand, indices, updates, functools.partial(accumulate, "add"),
+                    "scatter-add")
 
 
 def scatter_mul(lib, params, out_avals, operand, indices, updates):
     """lax.scatter_mul (x.at[idx].multiply): duplicates accumulate in update order; integers wrap."""
-    return _scatter(lib, params, out_avals, operand, indices, updates, functools.partial(accumulate, "multiply"))
+    return _scatter(lib, params, out_avals, operand, indices, updates, functools.partial(accumulate, "multiply"),
+                    "scatter-mul")
 
 
 def scatter_min(lib, params, out_avals, operand, indices, updates):
     """lax.scatter_min (x.at[idx].min): duplicates accumulate; NaN propagates."""
-    return _scatter(lib, params, out_avals, operand, indices, updates, functools.partial(accumulate, "minimum"))
+    return _scatter(lib, params, out_avals, operand, indices, updates, functools.partial(accumulate, "minimum"),
+                    "scatter-min")
 
 
 def scatter_max(lib, params, out_avals, operand, indices, updates):
     """lax.scatter_max (x.at[idx].max): duplicates accumulate; NaN propagates."""
-    return _scatter(lib, params, out_avals, operand, indices, updates, functools.partial(accumulate, "maximum"))
+    return _scatter(lib, params, out_avals, operand, indices, updates, functools.partial(accumulate, "maximum"),
+                    "scatter-max")

@@ -65,6 +65,10 @@ def _catalogue() -> list[tuple[str, tuple[str, ...], str, tuple]]:
 
 CATALOGUE = _catalogue()
 INDEX = {row: k for k, row in enumerate(CATALOGUE)}
+# The scatters' loops: (the elementwise primitive that combines, dtype).
+SCATTERS = {"scatter": "set", "scatter-add": "add", "scatter-mul": "mul", "scatter-max": "max", "scatter-min": "min"}
+SCATTER_CATALOGUE = [(combine, d) for combine in SCATTERS.values()
+                     for d in (NUMERIC if combine in ("add", "mul") else ALL)]
 
 
 def key_of(primitive: str, in_dtypes, out_dtype, params: dict) -> tuple:
@@ -88,8 +92,15 @@ def function_source(k: int, row) -> str:
     return f"FJ_UFUNC2(fj_uf_{k}, {c[0]}, {c[1]}, {ops.ctype(out)}, ({expr}))  // {primitive}"
 
 
+def scatter_source(k: int, row) -> str:
+    combine, d = row
+    expr = "y" if combine == "set" else ops.ELEMENTWISE[combine](["x", "y"], [np.dtype(d)] * 2, np.dtype(d), {})
+    return f"FJ_USCATTER(fj_us_{k}, {ops.ctype(d)}, ({expr}))  // {combine}"
+
+
 def library_source(part: int = 0, parts: int = 1) -> str:
     rows = [function_source(k, row) for k, row in enumerate(CATALOGUE) if k % parts == part]
+    rows += [scatter_source(k, row) for k, row in enumerate(SCATTER_CATALOGUE) if k % parts == part]
     definitions = 'extern "C" int fj_uf_threads = 0;\n' if part == 0 else ""
     return fill("ufuncs.cpp.in", definitions=definitions, functions="\n".join(rows))
 
@@ -106,6 +117,12 @@ class Library:
             fn = getattr(self.dll, f"fj_uf_{k}")
             fn.argtypes, fn.restype = signature, None
             self.functions[k] = fn
+        self.scatters = {}
+        for k, row in enumerate(SCATTER_CATALOGUE):
+            fn = getattr(self.dll, f"fj_us_{k}")
+            fn.argtypes = [ctypes.c_longlong, ctypes.c_longlong] + [ctypes.c_void_p] * 4
+            fn.restype = None
+            self.scatters[row] = fn
 
     def set_threads(self, count: int) -> None:
         """The threads each loop may use (0: OpenMP's default)."""
@@ -117,6 +134,22 @@ class Library:
     def apply(self, row: tuple, inputs: list[np.ndarray], out: np.ndarray) -> np.ndarray:
         """out[...] = the row's expression of `inputs`, each contiguous of out's size, or of size 1."""
         return self.call(self.functions[INDEX[row]], inputs, out)
+
+    def has_scatter(self, primitive: str, dtype) -> bool:
+        return (SCATTERS.get(primitive), np.dtype(dtype).name) in self.scatters
+
+    def scatter(self, primitive: str, out: np.ndarray, base: np.ndarray, offsets: np.ndarray | None,
+                values: np.ndarray) -> None:
+        """In place, in update order: out.flat[base[b] + offsets[w]] = combine(that, values[b, w])
+        for every window b whose base is not negative; `offsets` None: 0, 1, ...  `out` and
+        `values` C-contiguous of one dtype, `base` and `offsets` C-contiguous int64."""
+        assert out.flags.c_contiguous and values.flags.c_contiguous and values.dtype == out.dtype
+        assert base.dtype == np.int64 and base.flags.c_contiguous and values.shape == (base.size, values.shape[1])
+        assert offsets is None or (offsets.dtype == np.int64 and offsets.flags.c_contiguous
+                                   and offsets.size == values.shape[1])
+        fn = self.scatters[(SCATTERS[primitive], np.dtype(out.dtype).name)]
+        fn(base.size, values.shape[1], base.ctypes.data, None if offsets is None else offsets.ctypes.data,
+           values.ctypes.data, out.ctypes.data)
 
     @staticmethod
     def call(fn, inputs: list[np.ndarray], out: np.ndarray) -> np.ndarray:
@@ -198,6 +231,14 @@ def ready(backend) -> Library | None:
         warnings.warn(f"fusejit: the interpreter's elementwise library could not be built, so first calls wait for "
                       f"the compiler: {error}", stacklevel=3)
     return None
+
+
+def loaded() -> Library | None:
+    """The library if it has been loaded in this process (by `start`), else None; starts nothing."""
+    future = _future
+    if future is None or not future.done() or future.exception() is not None:
+        return None
+    return future.result()
 
 
 def wait(backend) -> Library:

@@ -54,3 +54,34 @@ static inline int fj_uf_thread_count() { return fj_uf_threads > 0 ? fj_uf_thread
       FJ_UF_LOOP2(a0, b0, EXPR)                                                                \
     }                                                                                          \
   }
+
+// Scatters of the library's host rules (fusejit/indexops.py): for each of `batches` windows
+// in order, out[base[b] + offset] = EXPR(out[...], values[b * window + w]) over the window's
+// `window` elements, the offsets 0, 1, ... (a contiguous window: one vectorised loop) or
+// offsets[w]; a window whose base is negative is dropped.  One thread, in update order: what
+// XLA's CPU scatter computes where positions repeat.
+#define FJ_USCATTER(name, T, EXPR)                                                             \
+  extern "C" void name(long long batches, long long window, const long long* base,            \
+                       const long long* offsets, const void* values_, void* out_) {           \
+    const T* FJ_RESTRICT values = (const T*)values_;                                           \
+    T* FJ_RESTRICT out = (T*)out_;                                                             \
+    for (long long b = 0; b < batches; ++b) {                                                  \
+      if (base[b] < 0) continue;                                                               \
+      T* FJ_RESTRICT o = out + base[b];                                                        \
+      const T* FJ_RESTRICT v = values + b * window;                                            \
+      if (offsets == 0) {                                                                      \
+        _Pragma("omp simd")                                                                    \
+        for (long long w = 0; w < window; ++w) {                                               \
+          const T x = o[w];                                                                    \
+          const T y = v[w];                                                                    \
+          o[w] = EXPR;                                                                         \
+        }                                                                                      \
+      } else {                                                                                 \
+        for (long long w = 0; w < window; ++w) {                                               \
+          const T x = o[offsets[w]];                                                           \
+          const T y = v[w];                                                                    \
+          o[offsets[w]] = EXPR;                                                                \
+        }                                                                                      \
+      }                                                                                        \
+    }                                                                                          \
+  }

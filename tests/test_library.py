@@ -26,7 +26,7 @@ import scipy.linalg
 from jax import lax
 from jax.extend import core as jcore
 
-from fusejit import indexops, library
+from fusejit import backends, indexops, launch, library, ufuncs
 from fusejit.check import diff_arrays
 from fusejit.errors import UnsupportedError
 from helpers import rand
@@ -614,6 +614,20 @@ def _at(kind, ref, idx, updates, **kw):
 
 
 SCATTER_KINDS = ["set", "add", "multiply", "min", "max"]
+
+
+@pytest.fixture(params=["compiled loop", "numpy"])
+def scatter_path(request, monkeypatch):
+    """A scatter test runs twice: through the elementwise library's compiled loops (ufuncs.py,
+    the host once that library is loaded), and through NumPy (before it is)."""
+    if request.param == "numpy":
+        monkeypatch.setattr(ufuncs, "loaded", lambda: None)
+    else:
+        ufuncs.wait(backends.get("host"))
+    before = launch.counter["scatter loop"]
+    yield request.param
+    ran = launch.counter["scatter loop"] - before
+    assert ran > 0 if request.param == "compiled loop" else ran == 0, f"{ran} scatter(s) ran the compiled loop"
 PRIMITIVE = {"set": "scatter", "add": "scatter-add", "multiply": "scatter-mul", "min": "scatter-min",
              "max": "scatter-max"}
 
@@ -621,7 +635,7 @@ PRIMITIVE = {"set": "scatter", "add": "scatter-add", "multiply": "scatter-mul", 
 @pytest.mark.parametrize("kind,dtype", [(k, d) for k in SCATTER_KINDS
                                           for d in (np.float32, np.float64, np.int8, np.uint8, np.int32, np.bool_)
                                           if not (d == np.bool_ and k in ("add", "multiply"))])  # none in jnp
-def test_scatter_duplicates_and_out_of_bounds(kind, dtype, wide):
+def test_scatter_duplicates_and_out_of_bounds(kind, dtype, wide, scatter_path):
     # Duplicate indices accumulate (add/mul/min/max) or the last one wins (set); out-of-bound
     # indices are dropped (the default mode), clamped (clip), or dropped too for
     # promise_in_bounds and one_hot (what XLA's CPU scatter does with them).
@@ -637,7 +651,7 @@ def test_scatter_duplicates_and_out_of_bounds(kind, dtype, wide):
         x, rows, i, u, urows, expect=[PRIMITIVE[kind]])
 
 
-def test_scatter_set_last_update_wins():
+def test_scatter_set_last_update_wins(scatter_path):
     # Written down: for x.at[idx].set(u) with repeated indices, the update that comes last in
     # the (row-major) order of the scatter indices wins, as in jax.jit on the CPU.
     x = np.zeros(4, np.int32)
@@ -648,7 +662,7 @@ def test_scatter_set_last_update_wins():
 
 
 @pytest.mark.parametrize("kind", SCATTER_KINDS)
-def test_scatter_windows_and_batching_dims(kind):
+def test_scatter_windows_and_batching_dims(kind, scatter_path):
     rng = np.random.default_rng(22)
     x3 = rand(rng, (3, 4, 5), np.float32)
     i = rng.integers(-1, 4, size=(2, 3)).astype(np.int32)
@@ -664,7 +678,7 @@ def test_scatter_windows_and_batching_dims(kind):
 
 
 @pytest.mark.parametrize("mode", ["clip", "drop", "promise_in_bounds"])
-def test_scatter_add_window_partly_out_of_bounds(mode):
+def test_scatter_add_window_partly_out_of_bounds(mode, scatter_path):
     # A 2-row window starting at the last row does not fit: XLA drops the whole window (or, with
     # clip, moves it back so that it fits).
     dnums = lax.ScatterDimensionNumbers(update_window_dims=(0,), inserted_window_dims=(1,),
@@ -675,7 +689,7 @@ def test_scatter_add_window_partly_out_of_bounds(mode):
     assert got.any()
 
 
-def test_scatter_empty_updates_and_nan():
+def test_scatter_empty_updates_and_nan(scatter_path):
     rng = np.random.default_rng(23)
     x = rand(rng, (5,), np.float32)
     u = np.array([np.nan, 1.0, -np.inf], np.float32)
@@ -692,6 +706,34 @@ def test_scatter_apply_is_unsupported():
     ins = [np.zeros(3, np.float32), np.zeros((1, 1), np.int32), np.zeros(1, np.float32)]
     with pytest.raises(UnsupportedError, match="apply"):
         library.call("scatter", library.host_lib(), eqn.params, [((3,), np.float32)], *ins)
+
+
+@pytest.mark.parametrize("primitive", ["scatter", "scatter-add", "scatter-mul"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16, np.uint64])
+def test_compiled_scatter_loops_match_numpy_bit_for_bit(primitive, dtype, wide):
+    """The loops apply the updates in the order NumPy's ufunc.at does (and XLA's CPU scatter):
+    sums and products of repeated positions round alike.  Windows of 16 contiguous elements
+    (the vectorised loop) and of a strided column (offsets), some dropped."""
+    closed = jax.make_jaxpr(lambda x, i, u, c: (_at(PRIMITIVE_KIND[primitive], x, i, u),
+                                                _at(PRIMITIVE_KIND[primitive], x, (slice(None), i[:9] % 16), c)))(
+        np.zeros((40, 16), dtype), np.zeros(300, np.int32), np.zeros((300, 16), dtype), np.zeros((40, 9), dtype))
+    rng = np.random.default_rng(26)
+    args = [rand(rng, (40, 16), dtype), rng.integers(-3, 43, 300).astype(np.int32), rand(rng, (300, 16), dtype),
+            rand(rng, (40, 9), dtype)]
+    if np.dtype(dtype).kind == "f":
+        args[0], args[2] = args[0] / 8 + 1, args[2] / 8 + 1  # products stay finite
+    ufuncs.wait(backends.get("host"))
+    before = launch.counter["scatter loop"]
+    loop = _eval(closed, args, collections.Counter(), library.host_lib())
+    assert launch.counter["scatter loop"] - before == 2
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(ufuncs, "loaded", lambda: None)
+        plain = _eval(closed, args, collections.Counter(), library.host_lib())
+    for a, b in zip(loop, plain):
+        np.testing.assert_array_equal(a, b)
+
+
+PRIMITIVE_KIND = {p: k for k, p in PRIMITIVE.items()}
 
 
 @pytest.mark.parametrize("op", ["add", "multiply", "minimum", "maximum"])

@@ -78,6 +78,22 @@ def test_scatters(dtype, x64):
     }, x, idx, u)
 
 
+def test_segment_sums_and_embedding_gradients_run_the_compiled_loop():
+    """jax.ops.segment_sum and the gradient of an embedding lookup are scatter-adds of whole
+    rows: on the host they run the elementwise library's scatter loop."""
+    from fusejit import backends, launch, ufuncs
+    ufuncs.wait(backends.get("host"))
+    rng = np.random.default_rng(7)
+    x, ids = rand(rng, (501, 16), np.float32), rng.integers(-2, 40, 501).astype(np.int32)
+    table, idx, w = rand(rng, (60, 33), np.float32), rng.integers(0, 60, 97).astype(np.int32), rand(rng, (97, 33), np.float32)
+    before = launch.counter["scatter loop"]
+    verify(lambda x, ids: (jax.ops.segment_sum(x, ids, num_segments=37), jax.ops.segment_max(x, ids, num_segments=37)),
+           x, ids, backends=("host",))
+    verify(jax.grad(lambda table, idx, w: jnp.sum(jnp.take(table, idx, axis=0) * w)), table, idx, w,
+           backends=("host",))
+    assert launch.counter["scatter loop"] > before
+
+
 def test_dynamic_slices_in_a_loop(x64):
     """x[i] and x.at[i].set(...) with a traced i, inside a fori_loop body."""
     def f(x):

@@ -28,6 +28,7 @@ from .templates import fill, indent
 from .topk import render_top_k
 from .streamstores import stream_path
 from .vectorize import GRID_MARGIN, vector_path
+from .windowmaps import WINDOW_REDUCTIONS, reduce_window_rule
 
 MAX_STATEMENTS = 1500
 INT32_LIMIT = 2**31 - 1
@@ -640,6 +641,7 @@ RULES.update({
     "concatenate": concatenate_rule,
     "stack": stack_rule,
     "pad": pad_rule,
+    **{prim: reduce_window_rule for prim in WINDOW_REDUCTIONS},
     "gather": gather_rule,
     "dynamic_slice": dynamic_slice_rule,
     "dynamic_update_slice": dynamic_update_slice_rule,

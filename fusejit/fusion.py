@@ -22,6 +22,7 @@ from .errors import UnsupportedError
 from .ir import Eqn, Graph, Var
 from . import ops
 from .topk import MAX_TOP_K
+from .windowmaps import WINDOW_REDUCTIONS, fusible_window
 
 SHAPE_PRIMITIVES = {
     "broadcast_in_dim", "reshape", "squeeze", "expand_dims", "slice", "rev", "transpose",
@@ -114,12 +115,14 @@ class NotPersistent(Exception):
 
 
 def fusible(eqn: Eqn) -> bool:
-    """A kernel computes the equation (a gather in ONE_HOT mode and a top_k of a large k are
-    left to a step)."""
+    """A kernel computes the equation (a gather in ONE_HOT mode, a top_k of a large k and a
+    window reduction over a large or base-dilated window are left to a step)."""
     if eqn.primitive == "gather" and "ONE_HOT" in str(eqn.params.get("mode")):
         return False
     if eqn.primitive == "top_k":
         return int(eqn.params["k"]) <= MAX_TOP_K
+    if eqn.primitive in WINDOW_REDUCTIONS:
+        return fusible_window(eqn)
     return eqn.primitive in SUPPORTED
 
 

@@ -128,3 +128,34 @@ def test_empty_batches_channels_and_windows():
     verify(lambda x: (lax.reduce_window(x, -jnp.inf, lax.max, (5,), (1,), "VALID"),
                       jax.grad(lambda x: jnp.sum(lax.reduce_window(x, -jnp.inf, lax.max, (5,), (1,), "VALID")))(x)), x)
     verify(lambda x: lax.reduce_window(x, 0.0, lax.add, (2,), (1,), "VALID"), np.zeros((0,), np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int8, np.uint32, np.bool_])
+def test_small_window_reductions_fuse_into_map_kernels(dtype, x64):
+    """Windows of up to MAX_WINDOW_OFFSETS offsets without base dilation are computed by the
+    map kernel of their consumers, from their producers, offset by offset in window order:
+    padding, strides, window dilation, windows past the edge and negative padding; larger
+    windows and base dilation stay library calls."""
+    from fusejit.windowmaps import MAX_WINDOW_OFFSETS
+    kind = np.dtype(dtype).kind
+    x = rand(rng(8), (3, 13, 10), dtype, special=kind == "f")
+    lo = -np.inf if kind == "f" else (False if kind == "b" else np.iinfo(dtype).min)
+    hi = np.inf if kind == "f" else (True if kind == "b" else np.iinfo(dtype).max)
+    t = np.dtype(dtype).type
+
+    def f(x):
+        y = x if kind == "b" else x * t(2)
+        pools = [lax.reduce_window(y, t(lo), lax.max, (1, 3, 3), (1, 2, 2), "SAME"),
+                 lax.reduce_window(y, t(hi), lax.min, (2, 2, 2), (1, 3, 1), ((1, 0), (-1, 2), (0, 3)),
+                                   window_dilation=(1, 2, 3))]
+        if kind != "b":
+            pools.append(lax.reduce_window(y, t(0), lax.add, (1, 4, 4), (1, 1, 1), "SAME") + t(1))
+        return pools
+    compiled = verify(f, x)
+    assert compiled.call_count == 0 and all(k.spec.kind == "map" for k in compiled.rendered)
+    assert "reduce_window_max" in {e.primitive for k in compiled.rendered for e in k.spec.eqns}
+    side = math.isqrt(MAX_WINDOW_OFFSETS) + 1  # a window of more offsets
+    kept = verify(lambda x: (lax.reduce_window(x, t(lo), lax.max, (1, side, side), (1, 1, 1), "SAME"),
+                             lax.reduce_window(x, t(lo), lax.max, (1, 2, 2), (1, 1, 1), "VALID", base_dilation=(1, 2, 1))),
+                  x)
+    assert kept.call_count == 2

@@ -117,12 +117,13 @@ class Library:
             fn = getattr(self.dll, f"fj_uf_{k}")
             fn.argtypes, fn.restype = signature, None
             self.functions[k] = fn
-        self.scatters = {}
-        for k, row in enumerate(SCATTER_CATALOGUE):
+        self.scatters = {}  # (primitive, dtype) -> loop
+        for k, (combine, d) in enumerate(SCATTER_CATALOGUE):
             fn = getattr(self.dll, f"fj_us_{k}")
             fn.argtypes = [ctypes.c_longlong, ctypes.c_longlong] + [ctypes.c_void_p] * 4
             fn.restype = None
-            self.scatters[row] = fn
+            for primitive in [p for p, c in SCATTERS.items() if c == combine]:
+                self.scatters[(primitive, np.dtype(d))] = fn
 
     def set_threads(self, count: int) -> None:
         """The threads each loop may use (0: OpenMP's default)."""
@@ -135,8 +136,8 @@ class Library:
         """out[...] = the row's expression of `inputs`, each contiguous of out's size, or of size 1."""
         return self.call(self.functions[INDEX[row]], inputs, out)
 
-    def has_scatter(self, primitive: str, dtype) -> bool:
-        return (SCATTERS.get(primitive), np.dtype(dtype).name) in self.scatters
+    def has_scatter(self, primitive: str, dtype: np.dtype) -> bool:
+        return (primitive, dtype) in self.scatters
 
     def scatter(self, primitive: str, out: np.ndarray, base: np.ndarray, offsets: np.ndarray | None,
                 values: np.ndarray) -> None:
@@ -147,7 +148,7 @@ class Library:
         assert base.dtype == np.int64 and base.flags.c_contiguous and values.shape == (base.size, values.shape[1])
         assert offsets is None or (offsets.dtype == np.int64 and offsets.flags.c_contiguous
                                    and offsets.size == values.shape[1])
-        fn = self.scatters[(SCATTERS[primitive], np.dtype(out.dtype).name)]
+        fn = self.scatters[(primitive, out.dtype)]
         fn(base.size, values.shape[1], base.ctypes.data, None if offsets is None else offsets.ctypes.data,
            values.ctypes.data, out.ctypes.data)
 

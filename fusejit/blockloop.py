@@ -5,7 +5,7 @@ The seed notebook's loop is the example: B @ x + solve(A, x) + norm(x) on 50 ele
 the LU factorisation hoisted out.  Its body's values live in shared memory; each *step*
 computes one of them with the whole block, and a barrier separates the steps:
   map      an elementwise value that a matrix product or a solve reads (computed once)
-  reduce   a reduction: a thread per output element, the reduced elements in order
+  reduce   a reduction: a thread per output element, its elements in FJ_LANES accumulators
   dot      dot_general: a thread per output element, the contraction in order
   solve    triangular_solve (left side, one matrix): a thread per right-hand side
   carry    the new carries (into the second buffer) and this iteration's ys (to memory)
@@ -139,10 +139,13 @@ class Steps:
         red_idx = iter(delinearize(loop("r", count), tuple(operand.shape[a] for a in axes)))
         element = tuple(next(red_idx) if d in axes else next(out_idx) for d in range(operand.ndim))
         body = self.scope()
-        body.append(red.step(f"acc{k}", f"arg{k}", red.read(w, element)))
-        finish = red.result() + [f"{self.buffers[id(v)]}[e] = res{k};"]
+        body.append(red.step(*red.lane("l"), red.read(w, element)))
+        rest_body = self.scope()
+        rest_body.append(red.step(*red.lane("0"), red.read(w, element)))
+        finish = red.fold_lanes() + red.result() + [f"{self.buffers[id(v)]}[e] = res{k};"]
         return fill("block_step_reduce.cu.in", comment=eqn.primitive, size=str(v.size), count=str(count),
-                    init=indent(red.declare(), 4), body=indent(body, 5), finish=indent(finish, 4))
+                    init=indent(red.declare_lanes(), 4), body=indent(body, 6), rest_body=indent(rest_body, 5),
+                    finish=indent(finish, 4))
 
     def dot_step(self, k: int, v: Var, eqn) -> str:
         w = self.w
@@ -171,7 +174,7 @@ class Steps:
             body.append(f"acc{k} = acc{k} + {x} * {y};  // dot_general")
         else:
             body.append(f"acc{k} = fj_add(acc{k}, fj_mul({x}, {y}));  // dot_general")
-        return fill("block_step_reduce.cu.in", comment="dot_general", size=str(v.size), count=str(count),
+        return fill("block_step_dot.cu.in", comment="dot_general", size=str(v.size), count=str(count),
                     init=indent([f"{t} acc{k} = {ops.c_literal(0, v.dtype)};"], 4), body=indent(body, 5),
                     finish=indent([f"{self.buffers[id(v)]}[e] = acc{k};"], 4))
 

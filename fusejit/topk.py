@@ -4,10 +4,10 @@ One thread per row (kernels/top_k.cu.in) reads the row once, computing the opera
 producers element by element, and keeps the k largest so far sorted by their total-order
 keys: an element that does not rank above the k-th costs one comparison (on the host, a
 vectorised loop ranks 16 elements at a time against the k-th, and only a chunk with one
-above it is inserted element by element).  Values are stored
-from their keys (fj_total_value), so NaN payloads and the sign of zero come out as they
-went in.  Rows longer than a few thousand elements or a large k are better served by a
-sort: fusion leaves top_k with k above MAX_TOP_K to the library (indexops.top_k).
+above it is inserted element by element).  Values are stored from their keys
+(fj_total_value), so NaN payloads and the sign of zero come out as they went in.  A large k
+is better served by a sort: fusion leaves top_k with k above MAX_TOP_K to the library
+(indexops.top_k).
 """
 from __future__ import annotations
 

@@ -225,7 +225,7 @@ def _set_last(lib, out, flat, values):
 def _compiled_scatter(lib, primitive: str, dtype):
     """The elementwise library (ufuncs.py) when it is loaded and has `primitive`'s loop for
     `dtype`: on the host, one compiled loop over the windows instead of NumPy's ufunc.at over
-    every element's position (16 to 60 times quicker on 100,000 rows of 16)."""
+    every element's position (a segment_sum of 100,000 rows of 16: 14.6 to 0.7 ms)."""
     if lib.name != "numpy":
         return None
     from . import ufuncs

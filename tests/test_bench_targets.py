@@ -181,3 +181,18 @@ def test_cold_figures_are_the_median_of_their_children_and_interpreted_calls_are
     rec["latency"]["fusejit_cold"]["interpreted"] = 1
     row = report.latency_rows(results(rec))[0]
     assert row[1].endswith("(interpreted)") and not row[3].endswith("(interpreted)")
+
+
+def test_checks_counts_and_timings_run_the_kernels_not_the_interpreter(tmp_path, monkeypatch):
+    """With first calls interpreted while the kernels compile (FUSEJIT_TIERED on) and an empty
+    kernel cache, the benchmark waits for the kernels before it checks, counts or times
+    fusejit: a kernel count of 0 was an interpreted call."""
+    from bench import cli
+    from fusejit import backends, ufuncs
+    ufuncs.wait(backends.get("host"))  # the interpreter's library: without it, first calls compile first
+    monkeypatch.setenv("FUSEJIT_TIERED", "1")
+    monkeypatch.setenv("FUSEJIT_CACHE_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "bench.json"
+    assert cli.main(["--quick", "--filter", "sin_cos_9", "--no-save", "--no-latency", "--json", str(path)]) == 0
+    (w,) = json.loads(path.read_text())["workloads"]
+    assert w["kernels_fusejit"] == 1 and w["correct"]

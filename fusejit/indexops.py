@@ -230,7 +230,11 @@ def _compiled_scatter(lib, primitive: str, dtype):
         return None
     from . import ufuncs
     loops = ufuncs.loaded()
-    return loops if loops is not None and loops.has_scatter(primitive, dtype) else None
+    if loops is None:  # loaded in the background for later calls (the interpreter starts it too)
+        from .backends import get
+        ufuncs.start(get("host"))
+        return None
+    return loops if loops.has_scatter(primitive, dtype) else None
 
 
 def _scatter_with_loop(loops, primitive, operand, starts, fits, values, window_dims, window_sizes, batch_ndim):

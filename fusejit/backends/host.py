@@ -256,10 +256,9 @@ class HostBackend(CpuArrays):
         extension = host_extension()
         if extension is not None:
             config.debug(1, f"host backend: {extension.start_threads()} worker thread(s)")
-        from .. import ufuncs
-        # The elementwise library (the interpreter's loops and the scatters' loops): loaded, or
-        # built once per machine, in the background.
-        ufuncs.start(self)
+        from .. import tiered, ufuncs
+        if tiered.enabled():  # the interpreter's elementwise library: loaded, or built once per machine
+            ufuncs.start(self)
 
     def device_info(self) -> DeviceInfo:
         return DeviceInfo("host", platform.machine(), usable_cores(), block=1, blocks_per_unit=1, min_chunk=32768,

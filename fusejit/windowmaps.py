@@ -15,6 +15,7 @@ import numpy as np
 
 from . import ops
 from .indexing import clamp
+from .windows import init_value
 
 MAX_WINDOW_OFFSETS = 64
 WINDOW_REDUCTIONS = {"reduce_window_sum": "add", "reduce_window_max": "max", "reduce_window_min": "min"}
@@ -26,27 +27,12 @@ def fusible_window(eqn) -> bool:
             and math.prod(int(d) for d in p["window_dimensions"]) <= MAX_WINDOW_OFFSETS)
 
 
-def init_value(primitive: str, dtype) -> str:
-    """The reduction's init value as a C literal (what the library pads with)."""
-    dtype = np.dtype(dtype)
-    if primitive == "reduce_window_sum":
-        value = 0
-    elif dtype.kind == "f":
-        value = -np.inf if primitive == "reduce_window_max" else np.inf
-    elif dtype.kind == "b":
-        value = primitive == "reduce_window_min"
-    else:
-        info = np.iinfo(dtype)
-        value = info.min if primitive == "reduce_window_max" else info.max
-    return ops.c_literal(value, dtype)
-
-
 def reduce_window_rule(w, eqn, pos, idx):
     (operand,) = eqn.inputs
     out = eqn.outputs[0]
     p = eqn.params
     t = ops.ctype(out.dtype)
-    init = init_value(eqn.primitive, out.dtype)
+    init = ops.c_literal(init_value(eqn.primitive.rsplit("_", 1)[1], out.dtype), out.dtype)
     combine = ops.ELEMENTWISE[WINDOW_REDUCTIONS[eqn.primitive]]
     acc = init
     for offset in np.ndindex(*[int(d) for d in p["window_dimensions"]]):

@@ -116,20 +116,26 @@ def conv_general_dilated(lib, params, out_avals, lhs, rhs):
 SMALL_WINDOW = 1024
 
 
+def init_value(op: str, dtype):
+    """The init value of a window reduction ('sum', 'max' or 'min') of `dtype`: what padding
+    and base-dilation holes hold (windowmaps.py pads with it too)."""
+    dtype = np.dtype(dtype)
+    if op == "sum":
+        return 0
+    if dtype.kind == "f":
+        return -np.inf if op == "max" else np.inf
+    if dtype == np.bool_:
+        return op == "min"
+    info = np.iinfo(dtype)
+    return info.min if op == "max" else info.max
+
+
 def _window_reduce(op: str):
     def rule(lib, params, out_avals, operand):
         xp = lib.xp
         shape, dtype = out_avals[0]
         dtype = np.dtype(dtype)
-        if op == "sum":
-            init = 0
-        elif dtype.kind == "f":
-            init = -np.inf if op == "max" else np.inf
-        elif dtype == np.bool_:
-            init = op == "min"
-        else:
-            info = np.iinfo(dtype)
-            init = info.min if op == "max" else info.max
+        init = init_value(op, dtype)
         axes = tuple(range(operand.ndim))
         x = _dilate(xp, operand, axes, [int(d) for d in params["base_dilation"]], init)
         x = _pad(xp, x, axes, params["padding"], init)

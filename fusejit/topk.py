@@ -31,17 +31,13 @@ def render_top_k(w, block: int):
     row_shape = operand.shape[:axis] + operand.shape[axis + 1:]
     rows = math.prod(row_shape)
 
-    def row_index():
-        return list(delinearize(aff(Sym("loop", ("i",), 0, max(rows - 1, 0))), row_shape))
-
+    at = list(delinearize(aff(Sym("loop", ("i",), 0, max(rows - 1, 0))), row_shape))  # the row's position
     r = aff(Sym("loop", ("r",), 0, max(row_n - 1, 0)))
-    at = row_index()
     value = w.read(operand, tuple(at[:axis] + [r] + at[axis:]))
     body, w.body = w.body, []
     w.new_scope()  # the stores' loop sees nothing of the row loop's statements
     w.variant.add("j")
     j = aff(Sym("loop", ("j",), 0, max(k - 1, 0)))
-    at = row_index()
     out_idx = tuple(at[:axis] + [j] + at[axis:])
     value_t = ops.ctype(operand.dtype)
     stores = []

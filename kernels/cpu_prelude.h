@@ -191,18 +191,17 @@ FJ_MATH float fj_expm1(float x) {
 // rounding and the last one remain.  2^-k in two factors (k up to 150: results down to the
 // denormals, rounded once).  Within one ULP of the exact result for every float (checked
 // exhaustively); NaN propagates.
+static constexpr float fj_logistic_coefficients[] = {  // bench/fits.py
+    0x1.a18978p-13f, 0x1.6d9968p-10f, 0x1.1110a0p-7f, 0x1.55547cp-5f, 0x1.555556p-3f, 0x1.000000p-1f};
 FJ_MATH float fj_logistic(float x) {
   const float a0 = fabsf(x);
   const float a = a0 > 104.0f ? 104.0f : a0;  // e^-104 rounds to 0; NaN passes
   const float kf = __builtin_fmaf(a, 0x1.715476p0f, fj_exp_shifter);
   const float k = kf - fj_exp_shifter;  // e^-a = 2^-k e^r, r = k ln 2 - a
   const float r = __builtin_fmaf(k, 0x1.7f7d1cp-20f, __builtin_fmaf(k, 0x1.62e400p-1f, -a));
-  float w = 0x1.a1897ep-13f;
-  w = __builtin_fmaf(w, r, 0x1.6d996ep-10f);
-  w = __builtin_fmaf(w, r, 0x1.1110a0p-7f);
-  w = __builtin_fmaf(w, r, 0x1.55547cp-5f);
-  w = __builtin_fmaf(w, r, 0x1.555556p-3f);
-  w = __builtin_fmaf(w, r, 0.5f);
+  float w = fj_logistic_coefficients[0];
+#pragma GCC unroll 8
+  for (int n = 1; n < 6; ++n) w = __builtin_fmaf(w, r, fj_logistic_coefficients[n]);
   const float m = __builtin_fmaf(r * r, w, r);
   const float p_hi = 1.0f + m;
   const float p_lo = (1.0f - p_hi) + m;
@@ -230,15 +229,15 @@ template <int N> FJ_MATH double fj_horner(double u, const double (&coefficients)
   return p;
 }
 // erf(a) for |a| <= 3.9 in double precision: a P(a^2), P of degree 18 fitted (by Chebyshev
-// least squares, in u = a^2 / 7.605 - 1) to erf(a) / a, relative error below 2e-10.
+// least squares, in u = a^2 / 7.605 - 1; bench/fits.py) to erf(a) / a, relative error below
+// 2e-10.
 static constexpr double fj_erf_coefficients[] = {
-    4.6442668157843574e-05, -0.00013799080073282217, 0.00014449209721663592,
-    -0.0002657077048495854, 0.0009261742442513754, -0.0020498571749209904,
-    0.0037180592789181274, -0.006790483422177343, 0.011989678530014711,
-    -0.019600838387007217, 0.029886366079331973, -0.04280133868423218,
-    0.05771628515596614, -0.07379366758034452, 0.09069322408831451,
-    -0.10953352581963278, 0.1346900041789961, -0.18101105011205126,
-    0.3625839808863337};
+    4.6442722426414826e-05, -0.00013799103908145613, 0.0001444919449083644,
+    -0.00026570678093848873, 0.0009261743672218088, -0.002049858637099041,
+    0.0037180593082690315, -0.0067904822068246325, 0.011989678428830464, -0.01960083895513776,
+    0.029886366141104796, -0.04280133853595999, 0.057716285139139886, -0.07379366760044354,
+    0.0906932240903981, -0.10953352581844251, 0.13469000417890276, -0.1810110501120707,
+    0.36258398088633426};
 FJ_MATH double fj_erf_poly(double a) {
   return a * fj_horner(__builtin_fma(a * a, 2.0 / 15.21, -1.0), fj_erf_coefficients);
 }
@@ -252,16 +251,15 @@ FJ_MATH float fj_erf(float x) {
 }
 // erfc of a float, in double precision and rounded once: erfcx(|x|) e^-x^2, erfcx(y) =
 // e^(y^2) erfc(y) being a polynomial of degree 12 in s = 1 / (1 + 0.4 y) fitted (by Chebyshev
-// least squares) on 0 <= y <= 10.1 (relative error below 4e-11), and 2 minus that for a
+// least squares; bench/fits.py) on 0 <= y <= 10.1 (relative error below 4e-11), and 2 minus that for a
 // negative x; past 10.1 the result is 0 (or 2), below half the least float.  One polynomial
 // and one exponential for every x.  Within one ULP of the exact result (checked over every
 // float); NaN propagates.
 static constexpr double fj_erfcx_coefficients[] = {
-    4.305281186847958e-07, -8.077692059985138e-08, -5.67414803841039e-06,
-    5.031112266920539e-06, 6.478893874702183e-05, -7.886209152351262e-05,
-    -0.0009380068538089177, 8.139572231961726e-05, 0.01738720540633737,
-    0.08129301057868335, 0.21577393684255186, 0.3909042619673725,
-    0.2955125628077078};
+    4.3052822588322836e-07, -8.077677398359943e-08, -5.674148290893704e-06,
+    5.031111825569927e-06, 6.478893893430088e-05, -7.886209103472272e-05, -0.000938006853837408,
+    8.139572208014022e-05, 0.017387205406319686, 0.0812930105787325, 0.2157739368425564,
+    0.39090426196736905, 0.2955125628077078};
 FJ_MATH double fj_erfcx_poly(double y) {
   const double s = 1.0 / __builtin_fma(y, 0.4, 1.0);  // in [1 / 5.04, 1]; u in [-1, 1]
   return fj_horner(__builtin_fma(s, 2.495049504950495, -1.4950495049504948), fj_erfcx_coefficients);

@@ -291,6 +291,19 @@ def test_float32_math_within_one_ulp_over_a_sweep_of_all_floats():
         assert worst <= 1 and nan_mismatch == 0, (name, worst, nan_mismatch)
 
 
+def test_float32_math_tables_are_the_fits_of_bench_fits():
+    """The polynomial tables of kernels/cpu_prelude.h (logistic, erf, erfc) are what
+    bench/fits.py computes: a refit reproduces them, and a table edited by one coefficient is
+    reported."""
+    from bench import fits
+    assert fits.mismatches() == []
+    text = fits.HEADER.read_text()
+    first = repr(fits.erfcx()[0])
+    edited = text.replace(first, repr(fits.erfcx()[0] * (1 + 1e-12)), 1)
+    assert edited != text
+    assert fits.header_table("fj_erfcx_coefficients", edited) != fits.erfcx()
+
+
 def test_float32_trig_near_multiples_of_half_pi():
     """k pi/2 rounded to float32 and its two neighbours, for k from 1 to 2^126 (near the
     multiples the reduced argument keeps the fewest digits), both signs, and the edges of the

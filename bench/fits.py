@@ -1,0 +1,119 @@
+"""`python -m bench.fits`: the polynomial coefficients of the host's float32 math, refitted.
+
+kernels/cpu_prelude.h computes the logistic function, erf and erfc of a float with
+polynomials fitted here, by least squares on Chebyshev points (NumPy's lstsq, so the fit is
+deterministic): this prints each table as the header spells it, and `--check` exits 1 if the
+header's tables differ from a refit (tests/test_elementwise.py runs that check).  The promise
+the tables keep (one ULP from the exact result over every float) is checked by
+bench/ulp_sweep.py, not here.
+"""
+from __future__ import annotations
+
+import argparse
+import pathlib
+import re
+import sys
+
+import numpy as np
+import scipy.special
+
+HEADER = pathlib.Path(__file__).resolve().parent.parent / "kernels" / "cpu_prelude.h"
+POINTS = 40001
+
+
+def _chebyshev_points() -> np.ndarray:
+    return np.cos(np.linspace(0.0, np.pi, POINTS))
+
+
+def _relative_fit(t: np.ndarray, f: np.ndarray, degree: int) -> np.ndarray:
+    """Monomial coefficients in t, highest first, minimising the relative error to f."""
+    vander = np.polynomial.chebyshev.chebvander(t, degree)
+    c, *_ = np.linalg.lstsq(vander / f[:, None], np.ones_like(f), rcond=None)
+    return np.polynomial.chebyshev.cheb2poly(c)[::-1]
+
+
+def logistic() -> list[float]:
+    """w(r) = (e^r - 1 - r) / r^2 on |r| <= ln(2)/2 in float32, degree 5, minimising the
+    absolute error of r^2 w (fj_logistic_coefficients)."""
+    r = _chebyshev_points() * (np.log(2.0) / 2 * 1.0005)
+    r = r[np.abs(r) > 1e-6]
+    w = (np.expm1(r) - r) / r**2
+    vander = np.vander(r, 6, increasing=True) * (r**2)[:, None]
+    c, *_ = np.linalg.lstsq(vander, w * r**2, rcond=None)
+    return [float(v) for v in c[::-1].astype(np.float32)]
+
+
+ERF_EDGE = 3.9  # erf(a) / a in u = a^2 (2 / 3.9^2) - 1
+
+
+def erf() -> list[float]:
+    """erf(a) / a for 0 <= a <= 3.9 in u = 2 a^2 / 3.9^2 - 1, degree 18 (fj_erf_coefficients)."""
+    t = _chebyshev_points()
+    a = np.sqrt((t + 1.0) * ERF_EDGE**2 / 2.0)
+    safe = np.where(a > 0.0, a, 1.0)
+    f = np.where(a > 0.0, scipy.special.erf(safe) / safe, 2.0 / np.sqrt(np.pi))
+    return [float(v) for v in _relative_fit(t, f, 18)]
+
+
+ERFCX_SCALE, ERFCX_EDGE = 0.4, 10.1  # s = 1 / (1 + 0.4 y) for 0 <= y <= 10.1
+
+
+def erfcx_map() -> tuple[float, float]:
+    """(A, B): u = A s + B maps s from 1 / (1 + 0.4 * 10.1) .. 1 onto -1 .. 1."""
+    low = 1.0 / (1.0 + ERFCX_SCALE * ERFCX_EDGE)
+    return 2.0 / (1.0 - low), -(1.0 + low) / (1.0 - low)
+
+
+def erfcx() -> list[float]:
+    """erfcx(y) = e^(y^2) erfc(y) for 0 <= y <= 10.1 in u = A / (1 + 0.4 y) + B, degree 12
+    (fj_erfcx_coefficients)."""
+    t = _chebyshev_points()
+    scale, offset = erfcx_map()
+    y = (1.0 / ((t - offset) / scale) - 1.0) / ERFCX_SCALE
+    return [float(v) for v in _relative_fit(t, scipy.special.erfcx(y), 12)]
+
+
+TABLES = {"fj_logistic_coefficients": logistic, "fj_erf_coefficients": erf, "fj_erfcx_coefficients": erfcx}
+
+
+def header_table(name: str, text: str | None = None) -> list[float]:
+    """The numbers of `static constexpr ... name[] = {...};` in kernels/cpu_prelude.h."""
+    text = HEADER.read_text() if text is None else text
+    match = re.search(re.escape(name) + r"\[\]\s*=\s*\{([^}]*)\}", text)
+    if match is None:
+        raise KeyError(f"{name} is not a table of {HEADER}")
+    numbers = re.sub(r"//[^\n]*", "", match.group(1))
+    return [float.fromhex(v.strip().rstrip("f")) if "0x" in v else float(v)
+            for v in numbers.split(",") if v.strip()]
+
+
+def spell(name: str, values: list[float]) -> str:
+    if name == "fj_logistic_coefficients":
+        return ", ".join(np.float32(v).item().hex().replace("0000000p", "p") + "f" for v in values)
+    return ", ".join(repr(v) for v in values)
+
+
+def mismatches() -> list[str]:
+    """The tables whose header values differ from a refit."""
+    text = HEADER.read_text()
+    return [name for name, fit in TABLES.items() if header_table(name, text) != fit()]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if the header's tables differ from a refit")
+    args = parser.parse_args(argv)
+    if args.check:
+        bad = mismatches()
+        for name in bad:
+            print(f"{name}: kernels/cpu_prelude.h differs from the refit", file=sys.stderr)
+        return 1 if bad else 0
+    scale, offset = erfcx_map()
+    print(f"erfcx map: u = {scale!r} s + {offset!r}")
+    for name, fit in TABLES.items():
+        print(f"{name}[] = {{{spell(name, fit())}}};")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

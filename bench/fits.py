@@ -65,12 +65,12 @@ def erfcx_map() -> tuple[float, float]:
 
 
 def erfcx() -> list[float]:
-    """erfcx(y) = e^(y^2) erfc(y) for 0 <= y <= 10.1 in u = A / (1 + 0.4 y) + B, degree 12
+    """erfcx(y) = e^(y^2) erfc(y) for 0 <= y <= 10.1 in u = A / (1 + 0.4 y) + B, degree 10
     (fj_erfcx_coefficients)."""
     t = _chebyshev_points()
     scale, offset = erfcx_map()
     y = (1.0 / ((t - offset) / scale) - 1.0) / ERFCX_SCALE
-    return [float(v) for v in _relative_fit(t, scipy.special.erfcx(y), 12)]
+    return [float(v) for v in _relative_fit(t, scipy.special.erfcx(y), 10)]
 
 
 TABLES = {"fj_logistic_coefficients": logistic, "fj_erf_coefficients": erf, "fj_erfcx_coefficients": erfcx}

@@ -47,12 +47,12 @@ ERF_EDGE = 3.9  # erf(a) / a in u = a^2 (2 / 3.9^2) - 1
 
 
 def erf() -> list[float]:
-    """erf(a) / a for 0 <= a <= 3.9 in u = 2 a^2 / 3.9^2 - 1, degree 18 (fj_erf_coefficients)."""
+    """erf(a) / a for 0 <= a <= 3.9 in u = 2 a^2 / 3.9^2 - 1, degree 16 (fj_erf_coefficients)."""
     t = _chebyshev_points()
     a = np.sqrt((t + 1.0) * ERF_EDGE**2 / 2.0)
     safe = np.where(a > 0.0, a, 1.0)
     f = np.where(a > 0.0, scipy.special.erf(safe) / safe, 2.0 / np.sqrt(np.pi))
-    return [float(v) for v in _relative_fit(t, f, 18)]
+    return [float(v) for v in _relative_fit(t, f, 16)]
 
 
 ERFCX_SCALE, ERFCX_EDGE = 0.4, 10.1  # s = 1 / (1 + 0.4 y) for 0 <= y <= 10.1

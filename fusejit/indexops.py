@@ -7,6 +7,7 @@ with windows and batching dims) is the same code.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 
@@ -102,7 +103,7 @@ def _starts(xp, indices, operand_shape, window, index_map, operand_batching, ind
         if not clip:
             ok = (s >= 0) & (s <= hi)
             fits = ok if fits is None else fits & ok
-        starts[d] = xp.clip(s, 0, hi)
+        starts[d] = xp.minimum(xp.maximum(s, 0), hi)  # np.clip's Python wrapper costs microseconds
     for d, axis in zip(operand_batching, indices_batching):
         shape = [1] * len(batch_shape)
         shape[int(axis)] = batch_shape[int(axis)]
@@ -237,21 +238,53 @@ def _compiled_scatter(lib, primitive: str, dtype):
     return loops if loops.has_scatter(primitive, dtype) else None
 
 
-def _scatter_with_loop(loops, primitive, operand, starts, fits, values, window_dims, window_sizes, batch_ndim):
+@dataclasses.dataclass(frozen=True)
+class _ScatterLayout:
+    """What a scatter's dimension numbers and shapes fix, computed once per form."""
+    window: tuple  # the window's extent in each operand dim (1 in inserted and batching dims)
+    window_dims: tuple  # operand dims the window spans, in order
+    window_sizes: tuple
+    values_perm: tuple | None  # updates transposed to batch dims + window dims; None: as they are
+    strides: tuple  # each operand dim's stride in elements
+    offsets: np.ndarray | None  # window elements' flat offsets from the window's start; None: 0, 1, ...
+
+
+@functools.lru_cache(maxsize=512)
+def _scatter_layout(dn, operand_shape: tuple, updates_shape: tuple) -> _ScatterLayout:
+    update_window_dims = [int(d) for d in dn.update_window_dims]
+    inserted = [int(d) for d in dn.inserted_window_dims]
+    batching = [int(d) for d in dn.operand_batching_dims]
+    ndim = len(operand_shape)
+    window_dims = [d for d in range(ndim) if d not in inserted and d not in batching]
+    window_sizes = [updates_shape[d] for d in update_window_dims]
+    window = [1] * ndim
+    for d, size in zip(window_dims, window_sizes):
+        window[d] = size
+    perm = [d for d in range(len(updates_shape)) if d not in update_window_dims] + update_window_dims
+    offsets = _flat_positions(np, operand_shape, [0] * ndim, window_dims, window_sizes, 0).reshape(-1)
+    offsets.flags.writeable = False
+    return _ScatterLayout(tuple(window), tuple(window_dims), tuple(window_sizes),
+                          None if perm == sorted(perm) else tuple(perm),
+                          tuple(math.prod(operand_shape[d + 1:]) for d in range(ndim)),
+                          None if np.array_equal(offsets, np.arange(offsets.size)) else offsets)
+
+
+def _scatter_with_loop(loops, primitive, operand, starts, fits, values, layout, batch_ndim):
     """The scatter by the library's loop: each window's flat start (-1: dropped) and the
     window's offsets from it (None when they are 0, 1, ...)."""
     batch_shape = values.shape[:batch_ndim]
-    batches, window = math.prod(batch_shape), math.prod(window_sizes)
-    base = np.broadcast_to(_flat_positions(np, operand.shape, starts, [], [], batch_ndim), batch_shape)
+    base = 0
+    for start, stride in zip(starts, layout.strides):
+        if not isinstance(start, int):
+            base = base + start * stride
+    if np.shape(base) != batch_shape:
+        base = np.broadcast_to(np.asarray(base, dtype=np.int64), batch_shape)
     if fits is not None:
         base = np.where(fits, base, -1)
-    offsets = _flat_positions(np, operand.shape, [0] * operand.ndim, window_dims, window_sizes, 0).reshape(-1)
-    contiguous = np.array_equal(offsets, np.arange(window))
     out = operand.copy().reshape(-1)
     launch.counter["scatter loop"] += 1
-    loops.scatter(primitive, out, np.ascontiguousarray(base, dtype=np.int64).reshape(-1),
-                  None if contiguous else np.ascontiguousarray(offsets, dtype=np.int64),
-                  np.ascontiguousarray(values.reshape(batches, window)))
+    loops.scatter(primitive, out, np.ascontiguousarray(base, dtype=np.int64).reshape(-1), layout.offsets,
+                  np.ascontiguousarray(values).reshape(math.prod(batch_shape), math.prod(layout.window_sizes)))
     return out.reshape(operand.shape)
 
 
@@ -264,22 +297,15 @@ def _scatter(lib, params, out_avals, operand, indices, updates, apply, primitive
     if operand.size == 0:  # nowhere to scatter to (CLIP could not clamp into an empty dim)
         return [operand.copy()]
     mode = GatherScatterMode.from_any(params["mode"])
-    update_window_dims = [int(d) for d in dn.update_window_dims]
-    inserted = [int(d) for d in dn.inserted_window_dims]
-    batching = [int(d) for d in dn.operand_batching_dims]
-    window_dims = [d for d in range(operand.ndim) if d not in inserted and d not in batching]
-    window_sizes = [updates.shape[d] for d in update_window_dims]
-    window = [1] * operand.ndim
-    for d, size in zip(window_dims, window_sizes):
-        window[d] = size
-    update_scatter_dims = [d for d in range(updates.ndim) if d not in update_window_dims]
-    values = xp.transpose(updates, update_scatter_dims + update_window_dims)  # batch + window
-    starts, fits = _starts(xp, indices, operand.shape, window, dn.scatter_dims_to_operand_dims, batching,
-                           dn.scatter_indices_batching_dims, clip=mode == GatherScatterMode.CLIP)
+    layout = _scatter_layout(dn, tuple(operand.shape), tuple(updates.shape))
+    values = updates if layout.values_perm is None else xp.transpose(updates, layout.values_perm)  # batch + window
+    starts, fits = _starts(xp, indices, operand.shape, layout.window, dn.scatter_dims_to_operand_dims,
+                           [int(d) for d in dn.operand_batching_dims], dn.scatter_indices_batching_dims,
+                           clip=mode == GatherScatterMode.CLIP)
     loops = _compiled_scatter(lib, primitive, operand.dtype)
     if loops is not None:
-        return [_scatter_with_loop(loops, primitive, operand, starts, fits, values, window_dims, window_sizes,
-                                   indices.ndim - 1)]
+        return [_scatter_with_loop(loops, primitive, operand, starts, fits, values, layout, indices.ndim - 1)]
+    window_dims, window_sizes = list(layout.window_dims), list(layout.window_sizes)
     flat = _flat_positions(xp, operand.shape, starts, window_dims, window_sizes, indices.ndim - 1)
     flat = xp.broadcast_to(flat, values.shape)
     if fits is not None:

@@ -184,6 +184,7 @@ def build(backend, output: str) -> None:
 
 _lock = threading.Lock()
 _future: concurrent.futures.Future | None = None
+_library: Library | None = None  # the future's result once it has one (loaded() reads it on every scatter)
 
 
 def _load(backend) -> Library:
@@ -208,8 +209,11 @@ def start(backend) -> concurrent.futures.Future:
 
 
 def _resolve(future, backend) -> None:
+    global _library
     try:
-        future.set_result(_load(backend))
+        library = _load(backend)
+        _library = library
+        future.set_result(library)
     except BaseException as e:  # reported by whoever asks for the library (ready/wait)
         future.set_exception(e)
 
@@ -236,10 +240,7 @@ def ready(backend) -> Library | None:
 
 def loaded() -> Library | None:
     """The library if it has been loaded in this process (by `start`), else None; starts nothing."""
-    future = _future
-    if future is None or not future.done() or future.exception() is not None:
-        return None
-    return future.result()
+    return _library
 
 
 def wait(backend) -> Library:

@@ -80,7 +80,8 @@ template <int DEGREE = 12> FJ_MATH double fj_exp_core(double x) {
 }
 
 // log(x) for x > 0 finite (normal or denormal double): x = m 2^e with m in [sqrt(1/2), sqrt(2)),
-// log m = 2 atanh(f), f = (m - 1) / (m + 1), |f| <= 0.1716, by its series to f^17.
+// log m = 2 atanh(f), f = (m - 1) / (m + 1), |f| <= 0.1716, by its series to f^11 (relative
+// error below 5e-11: for a float result, whose half ULP is at least 3e-8).
 FJ_MATH double fj_log_core(double x) {
   const double scaled = x < 0x1p-1022 ? x * 0x1p54 : x;  // denormals become normal
   const unsigned long long b = fj_double_bits(scaled);
@@ -91,10 +92,7 @@ FJ_MATH double fj_log_core(double x) {
   const double e = (double)(big ? e0 + 1 : e0);
   const double f = (m - 1.0) / (m + 1.0);
   const double s = f * f;
-  double p = 1.0 / 17.0;
-  p = p * s + 1.0 / 15.0;
-  p = p * s + 1.0 / 13.0;
-  p = p * s + 1.0 / 11.0;
+  double p = 1.0 / 11.0;
   p = p * s + 1.0 / 9.0;
   p = p * s + 1.0 / 7.0;
   p = p * s + 1.0 / 5.0;

@@ -178,24 +178,20 @@ FJ_DEVICE bool fj_max(bool a, bool b) { return a || b; }
 FJ_DEVICE bool fj_min(bool a, bool b) { return a && b; }
 // (Selects between computed values, not nested conditions: vectorisable on the host.)
 FJ_DEVICE float fj_max(float a, float b) {
-  const float larger = a > b ? a : b;
-  const float b_or_larger = b != b ? b : larger;
-  return a != a ? a : b_or_larger;
+  const float larger = a > b ? a : b;  // b where b is NaN (the comparison is false)
+  return a != a ? a : larger;
 }
 FJ_DEVICE float fj_min(float a, float b) {
-  const float smaller = a < b ? a : b;
-  const float b_or_smaller = b != b ? b : smaller;
-  return a != a ? a : b_or_smaller;
+  const float smaller = a < b ? a : b;  // b where b is NaN (the comparison is false)
+  return a != a ? a : smaller;
 }
 FJ_DEVICE double fj_max(double a, double b) {
-  const double larger = a > b ? a : b;
-  const double b_or_larger = b != b ? b : larger;
-  return a != a ? a : b_or_larger;
+  const double larger = a > b ? a : b;  // b where b is NaN (the comparison is false)
+  return a != a ? a : larger;
 }
 FJ_DEVICE double fj_min(double a, double b) {
-  const double smaller = a < b ? a : b;
-  const double b_or_smaller = b != b ? b : smaller;
-  return a != a ? a : b_or_smaller;
+  const double smaller = a < b ? a : b;  // b where b is NaN (the comparison is false)
+  return a != a ? a : smaller;
 }
 
 // sign: NaN stays NaN and +-0 stays +-0 for floats.

@@ -1,6 +1,6 @@
 """`python -m bench.fits`: the polynomial coefficients of the host's float32 math, refitted.
 
-kernels/cpu_prelude.h computes the logistic function, erf and erfc of a float with
+kernels/cpu_prelude.h computes the logistic function, erf, erfc and atan2 of a float with
 polynomials fitted here, by least squares on Chebyshev points (NumPy's lstsq, so the fit is
 deterministic): this prints each table as the header spells it, and `--check` exits 1 if the
 header's tables differ from a refit (tests/test_elementwise.py runs that check).  The promise
@@ -73,7 +73,21 @@ def erfcx() -> list[float]:
     return [float(v) for v in _relative_fit(t, scipy.special.erfcx(y), 10)]
 
 
-TABLES = {"fj_logistic_coefficients": logistic, "fj_erf_coefficients": erf, "fj_erfcx_coefficients": erfcx}
+ATAN_EDGE = 3.0 - 2.0 * np.sqrt(2.0)  # tan(pi/8)^2: atan(t) / t in u = s (2 / edge) - 1, s = t^2
+
+
+def atan() -> list[float]:
+    """atan(t) / t for t^2 = s <= tan(pi/8)^2 in u = s (6 + 4 sqrt 2) - 1, degree 5
+    (fj_atan_coefficients)."""
+    t = _chebyshev_points()
+    root = np.sqrt((t + 1.0) / 2.0 * ATAN_EDGE)
+    safe = np.where(root > 0.0, root, 1.0)
+    f = np.where(root > 0.0, np.arctan(safe) / safe, 1.0)
+    return [float(v) for v in _relative_fit(t, f, 5)]
+
+
+TABLES = {"fj_logistic_coefficients": logistic, "fj_erf_coefficients": erf, "fj_erfcx_coefficients": erfcx,
+          "fj_atan_coefficients": atan}
 
 
 def header_table(name: str, text: str | None = None) -> list[float]:

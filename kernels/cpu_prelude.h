@@ -271,6 +271,37 @@ FJ_MATH float fj_erfc(float x) {
   const float result = (float)(y < 10.1 ? inside : far);
   return x != x ? x : result;
 }
+// atan2 of floats, in double precision and rounded once: with the larger magnitude h and the
+// smaller l, atan(l / h), or pi/4 + atan((l - h) / (l + h)) past tan(pi/8) (l - h and l + h
+// are exact in double there), so one division gives |t| <= tan(pi/8); atan(t) = t Q(t^2), Q
+// of degree 5 fitted (bench/fits.py; relative error below 7e-10); then pi/2 minus that where
+// |y| > |x|, pi minus that where x is negative (or -0), and y's sign.  Zeros and infinities
+// as the C library: atan2(+-0, -0) = +-pi, atan2(+-inf, +-inf) = +-pi/4 or +-3pi/4.  Within
+// one ULP of the exact result; NaN propagates.  Straight-line code where the C library's
+// atan2f is a call per element.
+static constexpr double fj_atan_coefficients[] = {
+    -2.8006302130762223e-07, 4.324611290494804e-06, -6.979989451013176e-05,
+    0.0012335813386146544, -0.025900195522379255, 0.9727918179462166};
+FJ_MATH float fj_atan2(float y, float x) {
+  const double ay = fabs((double)y), ax = fabs((double)x);
+  const bool steep = ay > ax;  // the angle from the y axis, subtracted from pi/2
+  const double h = steep ? ay : ax, l = steep ? ax : ay;
+  const bool infinite = ay == fj_inf() && ax == fj_inf();  // pi/4 from each axis
+  const bool wide = infinite || l > 0.41421356237309503 * h;  // past tan(pi/8)
+  const double num = infinite ? 0.0 : (wide ? l - h : l);
+  const double den = infinite || h == 0.0 ? 1.0 : (wide ? l + h : h);  // 0 / 0: angle 0
+  const double t = num / den;
+  const double s = t * t;
+  const double a = t * fj_horner(__builtin_fma(s, 6.0 + 4.0 * 1.4142135623730951, -1.0), fj_atan_coefficients);
+  const double first = wide ? 0.78539816339744831 + a : a;  // [0, pi/4]
+  const double octant = steep ? 1.5707963267948966 - first : first;  // [0, pi/2]
+  const bool left = fj_float_bits(x) >> 31;  // x < 0 or x = -0
+  const double angle = left ? 3.1415926535897931 - octant : octant;
+  return copysignf((float)angle, y);
+}
+FJ_MATH float fj_atan(float x) { return fj_atan2(x, 1.0f); }
+static inline double fj_atan2(double y, double x) { return atan2(y, x); }
+static inline double fj_atan(double x) { return atan(x); }
 static inline double fj_exp(double x) { return exp(x); }
 static inline double fj_log(double x) { return log(x); }
 static inline double fj_tanh(double x) { return tanh(x); }

@@ -49,6 +49,10 @@ FJ_DEVICE float fj_log1p(float x) { return log1pf(x); }
 FJ_DEVICE double fj_log1p(double x) { return log1p(x); }
 FJ_DEVICE float fj_expm1(float x) { return expm1f(x); }
 FJ_DEVICE double fj_expm1(double x) { return expm1(x); }
+FJ_DEVICE float fj_atan2(float y, float x) { return atan2f(y, x); }
+FJ_DEVICE double fj_atan2(double y, double x) { return atan2(y, x); }
+FJ_DEVICE float fj_atan(float x) { return atanf(x); }
+FJ_DEVICE double fj_atan(double x) { return atan(x); }
 FJ_DEVICE float fj_logistic(float x) { return 1.0f / (1.0f + expf(-x)); }
 FJ_DEVICE double fj_logistic(double x) { return 1.0 / (1.0 + exp(-x)); }
 FJ_DEVICE double fj_lgamma(double x) { return lgamma(x); }

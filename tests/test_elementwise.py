@@ -291,6 +291,35 @@ def test_float32_math_within_one_ulp_over_a_sweep_of_all_floats():
         assert worst <= 1 and nan_mismatch == 0, (name, worst, nan_mismatch)
 
 
+def test_float32_atan2_within_one_ulp_of_the_exact_result():
+    """The host's float32 atan2 (kernels/cpu_prelude.h) against NumPy's float64 atan2 rounded
+    to float32: random bit patterns (every sign, denormals, infinities, NaNs), magnitudes a few
+    binades apart (the reduction past tan(pi/8)), exact ratios; at most one ULP apart, NaN where
+    it is NaN, and every pair of zeros, infinities and ones exactly as the C library has it
+    (signed zeros, +-pi, +-pi/4, +-3pi/4)."""
+    from fusejit.check import ulp_distance
+    rng = np.random.default_rng(41)
+    bits = rng.integers(0, 2**32, (2, 200000), dtype=np.uint64).astype(np.uint32)
+    y, x = bits.view(np.float32)
+    near = (bits[0] & np.uint32(0x807FFFFF)) | (((bits[0] >> 23 & 0xFF).astype(np.int64)
+                                                + rng.integers(-4, 5, bits.shape[1])).clip(0, 254).astype(np.uint32) << 23)
+    ratio = rng.integers(-1000, 1001, (2, 20000)).astype(np.float32)
+    special = np.float32([0.0, -0.0, np.inf, -np.inf, np.nan, 1.0, -1.0, 1e-45, -1e-45, 3.4e38])
+    sy, sx = np.meshgrid(special, special)
+    y = np.concatenate([y, bits[0].view(np.float32), ratio[0], sy.ravel()])
+    x = np.concatenate([x, near.view(np.float32), ratio[1], sx.ravel()])
+    got = fusejit.jit(jnp.arctan2, backend="host")(y, x)
+    with np.errstate(all="ignore"):
+        want = np.arctan2(y.astype(np.float64), x.astype(np.float64)).astype(np.float32)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    finite = ~np.isnan(want)
+    assert ulp_distance(got[finite], want[finite]).max() <= 1
+    tail = slice(-sy.size, None)
+    np.testing.assert_array_equal(got[tail], want[tail])
+    numbers = ~np.isnan(want[tail])  # a NaN's sign means nothing
+    np.testing.assert_array_equal(np.signbit(got[tail][numbers]), np.signbit(want[tail][numbers]))
+
+
 def test_float32_math_tables_are_the_fits_of_bench_fits():
     """The polynomial tables of kernels/cpu_prelude.h (logistic, erf, erfc) are what
     bench/fits.py computes: a refit reproduces them, and a table edited by one coefficient is

@@ -211,7 +211,7 @@ ELEMENTWISE = {
     "exp": _helper("fj_exp"), "exp2": _math("exp2"), "log": _helper("fj_log"),
     "log1p": _helper("fj_log1p"), "expm1": _helper("fj_expm1"),
     "sin": _helper("fj_sin"), "cos": _helper("fj_cos"), "tan": _helper("fj_tan"),
-    "asin": _math("asin"), "acos": _math("acos"), "atan": _helper("fj_atan"),
+    "asin": _helper("fj_asin"), "acos": _helper("fj_acos"), "atan": _helper("fj_atan"),
     "sinh": _math("sinh"), "cosh": _math("cosh"), "tanh": _helper("fj_tanh"),
     "asinh": _math("asinh"), "acosh": _math("acosh"), "atanh": _math("atanh"),
     "sqrt": _math("sqrt"), "rsqrt": _rsqrt, "cbrt": _math("cbrt"),

@@ -282,8 +282,9 @@ FJ_MATH float fj_erfc(float x) {
 static constexpr double fj_atan_coefficients[] = {
     -2.8006302130762223e-07, 4.324611290494804e-06, -6.979989451013176e-05,
     0.0012335813386146544, -0.025900195522379255, 0.9727918179462166};
-FJ_MATH float fj_atan2(float y, float x) {
-  const double ay = fabs((double)y), ax = fabs((double)x);
+// The angle in double precision (not rounded): for fj_atan2, fj_asin and fj_acos.
+FJ_MATH double fj_atan2_core(double y, double x) {
+  const double ay = fabs(y), ax = fabs(x);
   const bool steep = ay > ax;  // the angle from the y axis, subtracted from pi/2
   const double h = steep ? ay : ax, l = steep ? ax : ay;
   const bool infinite = ay == fj_inf() && ax == fj_inf();  // pi/4 from each axis
@@ -295,13 +296,27 @@ FJ_MATH float fj_atan2(float y, float x) {
   const double a = t * fj_horner(__builtin_fma(s, 6.0 + 4.0 * 1.4142135623730951, -1.0), fj_atan_coefficients);
   const double first = wide ? 0.78539816339744831 + a : a;  // [0, pi/4]
   const double octant = steep ? 1.5707963267948966 - first : first;  // [0, pi/2]
-  const bool left = fj_float_bits(x) >> 31;  // x < 0 or x = -0
-  const double angle = left ? 3.1415926535897931 - octant : octant;
-  return copysignf((float)angle, y);
+  const bool left = fj_double_bits(x) >> 63;  // x < 0 or x = -0
+  return copysign(left ? 3.1415926535897931 - octant : octant, y);
 }
-FJ_MATH float fj_atan(float x) { return fj_atan2(x, 1.0f); }
+FJ_MATH float fj_atan2(float y, float x) { return (float)fj_atan2_core(y, x); }
+FJ_MATH float fj_atan(float x) { return (float)fj_atan2_core(x, 1.0); }
+// asin and acos of a float as XLA writes them, in double precision (x^2 and 1 + x exact) and
+// rounded once: asin x = 2 atan2(x, 1 + sqrt(1 - x^2)), acos x = 2 atan2(sqrt(1 - x^2), 1 + x)
+// and pi at -1.  NaN outside [-1, 1].  Within one ULP of the exact result for every float.
+FJ_MATH float fj_asin(float x) {
+  const double d = x;
+  return (float)(2.0 * fj_atan2_core(d, 1.0 + sqrt(1.0 - d * d)));
+}
+FJ_MATH float fj_acos(float x) {
+  const double d = x;
+  const double angle = 2.0 * fj_atan2_core(sqrt(1.0 - d * d), 1.0 + d);
+  return (float)(d == -1.0 ? 3.1415926535897931 : angle);
+}
 static inline double fj_atan2(double y, double x) { return atan2(y, x); }
 static inline double fj_atan(double x) { return atan(x); }
+static inline double fj_asin(double x) { return asin(x); }
+static inline double fj_acos(double x) { return acos(x); }
 static inline double fj_exp(double x) { return exp(x); }
 static inline double fj_log(double x) { return log(x); }
 static inline double fj_tanh(double x) { return tanh(x); }

@@ -53,6 +53,10 @@ FJ_DEVICE float fj_atan2(float y, float x) { return atan2f(y, x); }
 FJ_DEVICE double fj_atan2(double y, double x) { return atan2(y, x); }
 FJ_DEVICE float fj_atan(float x) { return atanf(x); }
 FJ_DEVICE double fj_atan(double x) { return atan(x); }
+FJ_DEVICE float fj_asin(float x) { return asinf(x); }
+FJ_DEVICE double fj_asin(double x) { return asin(x); }
+FJ_DEVICE float fj_acos(float x) { return acosf(x); }
+FJ_DEVICE double fj_acos(double x) { return acos(x); }
 FJ_DEVICE float fj_logistic(float x) { return 1.0f / (1.0f + expf(-x)); }
 FJ_DEVICE double fj_logistic(double x) { return 1.0 / (1.0 + exp(-x)); }
 FJ_DEVICE double fj_lgamma(double x) { return lgamma(x); }

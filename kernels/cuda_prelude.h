@@ -49,6 +49,12 @@ FJ_DEVICE float fj_log1p(float x) { return log1pf(x); }
 FJ_DEVICE double fj_log1p(double x) { return log1p(x); }
 FJ_DEVICE float fj_expm1(float x) { return expm1f(x); }
 FJ_DEVICE double fj_expm1(double x) { return expm1(x); }
+FJ_DEVICE float fj_exp2(float x) { return exp2f(x); }
+FJ_DEVICE double fj_exp2(double x) { return exp2(x); }
+FJ_DEVICE float fj_sinh(float x) { return sinhf(x); }
+FJ_DEVICE double fj_sinh(double x) { return sinh(x); }
+FJ_DEVICE float fj_cosh(float x) { return coshf(x); }
+FJ_DEVICE double fj_cosh(double x) { return cosh(x); }
 FJ_DEVICE float fj_atan2(float y, float x) { return atan2f(y, x); }
 FJ_DEVICE double fj_atan2(double y, double x) { return atan2(y, x); }
 FJ_DEVICE float fj_atan(float x) { return atanf(x); }

@@ -47,12 +47,13 @@ static inline double fj_lgamma(double x) { int sign; return lgamma_r(x, &sign); 
 
 // ---- float32 math the C++ compiler can vectorise ----
 // exp, exp2, log, tanh, sinh, cosh, log1p, expm1, erf, erfc, the logistic function, atan,
-// atan2, asin and acos of a float, within one ULP of the exact result (tests/test_elementwise.py,
-// bench/ulp_sweep.py), with the C library's results for NaN, +-inf, zero and overflow: exp,
-// tanh and the logistic function in float arithmetic, the others in double and rounded once.
-// Straight-line code (selects, bit operations, no calls), so GCC vectorises the loops that
-// use them, which it cannot do with the C library's scalar expf/tanhf/erff/atan2f.  The float64 versions are the C library's.  CUDA's prelude maps the same
-// names to CUDA's functions.
+// atan2, asin and acos of a float, within one ULP of the exact result
+// (tests/test_elementwise.py, bench/ulp_sweep.py), with the C library's results for NaN,
+// +-inf, zero and overflow: exp, tanh and the logistic function in float arithmetic, the
+// others in double and rounded once.  Straight-line code (selects, bit operations, no calls),
+// so GCC vectorises the loops that use them, which it cannot do with the C library's scalar
+// expf/tanhf/erff/atan2f.  The float64 versions are the C library's.  CUDA's prelude maps the
+// same names to CUDA's functions.
 #define FJ_MATH static inline __attribute__((always_inline))  // inlined, or the loop has a call
 FJ_MATH double fj_bits_to_double(unsigned long long b) { double d; memcpy(&d, &b, 8); return d; }
 FJ_MATH unsigned long long fj_double_bits(double d) { unsigned long long b; memcpy(&b, &d, 8); return b; }

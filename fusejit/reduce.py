@@ -163,12 +163,13 @@ class Reduction:
         return f"lanes{self.k}[{l}]", f"lanes_arg{self.k}[{l}]"
 
     def fold_lanes(self, count: str = "FJ_LANES") -> list[str]:
-        """`acc{k}` (and `arg{k}`): the thread's `count` lanes combined in lane order."""
-        lines = [f"{self.acc_t} acc{self.k} = lanes{self.k}[0];"]
+        """`acc{k}` (and `arg{k}`): the thread's `count` lanes (a power of two) combined pairwise
+        (fj_fold, kernels/block_reduce.h)."""
         if self.is_arg:
-            lines.append(f"{self.arg_t} arg{self.k} = lanes_arg{self.k}[0];")
-        return lines + [f"for (int l = 1; l < {count}; ++l) "
-                        + self.merge(f"acc{self.k}", f"arg{self.k}", *self.lane("l"))]
+            return [f"fj_fold_arg<{self.flag}>(lanes{self.k}, lanes_arg{self.k});",
+                    f"{self.acc_t} acc{self.k} = lanes{self.k}[0];",
+                    f"{self.arg_t} arg{self.k} = lanes_arg{self.k}[0];"]
+        return [f"{self.acc_t} acc{self.k} = fj_fold(lanes{self.k}, {self.functor}());"]
 
     def read(self, w, index) -> str:
         """The operand's element at `index`, in the accumulator's type."""

@@ -88,6 +88,36 @@ FJ_DEVICE void fj_arg_combine(T& v, I& i, T other_v, I other_i) {
   i = take ? other_i : i;
 }
 
+// A thread's lanes of accumulators (a power of two of them) folded into lane 0: each lane
+// with the one `W` above it, W halving, the lower lane first.  Every level is a loop of
+// constant length that the host's compiler makes a few vector operations in registers (a
+// fold in lane order was a chain of dependent scalar ones); the GPU's lanes are registers.
+template <int W, class T, class Op> FJ_DEVICE void fj_fold_lanes(T* lanes, Op op) {
+  if constexpr (W > 0) {
+    FJ_SIMD
+    for (int l = 0; l < W; ++l) lanes[l] = op(lanes[l], lanes[l + W]);
+    fj_fold_lanes<W / 2>(lanes, op);
+  }
+}
+template <int N, class T, class Op> FJ_DEVICE T fj_fold(T (&lanes)[N], Op op) {
+  static_assert((N & (N - 1)) == 0, "a power of two of lanes");
+  fj_fold_lanes<N / 2>(lanes, op);
+  return lanes[0];
+}
+// The same for argmax/argmin's (value, index) lanes; fj_arg_combine picks the lower index of
+// equal values, so the order of the fold does not change the result.
+template <int W, bool Max, class T, class I> FJ_DEVICE void fj_fold_arg_lanes(T* values, I* indices) {
+  if constexpr (W > 0) {
+    FJ_SIMD
+    for (int l = 0; l < W; ++l) fj_arg_combine<Max>(values[l], indices[l], values[l + W], indices[l + W]);
+    fj_fold_arg_lanes<W / 2, Max>(values, indices);
+  }
+}
+template <bool Max, int N, class T, class I> FJ_DEVICE void fj_fold_arg(T (&values)[N], I (&indices)[N]) {
+  static_assert((N & (N - 1)) == 0, "a power of two of lanes");
+  fj_fold_arg_lanes<N / 2, Max>(values, indices);
+}
+
 template <bool Max, class T, class I>
 FJ_DEVICE void fj_warp_argreduce(T& v, I& i, unsigned width) {
   const unsigned lane = threadIdx.x % 32u;

@@ -111,16 +111,18 @@ def test_argmax_argmin_first_index_and_nan(dtype, x64):
                       jnp.argmax(x[:, :33], 1, keepdims=True)), x)
 
 
-@pytest.mark.parametrize("row", [3, 5, 10, 17, 40])
+@pytest.mark.parametrize("row", [3, 5, 10, 17, 40, 64, 129])
 def test_short_rows_keep_fewer_lanes(row, x64):
     """A row shorter than twice FJ_LANES keeps fewer accumulators per thread (fj_row_lanes: 1, 2,
-    4, 8 and 16 lanes on the host for these lengths): sums, max, arg reductions with ties and
-    NaNs (the first wins), and softmax over each row."""
+    4, 8, 16 and 32 lanes on the host for these lengths), folded pairwise: sums, max, arg
+    reductions with ties and NaNs (the first wins, whichever lanes hold them), and softmax
+    over each row."""
     rng = np.random.default_rng(15 + row)
     x = rand(rng, (37, row), np.float64)
     x[1, :] = 2.5                              # all ties: index 0
     x[2, row // 2] = x[2, row - 1] = np.nan    # the first NaN wins
     x[3, -1] = x[3, 0] = x[3].max() + 1        # a tie between the first and last elements
+    x[4, -2] = x[4, row // 3] = x[4].max() + 1  # a tie between other lanes and steps
     finite = np.where(np.isnan(x), 0.0, x)
     verify(lambda x, f: (jnp.argmax(x, 1), jnp.argmin(x, 1), jnp.max(f, 1), jnp.sum(f, 1),
                          jax.nn.softmax(f, axis=1), jax.nn.logsumexp(f.astype(jnp.float32), axis=1)), x, finite)

@@ -15,6 +15,7 @@ import numpy as np
 
 from . import codegen, config, control, steps
 from .codegen import KernelTooLarge, render_kernel
+from .cse import eliminate_common_subexpressions
 from .errors import DeviceMemoryError
 from .fold import fold_constants
 from .fusion import FusionPlan, NotPersistent, check_supported, format_plan, plan_kernels, producers
@@ -233,7 +234,7 @@ def render_graph(graph: Graph, backend, name: str = "fn", force_index64: bool = 
         raise ValueError(f"scan strategy must be one of {', '.join(SCAN_STRATEGIES)}, not {scan!r}")
     prefix = f"fj_{identifier(name)}"
     check_supported(graph, backend.name, steps.STEP_RULES)
-    graph, folded = fold_constants(control.lower_control(graph, scan))
+    graph, folded = fold_constants(eliminate_common_subexpressions(control.lower_control(graph, scan)))
     prod = producers(graph)
     cuts: frozenset = frozenset()
     separate: frozenset = frozenset()

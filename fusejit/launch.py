@@ -339,12 +339,16 @@ def build_program(graph, plan, rendered, device: DeviceInfo, ops: dict | None = 
     outputs = []
     input_ids = {id(v): k for k, v in enumerate(graph.inputs)}
     const_ids = {id(v) for v, _ in graph.consts}
+    returned: set[int] = set()
     for o in graph.outputs:
         if isinstance(o, Literal):
             outputs.append(("literal", o.value, o.dtype))
-        elif id(o) in input_ids or id(o) in const_ids:
+        elif id(o) in input_ids or id(o) in const_ids or slot(o) in returned:
+            # an input, a constant or a value already returned: the caller gets its own copy
+            # (two outputs of `return y, y` are two arrays, as jax.jit's are)
             outputs.append(("input", slot(o)))
         else:
             outputs.append(("slot", slot(o)))
+            returned.add(slot(o))
     return Program(len(slots), input_slots, tuple(v.dtype for v in graph.inputs), consts,
                    tuple(allocs), tuple(steps), tuple(outputs))

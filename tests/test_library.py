@@ -869,9 +869,9 @@ def test_small_products_run_on_one_blas_thread():
     before = [c.num_threads for c in blas]
     seen = []
 
-    def recording_matmul(a, b):
+    def recording_matmul(a, b, out):
         seen.append([c.num_threads for c in blas])
-        return np.matmul(a, b)
+        return np.matmul(a, b, out=out)
 
     lib = library.ArrayLib("numpy", types.SimpleNamespace(matmul=recording_matmul), "scipy.linalg")
     try:

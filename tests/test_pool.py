@@ -78,3 +78,22 @@ def test_a_new_buffer_is_private_memory_without_huge_page_advice():
         assert "hg" not in flags and "sh" not in flags and "wr" in flags, (offset, flags)
     a[:] = 3.0
     assert np.all(a == 3.0)
+
+
+def test_library_products_take_their_buffers_from_the_pool():
+    """A matrix product's output and its operand's transposed copy come from the pool, so a
+    program of products does not fault fresh pages in on every call."""
+    import fusejit
+    from fusejit.backends.pool import pool
+
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal((512, 600), np.float32), rng.standard_normal((512, 600), np.float32)
+    product = fusejit.jit(lambda a, b: a @ b.T, backend="host")  # b.T: a transposed copy
+    first = product(a, b)
+    np.testing.assert_allclose(first, a @ b.T, rtol=1e-4, atol=1e-3)
+    del first
+    free = {address(block) for blocks in pool.free.values() for block in blocks}
+    assert len(free) >= 2  # the output and the copy of b.T went back
+    second = product(a, b)
+    assert address(second) in free
+    np.testing.assert_allclose(second, a @ b.T, rtol=1e-4, atol=1e-3)

@@ -132,14 +132,19 @@ FJ_MATH float fj_exp_reduced(float x, float& kf) {
   const float k = kf - fj_exp_shifter;
   return fj_exp_poly(__builtin_fmaf(-k, 0x1.7f7d1cp-20f, __builtin_fmaf(-k, 0x1.62e400p-1f, x)));
 }
+// Below -104, e^x rounds to 0: those lanes compute e^0 and select 0, since a product whose
+// result underflows is slow on some processors (a masked softmax's -1e9 entries took a row
+// kernel from 465 to 587 us), and the lanes of a vector are computed together.
 FJ_MATH float fj_exp(float x) {
-  const float c = x < -104.0f ? -104.0f : (x > 89.0f ? 89.0f : x);  // NaN passes
+  const bool zero = x < -104.0f;
+  const float c = zero ? 0.0f : (x > 89.0f ? 89.0f : x);  // NaN passes
   float kf;
   const float p = fj_exp_reduced(c, kf);
   const int ki = (int)(fj_float_bits(kf) - fj_float_bits(fj_exp_shifter));
   const float half1 = fj_bits_to_float((unsigned int)((ki >> 1) + 127) << 23);
   const float half2 = fj_bits_to_float((unsigned int)((ki - (ki >> 1)) + 127) << 23);
-  return p * half1 * half2;
+  const float e = p * half1 * half2;
+  return zero ? 0.0f : e;
 }
 FJ_MATH float fj_log(float x) {
   const double d = x;
@@ -193,8 +198,9 @@ FJ_MATH float fj_expm1(float x) {
 static constexpr float fj_logistic_coefficients[] = {  // bench/fits.py
     0x1.a18978p-13f, 0x1.6d9968p-10f, 0x1.1110a0p-7f, 0x1.55547cp-5f, 0x1.555556p-3f, 0x1.000000p-1f};
 FJ_MATH float fj_logistic(float x) {
+  const bool zero = x < -104.0f;  // the result rounds to 0: no underflowing product (fj_exp)
   const float a0 = fabsf(x);
-  const float a = a0 > 104.0f ? 104.0f : a0;  // e^-104 rounds to 0; NaN passes
+  const float a = zero ? 0.0f : (a0 > 104.0f ? 104.0f : a0);  // e^-104 rounds to 0; NaN passes
   const float kf = __builtin_fmaf(a, 0x1.715476p0f, fj_exp_shifter);
   const float k = kf - fj_exp_shifter;  // e^-a = 2^-k e^r, r = k ln 2 - a
   const float r = __builtin_fmaf(k, 0x1.7f7d1cp-20f, __builtin_fmaf(k, 0x1.62e400p-1f, -a));
@@ -217,7 +223,7 @@ FJ_MATH float fj_logistic(float x) {
   const float q0 = n_hi * reciprocal;
   const float residual = __builtin_fmaf(-q0, d_hi, n_hi) + __builtin_fmaf(-q0, d_lo, n_lo);
   const float q = __builtin_fmaf(residual, reciprocal, q0);
-  return negative ? (q * scale) * rest : q;
+  return zero ? 0.0f : (negative ? (q * scale) * rest : q);
 }
 // A polynomial in u by Horner's rule, one fused multiply-add a coefficient, the highest
 // first; unrolled, so the loop that calls it stays one vectorisable loop.

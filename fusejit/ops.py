@@ -141,6 +141,8 @@ def _select_n(a, ins, out, params):
     if len(cases) == 1:
         return cases[0]
     if is_bool(ins[0]):
+        if np.dtype(out).kind == "f":
+            return f"fj_select({pred}, {cases[1]}, {cases[0]})"
         return f"{pred} ? {cases[1]} : {cases[0]}"
     expr = cases[-1]
     for k in range(len(cases) - 2, -1, -1):

@@ -22,6 +22,7 @@ typedef unsigned long long uint64_t;
 #define FJ_ROW_THREADS(team) (team)
 #define FJ_UNROLL _Pragma("unroll")
 #define FJ_SIMD
+#define FJ_SELECT_BITS 0
 
 FJ_DEVICE float fj_inf_f() { return __int_as_float(0x7f800000); }
 FJ_DEVICE float fj_nan_f() { return __int_as_float(0x7fc00000); }

@@ -20,6 +20,7 @@ static thread_local dim3 threadIdx(0), blockDim(1);
 #define FJ_ROW_THREADS(team) (team)
 #define FJ_UNROLL
 #define FJ_SIMD
+#define FJ_SELECT_BITS 0
 
 struct fj_emu_block {
   explicit fj_emu_block(unsigned threads)

@@ -150,6 +150,8 @@ static constexpr dim3 threadIdx(0), blockDim(1);
 #define FJ_UNROLL _Pragma("GCC unroll 1")
 // A loop whose iterations are independent: vectorised on the host.
 #define FJ_SIMD _Pragma("omp simd")
+// select_n of floats by their bits (fj_select, common.h).
+#define FJ_SELECT_BITS 1
 
 // Rows of a row-team kernel: one team of one thread per block, a contiguous chunk of rows.
 #define FJ_TEAM_LOOP(idx_t, row0, n, teams) FJ_BLOCK_LOOP(idx_t, row0, n)

@@ -132,9 +132,11 @@ FJ_MATH float fj_exp_reduced(float x, float& kf) {
   const float k = kf - fj_exp_shifter;
   return fj_exp_poly(__builtin_fmaf(-k, 0x1.7f7d1cp-20f, __builtin_fmaf(-k, 0x1.62e400p-1f, x)));
 }
-// Below -104, e^x rounds to 0: those lanes compute e^0 and select 0, since a product whose
-// result underflows is slow on some processors (a masked softmax's -1e9 entries took a row
-// kernel from 465 to 587 us), and the lanes of a vector are computed together.
+// Below -104, e^x rounds to 0: those lanes compute e^0 and are cleared by their bits, since
+// a product whose result underflows is slow on some processors (a masked softmax's -1e9
+// entries took a row kernel from 465 to 587 us), and the lanes of a vector are computed
+// together.  (A float select `zero ? 0.0f : e` there kept GCC from vectorising softplus.)
+FJ_MATH float fj_zero_if(bool zero, float v) { return fj_bits_to_float(fj_float_bits(v) & (zero ? 0u : 0xffffffffu)); }
 FJ_MATH float fj_exp(float x) {
   const bool zero = x < -104.0f;
   const float c = zero ? 0.0f : (x > 89.0f ? 89.0f : x);  // NaN passes
@@ -143,8 +145,7 @@ FJ_MATH float fj_exp(float x) {
   const int ki = (int)(fj_float_bits(kf) - fj_float_bits(fj_exp_shifter));
   const float half1 = fj_bits_to_float((unsigned int)((ki >> 1) + 127) << 23);
   const float half2 = fj_bits_to_float((unsigned int)((ki - (ki >> 1)) + 127) << 23);
-  const float e = p * half1 * half2;
-  return zero ? 0.0f : e;
+  return fj_zero_if(zero, p * half1 * half2);
 }
 FJ_MATH float fj_log(float x) {
   const double d = x;
@@ -223,7 +224,7 @@ FJ_MATH float fj_logistic(float x) {
   const float q0 = n_hi * reciprocal;
   const float residual = __builtin_fmaf(-q0, d_hi, n_hi) + __builtin_fmaf(-q0, d_lo, n_lo);
   const float q = __builtin_fmaf(residual, reciprocal, q0);
-  return zero ? 0.0f : (negative ? (q * scale) * rest : q);
+  return fj_zero_if(zero, negative ? (q * scale) * rest : q);
 }
 // A polynomial in u by Horner's rule, one fused multiply-add a coefficient, the highest
 // first; unrolled, so the loop that calls it stays one vectorisable loop.

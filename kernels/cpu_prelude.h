@@ -199,9 +199,8 @@ FJ_MATH float fj_expm1(float x) {
 static constexpr float fj_logistic_coefficients[] = {  // bench/fits.py
     0x1.a18978p-13f, 0x1.6d9968p-10f, 0x1.1110a0p-7f, 0x1.55547cp-5f, 0x1.555556p-3f, 0x1.000000p-1f};
 FJ_MATH float fj_logistic(float x) {
-  const bool zero = x < -104.0f;  // the result rounds to 0: no underflowing product (fj_exp)
   const float a0 = fabsf(x);
-  const float a = zero ? 0.0f : (a0 > 104.0f ? 104.0f : a0);  // e^-104 rounds to 0; NaN passes
+  const float a = a0 > 104.0f ? 104.0f : a0;  // e^-104 rounds to 0; NaN passes
   const float kf = __builtin_fmaf(a, 0x1.715476p0f, fj_exp_shifter);
   const float k = kf - fj_exp_shifter;  // e^-a = 2^-k e^r, r = k ln 2 - a
   const float r = __builtin_fmaf(k, 0x1.7f7d1cp-20f, __builtin_fmaf(k, 0x1.62e400p-1f, -a));
@@ -214,7 +213,9 @@ FJ_MATH float fj_logistic(float x) {
   const int ki = (int)(fj_float_bits(kf) - fj_float_bits(fj_exp_shifter));
   const int kc = ki > 100 ? 100 : ki;  // 2^-k = 2^-kc 2^-(k - kc), both normal
   const float scale = fj_bits_to_float((unsigned int)(127 - kc) << 23);
-  const float rest = fj_bits_to_float((unsigned int)(127 - (ki - kc)) << 23);
+  // Below -104 the result rounds to 0: `rest` is 0 there, not a product that underflows
+  // (slow on some processors, as in fj_exp).
+  const float rest = fj_bits_to_float(x < -104.0f ? 0u : (unsigned int)(127 - (ki - kc)) << 23);
   const float d_hi = __builtin_fmaf(p_hi, scale, 1.0f);  // 1 + t
   const float d_lo = __builtin_fmaf(p_lo, scale, __builtin_fmaf(p_hi, scale, 1.0f - d_hi));
   const bool negative = x < 0.0f;
@@ -224,7 +225,7 @@ FJ_MATH float fj_logistic(float x) {
   const float q0 = n_hi * reciprocal;
   const float residual = __builtin_fmaf(-q0, d_hi, n_hi) + __builtin_fmaf(-q0, d_lo, n_lo);
   const float q = __builtin_fmaf(residual, reciprocal, q0);
-  return fj_zero_if(zero, negative ? (q * scale) * rest : q);
+  return negative ? (q * scale) * rest : q;
 }
 // A polynomial in u by Horner's rule, one fused multiply-add a coefficient, the highest
 // first; unrolled, so the loop that calls it stays one vectorisable loop.

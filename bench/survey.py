@@ -54,6 +54,9 @@ CASES = {
     "argmax_ax1": (lambda a: jnp.argmax(a, axis=1), False),
     "softmax_ax0": (lambda a: jax.nn.softmax(a, axis=0), False),
     "log_softmax": (lambda a: jax.nn.log_softmax(a, axis=1), False),
+    # attention's scores: scaled, causally masked with a large negative, softmax over each row
+    "causal_softmax": (lambda a: jax.nn.softmax(jnp.where(jnp.tril(jnp.ones(a.shape, bool)), a / 8.0, -1e9), axis=1),
+                       False),
     "layernorm": (lambda a: (a - a.mean(1, keepdims=True)) / jnp.sqrt(a.var(1, keepdims=True) + 1e-5), False),
     "cumsum_ax1": (lambda a: jnp.cumsum(a, axis=1), False), "cumsum_ax0": (lambda a: jnp.cumsum(a, axis=0), False),
     "sort_ax1": (lambda a: jnp.sort(a, axis=1), False), "top_k": (lambda a: lax.top_k(a, 5)[0], False),

@@ -162,7 +162,7 @@ def test_survey_times_and_diffs_each_case(capsys, monkeypatch):
     args = ["--filter", "softmax", "--rows", "40", "--cols", "30", "--min-time", "0.01"]
     assert survey.main(args) == 0
     out = capsys.readouterr().out
-    assert "log_softmax" in out and "short_softmax" in out and "FAIL" not in out
+    assert "log_softmax" in out and "short_softmax" in out and "causal_softmax" in out and "FAIL" not in out
 
     class Failed:
         ok = False

@@ -125,27 +125,28 @@ FJ_MATH float fj_exp_poly(float r) {
   q = __builtin_fmaf(q, r, 0x1.fffffcp-2f);
   return __builtin_fmaf(__builtin_fmaf(q, r, 1.0f), r, 1.0f);
 }
-// e^x = 2^k e^r: returns e^r and leaves k in the low bits of kf (k = kf - fj_exp_shifter).
 static constexpr float fj_exp_shifter = 0x1.8p23f;  // adding it rounds to an integer in the low bits
-FJ_MATH float fj_exp_reduced(float x, float& kf) {
-  kf = __builtin_fmaf(x, 0x1.715476p0f, fj_exp_shifter);
-  const float k = kf - fj_exp_shifter;
-  return fj_exp_poly(__builtin_fmaf(-k, 0x1.7f7d1cp-20f, __builtin_fmaf(-k, 0x1.62e400p-1f, x)));
-}
 // Below -104, e^x rounds to 0: those lanes compute e^0 and are cleared by their bits, since
 // a product whose result underflows is slow on some processors (a masked softmax's -1e9
 // entries took a row kernel from 465 to 587 us), and the lanes of a vector are computed
 // together.  (A float select `zero ? 0.0f : e` there kept GCC from vectorising softplus.)
 FJ_MATH float fj_zero_if(bool zero, float v) { return fj_bits_to_float(fj_float_bits(v) & (zero ? 0u : 0xffffffffu)); }
+// e^x = 2^k e^r, k from -150 to 128: 2^k in two factors, so that results down to the
+// denormals are rounded once, 2^(k+64) times 2^-64 below 0 and 2^(k-1) times 2 above.  The
+// first factor's exponent (k+64+127 or k-1+127, from 41 to 254) rides in the shifter: kf's
+// low bits shifted into place are its bits.
+static constexpr float fj_exp_shifter_below = 0x1.8p23f + 127.0f + 64.0f;
+static constexpr float fj_exp_shifter_above = 0x1.8p23f + 127.0f - 1.0f;
 FJ_MATH float fj_exp(float x) {
   const bool zero = x < -104.0f;
   const float c = zero ? 0.0f : (x > 89.0f ? 89.0f : x);  // NaN passes
-  float kf;
-  const float p = fj_exp_reduced(c, kf);
-  const int ki = (int)(fj_float_bits(kf) - fj_float_bits(fj_exp_shifter));
-  const float half1 = fj_bits_to_float((unsigned int)((ki >> 1) + 127) << 23);
-  const float half2 = fj_bits_to_float((unsigned int)((ki - (ki >> 1)) + 127) << 23);
-  return fj_zero_if(zero, p * half1 * half2);
+  const bool below = c < 0.0f;
+  const float shifter = fj_exp_shifter_above + fj_zero_if(!below, 65.0f);  // (a select of the two made GCC compute everything twice)
+  const float kf = __builtin_fmaf(c, 0x1.715476p0f, shifter);
+  const float k = kf - shifter;
+  const float p = fj_exp_poly(__builtin_fmaf(-k, 0x1.7f7d1cp-20f, __builtin_fmaf(-k, 0x1.62e400p-1f, c)));
+  const float scale = fj_bits_to_float(fj_float_bits(kf) << 23);
+  return fj_zero_if(zero, p * scale * (below ? 0x1p-64f : 2.0f));
 }
 FJ_MATH float fj_log(float x) {
   const double d = x;

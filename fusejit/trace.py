@@ -8,7 +8,7 @@ import numpy as np
 
 import jax
 
-from . import expand, jaxcompat, keys
+from . import expand, jaxcompat, keys, reciprocal
 from .errors import UnsupportedError
 from .ir import Eqn, Graph, Literal, Var
 
@@ -48,7 +48,12 @@ def graph_from_jaxpr(closed, source: str = "") -> Graph:
     """Lower a ClosedJaxpr to a Graph, inlining nested calls and lowering control-flow bodies
     to Graphs of their own; dead equations are dropped (inputs are kept: a signature).
     `source` is the user's line for equations that carry none (a loop body's, inside a jnp
-    function)."""
+    function).  Divisions are then written as jax.jit computes them (fusejit/reciprocal.py)."""
+    return eliminate_dead_code(reciprocal.as_jax_divides(lower_jaxpr(closed, source)))
+
+
+def lower_jaxpr(closed, source: str = "") -> Graph:
+    """graph_from_jaxpr's lowering, before divisions are rewritten."""
     eqns: list[Eqn] = []
     consts: list[tuple[Var, np.ndarray]] = []
 
@@ -133,9 +138,9 @@ def lower_control(eqn, source: str = "") -> dict:
     params = jaxcompat.control_params(eqn)
     for key in ("body", "cond"):
         if key in params:
-            params[key] = graph_from_jaxpr(params[key], source)
+            params[key] = lower_jaxpr(params[key], source)
     if "branches" in params:
-        params["branches"] = tuple(graph_from_jaxpr(b, source) for b in params["branches"])
+        params["branches"] = tuple(lower_jaxpr(b, source) for b in params["branches"])
     return params
 
 

@@ -415,6 +415,22 @@ def test_small_maps_store_as_usual(monkeypatch):
     assert not any("FJ_STREAM_STORES" in k.source for k in compiled.rendered)
 
 
+def test_large_stencils_store_as_usual(monkeypatch):
+    """A kernel that loads an input at several addresses (a stencil: its neighbours' lines
+    come from the cache) keeps ordinary stores however large it is; one whose loads are
+    each at one address, beside it in the same program, streams."""
+    monkeypatch.setenv("FUSEJIT_STREAM_BYTES", str(1 << 20))
+    x = rand(np.random.default_rng(5), (701, 531), np.float32)
+
+    def f(u):
+        laplacian = u[:-2, 1:-1] + u[2:, 1:-1] + u[1:-1, :-2] + u[1:-1, 2:] - 4.0 * u[1:-1, 1:-1]
+        return laplacian, u * 2.0 + 1.0  # another output shape: another kernel
+
+    compiled = verify(f, x, backends=("host",))
+    streams = ["FJ_STREAM_STORES" in k.source for k in compiled.rendered if "in0[" in k.source]
+    assert False in streams and True in streams
+
+
 def test_the_stream_threshold_defaults_to_half_the_last_level_cache(monkeypatch):
     from fusejit import streamstores
     monkeypatch.delenv("FUSEJIT_STREAM_BYTES", raising=False)

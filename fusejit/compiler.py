@@ -16,6 +16,7 @@ import numpy as np
 from . import codegen, config, control, steps
 from .codegen import KernelTooLarge, render_kernel
 from .cse import eliminate_common_subexpressions
+from .ranges import mark_nonpositive_exps
 from .errors import DeviceMemoryError
 from .fold import fold_constants
 from .fusion import FusionPlan, NotPersistent, check_supported, format_plan, plan_kernels, producers
@@ -235,6 +236,7 @@ def render_graph(graph: Graph, backend, name: str = "fn", force_index64: bool = 
     prefix = f"fj_{identifier(name)}"
     check_supported(graph, backend.name, steps.STEP_RULES)
     graph, folded = fold_constants(eliminate_common_subexpressions(control.lower_control(graph, scan)))
+    graph = mark_nonpositive_exps(graph)
     prod = producers(graph)
     cuts: frozenset = frozenset()
     separate: frozenset = frozenset()

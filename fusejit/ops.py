@@ -78,6 +78,11 @@ def _helper(name):
     return rule
 
 
+def _exp(a, ins, out, params):
+    """e^x; of a value fusejit/ranges.py proved non-positive, without the overflow branch."""
+    return f"{'fj_exp_nonpositive' if params.get('nonpositive') else 'fj_exp'}({a[0]})"
+
+
 def _infix(op, int_helper=None):
     """A binary operator; integer arithmetic that can overflow goes through a wrapping helper."""
     def rule(a, ins, out, params):
@@ -210,7 +215,7 @@ ELEMENTWISE = {
     "abs": _abs,
     "sign": _helper("fj_sign"),
     "floor": _math("floor"), "ceil": _math("ceil"), "round": _round,
-    "exp": _helper("fj_exp"), "exp2": _helper("fj_exp2"), "log": _helper("fj_log"),
+    "exp": _exp, "exp2": _helper("fj_exp2"), "log": _helper("fj_log"),
     "log1p": _helper("fj_log1p"), "expm1": _helper("fj_expm1"),
     "sin": _helper("fj_sin"), "cos": _helper("fj_cos"), "tan": _helper("fj_tan"),
     "asin": _helper("fj_asin"), "acos": _helper("fj_acos"), "atan": _helper("fj_atan"),

@@ -148,6 +148,17 @@ FJ_MATH float fj_exp(float x) {
   const float scale = fj_bits_to_float(fj_float_bits(kf) << 23);
   return fj_zero_if(zero, p * scale * (below ? 0x1p-64f : 2.0f));
 }
+// e^x for x <= 0 or NaN (a softmax's x - max(x): fusejit/ranges.py proves the sign): fj_exp's
+// results, bit for bit, without its overflow clamp and its choice of factors.
+FJ_MATH float fj_exp_nonpositive(float x) {
+  const bool zero = x < -104.0f;
+  const float c = zero ? 0.0f : x;  // NaN passes
+  const float kf = __builtin_fmaf(c, 0x1.715476p0f, fj_exp_shifter_below);
+  const float k = kf - fj_exp_shifter_below;
+  const float p = fj_exp_poly(__builtin_fmaf(-k, 0x1.7f7d1cp-20f, __builtin_fmaf(-k, 0x1.62e400p-1f, c)));
+  const float scale = fj_bits_to_float(fj_float_bits(kf) << 23);
+  return fj_zero_if(zero, p * scale * 0x1p-64f);
+}
 FJ_MATH float fj_log(float x) {
   const double d = x;
   const bool positive = d > 0.0 && d <= 0x1.fffffffffffffp1023;
@@ -351,6 +362,7 @@ static inline double fj_atan(double x) { return atan(x); }
 static inline double fj_asin(double x) { return asin(x); }
 static inline double fj_acos(double x) { return acos(x); }
 static inline double fj_exp(double x) { return exp(x); }
+static inline double fj_exp_nonpositive(double x) { return exp(x); }
 static inline double fj_log(double x) { return log(x); }
 static inline double fj_tanh(double x) { return tanh(x); }
 static inline double fj_log1p(double x) { return log1p(x); }

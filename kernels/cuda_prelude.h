@@ -38,7 +38,9 @@ FJ_DEVICE float fj_erfinv(float x) { return erfinvf(x); }
 FJ_DEVICE double fj_erfinv(double x) { return erfinv(x); }
 FJ_DEVICE float fj_lgamma(float x) { return lgammaf(x); }
 FJ_DEVICE float fj_exp(float x) { return expf(x); }
+FJ_DEVICE float fj_exp_nonpositive(float x) { return expf(x); }
 FJ_DEVICE double fj_exp(double x) { return exp(x); }
+FJ_DEVICE double fj_exp_nonpositive(double x) { return exp(x); }
 FJ_DEVICE float fj_log(float x) { return logf(x); }
 FJ_DEVICE double fj_log(double x) { return log(x); }
 FJ_DEVICE float fj_tanh(float x) { return tanhf(x); }

@@ -16,12 +16,12 @@ import numpy as np
 from . import codegen, config, control, steps
 from .codegen import KernelTooLarge, render_kernel
 from .cse import eliminate_common_subexpressions
-from .ranges import mark_nonpositive_exps
 from .errors import DeviceMemoryError
 from .fold import fold_constants
 from .fusion import FusionPlan, NotPersistent, check_supported, format_plan, plan_kernels, producers
 from .ir import Eqn, Graph, Namer, format_graph
 from .launch import CUDA_BLOCK, Program, build_program
+from .ranges import mark_nonpositive_exps
 
 MAX_CUTS = 256
 SCAN_STRATEGIES = ("auto", "unroll", "loop")

@@ -54,8 +54,8 @@ def _brings_back(reduction: Eqn, links: list, a: Var) -> bool:
     first, rest = links[0], links[1:]
     if tuple(first.params["broadcast_dimensions"]) != kept or first.outputs[0].ndim != a.ndim:
         return False
-    shape = first.outputs[0].shape
-    if any(shape[d] != (a.shape[d] if d in kept else 1) and shape[d] != a.shape[d] for d in range(a.ndim)):
+    shape = first.outputs[0].shape  # each kept axis as a's, each reduced one 1 or stretched to a's
+    if not all(shape[d] == a.shape[d] or (d in axes and shape[d] == 1) for d in range(a.ndim)):
         return False
     for eqn in rest:  # further broadcasts along axes of size 1 only
         if tuple(eqn.params["broadcast_dimensions"]) != tuple(range(a.ndim)):

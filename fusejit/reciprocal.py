@@ -8,8 +8,9 @@ multiplication by the divisor's reciprocal:
   `x / 3.0` is `x * 0.33333334f`, `x.mean()` is `x.sum() * (1 / n)`.
 * `A / broadcast(B) => A * broadcast(1 / B)` when B has no other use: on the CPU only (XLA's
   `executing_on_cpu`).  `x / y[:, None]` is `x * (1 / y)[:, None]`; a softmax divides once
-  per row instead of once per element.  A loop body's inputs have another use there (XLA's
-  loop state passes each through), so a closed-over or carried divisor keeps its division.
+  per row instead of once per element.  A loop's constants have another use in its body
+  (XLA's loop state passes them through), so a closed-over divisor keeps its division there,
+  as does a carried one that the body also reads elsewhere.
 
 The product may differ from the quotient in its last bit, and a multiplication costs a
 fraction of a division (a vector divide has several times a multiply's reciprocal

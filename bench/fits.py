@@ -6,8 +6,8 @@ each table as the header spells it, and `--check` exits 1 if the header's tables
 a refit (tests/test_elementwise.py runs that check).  LAPACK's arithmetic differs between
 builds and processors in the last bits, which the ill-conditioned monomial coefficients of a
 degree-16 fit magnify (to 3e-8 of a coefficient between two machines), so the check compares
-the polynomials' values on [-1, 1] (to CHECK_RTOL) rather than the coefficients' bits.  The promise
-the tables keep (one ULP from the exact result over every float) is checked by
+the polynomials' values on [-1, 1] (to CHECK_RTOL) rather than the coefficients' bits.  The
+promise the tables keep (one ULP from the exact result over every float) is checked by
 bench/ulp_sweep.py, not here.
 """
 from __future__ import annotations

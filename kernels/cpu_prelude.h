@@ -137,27 +137,27 @@ FJ_MATH float fj_zero_if(bool zero, float v) { return fj_bits_to_float(fj_float_
 // low bits shifted into place are its bits.
 static constexpr float fj_exp_shifter_below = 0x1.8p23f + 127.0f + 64.0f;
 static constexpr float fj_exp_shifter_above = 0x1.8p23f + 127.0f - 1.0f;
+// e^r times the first factor, exactly (a normal float): the shifter names the factor.
+FJ_MATH float fj_exp_first_factor(float c, float shifter) {
+  const float kf = __builtin_fmaf(c, 0x1.715476p0f, shifter);
+  const float k = kf - shifter;
+  const float p = fj_exp_poly(__builtin_fmaf(-k, 0x1.7f7d1cp-20f, __builtin_fmaf(-k, 0x1.62e400p-1f, c)));
+  return p * fj_bits_to_float(fj_float_bits(kf) << 23);
+}
 FJ_MATH float fj_exp(float x) {
   const bool zero = x < -104.0f;
   const float c = zero ? 0.0f : (x > 89.0f ? 89.0f : x);  // NaN passes
   const bool below = c < 0.0f;
-  const float shifter = fj_exp_shifter_above + fj_zero_if(!below, 65.0f);  // (a select of the two made GCC compute everything twice)
-  const float kf = __builtin_fmaf(c, 0x1.715476p0f, shifter);
-  const float k = kf - shifter;
-  const float p = fj_exp_poly(__builtin_fmaf(-k, 0x1.7f7d1cp-20f, __builtin_fmaf(-k, 0x1.62e400p-1f, c)));
-  const float scale = fj_bits_to_float(fj_float_bits(kf) << 23);
-  return fj_zero_if(zero, p * scale * (below ? 0x1p-64f : 2.0f));
+  // (a select of the two shifters made GCC compute everything twice)
+  const float shifter = fj_exp_shifter_above + fj_zero_if(!below, 65.0f);
+  return fj_zero_if(zero, fj_exp_first_factor(c, shifter) * (below ? 0x1p-64f : 2.0f));
 }
 // e^x for x <= 0 or NaN (a softmax's x - max(x): fusejit/ranges.py proves the sign): fj_exp's
 // results, bit for bit, without its overflow clamp and its choice of factors.
 FJ_MATH float fj_exp_nonpositive(float x) {
   const bool zero = x < -104.0f;
   const float c = zero ? 0.0f : x;  // NaN passes
-  const float kf = __builtin_fmaf(c, 0x1.715476p0f, fj_exp_shifter_below);
-  const float k = kf - fj_exp_shifter_below;
-  const float p = fj_exp_poly(__builtin_fmaf(-k, 0x1.7f7d1cp-20f, __builtin_fmaf(-k, 0x1.62e400p-1f, c)));
-  const float scale = fj_bits_to_float(fj_float_bits(kf) << 23);
-  return fj_zero_if(zero, p * scale * 0x1p-64f);
+  return fj_zero_if(zero, fj_exp_first_factor(c, fj_exp_shifter_below) * 0x1p-64f);
 }
 FJ_MATH float fj_log(float x) {
   const double d = x;

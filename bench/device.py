@@ -75,6 +75,7 @@ class Device:
             "kind": self.kind,
             "name": self.name(),
             "cores": self.cores(),
+            "blas": blas_kernels(),
             "fusejit_backend": self.backend,
             "eager_baseline": self.eager_name,
             "jax_platform": jax.devices()[0].platform,
@@ -135,6 +136,27 @@ class GpuDevice(Device):
         props = self.cp.cuda.runtime.getDeviceProperties(self.cp.cuda.Device().id)
         info["multiprocessors"] = int(props["multiProcessorCount"])
         return info
+
+
+def blas_kernels() -> str:
+    """The kernels NumPy's OpenBLAS chose for this processor ("Haswell", "SkylakeX", ...), or ""
+    where NumPy's BLAS is another library.  OpenBLAS picks them by processor model and falls
+    back to older ones on a model it does not know (AMD's family 26 gets Haswell's AVX2
+    kernels, though the AVX-512 ones are 1.7x faster there); OPENBLAS_CORETYPE overrides it."""
+    import ctypes
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "openblas" in line and ".so" in line}
+    except OSError:
+        return ""
+    for path in sorted(paths):
+        library = ctypes.CDLL(path)
+        for symbol in ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename", "openblas_get_corename"):
+            function = getattr(library, symbol, None)
+            if function is not None:
+                function.restype = ctypes.c_char_p
+                return function().decode()
+    return ""
 
 
 def make(backend: str | None) -> Device:

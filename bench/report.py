@@ -115,7 +115,8 @@ def summary_line(results: dict) -> str:
     bw = results["copy_bandwidth_Bps"] / 1e9
     return (f"{dev['name']} ({dev['kind']}, {dev['cores']} cores), fusejit backend {dev['fusejit_backend']}, "
             f"jax.jit on {dev['jax_platform']}, eager baseline {dev['eager_baseline']}; "
-            f"measured copy bandwidth {bw:.1f} GB/s (read + write)")
+            f"measured copy bandwidth {bw:.1f} GB/s (read + write)"
+            + (f"; NumPy's OpenBLAS runs its {dev['blas']} kernels" if dev.get("blas") else ""))
 
 
 def _rich_table(title: str, header, rows, caption: str | None = None, text: bool = False) -> Table:

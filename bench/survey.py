@@ -111,7 +111,9 @@ def main(argv=None) -> int:
         ratio = timings["jax"].median / timings["fusejit"].median
         rows.append((ratio, name, hosts[0].shape, timings["fusejit"].median, timings["jax"].median, report.ok))
         console.print(f"{name}: {ratio:.2f}", style="dim")
-    table = Table(title=f"fusejit ({dev.backend}) against jax.jit, slowest first")
+    blas = device_mod.blas_kernels() if dev.kind == "cpu" else ""
+    caption = f"NumPy's OpenBLAS (matmul, grad_mlp) runs its {blas} kernels" if blas else None
+    table = Table(title=f"fusejit ({dev.backend}) against jax.jit, slowest first", caption=caption)
     for column in ("function", "input", "fusejit", "jax.jit", "× jax.jit", "vs jax.jit"):
         table.add_column(column, justify="left" if column in ("function", "input") else "right")
     for ratio, name, shape, t_fj, t_jax, ok in sorted(rows):

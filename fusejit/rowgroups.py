@@ -38,6 +38,46 @@ def takes_groups(spec, phases, row_len: int) -> bool:
     return ordered and (row_len <= SHORT_ROW or (row_len <= MAX_ROW and len(phases) == 1 and not spec.full))
 
 
+def window_sources(spec, w, reds, row_len: int) -> dict | None:
+    """{id(source): parameter name} of the first phase's operands if the phase can take the
+    row windows (kernels/row_windows.h), else None: every reduction a max, min, argmax or
+    argmin of an input's elements as they are (4 bytes each, the operand's shape, the reduced
+    axes innermost, so a group's rows are contiguous in it)."""
+    nd = len(spec.in_shape)
+    if not 2 <= row_len <= MAX_ROW or tuple(spec.reduce_axes) != tuple(range(nd - len(spec.reduce_axes), nd)):
+        return None
+    sources = {}
+    for red in reds:
+        v = red.operand
+        if (red.eqn.primitive not in ORDERED or id(v) not in w.source_names or tuple(v.shape) != tuple(spec.in_shape)
+                or v.dtype.itemsize != 4 or v.dtype.kind not in "fiu" or red.acc_dtype != v.dtype
+                or (not red.is_arg and red.out.dtype != v.dtype)):
+            return None
+        sources[id(v)] = w.source_names[id(v)]
+    return sources
+
+
+def window_phase(reds, sources: dict, row_len: int) -> list[str]:
+    """The first phase by row windows, in a full group whose elements have no NaN: the opening
+    of an `if` whose `else` is the gathering code."""
+    lines = ["// row windows: the group's rows as whole vectors, without gathers (kernels/row_windows.h)"]
+    loads = []
+    for name in sources.values():
+        t = ops.ctype(next(red.operand.dtype for red in reds if sources.get(id(red.operand)) == name))
+        lines.append(f"fj_wvec<{t}> window_{name}[{row_len}];")
+        loads.append(f"fj_window_load<{row_len}>(window_{name}, {name} + (size_t)i0 * {row_len})")
+    lines.append(f"if (FJ_GROUP_FULL(i0) && {' && '.join(loads)}) {{")
+    for red in reds:
+        name = sources[id(red.operand)]
+        highest = "true" if red.eqn.primitive in ("reduce_max", "argmax") else "false"
+        if red.is_arg:
+            t = ops.ctype(red.operand.dtype)
+            lines.append(f"  fj_window_arg<{row_len}, {highest}, {t}>(res{red.k}, window_{name});  // {red.eqn.primitive}")
+        else:
+            lines.append(f"  fj_window_extreme<{row_len}, {highest}>(res{red.k}, window_{name});  // {red.eqn.primitive}")
+    return lines
+
+
 def group_path(w, spec, ix, phases, slots) -> str:
     """The row-groups text for the row template's `groups` slot ('' when the kernel does not
     take the path).  `phases`: the reductions of each phase (reduce.reductions_of); `slots`:
@@ -57,23 +97,31 @@ def group_path(w, spec, ix, phases, slots) -> str:
         if names:
             lines += [f"{ops.ctype(dtype)} group_cache{k}[{row_len} * FJ_ROW_GROUP];"
                       for k, (dtype, _) in enumerate(slots)]
+        windows = window_sources(spec, w, phases[0], row_len) if not names else None
         for p, reds in enumerate(phases):
             lines.append(f"// phase {p}: {', '.join(red.eqn.primitive for red in reds)}")
+            gather = []
             for red in reds:
-                lines += red.declare_lanes("FJ_ROW_GROUP")
+                gather += red.declare_lanes("FJ_ROW_GROUP")
             cache.begin_pass(p)
             w.new_scope(results)
             w.body = []
             for red in reds:
                 w.body.append(red.step(*red.lane("g"), red.read(w, ix.element)))
             cache.flush(w)
-            lines += [f"for (idx_t r = 0; r < reduce_n; ++r) {{", "  FJ_GROUP_LANES(g) {",
-                      ROW, *indent(w.body, 2).splitlines(), "  }", "}"]
+            gather += [f"for (idx_t r = 0; r < reduce_n; ++r) {{", "  FJ_GROUP_LANES(g) {",
+                       ROW, *indent(w.body, 2).splitlines(), "  }", "}"]
             for red in reds:
                 t = red.arg_t if red.is_arg else ops.ctype(red.out.dtype)
                 value = f"lanes_arg{red.k}[g]" if red.is_arg else f"fj_convert<{t}>(lanes{red.k}[g])"
-                lines += [f"{t} res{red.k}[FJ_ROW_GROUP];", f"FJ_GROUP_LANES(g) res{red.k}[g] = {value};"]
+                lines.append(f"{t} res{red.k}[FJ_ROW_GROUP];")
+                gather.append(f"FJ_GROUP_LANES(g) res{red.k}[g] = {value};")
                 results[(id(red.out), ix.out)] = f"res{red.k}[g]"
+            if p == 0 and windows:
+                lines += window_phase(reds, windows, row_len)
+                lines += ["} else {", *indent(gather, 1).splitlines(), "}"]
+            else:
+                lines += gather
         if spec.full:
             cache.begin_pass(len(phases))
             w.new_scope(results)
@@ -96,7 +144,10 @@ def group_path(w, spec, ix, phases, slots) -> str:
         for k, out in enumerate(spec.outputs):
             if id(out) in spec.epilogue:
                 w.body.append(f"out{k}[{address}] = {w.read_output(out, epilogue_index(ix, out))};")
-        lines += ["FJ_GROUP_LANES(g) {", ROW[2:], *indent(w.body, 1).splitlines(), "}"]
+        body = indent(w.body, 2).splitlines()
+        lines += ["if (FJ_GROUP_FULL(i0)) {  // the group's rows are i0 + g: contiguous stores",
+                  "  FJ_GROUP_LANES(g) {", "    const idx_t i = i0 + (idx_t)g;", *body, "  }",
+                  "} else {", "  FJ_GROUP_LANES(g) {", ROW, *body, "  }", "}"]
     finally:
         w.body, w.loads, w.cache, w.row_body = saved
     return fill("row_groups.cu.in", row_len=row_len, body=indent(lines, 2))

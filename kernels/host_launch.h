@@ -167,6 +167,9 @@ static constexpr dim3 threadIdx(0), blockDim(1);
   FJ_BLOCK_CHUNK(idx_t, i0, 0, n)                                                  \
   for (idx_t i0 = fj_begin_##i0; i0 < fj_end_##i0; i0 += FJ_ROW_GROUP)
 #define FJ_GROUP_ROW(idx_t, i0, g) (i0 + (idx_t)(g) < fj_end_##i0 ? i0 + (idx_t)(g) : fj_end_##i0 - 1)
+// Whether the group at i0 has FJ_ROW_GROUP rows (every group but the block's last may not):
+// its rows are i0 + g, and their stores contiguous.
+#define FJ_GROUP_FULL(i0) (i0 + FJ_ROW_GROUP <= fj_end_##i0)
 #define FJ_GROUP_LANES(g) _Pragma("omp simd") for (int g = 0; g < FJ_ROW_GROUP; ++g)
 
 // top_k: a row's keys FJ_TOP_K_CHUNK at a time in one vectorised loop, which also finds
@@ -202,3 +205,6 @@ static inline T __shfl_sync(unsigned, T value, int, int = 32) { return value; }
 // the tile is a long contiguous run (HOST_COLUMNS of fusejit/backends/host.py).
 #define FJ_COLUMNS 4096
 #define FJ_COLUMN_SLICES 1
+
+// Row groups of rows read straight from an input: max, min, argmax, argmin without gathers.
+#include "row_windows.h"

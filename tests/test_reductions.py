@@ -163,6 +163,53 @@ def test_short_rows_with_an_ordered_reduction_run_in_row_groups_on_the_host(row,
     run_host_under_asan(compiled, (x, i, s, t, finite), tmp_path)  # the groups stay in bounds
 
 
+@pytest.mark.parametrize("row", [2, 3, 10, 16, 17, 32])
+def test_short_rows_read_straight_from_an_input_take_row_windows_on_the_host(row, tmp_path):
+    """On the host, a max, min, argmax or argmin over short rows of a 4-byte input, as it is,
+    reads each full group of rows as whole vectors and combines overlapping windows
+    (kernels/row_windows.h); a group with a NaN and the block's partial last group gather as
+    before.  Ties (small integers, +-0: max and min keep the last, argmax and argmin the first
+    index), infinities and NaNs in some groups only; 16 * 6 + 7 rows.  Producers, 8-byte
+    elements and families keep the gathering code."""
+    rng = np.random.default_rng(90 + row)
+    rows = 16 * 6 + 7
+    x = rng.integers(-3, 4, (rows, row)).astype(np.float32)  # many ties
+    x[1] = rng.standard_normal(row)
+    x[4, ::2], x[4, 1::2] = 0.0, -0.0
+    x[5, row // 2:] = np.inf
+    x[6, row - 1] = -np.inf
+    x[40, row // 2] = np.nan  # one group with a NaN
+    i = rng.integers(-2, 3, (rows, row)).astype(np.int32)
+    u = rand(rng, (rows, row), np.uint32, special=True)
+    y = rand(rng, (rows, row), np.float32)
+
+    def windowed(x, i, u, y):
+        return {"x": (jnp.max(x, 1), jnp.min(x, 1), jnp.argmax(x, 1), jnp.argmin(x, 1)),
+                "ints": (jnp.argmax(i, 1), jnp.max(i, 1), jnp.argmin(u, 1), jnp.min(u, 1)),
+                "pair": (jnp.max(y, 1), jnp.argmax(y, 1), jnp.min(x, 1, keepdims=True) * 2)}
+
+    compiled = verify(windowed, x, i, u, y)
+    for kernel in compiled.rendered:
+        assert "fj_window_load" in kernel.source, kernel.source
+    run_host_under_asan(compiled, (x, i, u, y), tmp_path)
+
+    compiled = verify(lambda x: jnp.max(jnp.abs(x), 1), x)  # a producer
+    assert not any("fj_window_load" in kernel.source for kernel in compiled.rendered)
+
+
+def test_short_rows_of_8_byte_elements_gather(x64):
+    """Row windows take 4-byte elements (16 lanes of a vector): float64 and int64 rows keep the
+    gathering code (and int64 indices come out of the 4-byte windows)."""
+    rng = np.random.default_rng(96)
+    d = rand(rng, (37, 10), np.float64, special=True)
+    q = rand(rng, (37, 10), np.int64)
+    compiled = verify(lambda d, q: (jnp.argmin(d, 1), jnp.max(q, 1)), d, q)
+    assert not any("fj_window_load" in kernel.source for kernel in compiled.rendered)
+    x = rng.standard_normal((37, 10)).astype(np.float32)
+    compiled = verify(lambda x: jnp.argmax(x, 1), x)
+    assert all("fj_window_arg<10, true, float>" in kernel.source for kernel in compiled.rendered)
+
+
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_cumulative_ops_float(dtype, x64):
     x = rand(np.random.default_rng(15), (5, 1030), dtype)

@@ -1,0 +1,130 @@
+// Row windows (host): the max, min, argmax or argmin of a row group (FJ_ROW_GROUP rows of L
+// elements, 4-byte elements read straight from an input) without gathers.  The group's
+// FJ_ROW_GROUP * L elements are L contiguous vectors; each step combines every position with
+// the one S further on (a shift across two neighbouring vectors), so after the steps
+// S = 1, 2, 4, ... and a last overlapping one, every position holds the extreme of the L
+// elements from it on, and row g's result is the one at position g * L (fj_window_pick).
+//
+// Windows overlap, which max, min, argmax and argmin allow: for values without NaN, the
+// left window's pick stands on a tie, and it is the row's first such element, so the results
+// are those of the element-by-element loop (the last of equal values for max and min, the
+// first index for argmax and argmin: fj_max, fj_arg_better).  A group with a NaN takes the
+// gathering path instead (fj_window_load returns false), as does the block's partial last
+// group.  fusejit/rowgroups.py decides which kernels take this path.
+#pragma once
+
+template <class T> struct fj_window_vector {
+  typedef T type __attribute__((vector_size(FJ_ROW_GROUP * sizeof(T))));
+};
+template <class T> using fj_wvec = typename fj_window_vector<T>::type;
+typedef fj_wvec<int> fj_wmask;
+
+// Lanes [S, S + FJ_ROW_GROUP) of the concatenation of a and b (0 <= S <= FJ_ROW_GROUP).
+template <int S, class V>
+static inline V fj_window_shift(V a, V b) {
+  static_assert(sizeof(a[0]) == 4 && FJ_ROW_GROUP == 16, "row windows: 16 lanes of 4 bytes");
+#if defined(__clang__)
+  return __builtin_shufflevector(a, b, S + 0, S + 1, S + 2, S + 3, S + 4, S + 5, S + 6, S + 7, S + 8, S + 9,
+                                 S + 10, S + 11, S + 12, S + 13, S + 14, S + 15);
+#else
+  return __builtin_shuffle(a, b, fj_wmask{S + 0, S + 1, S + 2, S + 3, S + 4, S + 5, S + 6, S + 7, S + 8, S + 9,
+                                          S + 10, S + 11, S + 12, S + 13, S + 14, S + 15});
+#endif
+}
+
+// The group's L vectors from `src` (the address of its first row); false if any is NaN.
+template <int L, class T>
+static inline bool fj_window_load(fj_wvec<T>* x, const T* src) {
+  for (int k = 0; k < L; ++k) memcpy(&x[k], src + FJ_ROW_GROUP * k, sizeof(x[k]));
+  fj_wmask nan = x[0] != x[0];  // never true for integers
+  for (int k = 1; k < L; ++k) nan |= x[k] != x[k];
+  int any = 0;
+  for (int l = 0; l < FJ_ROW_GROUP; ++l) any |= nan[l];
+  return any == 0;
+}
+
+// One step: each position's window combined with the window S positions on (the right one,
+// of later elements).  A right window past the group's end reads the last vector again:
+// positions whose windows reach past the end are never picked.
+template <int S, int L, bool Max, bool Arg, class V>
+static inline void fj_window_step(V* v, fj_wmask* at) {
+  for (int k = 0; k < L; ++k) {
+    const int next = k + 1 < L ? k + 1 : k;
+    const V right = fj_window_shift<S>(v[k], v[next]);
+    const fj_wmask take = Max ? right > v[k] : right < v[k];
+    if constexpr (Arg) {
+      at[k] = take ? fj_window_shift<S>(at[k], at[next]) : at[k];
+      v[k] = take ? right : v[k];
+    } else {
+      // ties take the right (later) value, as fj_max and fj_min do
+      v[k] = (Max ? v[k] > right : v[k] < right) ? v[k] : right;
+    }
+  }
+}
+
+// Windows of 1 to windows of L at every position: doubling steps, then one overlapping step.
+template <int L, bool Max, bool Arg, class V>
+static inline void fj_window_extend(V* v, fj_wmask* at) {
+  static_assert(L >= 2 && L <= 32, "row windows: rows of 2 to 32 elements");
+  constexpr int P = L >= 16 ? 16 : L >= 8 ? 8 : L >= 4 ? 4 : 2;  // the largest power of two <= L
+  fj_window_step<1, L, Max, Arg>(v, at);
+  if constexpr (P >= 4) fj_window_step<2, L, Max, Arg>(v, at);
+  if constexpr (P >= 8) fj_window_step<4, L, Max, Arg>(v, at);
+  if constexpr (P >= 16) fj_window_step<8, L, Max, Arg>(v, at);
+  if constexpr (L > P) fj_window_step<L - P, L, Max, Arg>(v, at);
+}
+
+// Lane g: the element at position g * L of the group, from pairs of neighbouring vectors.
+#define FJ_WINDOW_LANE(g, J) ((g) * L / 32 == J ? (g) * L % 32 : 0)
+#define FJ_WINDOW_TAKE(g, J) ((g) * L / 32 == J ? -1 : 0)
+#define FJ_WINDOW_LANES(F, J) F(0, J), F(1, J), F(2, J), F(3, J), F(4, J), F(5, J), F(6, J), F(7, J), \
+  F(8, J), F(9, J), F(10, J), F(11, J), F(12, J), F(13, J), F(14, J), F(15, J)
+template <int L, int J, class V>
+static inline V fj_window_pair(const V* v) {
+  const V a = v[2 * J], b = v[2 * J + 1 < L ? 2 * J + 1 : 2 * J];
+#if defined(__clang__)
+  return __builtin_shufflevector(a, b, FJ_WINDOW_LANES(FJ_WINDOW_LANE, J));
+#else
+  return __builtin_shuffle(a, b, fj_wmask{FJ_WINDOW_LANES(FJ_WINDOW_LANE, J)});
+#endif
+}
+template <int L, int J, class V>
+static inline V fj_window_pick_from(const V* v, V picked) {
+  if constexpr (2 * J >= L) {
+    return picked;
+  } else {
+    const fj_wmask take = fj_wmask{FJ_WINDOW_LANES(FJ_WINDOW_TAKE, J)};
+    return fj_window_pick_from<L, J + 1>(v, take ? fj_window_pair<L, J>(v) : picked);
+  }
+}
+template <int L, class V>
+static inline V fj_window_pick(const V* v) {
+  return fj_window_pick_from<L, 1>(v, fj_window_pair<L, 0>(v));
+}
+
+// The group's rows' max (Max) or min: res[g] for row g.
+template <int L, bool Max, class T>
+static inline void fj_window_extreme(T* res, const fj_wvec<T>* x) {
+  fj_wvec<T> v[L];
+  for (int k = 0; k < L; ++k) v[k] = x[k];
+  fj_window_extend<L, Max, false>(v, (fj_wmask*)0);
+  const fj_wvec<T> picked = fj_window_pick<L>(v);
+  memcpy(res, &picked, sizeof(picked));
+}
+
+// The group's rows' argmax (Max) or argmin: res[g], the position in row g (T: the elements').
+template <int L, bool Max, class T, class I>
+static inline void fj_window_arg(I* res, const fj_wvec<T>* x) {
+  fj_wvec<T> v[L];
+  fj_wmask at[L];
+  for (int k = 0; k < L; ++k) {
+    v[k] = x[k];
+    for (int l = 0; l < FJ_ROW_GROUP; ++l) at[k][l] = FJ_ROW_GROUP * k + l;  // positions in the group
+  }
+  fj_window_extend<L, Max, true>(v, at);
+  const fj_wmask picked = fj_window_pick<L>(at);
+  for (int g = 0; g < FJ_ROW_GROUP; ++g) res[g] = (I)(picked[g] - g * L);
+}
+#undef FJ_WINDOW_LANES
+#undef FJ_WINDOW_TAKE
+#undef FJ_WINDOW_LANE

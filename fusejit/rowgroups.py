@@ -14,6 +14,11 @@ shared memory between passes (softmax's input and its exponentials) are kept on 
 here, position by position (`group_cache0[r * FJ_ROW_GROUP + g]`): the first pass gathers
 the group's elements from memory, later passes read whole vectors.  Like the stream path it
 is a host path: the GPU and the emulation compile it out (FJ_ROW_GROUPS is 0 there).
+
+Row windows: where the first phase is a max, min, argmax or argmin of 4-byte inputs as they
+are, a full group's rows are contiguous vectors and the phase combines overlapping windows of
+them in registers instead of gathering position by position (kernels/row_windows.h); a group
+with a NaN, and the block's partial last group, take the gathering code.
 """
 from __future__ import annotations
 
@@ -39,10 +44,10 @@ def takes_groups(spec, phases, row_len: int) -> bool:
 
 
 def window_sources(spec, w, reds, row_len: int) -> dict | None:
-    """{id(source): parameter name} of the first phase's operands if the phase can take the
-    row windows (kernels/row_windows.h), else None: every reduction a max, min, argmax or
-    argmin of an input's elements as they are (4 bytes each, the operand's shape, the reduced
-    axes innermost, so a group's rows are contiguous in it)."""
+    """{id(source): (parameter name, C type)} of the first phase's operands if the phase can
+    take the row windows (kernels/row_windows.h), else None: every reduction a max, min,
+    argmax or argmin of an input's elements as they are (4 bytes each, the operand's shape,
+    the reduced axes innermost, so a group's rows are contiguous in it)."""
     nd = len(spec.in_shape)
     if not 2 <= row_len <= MAX_ROW or tuple(spec.reduce_axes) != tuple(range(nd - len(spec.reduce_axes), nd)):
         return None
@@ -53,7 +58,7 @@ def window_sources(spec, w, reds, row_len: int) -> dict | None:
                 or v.dtype.itemsize != 4 or v.dtype.kind not in "fiu" or red.acc_dtype != v.dtype
                 or (not red.is_arg and red.out.dtype != v.dtype)):
             return None
-        sources[id(v)] = w.source_names[id(v)]
+        sources[id(v)] = (w.source_names[id(v)], ops.ctype(v.dtype))
     return sources
 
 
@@ -62,19 +67,15 @@ def window_phase(reds, sources: dict, row_len: int) -> list[str]:
     of an `if` whose `else` is the gathering code."""
     lines = ["// row windows: the group's rows as whole vectors, without gathers (kernels/row_windows.h)"]
     loads = []
-    for name in sources.values():
-        t = ops.ctype(next(red.operand.dtype for red in reds if sources.get(id(red.operand)) == name))
+    for name, t in sources.values():
         lines.append(f"fj_wvec<{t}> window_{name}[{row_len}];")
         loads.append(f"fj_window_load<{row_len}>(window_{name}, {name} + (size_t)i0 * {row_len})")
     lines.append(f"if (FJ_GROUP_FULL(i0) && {' && '.join(loads)}) {{")
     for red in reds:
-        name = sources[id(red.operand)]
+        name, t = sources[id(red.operand)]
         highest = "true" if red.eqn.primitive in ("reduce_max", "argmax") else "false"
-        if red.is_arg:
-            t = ops.ctype(red.operand.dtype)
-            lines.append(f"  fj_window_arg<{row_len}, {highest}, {t}>(res{red.k}, window_{name});  // {red.eqn.primitive}")
-        else:
-            lines.append(f"  fj_window_extreme<{row_len}, {highest}>(res{red.k}, window_{name});  // {red.eqn.primitive}")
+        call = f"fj_window_arg<{row_len}, {highest}, {t}>" if red.is_arg else f"fj_window_extreme<{row_len}, {highest}>"
+        lines.append(f"  {call}(res{red.k}, window_{name});  // {red.eqn.primitive}")
     return lines
 
 

@@ -16,7 +16,7 @@ import dataclasses
 import numpy as np
 
 from .fusion import FUSIBLE, REDUCTIONS, SCANS
-from .ir import Eqn, Graph, Literal, Var
+from .ir import Eqn, Graph, Literal, Var, map_bodies
 from .trace import effectful, eliminate_dead_code
 
 UNROLL_MAX_EQNS = 256       # auto: unroll a scan when length * body equations stays under this
@@ -85,18 +85,6 @@ def rewrite(graph: Graph, rule, nested=None) -> Graph:
         else:
             b.env.update({id(v): a for v, a in zip(eqn.outputs, replaced)})
     return b.graph(graph)
-
-
-def map_bodies(eqn: Eqn, fn) -> Eqn:
-    """The equation with `fn` applied to each nested Graph in its params."""
-    params = dict(eqn.params)
-    changed = False
-    for k, v in params.items():
-        if isinstance(v, Graph):
-            params[k], changed = fn(v), True
-        elif isinstance(v, tuple) and v and all(isinstance(g, Graph) for g in v):
-            params[k], changed = tuple(fn(g) for g in v), True
-    return dataclasses.replace(eqn, params=params) if changed else eqn
 
 
 # ---------------- pruning loops ----------------

@@ -70,6 +70,18 @@ class Graph:
     __repr__ = __str__
 
 
+def map_bodies(eqn: Eqn, fn) -> Eqn:
+    """The equation with `fn` applied to each nested Graph in its params."""
+    params = dict(eqn.params)
+    changed = False
+    for k, v in params.items():
+        if isinstance(v, Graph):
+            params[k], changed = fn(v), True
+        elif isinstance(v, tuple) and v and all(isinstance(g, Graph) for g in v):
+            params[k], changed = tuple(fn(g) for g in v), True
+    return dataclasses.replace(eqn, params=params) if changed else eqn
+
+
 def dtype_str(dtype: np.dtype) -> str:
     return {
         "float32": "f32", "float64": "f64", "bool": "bool",

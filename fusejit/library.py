@@ -74,6 +74,10 @@ def cuda_lib() -> ArrayLib:
 # by spinning: beside fusejit's own kernel threads, or any other load on the cores, a program
 # of many small products (a transformer block's gradient: 180) ran 20-40 times slower.
 SINGLE_THREAD_MACS = 1 << 22
+# Below this many, OpenBLAS takes one thread by itself (interface/gemm.c: 65536 times
+# GEMM_MULTITHREAD_THRESHOLD, 4): the thread count is left alone, which saves a small
+# product (a layer of 32 x 64 x 128) a microsecond of threadpoolctl.
+BLAS_ONE_THREAD_MACS = 1 << 18
 
 
 @functools.lru_cache(maxsize=None)
@@ -83,13 +87,15 @@ def _numpy_blas():
     return ThreadpoolController().select(user_api="blas").lib_controllers
 
 
-def matmul(lib, a, b):
+def matmul(lib, a, b, out_shape=None, dtype=None):
     """xp.matmul(a, b) (batched) into a new array from `lib.empty`; on the host, small
-    products run on one BLAS thread."""
-    out = lib.empty(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1]),
-                    np.result_type(a.dtype, b.dtype))
-    macs = math.prod(a.shape) * b.shape[-1]
-    if lib.name != "numpy" or macs > SINGLE_THREAD_MACS:
+    products run on one BLAS thread.  `out_shape` and `dtype`: the result's, where the caller
+    knows them (np.broadcast_shapes and np.result_type cost microseconds)."""
+    if out_shape is None:
+        out_shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
+    out = lib.empty(out_shape, np.result_type(a.dtype, b.dtype) if dtype is None else dtype)
+    macs = out.size * a.shape[-1]
+    if lib.name != "numpy" or macs > SINGLE_THREAD_MACS or macs <= BLAS_ONE_THREAD_MACS:
         return lib.xp.matmul(a, b, out=out)
     blas = [(c, c.num_threads) for c in _numpy_blas() if c.num_threads != 1]
     for c, _ in blas:
@@ -101,38 +107,80 @@ def matmul(lib, a, b):
             c.set_num_threads(n)
 
 
-def _size(x, dims) -> int:
-    return math.prod(x.shape[d] for d in dims)
+def _size(shape, dims) -> int:
+    return math.prod(shape[d] for d in dims)
 
 
-def _arranged(lib, x, axes, shape):
-    """x with its axes in `axes` order, reshaped to `shape`: a view where the transposition
-    keeps x contiguous, else a copy into `lib.empty`."""
-    moved = lib.xp.transpose(x, axes)
-    if moved.flags.c_contiguous:
-        return moved.reshape(shape)
+@dataclasses.dataclass(frozen=True)
+class _Operand:
+    """How a product takes one operand: its axes in the order (batch, rows, columns) and the
+    3-d shape they merge into; `view`: the transposed axes merge into a strided view that BLAS
+    reads as it is (each group's axes adjacent and in order, a unit stride in a matrix dim),
+    else the operand is copied into that order."""
+    axes: tuple | None  # None: already in order
+    shape: tuple
+    view: bool
+
+
+def _operand(shape: tuple, groups: list) -> _Operand:
+    axes = [d for group in groups for d in group]
+    merged = tuple(_size(shape, group) for group in groups)
+    if axes == sorted(axes):
+        return _Operand(None, merged, True)
+    strides = [math.prod(shape[d + 1:]) for d in range(len(shape))]
+    adjacent = True
+    for group in groups:
+        dims = [d for d in group if shape[d] != 1]
+        adjacent &= dims == list(range(dims[0], dims[0] + len(dims))) if dims else True
+    inner = [strides[max((d for d in group if shape[d] != 1), default=0)] if any(shape[d] != 1 for d in group)
+             else 0 for group in groups[1:]]  # the matrix dims' element strides (0: a single row or column)
+    return _Operand(tuple(axes), merged, adjacent and min(inner) <= 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class _DotPlan:
+    lhs: _Operand        # (batch, free, contracting)
+    rhs: _Operand        # (batch, contracting, free)
+    out_shape: tuple     # (batch, lhs free, rhs free)
+
+
+@functools.lru_cache(maxsize=1024)
+def _dot_plan(dimension_numbers, lhs_shape: tuple, rhs_shape: tuple) -> _DotPlan:
+    (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = dimension_numbers
+    lhs_free = [d for d in range(len(lhs_shape)) if d not in lhs_contract and d not in lhs_batch]
+    rhs_free = [d for d in range(len(rhs_shape)) if d not in rhs_contract and d not in rhs_batch]
+    lhs = _operand(lhs_shape, [list(lhs_batch), lhs_free, list(lhs_contract)])
+    rhs = _operand(rhs_shape, [list(rhs_batch), list(rhs_contract), rhs_free])
+    return _DotPlan(lhs, rhs, (lhs.shape[0], lhs.shape[1], rhs.shape[2]))
+
+
+def _arranged(lib, x, operand: _Operand):
+    """x with its axes in the product's order, as a (batch, rows, columns) array: a view where
+    BLAS can read the transposition as it is, else a copy into `lib.empty`."""
+    if operand.axes is None:
+        return x.reshape(operand.shape)
+    moved = lib.xp.transpose(x, operand.axes)
+    if operand.view:
+        return moved.reshape(operand.shape)
     copy = lib.empty(moved.shape, moved.dtype)
     lib.xp.copyto(copy, moved)
-    return copy.reshape(shape)
+    return copy.reshape(operand.shape)
 
 
 def dot_general(lib, params, out_avals, lhs, rhs):
     """lax.dot_general: output dims are batch, lhs free, rhs free; operands are converted to the
     output dtype first (preferred_element_type), integers wrap, bool is an OR of ANDs."""
     xp = lib.xp
-    (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = params["dimension_numbers"]
     shape, dtype = out_avals[0]
-    lhs_free = [d for d in range(lhs.ndim) if d not in lhs_contract and d not in lhs_batch]
-    rhs_free = [d for d in range(rhs.ndim) if d not in rhs_contract and d not in rhs_batch]
-    b, m, k, n = _size(lhs, lhs_batch), _size(lhs, lhs_free), _size(lhs, lhs_contract), _size(rhs, rhs_free)
-    a = _arranged(lib, lhs, [*lhs_batch, *lhs_free, *lhs_contract], (b, m, k))
-    c = _arranged(lib, rhs, [*rhs_batch, *rhs_contract, *rhs_free], (b, k, n))
-    if np.dtype(dtype) == np.bool_:
+    plan = _dot_plan(params["dimension_numbers"], lhs.shape, rhs.shape)
+    a = _arranged(lib, lhs, plan.lhs)
+    c = _arranged(lib, rhs, plan.rhs)
+    if dtype == np.bool_:
         # A sum of non-negative counts is positive exactly when some AND is true, also in float32.
-        out = matmul(lib, a.astype(xp.float32), c.astype(xp.float32)) > 0
+        out = matmul(lib, a.astype(xp.float32), c.astype(xp.float32), plan.out_shape, np.dtype(np.float32)) > 0
     else:
-        out = matmul(lib, a.astype(dtype, copy=False), c.astype(dtype, copy=False))
-    return [xp.asarray(out.reshape(shape), order="C")]
+        out = matmul(lib, a.astype(dtype, copy=False), c.astype(dtype, copy=False), plan.out_shape, dtype)
+    return [out.reshape(shape)]
 
 
 def _start(index, dim: int, size: int) -> int:
@@ -181,12 +229,22 @@ LIBRARY: dict[str, Callable] = {
 }
 
 
-def call(primitive: str, lib: ArrayLib, params: dict, out_avals, *arrays) -> list:
-    """Runs `primitive` through its LIBRARY rule; a primitive without a row is UnsupportedError."""
+def rule_of(primitive: str, backend: str = "host") -> Callable:
+    """`primitive`'s LIBRARY rule; a primitive without a row is UnsupportedError."""
     rule = LIBRARY.get(primitive)
     if rule is None:
         raise UnsupportedError(
-            f"primitive '{primitive}' has no library rule on the {lib.name} backend "
+            f"primitive '{primitive}' has no library rule on the {backend} backend "
             f"(library rules exist for: {', '.join(sorted(LIBRARY))})", primitive=primitive)
+    return rule
+
+
+def run(rule: Callable, lib: ArrayLib, params: dict, out_avals: list, *arrays) -> list:
+    """A rule's results; `out_avals`: (shape tuple, np.dtype) of each output."""
     with np.errstate(all="ignore"):  # inf, NaN and integer wrap-around are results, as in XLA
-        return rule(lib, params, [(tuple(s), np.dtype(d)) for s, d in out_avals], *arrays)
+        return rule(lib, params, out_avals, *arrays)
+
+
+def call(primitive: str, lib: ArrayLib, params: dict, out_avals, *arrays) -> list:
+    """Runs `primitive` through its LIBRARY rule; a primitive without a row is UnsupportedError."""
+    return run(rule_of(primitive, lib.name), lib, params, [(tuple(s), np.dtype(d)) for s, d in out_avals], *arrays)

@@ -38,12 +38,13 @@ class LibraryCall:
     def __init__(self, eqn: Eqn):
         self.primitive = eqn.primitive
         self.params = eqn.params
-        self.out_avals = [(v.shape, v.dtype) for v in eqn.outputs]
+        self.out_avals = [(tuple(v.shape), np.dtype(v.dtype)) for v in eqn.outputs]
         self.children = ()
 
     def run(self, backend, arrays):
         launch.counter["library"] += 1
-        return library.call(self.primitive, backend.lib, self.params, self.out_avals, *arrays)
+        lib = backend.lib
+        return library.run(library.rule_of(self.primitive, lib.name), lib, self.params, self.out_avals, *arrays)
 
     def describe(self) -> str:
         return "library call"

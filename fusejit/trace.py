@@ -9,6 +9,7 @@ import numpy as np
 import jax
 
 from . import expand, jaxcompat, keys, reciprocal
+from .simplify import simplify
 from .errors import UnsupportedError
 from .ir import Eqn, Graph, Literal, Var
 
@@ -48,8 +49,9 @@ def graph_from_jaxpr(closed, source: str = "") -> Graph:
     """Lower a ClosedJaxpr to a Graph, inlining nested calls and lowering control-flow bodies
     to Graphs of their own; dead equations are dropped (inputs are kept: a signature).
     `source` is the user's line for equations that carry none (a loop body's, inside a jnp
-    function).  Divisions are then written as jax.jit computes them (fusejit/reciprocal.py)."""
-    return eliminate_dead_code(reciprocal.as_jax_divides(lower_jaxpr(closed, source)))
+    function).  Divisions are then written as jax.jit computes them (fusejit/reciprocal.py),
+    and reductions over unit axes and transposed products simplified (fusejit/simplify.py)."""
+    return eliminate_dead_code(simplify(reciprocal.as_jax_divides(lower_jaxpr(closed, source))))
 
 
 def lower_jaxpr(closed, source: str = "") -> Graph:

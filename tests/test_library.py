@@ -177,6 +177,13 @@ DOTS = {
     "einsum_bij_bkj": (lambda a, b: jnp.einsum("bij,bkj->bki", a, b), (2, 3, 4), (2, 5, 4)),
     "einsum_two_contractions": (lambda a, b: jnp.einsum("ijk,kjl->li", a, b), (3, 4, 5), (5, 4, 2)),
     "tensordot": (lambda a, b: jnp.tensordot(a, b, axes=([0, 2], [2, 0])), (3, 4, 5), (5, 2, 3)),
+    "transposed_lhs": (lambda a, b: jnp.einsum("ji,jk->ik", a, b), (13, 7), (13, 5)),
+    "transposed_rhs": (lambda a, b: jnp.einsum("ij,kj->ik", a, b), (7, 13), (5, 13)),
+    "transposed_both": (lambda a, b: jnp.einsum("ji,kj->ik", a, b), (13, 7), (5, 13)),
+    "spelled_transposed": (lambda a, b: a.T @ b.T, (13, 7), (5, 13)),
+    "batched_transposed": (lambda a, b: jnp.einsum("bji,bjk->bik", a, b), (3, 13, 7), (3, 13, 5)),
+    "batch_innermost": (lambda a, b: jnp.einsum("ijb,jkb->bik", a, b), (4, 6, 3), (6, 5, 3)),
+    "unit_dims": (lambda a, b: jnp.einsum("aij,jkb->bik", a, b), (1, 1, 13), (13, 4, 1)),
     "empty_contraction": (lambda a, b: a @ b, (5, 0), (0, 3)),
     "empty_rows": (lambda a, b: a @ b, (0, 4), (4, 3)),
 }
@@ -189,6 +196,24 @@ def test_dot_general_forms(case, dtype):
     rng = np.random.default_rng(len(case))
     special = dtype != np.float32  # extreme integers wrap; NaN/inf are test_dot_general_nonfinite_floats
     check(f, rand(rng, sa, dtype, special=special), rand(rng, sb, dtype, special=special), expect=["dot_general"])
+
+
+def test_dot_general_reads_transposed_operands_in_place():
+    """An operand whose contraction is not its last axis (the products of a gradient, an
+    einsum) goes to BLAS as a transposed view, without a copy; one BLAS cannot read that way (a batch
+    axis innermost: no unit stride in either matrix dim) is copied into order first."""
+    def plan(f, sa, sb):
+        (eqn,) = [e for e in jax.make_jaxpr(f)(np.ones(sa, np.float32), np.ones(sb, np.float32)).eqns
+                  if e.primitive.name == "dot_general"]
+        return library._dot_plan(eqn.params["dimension_numbers"], sa, sb)
+
+    for case in ("transposed_lhs", "transposed_rhs", "transposed_both", "batched_transposed", "unit_dims"):
+        f, sa, sb = DOTS[case]
+        p = plan(f, sa, sb)
+        assert p.lhs.view and p.rhs.view, (case, p)
+    assert plan(*DOTS["transposed_lhs"]).lhs.axes == (1, 0)
+    p = plan(*DOTS["batch_innermost"])
+    assert not p.lhs.view and not p.rhs.view, p
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int8, np.uint8, np.int16, np.int32, np.uint32,
@@ -863,7 +888,8 @@ def test_small_products_run_on_one_blas_thread():
     """OpenBLAS spreads products of a few hundred thousand multiply-adds over every core, and
     its waiting threads spin: beside fusejit's kernel threads that made a transformer block's
     gradient 20-40 times slower.  Small products take one thread, larger ones all of them, and
-    the setting is restored after each."""
+    the setting is restored after each; products OpenBLAS runs on one thread by itself (up to
+    BLAS_ONE_THREAD_MACS) leave the setting alone."""
     blas = library._numpy_blas()
     assert blas, "threadpoolctl found no BLAS in this process"
     before = [c.num_threads for c in blas]
@@ -880,9 +906,12 @@ def test_small_products_run_on_one_blas_thread():
         small = np.ones((64, 128), np.float32), np.ones((128, 128), np.float32)
         n = int(np.sqrt(library.SINGLE_THREAD_MACS)) + 1
         big = np.ones((n, 2), np.float32), np.ones((2, n), np.float32)
+        tiny = np.ones((32, 64), np.float32), np.ones((64, 128), np.float32)
+        assert 32 * 64 * 128 <= library.BLAS_ONE_THREAD_MACS < 64 * 128 * 128
         np.testing.assert_array_equal(library.matmul(lib, *small), np.matmul(*small))
         library.matmul(lib, *big)
-        assert seen == [[1] * len(blas), [2] * len(blas)]
+        np.testing.assert_array_equal(library.matmul(lib, *tiny), np.matmul(*tiny))
+        assert seen == [[1] * len(blas), [2] * len(blas), [2] * len(blas)]
         assert [c.num_threads for c in blas] == [2] * len(blas)
     finally:
         for c, k in zip(blas, before):

@@ -1,6 +1,8 @@
 """Array handling shared by the CPU backends (host and emulate): NumPy in, NumPy out."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .pool import pool
@@ -25,7 +27,7 @@ def to_numpy(x, dtype) -> np.ndarray:
 class CpuArrays:
     array_type = np.ndarray  # the arrays kernels take as they are, when C-contiguous and aligned
 
-    @property
+    @functools.cached_property
     def lib(self):
         """The array library of library calls: NumPy and SciPy."""
         from ..library import host_lib

@@ -3,8 +3,9 @@ of common JAX functions outside the benchmark's suite, each timed under fusejit 
 in the same run (interleaved, bench.timing's rules) and diffed against jax.jit.
 
 The suite (bench/workloads.py) holds the workloads the speed targets are measured on; this
-looks wider, at one matrix of float32 (1024 x 1000 by default) and at short rows (as many
-elements in rows of 10), for the places where fusejit is behind.  It prints one table,
+looks wider, at one matrix of float32 (1024 x 1000 by default), at short rows (as many
+elements in rows of 10) and at a small training step (a 32-row MLP and its gradient, where
+the cost of each step between kernels shows), for the places where fusejit is behind.  It prints one table,
 slowest ratio first, and exits 1 if any output differs from jax.jit.  About two minutes on
 two cores.
 """
@@ -24,50 +25,62 @@ from . import device as device_mod
 from .timing import Settings, measure_all
 
 SHORT_ROW = 10  # the short-row cases' row length
+SMALL = (200, 128)  # the small cases' matrix
 # Cases whose results are long float32 sums (a running sum, products, a carried sum): their
 # error is absolute, a float32 ULP of the largest partial sum times the terms' count, and
 # fusejit (float64 accumulators, another order) and XLA differ by that much where a result
 # nears zero.  Their diff allows that many units of the largest result.
-SUMS = {"cumsum_ax1", "cumsum_ax0", "matmul", "scan_rows", "grad_mlp"}
+SUMS = {"cumsum_ax1", "cumsum_ax0", "matmul", "scan_rows", "grad_mlp", "small_mlp", "small_mlp_grad"}
 SUMS_ATOL = 5e-5
 
-# name -> (function of one matrix, whether it takes the short-row matrix)
+def _small_mlp(a):
+    w1, b1, x = a[:64], a[64], a[96:128, :64]
+    w2, b2 = a[65:193, :10] * 0.1, a[193, :10]
+    return jax.nn.log_softmax(jax.nn.relu(x @ w1 + b1) @ w2 + b2)
+
+
+# name -> (function of one matrix, which matrix: "wide", "short" (rows of SHORT_ROW) or "small")
 CASES = {
-    "exp": (jnp.exp, False), "tanh": (jnp.tanh, False), "sin": (jnp.sin, False),
-    "sqrt_abs": (lambda a: jnp.sqrt(jnp.abs(a)), False), "log1p_abs": (lambda a: jnp.log1p(jnp.abs(a)), False),
-    "pow": (lambda a: jnp.abs(a) ** 1.7, False), "atan2": (lambda a: jnp.arctan2(a, a[::-1]), False),
-    "erf": (jax.scipy.special.erf, False), "sigmoid": (jax.nn.sigmoid, False), "silu": (jax.nn.silu, False),
-    "softplus": (jax.nn.softplus, False), "gelu": (jax.nn.gelu, False),
-    "gelu_exact": (lambda a: jax.nn.gelu(a, approximate=False), False),
-    "where": (lambda a: jnp.where(a > 0, a, 0.1 * a), False), "clip": (lambda a: jnp.clip(a, -1, 1), False),
-    "int_ops": (lambda a: ((a * 100).astype(jnp.int32) % 7) * 3, False),
-    "transpose_add": (lambda a: a.T + 1.0, False), "flip": (lambda a: jnp.flip(a, 1) * 2, False),
-    "roll": (lambda a: jnp.roll(a, 3, axis=1), False), "pad": (lambda a: jnp.pad(a, ((1, 2), (3, 0))), False),
-    "concat": (lambda a: jnp.concatenate([a, a * 2], 1), False), "tril": (lambda a: jnp.tril(a), False),
-    "diff_ax0": (lambda a: jnp.diff(a, axis=0), False), "outer": (lambda a: jnp.outer(a[0], a[1]), False),
-    "take_cols": (lambda a: jnp.take(a, jnp.arange(0, a.shape[1], 3), axis=1), False),
-    "gather_rows": (lambda a: a[jnp.arange(a.shape[0] - 1, -1, -2)], False),
-    "scatter_add": (lambda a: jnp.zeros(a.shape[1]).at[jnp.arange(a.shape[0]) % a.shape[1]].add(a[:, 0]), False),
-    "sum_all": (jnp.sum, False), "max_all": (jnp.max, False), "var_all": (jnp.var, False),
-    "argmax_all": (jnp.argmax, False), "std_ax0": (lambda a: jnp.std(a, axis=0), False),
-    "norm_ax1": (lambda a: jnp.linalg.norm(a, axis=1), False), "any_ax1": (lambda a: jnp.any(a > 3, axis=1), False),
-    "argmax_ax1": (lambda a: jnp.argmax(a, axis=1), False),
-    "softmax_ax0": (lambda a: jax.nn.softmax(a, axis=0), False),
-    "log_softmax": (lambda a: jax.nn.log_softmax(a, axis=1), False),
+    "exp": (jnp.exp, "wide"), "tanh": (jnp.tanh, "wide"), "sin": (jnp.sin, "wide"),
+    "sqrt_abs": (lambda a: jnp.sqrt(jnp.abs(a)), "wide"), "log1p_abs": (lambda a: jnp.log1p(jnp.abs(a)), "wide"),
+    "pow": (lambda a: jnp.abs(a) ** 1.7, "wide"), "atan2": (lambda a: jnp.arctan2(a, a[::-1]), "wide"),
+    "erf": (jax.scipy.special.erf, "wide"), "sigmoid": (jax.nn.sigmoid, "wide"), "silu": (jax.nn.silu, "wide"),
+    "softplus": (jax.nn.softplus, "wide"), "gelu": (jax.nn.gelu, "wide"),
+    "gelu_exact": (lambda a: jax.nn.gelu(a, approximate=False), "wide"),
+    "where": (lambda a: jnp.where(a > 0, a, 0.1 * a), "wide"), "clip": (lambda a: jnp.clip(a, -1, 1), "wide"),
+    "int_ops": (lambda a: ((a * 100).astype(jnp.int32) % 7) * 3, "wide"),
+    "transpose_add": (lambda a: a.T + 1.0, "wide"), "flip": (lambda a: jnp.flip(a, 1) * 2, "wide"),
+    "roll": (lambda a: jnp.roll(a, 3, axis=1), "wide"), "pad": (lambda a: jnp.pad(a, ((1, 2), (3, 0))), "wide"),
+    "concat": (lambda a: jnp.concatenate([a, a * 2], 1), "wide"), "tril": (lambda a: jnp.tril(a), "wide"),
+    "diff_ax0": (lambda a: jnp.diff(a, axis=0), "wide"), "outer": (lambda a: jnp.outer(a[0], a[1]), "wide"),
+    "take_cols": (lambda a: jnp.take(a, jnp.arange(0, a.shape[1], 3), axis=1), "wide"),
+    "gather_rows": (lambda a: a[jnp.arange(a.shape[0] - 1, -1, -2)], "wide"),
+    "scatter_add": (lambda a: jnp.zeros(a.shape[1]).at[jnp.arange(a.shape[0]) % a.shape[1]].add(a[:, 0]), "wide"),
+    "sum_all": (jnp.sum, "wide"), "max_all": (jnp.max, "wide"), "var_all": (jnp.var, "wide"),
+    "argmax_all": (jnp.argmax, "wide"), "std_ax0": (lambda a: jnp.std(a, axis=0), "wide"),
+    "norm_ax1": (lambda a: jnp.linalg.norm(a, axis=1), "wide"), "any_ax1": (lambda a: jnp.any(a > 3, axis=1), "wide"),
+    "argmax_ax1": (lambda a: jnp.argmax(a, axis=1), "wide"),
+    "softmax_ax0": (lambda a: jax.nn.softmax(a, axis=0), "wide"),
+    "log_softmax": (lambda a: jax.nn.log_softmax(a, axis=1), "wide"),
     # attention's scores: scaled, causally masked with a large negative, softmax over each row
     "causal_softmax": (lambda a: jax.nn.softmax(jnp.where(jnp.tril(jnp.ones(a.shape, bool)), a / 8.0, -1e9), axis=1),
-                       False),
-    "layernorm": (lambda a: (a - a.mean(1, keepdims=True)) / jnp.sqrt(a.var(1, keepdims=True) + 1e-5), False),
-    "cumsum_ax1": (lambda a: jnp.cumsum(a, axis=1), False), "cumsum_ax0": (lambda a: jnp.cumsum(a, axis=0), False),
-    "sort_ax1": (lambda a: jnp.sort(a, axis=1), False), "top_k": (lambda a: lax.top_k(a, 5)[0], False),
-    "matmul": (lambda a: a @ a[: a.shape[1]].T, False),
-    "max_pool": (lambda a: lax.reduce_window(a, -jnp.inf, lax.max, (2, 2), (2, 2), "VALID"), False),
-    "scan_rows": (lambda a: lax.scan(lambda c, r: (c * 0.9 + r, c.sum()), jnp.zeros(a.shape[1]), a)[1], False),
-    "grad_mlp": (jax.grad(lambda a: jnp.sum(jnp.tanh(a @ a[:64].T) ** 2)), False),
-    "short_sum": (lambda a: jnp.sum(a, axis=1), True), "short_max": (lambda a: jnp.max(a, axis=1), True),
-    "short_argmax": (lambda a: jnp.argmax(a, axis=1), True),
-    "short_softmax": (lambda a: jax.nn.softmax(a, axis=1), True),
-    "short_logsumexp": (lambda a: jax.nn.logsumexp(a, axis=1), True),
+                       "wide"),
+    "layernorm": (lambda a: (a - a.mean(1, keepdims=True)) / jnp.sqrt(a.var(1, keepdims=True) + 1e-5), "wide"),
+    "cumsum_ax1": (lambda a: jnp.cumsum(a, axis=1), "wide"), "cumsum_ax0": (lambda a: jnp.cumsum(a, axis=0), "wide"),
+    "sort_ax1": (lambda a: jnp.sort(a, axis=1), "wide"), "top_k": (lambda a: lax.top_k(a, 5)[0], "wide"),
+    "matmul": (lambda a: a @ a[: a.shape[1]].T, "wide"),
+    "max_pool": (lambda a: lax.reduce_window(a, -jnp.inf, lax.max, (2, 2), (2, 2), "VALID"), "wide"),
+    "scan_rows": (lambda a: lax.scan(lambda c, r: (c * 0.9 + r, c.sum()), jnp.zeros(a.shape[1]), a)[1], "wide"),
+    "grad_mlp": (jax.grad(lambda a: jnp.sum(jnp.tanh(a @ a[:64].T) ** 2)), "wide"),
+    "short_sum": (lambda a: jnp.sum(a, axis=1), "short"), "short_max": (lambda a: jnp.max(a, axis=1), "short"),
+    "short_argmax": (lambda a: jnp.argmax(a, axis=1), "short"),
+    "short_softmax": (lambda a: jax.nn.softmax(a, axis=1), "short"),
+    "short_logsumexp": (lambda a: jax.nn.logsumexp(a, axis=1), "short"),
+    # a small training step's pieces: an MLP of 64 -> 128 -> 10 on 32 rows, all cut from one
+    # SMALL matrix (weights, biases, inputs), and its loss's gradient with respect to it
+    "small_mlp": (lambda a: _small_mlp(a), "small"),
+    "small_mlp_grad": (jax.grad(lambda a: -jnp.mean(jnp.take_along_axis(
+        _small_mlp(a), jnp.argmax(a[160:192, :10], 1)[:, None], 1))), "small"),
 }
 
 
@@ -87,13 +100,15 @@ def main(argv=None) -> int:
     wide = [rng.standard_normal((args.rows, args.cols)).astype(np.float32) for _ in range(3)]
     short = [rng.standard_normal((args.rows * args.cols // SHORT_ROW, SHORT_ROW)).astype(np.float32)
              for _ in range(3)]
+    matrices = {"wide": wide, "short": short,
+                "small": [rng.standard_normal(SMALL).astype(np.float32) for _ in range(3)]}
     settings = Settings(min_time=args.min_time, rounds=3)
     rows, failed = [], []
     console = Console(width=110)
-    for name, (fn, is_short) in CASES.items():
+    for name, (fn, kind) in CASES.items():
         if args.filter not in name:
             continue
-        hosts = short if is_short else wide
+        hosts = matrices[kind]
         on_device = [(dev.to_device(x),) for x in hosts]
         on_jax = [(jax.device_put(x),) for x in hosts]
         f = fusejit.jit(fn, backend=dev.backend)

@@ -21,7 +21,8 @@ def test_inner_axis_rows_float32(row):
     x = rand(np.random.default_rng(row), (5, row), np.float32)
     compiled = verify(lambda x: (jnp.sum(x, 1), jnp.max(x, 1), jnp.min(jnp.sin(x), 1), jnp.prod(x[:, :7], 1),
                                  jnp.mean(x * 2, axis=1, keepdims=True)), x)
-    assert any(k.spec.reduce_axes == (1,) for k in compiled.rendered)
+    # (rows of 1: reshapes, no reduction kernel, as XLA's; fusejit/simplify.py)
+    assert any(k.spec.reduce_axes == (1,) for k in compiled.rendered) == (row > 1)
 
 
 @pytest.mark.parametrize("dtype", FLOATS)

@@ -11,6 +11,13 @@ Two forms that `jax.grad` writes often and XLA rewrites before it compiles:
   `dot(x, g)`, which BLAS computes in the transposed order directly: one kernel and one pass
   over the product fewer.  Where the product has another use it is kept as it is.
 
+* A scatter that puts at most one update into each row of its operand along one axis (the
+  gradient of `jnp.take_along_axis(x, y[:, None], 1)`, a classification loss's: one update
+  per row, at column y) is elementwise: `where(iota == index, combine(operand, update),
+  operand)`, with the index and update broadcast along that axis.  It fuses with its
+  operand (often zeros) and its users instead of running as a library call between kernels;
+  an index outside the axis matches no column and is dropped, as XLA's FILL_OR_DROP.
+
 Each rule is one row of RULES (primitive -> rewrite); bodies of loops and branches are
 rewritten too.  The results are those of the graph as written (a product's rounding is
 BLAS's either way: the check against jax.jit allows for it).
@@ -32,16 +39,16 @@ def simplify(graph: Graph) -> Graph:
     uses = Counter(id(a) for e in graph.eqns for a in e.inputs if isinstance(a, Var))
     uses.update(id(a) for a in graph.outputs if isinstance(a, Var))
     producers = {id(o): e for e in graph.eqns for o in e.outputs}
-    replaced: dict[int, Eqn | None] = {}  # id(eqn) -> its rewrite (None: dropped)
+    replaced: dict[int, Eqn | tuple | None] = {}  # id(eqn) -> its rewrite: an Eqn, Eqns, None: dropped
     for eqn in graph.eqns:
         rule = RULES.get(eqn.primitive)
         if rule is not None:
             rule(eqn, uses, producers, replaced)
     eqns = []
     for eqn in graph.eqns:
-        eqn = replaced.get(id(eqn), eqn)
-        if eqn is not None:
-            eqns.append(map_bodies(eqn, simplify))
+        rewrite = replaced.get(id(eqn), eqn)
+        for e in rewrite if isinstance(rewrite, tuple) else () if rewrite is None else (rewrite,):
+            eqns.append(map_bodies(e, simplify))
     if not replaced and all(a is b for a, b in zip(eqns, graph.eqns)):
         return graph
     return Graph(graph.inputs, graph.consts, tuple(eqns), graph.outputs)
@@ -81,4 +88,61 @@ def _transposed_product(eqn: Eqn, uses, producers, replaced) -> None:
     replaced[id(eqn)] = Eqn("dot_general", (rhs, lhs), (out,), params, dot.source)
 
 
-RULES = {**{p: _unit_reduction for p in REDUCTIONS}, "transpose": _transposed_product}
+# scatter primitive -> the elementwise primitive combining the operand with an update (None: set)
+SCATTER_COMBINE = {"scatter": None, "scatter-add": "add", "scatter-mul": "mul", "scatter-min": "min",
+                   "scatter-max": "max"}
+
+
+def _row_scatter(eqn: Eqn, uses, producers, replaced) -> None:
+    """A scatter of one update per operand row (scalar updates along one axis, every other
+    operand axis a batching axis, the indices' other batch axes of extent 1): a select."""
+    operand, indices, updates = eqn.inputs
+    (out,) = eqn.outputs
+    dn = eqn.params["dimension_numbers"]
+    mode = str(eqn.params.get("mode", ""))
+    if (len(dn.scatter_dims_to_operand_dims) != 1 or dn.update_window_dims or "CLIP" in mode
+            or eqn.primitive == "scatter" and eqn.params.get("update_jaxpr") is not None):  # x.at[i].apply(f)
+        return
+    (axis,) = dn.scatter_dims_to_operand_dims
+    batching, index_batching = tuple(dn.operand_batching_dims), tuple(dn.scatter_indices_batching_dims)
+    nd = len(operand.shape)
+    if (tuple(dn.inserted_window_dims) != (axis,) or sorted(batching) != [d for d in range(nd) if d != axis]
+            or indices.shape[-1] != 1 or updates.shape != indices.shape[:-1]):
+        return
+    kept = sorted(index_batching)  # the indices' batch axes that name operand rows
+    if any(indices.shape[d] != 1 for d in range(len(indices.shape) - 1) if d not in kept):
+        return  # several updates may land in one row
+    targets = [batching[index_batching.index(d)] for d in kept]  # operand axis of each kept axis
+    if targets != sorted(targets) or any(indices.shape[d] != operand.shape[t] for d, t in zip(kept, targets)):
+        return
+    row_shape = tuple(indices.shape[d] for d in kept)
+    source = eqn.source
+
+    def along_rows(x: Var) -> tuple[list[Eqn], Var]:
+        """x (of the indices' batch shape) reshaped to the rows' shape and broadcast along the axis."""
+        rows = Var(row_shape, x.dtype)
+        wide = Var(tuple(operand.shape), x.dtype)
+        return [Eqn("reshape", (x,), (rows,), {"new_sizes": row_shape, "dimensions": None, "sharding": None}, source),
+                Eqn("broadcast_in_dim", (rows,), (wide,), {"shape": tuple(operand.shape),
+                                                           "broadcast_dimensions": tuple(targets), "sharding": None},
+                    source)], wide
+
+    index_eqns, index = along_rows(indices)
+    update_eqns, update = along_rows(updates)
+    iota = Var(tuple(operand.shape), indices.dtype)
+    hit = Var(tuple(operand.shape), np.dtype(np.bool_))
+    eqns = [*index_eqns, *update_eqns,
+            Eqn("iota", (), (iota,), {"dtype": indices.dtype, "shape": tuple(operand.shape), "dimension": axis,
+                                      "sharding": None}, source),
+            Eqn("eq", (iota, index), (hit,), {}, source)]
+    combine = SCATTER_COMBINE[eqn.primitive]
+    if combine is not None:
+        combined = Var(tuple(operand.shape), operand.dtype)
+        eqns.append(Eqn(combine, (operand, update), (combined,), {}, source))
+        update = combined
+    eqns.append(Eqn("select_n", (hit, operand, update), (out,), {}, source))
+    replaced[id(eqn)] = tuple(eqns)
+
+
+RULES = {**{p: _unit_reduction for p in REDUCTIONS}, "transpose": _transposed_product,
+         **{p: _row_scatter for p in SCATTER_COMBINE}}

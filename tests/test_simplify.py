@@ -95,3 +95,43 @@ def test_a_transposed_product_is_the_swapped_product():
     other = lambda a, b: jnp.transpose(a @ b, (2, 1, 0))  # noqa: E731
     assert "transpose" in primitives(fusejit.make_graph(other)(a, b))
     verify(other, a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_a_scatter_of_one_update_per_row_is_a_select():
+    """The gradient of take_along_axis (a classification loss's) and a vmapped x.at[i].op(u)
+    with one index per row are selects fused with their neighbours, bit for bit jax.jit's:
+    an index past the row (or before it, after jax's wrap of negatives) is dropped, an
+    operand's -0.0 stays where no update lands.  Several updates per row, CLIP mode and
+    x.at[i].apply keep the scatter."""
+    rng = np.random.default_rng(4)
+    x = rand(rng, (37, 11), np.float32, special=True)
+    x[:, 0] = -0.0
+    y = rng.integers(-11, 13, 37).astype(np.int32)  # some past either end
+    u = rand(rng, (37,), np.float32)
+    t = rand(rng, (5, 4, 6), np.float32)
+    ti = rng.integers(0, 6, (5, 4)).astype(np.int32)
+
+    def loss(x, y):
+        return jnp.sum(jnp.take_along_axis(x * x, y[:, None], 1) * 3.0)
+
+    def rows(x, y, u, t, ti):
+        each = lambda op: jax.vmap(lambda r, i, v: op(r.at[i], v))(x, y, u)  # noqa: E731
+        return {"grad": jax.grad(loss)(x, y), "add": each(lambda a, v: a.add(v)), "set": each(lambda a, v: a.set(v)),
+                "mul": each(lambda a, v: a.multiply(v)), "min": each(lambda a, v: a.min(v)),
+                "max": each(lambda a, v: a.max(v)),
+                "two_batch_axes": jax.vmap(jax.vmap(lambda r, i: r.at[i].add(1.5)))(t, ti)}
+
+    args = (x, y, u, t, ti)
+    assert not [p for p in primitives(fusejit.make_graph(rows)(*args)) if p.startswith("scatter")]
+    assert_bits_of_jax_jit(rows, *args)
+
+    y2 = rng.integers(0, 11, (37, 2)).astype(np.int32)
+
+    def kept(x, y, y2):
+        return (jax.vmap(lambda r, i: r.at[i].add(1.0))(x, y2),  # two updates a row may meet
+                jax.vmap(lambda r, i: r.at[i].add(1.0, mode="clip"))(x, y),
+                jax.vmap(lambda r, i: r.at[i].apply(jnp.sin))(x, y))
+
+    scatters = [p for p in primitives(fusejit.make_graph(kept)(x, y, y2)) if p.startswith("scatter")]
+    assert len(scatters) == 3, scatters
+    verify(lambda x, y, y2: kept(x, y, y2)[:2], x, y, y2)

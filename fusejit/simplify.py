@@ -84,6 +84,8 @@ def _transposed_product(eqn: Eqn, uses, producers, replaced) -> None:
     if tuple(eqn.params["permutation"]) != swapped:
         return
     params = dict(dot.params, dimension_numbers=((rhs_contract, lhs_contract), (rhs_batch, lhs_batch)))
+    if isinstance(params.get("precision"), tuple) and len(params["precision"]) == 2:
+        params["precision"] = params["precision"][::-1]  # (lhs's, rhs's)
     replaced[id(dot)] = None
     replaced[id(eqn)] = Eqn("dot_general", (rhs, lhs), (out,), params, dot.source)
 

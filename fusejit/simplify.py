@@ -1,11 +1,14 @@
 """simplify: rewrites of XLA's algebraic simplifier that remove work, on the lowered graph.
 
-Two forms that `jax.grad` writes often and XLA rewrites before it compiles:
+Forms that `jax.grad` and jnp write often and XLA rewrites before it compiles:
 
 * A reduction over axes of extent 1 only (the gradient of a broadcast bias: a sum over the
   one row of a `[1, n]` array) is a reshape: its result is the operand's element itself,
   `-0.0` included, where a sum computed from its identity would give `0.0`.  An argmax or
   argmin over such axes is 0.  fusejit launched a kernel for each; XLA emits a bitcast.
+* A product of a transposed operand (`a.T @ b`, attention's `q @ k.T`) is the product of
+  the operand itself with its axes renamed: BLAS reads it transposed, where fusejit copied
+  it in a kernel first.
 * A transpose that swaps a matrix product's two free blocks (the gradient of `x @ w` with
   respect to `w`: `dot(g, x)` then a transpose) is the product with its operands swapped,
   `dot(x, g)`, which BLAS computes in the transposed order directly: one kernel and one pass
@@ -69,11 +72,37 @@ def _unit_reduction(eqn: Eqn, uses, producers, replaced) -> None:
                                 {"new_sizes": out.shape, "dimensions": None, "sharding": None}, eqn.source)
 
 
+def _product_of_transposes(eqn: Eqn, uses, producers, replaced) -> None:
+    """dot_general of a transposed operand (`a.T @ b`, `q @ k.T`): of the operand itself, its
+    axes renamed in the dimension numbers, where the transposition keeps its free axes in
+    order (the product's output lists them in the operand's order).  BLAS reads the operand
+    transposed (library.dot_general); the transpose is left to its other users, if any."""
+    (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = eqn.params["dimension_numbers"]
+    operands, numbers = list(eqn.inputs), [[lhs_contract, lhs_batch], [rhs_contract, rhs_batch]]
+    for k, x in enumerate(eqn.inputs):
+        t = producers.get(id(x))
+        if t is None or t.primitive != "transpose":
+            continue
+        perm = tuple(t.params["permutation"])
+        contract, batch = numbers[k]
+        free = [d for d in range(len(perm)) if d not in contract and d not in batch]
+        if [perm[d] for d in free] != sorted(perm[d] for d in free):
+            continue
+        operands[k] = t.inputs[0]
+        numbers[k] = [tuple(perm[d] for d in contract), tuple(perm[d] for d in batch)]
+    if operands != list(eqn.inputs):
+        (lhs_contract, lhs_batch), (rhs_contract, rhs_batch) = numbers
+        params = dict(eqn.params, dimension_numbers=((tuple(lhs_contract), tuple(rhs_contract)),
+                                                     (tuple(lhs_batch), tuple(rhs_batch))))
+        replaced[id(eqn)] = Eqn("dot_general", tuple(operands), eqn.outputs, params, eqn.source)
+
+
 def _transposed_product(eqn: Eqn, uses, producers, replaced) -> None:
     """transpose(dot_general(a, b)) swapping the free blocks: dot_general(b, a)."""
     (operand,), (out,) = eqn.inputs, eqn.outputs
-    dot = producers.get(id(operand))
-    if dot is None or dot.primitive != "dot_general" or uses[id(operand)] != 1 or id(dot) in replaced:
+    original = producers.get(id(operand))
+    dot = replaced.get(id(original), original)  # (its operands' transposes folded already)
+    if not isinstance(dot, Eqn) or dot.primitive != "dot_general" or uses[id(operand)] != 1:
         return
     (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = dot.params["dimension_numbers"]
     lhs, rhs = dot.inputs
@@ -86,7 +115,7 @@ def _transposed_product(eqn: Eqn, uses, producers, replaced) -> None:
     params = dict(dot.params, dimension_numbers=((rhs_contract, lhs_contract), (rhs_batch, lhs_batch)))
     if isinstance(params.get("precision"), tuple) and len(params["precision"]) == 2:
         params["precision"] = params["precision"][::-1]  # (lhs's, rhs's)
-    replaced[id(dot)] = None
+    replaced[id(original)] = None
     replaced[id(eqn)] = Eqn("dot_general", (rhs, lhs), (out,), params, dot.source)
 
 
@@ -147,4 +176,5 @@ def _row_scatter(eqn: Eqn, uses, producers, replaced) -> None:
 
 
 RULES = {**{p: _unit_reduction for p in REDUCTIONS}, "transpose": _transposed_product,
+         "dot_general": _product_of_transposes,
          **{p: _row_scatter for p in SCATTER_COMBINE}}

@@ -135,3 +135,31 @@ def test_a_scatter_of_one_update_per_row_is_a_select():
     scatters = [p for p in primitives(fusejit.make_graph(kept)(x, y, y2)) if p.startswith("scatter")]
     assert len(scatters) == 3, scatters
     verify(lambda x, y, y2: kept(x, y, y2)[:2], x, y, y2)
+
+
+def test_a_product_of_a_transposed_operand_reads_the_operand():
+    """`a.T @ b` and attention's `q @ k.T` are products of a and k themselves (no transpose
+    kernel; BLAS reads them transposed), composed with the swap above; a transpose with other
+    users stays for them, and one that reorders the free axes is not folded."""
+    rng = np.random.default_rng(5)
+    q, k = rand(rng, (2, 5, 8), np.float32), rand(rng, (2, 7, 8), np.float32)
+    a, b = rand(rng, (4, 3), np.float32), rand(rng, (4, 5), np.float32)
+    x, w = rand(rng, (4, 3, 5), np.float32), rand(rng, (5, 6), np.float32)
+
+    def attention(q, k):
+        return jax.nn.softmax(q @ jnp.swapaxes(k, -1, -2) / 8.0, axis=-1)
+
+    assert "transpose" not in primitives(fusejit.make_graph(attention)(q, k))
+    verify(attention, q, k, rtol=1e-5, atol=1e-6)
+
+    def both(a, b):
+        return a.T @ b, (a.T @ b).T, b.T @ b
+
+    assert "transpose" not in primitives(fusejit.make_graph(both)(a, b))
+    verify(both, a, b, rtol=1e-5, atol=1e-5)
+    shared = lambda a, b: (a.T @ b, a.T * 2.0)  # noqa: E731
+    assert primitives(fusejit.make_graph(shared)(a, b)).count("transpose") == 1
+    verify(shared, a, b, rtol=1e-5, atol=1e-5)
+    reordered = lambda x, w: jnp.transpose(x, (1, 0, 2)) @ w  # noqa: E731
+    assert "transpose" in primitives(fusejit.make_graph(reordered)(x, w))
+    verify(reordered, x, w, rtol=1e-5, atol=1e-5)

@@ -81,7 +81,8 @@ def _product_of_transposes(eqn: Eqn, uses, producers, replaced) -> None:
     operands, numbers = list(eqn.inputs), [[lhs_contract, lhs_batch], [rhs_contract, rhs_batch]]
     for k, x in enumerate(eqn.inputs):
         t = producers.get(id(x))
-        if t is None or t.primitive != "transpose":
+        t = replaced.get(id(t), t)  # (a transpose of a transpose composed already)
+        if not isinstance(t, Eqn) or t.primitive != "transpose":
             continue
         perm = tuple(t.params["permutation"])
         contract, batch = numbers[k]
@@ -97,9 +98,28 @@ def _product_of_transposes(eqn: Eqn, uses, producers, replaced) -> None:
         replaced[id(eqn)] = Eqn("dot_general", tuple(operands), eqn.outputs, params, eqn.source)
 
 
-def _transposed_product(eqn: Eqn, uses, producers, replaced) -> None:
-    """transpose(dot_general(a, b)) swapping the free blocks: dot_general(b, a)."""
-    (operand,), (out,) = eqn.inputs, eqn.outputs
+def _transposed(eqn: Eqn, uses, producers, replaced) -> None:
+    """A transpose of a transpose: one transpose of the first's operand (so a product's
+    operand transposed twice, `swapaxes(k.transpose(0, 2, 1, 3), -1, -2)`, folds into the
+    product); then a transpose of a product's output: the swapped product."""
+    current = eqn
+    (operand,) = eqn.inputs
+    inner = producers.get(id(operand))
+    inner = replaced.get(id(inner), inner)
+    if isinstance(inner, Eqn) and inner.primitive == "transpose":
+        first, second = inner.params["permutation"], eqn.params["permutation"]
+        current = Eqn("transpose", inner.inputs, eqn.outputs,
+                      dict(eqn.params, permutation=tuple(first[d] for d in second)), eqn.source)
+        replaced[id(eqn)] = current
+        if uses[id(operand)] != 1:
+            return  # the first transpose's other users keep the product as it is
+    _transposed_product(eqn, current, uses, producers, replaced)
+
+
+def _transposed_product(eqn: Eqn, current: Eqn, uses, producers, replaced) -> None:
+    """transpose(dot_general(a, b)) swapping the free blocks (`current`: the transpose, as
+    rewritten so far): dot_general(b, a)."""
+    (operand,), (out,) = current.inputs, current.outputs
     original = producers.get(id(operand))
     dot = replaced.get(id(original), original)  # (its operands' transposes folded already)
     if not isinstance(dot, Eqn) or dot.primitive != "dot_general" or uses[id(operand)] != 1:
@@ -110,7 +130,7 @@ def _transposed_product(eqn: Eqn, uses, producers, replaced) -> None:
     lhs_free = lhs.ndim - nb - len(lhs_contract)
     rhs_free = rhs.ndim - nb - len(rhs_contract)
     swapped = (*range(nb), *range(nb + lhs_free, nb + lhs_free + rhs_free), *range(nb, nb + lhs_free))
-    if tuple(eqn.params["permutation"]) != swapped:
+    if tuple(current.params["permutation"]) != swapped:
         return
     params = dict(dot.params, dimension_numbers=((rhs_contract, lhs_contract), (rhs_batch, lhs_batch)))
     if isinstance(params.get("precision"), tuple) and len(params["precision"]) == 2:
@@ -175,6 +195,6 @@ def _row_scatter(eqn: Eqn, uses, producers, replaced) -> None:
     replaced[id(eqn)] = tuple(eqns)
 
 
-RULES = {**{p: _unit_reduction for p in REDUCTIONS}, "transpose": _transposed_product,
+RULES = {**{p: _unit_reduction for p in REDUCTIONS}, "transpose": _transposed,
          "dot_general": _product_of_transposes,
          **{p: _row_scatter for p in SCATTER_COMBINE}}

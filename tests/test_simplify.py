@@ -163,3 +163,27 @@ def test_a_product_of_a_transposed_operand_reads_the_operand():
     reordered = lambda x, w: jnp.transpose(x, (1, 0, 2)) @ w  # noqa: E731
     assert "transpose" in primitives(fusejit.make_graph(reordered)(x, w))
     verify(reordered, x, w, rtol=1e-5, atol=1e-5)
+
+
+def test_transposes_of_transposes_compose_into_the_product():
+    """Multi-head attention splits heads with a transpose and transposes k again for q @ k.T:
+    both fold into the products, leaving only the transpose that merges the heads; a first
+    transpose with another user stays for it."""
+    rng = np.random.default_rng(6)
+    b, t, heads, d = 2, 16, 4, 32
+    h, w = rand(rng, (b, t, d), np.float32) * 0.3, rand(rng, (3, d, d), np.float32) * 0.2  # moderate scores
+
+    def attention(h, w):
+        q, k, v = ((h @ w[j]).reshape(b, t, heads, d // heads).transpose(0, 2, 1, 3) for j in range(3))
+        s = jax.nn.softmax(q @ jnp.swapaxes(k, -1, -2), -1)
+        return (s @ v).transpose(0, 2, 1, 3).reshape(b, t, d)
+
+    assert primitives(fusejit.make_graph(attention)(h, w)).count("transpose") == 1
+    verify(attention, h, w, rtol=1e-4, atol=1e-5)
+
+    def shared(h):
+        k = h.transpose(0, 2, 1)
+        return jnp.swapaxes(k, 1, 2) @ k, k * 2.0
+
+    assert primitives(fusejit.make_graph(shared)(h)).count("transpose") == 1
+    verify(shared, h, rtol=1e-5, atol=1e-4)

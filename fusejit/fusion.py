@@ -144,6 +144,20 @@ def producers(graph: Graph) -> dict[int, tuple[Eqn, int]]:
     return {id(v): (eqn, k) for eqn in graph.eqns for k, v in enumerate(eqn.outputs)}
 
 
+def reshape_views(graph: Graph) -> set[int]:
+    """ids of the reshapes that run as a step (a view of their operand, steps.Reshape) instead
+    of a kernel's copy: of a graph input, a constant or a step's result (a matrix product's:
+    a transformer's heads split), read by another step, and not a graph output (which would
+    share its memory)."""
+    stepped = {id(v) for e in graph.eqns if not fusible(e) for v in e.outputs}
+    stepped |= {id(v) for v in graph.inputs} | {id(v) for v, _ in graph.consts}
+    read_by_steps = {id(a) for e in graph.eqns if not fusible(e) for a in e.inputs if isinstance(a, Var)}
+    outputs = {id(v) for v in graph.outputs if isinstance(v, Var)}
+    return {id(e) for e in graph.eqns
+            if e.primitive == "reshape" and e.params.get("dimensions") is None and isinstance(e.inputs[0], Var)
+            and id(e.inputs[0]) in stepped and id(e.outputs[0]) in read_by_steps and id(e.outputs[0]) not in outputs}
+
+
 def row_family_eligible(g: Group) -> bool:
     """A family computes a row per team: the operand's innermost axis must be reduced."""
     return bool(g.in_shape) and (len(g.in_shape) - 1) in g.axes
@@ -159,8 +173,10 @@ def plan_kernels(graph: Graph, cuts: frozenset = frozenset(), prefix: str = "fj"
     reduced = {id(v) for e in graph.eqns if e.primitive in REDUCTIONS | SCANS | SELECTIONS and fusible(e)
                for v in e.outputs}
     # Equations no kernel computes (library calls, loops) run as steps between kernels: they
-    # read stored values and their results are sources of later kernels.
-    opaque = [e for e in graph.eqns if not fusible(e)]
+    # read stored values and their results are sources of later kernels.  So do reshapes of
+    # such results (or of inputs) that steps read (`views`).
+    views = reshape_views(graph)
+    opaque = [e for e in graph.eqns if not fusible(e) or id(e) in views]
     opaque_out = {id(v) for e in opaque for v in e.outputs}
     opaque_in = {id(a) for e in opaque for a in e.inputs if isinstance(a, Var)}
     materialized = set(cuts) | reduced | opaque_out | opaque_in

@@ -113,35 +113,35 @@ def _size(shape, dims) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class _Operand:
-    """How a product takes one operand: its axes in the order (batch, rows, columns) and the
-    3-d shape they merge into; `view`: the transposed axes merge into a strided view that BLAS
-    reads as it is (each group's axes adjacent and in order, a unit stride in a matrix dim),
-    else the operand is copied into that order."""
+    """How a product takes one operand: its axes in the order (batch axes, rows, columns) and
+    the shape they make, each batch axis kept and the rows' and the columns' axes merged into
+    one; `view`: the transposition is a strided view that BLAS reads as it is (the rows' axes
+    adjacent and in order, the columns' too, one of the two with unit stride), else the
+    operand is copied into that order."""
     axes: tuple | None  # None: already in order
     shape: tuple
     view: bool
 
 
-def _operand(shape: tuple, groups: list) -> _Operand:
-    axes = [d for group in groups for d in group]
-    merged = tuple(_size(shape, group) for group in groups)
+def _operand(shape: tuple, batch: list, rows: list, columns: list) -> _Operand:
+    axes = [*batch, *rows, *columns]
+    merged = (*(shape[d] for d in batch), _size(shape, rows), _size(shape, columns))
     if axes == sorted(axes):
         return _Operand(None, merged, True)
     strides = [math.prod(shape[d + 1:]) for d in range(len(shape))]
-    adjacent = True
-    for group in groups:
+    view, inner = True, []
+    for group in (rows, columns):
         dims = [d for d in group if shape[d] != 1]
-        adjacent &= dims == list(range(dims[0], dims[0] + len(dims))) if dims else True
-    inner = [strides[max((d for d in group if shape[d] != 1), default=0)] if any(shape[d] != 1 for d in group)
-             else 0 for group in groups[1:]]  # the matrix dims' element strides (0: a single row or column)
-    return _Operand(tuple(axes), merged, adjacent and min(inner) <= 1)
+        view &= dims == list(range(dims[0], dims[0] + len(dims))) if dims else True
+        inner.append(strides[dims[-1]] if dims else 0)  # the merged axis's element stride (0: of extent 1)
+    return _Operand(tuple(axes), merged, view and min(inner) <= 1)
 
 
 @dataclasses.dataclass(frozen=True)
 class _DotPlan:
-    lhs: _Operand        # (batch, free, contracting)
-    rhs: _Operand        # (batch, contracting, free)
-    out_shape: tuple     # (batch, lhs free, rhs free)
+    lhs: _Operand        # (batch..., free, contracting)
+    rhs: _Operand        # (batch..., contracting, free)
+    out_shape: tuple     # (batch..., lhs free, rhs free)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -149,14 +149,14 @@ def _dot_plan(dimension_numbers, lhs_shape: tuple, rhs_shape: tuple) -> _DotPlan
     (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = dimension_numbers
     lhs_free = [d for d in range(len(lhs_shape)) if d not in lhs_contract and d not in lhs_batch]
     rhs_free = [d for d in range(len(rhs_shape)) if d not in rhs_contract and d not in rhs_batch]
-    lhs = _operand(lhs_shape, [list(lhs_batch), lhs_free, list(lhs_contract)])
-    rhs = _operand(rhs_shape, [list(rhs_batch), list(rhs_contract), rhs_free])
-    return _DotPlan(lhs, rhs, (lhs.shape[0], lhs.shape[1], rhs.shape[2]))
+    lhs = _operand(lhs_shape, list(lhs_batch), lhs_free, list(lhs_contract))
+    rhs = _operand(rhs_shape, list(rhs_batch), list(rhs_contract), rhs_free)
+    return _DotPlan(lhs, rhs, (*lhs.shape[:-1], rhs.shape[-1]))
 
 
 def _arranged(lib, x, operand: _Operand):
-    """x with its axes in the product's order, as a (batch, rows, columns) array: a view where
-    BLAS can read the transposition as it is, else a copy into `lib.empty`."""
+    """x with its axes in the product's order, as a (batch axes..., rows, columns) array: a
+    view where BLAS can read the transposition as it is, else a copy into `lib.empty`."""
     if operand.axes is None:
         return x.reshape(operand.shape)
     moved = lib.xp.transpose(x, operand.axes)

@@ -181,6 +181,20 @@ def build_cond(eqn: Eqn, ctx: Context):
     return Branch(eqn, [ctx.compile(g, f"{ctx.name}_branch{k}") for k, g in enumerate(eqn.params["branches"])])
 
 
+class Reshape:
+    """A reshape between steps (fusion.reshape_views): a view of its operand, no copy."""
+
+    def __init__(self, eqn: Eqn):
+        self.shape = tuple(eqn.outputs[0].shape)
+        self.children = ()
+
+    def run(self, backend, arrays):
+        return [arrays[0].reshape(self.shape)]
+
+    def describe(self) -> str:
+        return "reshape (a view)"
+
+
 class HostCallback:
     """A callback into Python (jax.debug.print, debug.callback, pure_callback, io_callback):
     its inputs come to the host as NumPy arrays, JAX's own implementation of the primitive
@@ -205,7 +219,8 @@ class HostCallback:
 
 
 # primitive -> rule(eqn, context) -> step
-STEP_RULES = {"scan": build_scan, "while": build_while, "cond": build_cond}
+STEP_RULES = {"scan": build_scan, "while": build_while, "cond": build_cond,
+              "reshape": lambda eqn, ctx: Reshape(eqn)}
 STEP_RULES.update({prim: (lambda eqn, ctx: LibraryCall(eqn)) for prim in library.LIBRARY})
 STEP_RULES.update({prim: (lambda eqn, ctx: HostCallback(eqn)) for prim in jaxcompat.CALLBACKS})
 

@@ -26,6 +26,36 @@ def test_matrix_products_between_kernels(dtype, x64):
     assert "dot_general" in compiled.as_text() and "library call" in compiled.as_text()
 
 
+def test_reshapes_between_steps_are_views():
+    """A reshape of a product's result (or of an input) that another product reads is a view
+    (steps.Reshape), not a kernel's copy: a transformer's head split.  One returned to the
+    caller is a copy of its own, so the caller's arrays never share memory with each other or
+    with the inputs."""
+    from fusejit import steps
+    rng = np.random.default_rng(11)
+    h, w = rand(rng, (2, 16, 32), np.float32), rand(rng, (32, 32), np.float32) * 0.2
+
+    def heads(h, w):
+        q = (h @ w).reshape(2, 16, 4, 8).transpose(0, 2, 1, 3)
+        return jax.nn.softmax(q @ jnp.swapaxes(q, -1, -2), -1), h.reshape(32, 32) @ w
+
+    compiled = verify(heads, h, w, rtol=1e-4, atol=1e-5)
+    views = [s for s in compiled.program.steps if isinstance(getattr(s, "op", None), steps.Reshape)]
+    assert len(views) == 2, compiled.as_text()
+    assert "reshape (a view)" in compiled.as_text()
+    assert not any(k.spec.kind == "map" and {e.primitive for e in k.spec.eqns} == {"reshape"}
+                   for k in compiled.rendered)
+
+    def returned(h, w):
+        p = h.reshape(32, 32) @ w
+        return p, p.reshape(2, 16, 32), h.reshape(32, 32)
+
+    f = fusejit.jit(returned)
+    outs = f(h, w)
+    verify(returned, h, w, rtol=1e-5, atol=1e-5)
+    assert not any(np.shares_memory(a, b) for k, a in enumerate(outs) for b in [*outs[k + 1:], h])
+
+
 def test_integer_matmul_wraps():
     rng = np.random.default_rng(2)
     a = rand(rng, (6, 5), np.int32, special=True)

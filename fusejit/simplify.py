@@ -12,8 +12,9 @@ Forms that `jax.grad` and jnp write often and XLA rewrites before it compiles:
 * A transpose that swaps a matrix product's two free blocks (the gradient of `x @ w` with
   respect to `w`: `dot(g, x)` then a transpose) is the product with its operands swapped,
   `dot(x, g)`, which BLAS computes in the transposed order directly: one kernel and one pass
-  over the product fewer.  Where the product has another use it is kept as it is.
-
+  over the product fewer.  Where the product has another use it is kept as it is.  A
+  transpose of a transpose is one transpose, so operands transposed twice (attention's
+  heads split, then k.T) fold into their product too.
 * A scatter that puts at most one update into each row of its operand along one axis (the
   gradient of `jnp.take_along_axis(x, y[:, None], 1)`, a classification loss's: one update
   per row, at column y) is elementwise: `where(iota == index, combine(operand, update),

@@ -144,14 +144,14 @@ def producers(graph: Graph) -> dict[int, tuple[Eqn, int]]:
     return {id(v): (eqn, k) for eqn in graph.eqns for k, v in enumerate(eqn.outputs)}
 
 
-def reshape_views(graph: Graph) -> set[int]:
+def reshape_views(graph: Graph, steps: list[Eqn]) -> set[int]:
     """ids of the reshapes that run as a step (a view of their operand, steps.Reshape) instead
-    of a kernel's copy: of a graph input, a constant or a step's result (a matrix product's:
-    a transformer's heads split), read by another step, and not a graph output (which would
-    share its memory)."""
-    stepped = {id(v) for e in graph.eqns if not fusible(e) for v in e.outputs}
+    of a kernel's copy: of a graph input, a constant or a result of `steps` (a matrix
+    product's: a transformer's heads split), read by another step, and not a graph output
+    (which would share its memory)."""
+    stepped = {id(v) for e in steps for v in e.outputs}
     stepped |= {id(v) for v in graph.inputs} | {id(v) for v, _ in graph.consts}
-    read_by_steps = {id(a) for e in graph.eqns if not fusible(e) for a in e.inputs if isinstance(a, Var)}
+    read_by_steps = {id(a) for e in steps for a in e.inputs if isinstance(a, Var)}
     outputs = {id(v) for v in graph.outputs if isinstance(v, Var)}
     return {id(e) for e in graph.eqns
             if e.primitive == "reshape" and e.params.get("dimensions") is None and isinstance(e.inputs[0], Var)
@@ -175,8 +175,9 @@ def plan_kernels(graph: Graph, cuts: frozenset = frozenset(), prefix: str = "fj"
     # Equations no kernel computes (library calls, loops) run as steps between kernels: they
     # read stored values and their results are sources of later kernels.  So do reshapes of
     # such results (or of inputs) that steps read (`views`).
-    views = reshape_views(graph)
-    opaque = [e for e in graph.eqns if not fusible(e) or id(e) in views]
+    opaque = [e for e in graph.eqns if not fusible(e)]
+    views = reshape_views(graph, opaque)
+    opaque = [e for e in graph.eqns if id(e) in views or not fusible(e)]
     opaque_out = {id(v) for e in opaque for v in e.outputs}
     opaque_in = {id(a) for e in opaque for a in e.inputs if isinstance(a, Var)}
     materialized = set(cuts) | reduced | opaque_out | opaque_in

@@ -35,16 +35,16 @@ class Context:
 
 
 class LibraryCall:
-    def __init__(self, eqn: Eqn):
+    def __init__(self, eqn: Eqn, backend: str):
         self.primitive = eqn.primitive
+        self.rule = library.rule_of(eqn.primitive, backend)
         self.params = eqn.params
         self.out_avals = [(tuple(v.shape), np.dtype(v.dtype)) for v in eqn.outputs]
         self.children = ()
 
     def run(self, backend, arrays):
         launch.counter["library"] += 1
-        lib = backend.lib
-        return library.run(library.rule_of(self.primitive, lib.name), lib, self.params, self.out_avals, *arrays)
+        return library.run(self.rule, backend.lib, self.params, self.out_avals, *arrays)
 
     def describe(self) -> str:
         return "library call"
@@ -221,7 +221,7 @@ class HostCallback:
 # primitive -> rule(eqn, context) -> step
 STEP_RULES = {"scan": build_scan, "while": build_while, "cond": build_cond,
               "reshape": lambda eqn, ctx: Reshape(eqn)}
-STEP_RULES.update({prim: (lambda eqn, ctx: LibraryCall(eqn)) for prim in library.LIBRARY})
+STEP_RULES.update({prim: (lambda eqn, ctx: LibraryCall(eqn, ctx.backend.name)) for prim in library.LIBRARY})
 STEP_RULES.update({prim: (lambda eqn, ctx: HostCallback(eqn)) for prim in jaxcompat.CALLBACKS})
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import jax
 
 from . import expand, jaxcompat, keys, reciprocal
-from .simplify import simplify
 from .errors import UnsupportedError
 from .ir import Eqn, Graph, Literal, Var
+from .simplify import simplify
 
 # Primitives whose output is their input's value (stop_gradient matters only to autodiff).
 IDENTITIES = {"stop_gradient", "copy", "copy_p", "optimization_barrier"}
@@ -50,7 +50,7 @@ def graph_from_jaxpr(closed, source: str = "") -> Graph:
     to Graphs of their own; dead equations are dropped (inputs are kept: a signature).
     `source` is the user's line for equations that carry none (a loop body's, inside a jnp
     function).  Divisions are then written as jax.jit computes them (fusejit/reciprocal.py),
-    and reductions over unit axes and transposed products simplified (fusejit/simplify.py)."""
+    and the graph simplified as XLA's simplifier does (fusejit/simplify.py)."""
     return eliminate_dead_code(simplify(reciprocal.as_jax_divides(lower_jaxpr(closed, source))))
 
 

@@ -16,8 +16,8 @@ Forms that `jax.grad` and jnp write often and XLA rewrites before it compiles:
   transpose of a transpose is one transpose, so operands transposed twice (attention's
   heads split, then k.T) fold into their product too.
 * A scatter that puts at most one update into each row of its operand along one axis (the
-  gradient of `jnp.take_along_axis(x, y[:, None], 1)`, a classification loss's: one update
-  per row, at column y) is elementwise: `where(iota == index, combine(operand, update),
+  gradient of `jnp.take_along_axis(x, y[:, None], 1)` or of `x[jnp.arange(n), y]`, a
+  classification loss's: one update per row, at column y) is elementwise: `where(iota == index, combine(operand, update),
   operand)`, with the index and update broadcast along that axis.  It fuses with its
   operand (often zeros) and its users instead of running as a library call between kernels;
   an index outside the axis matches no column and is dropped, as XLA's FILL_OR_DROP.
@@ -140,6 +140,64 @@ def _transposed_product(eqn: Eqn, current: Eqn, uses, producers, replaced) -> No
     replaced[id(eqn)] = Eqn("dot_general", (rhs, lhs), (out,), params, dot.source)
 
 
+def _scatter_rows(eqn: Eqn, producers, replaced):
+    """(scattered operand axis, operand batching axes, the indices' axes naming them, the
+    index array [..., 1]) of a scatter whose windows are single elements, or None.  Batching
+    axes are the dimension numbers', or, without any, the index components that count along
+    an axis of the indices (`x[jnp.arange(n), y]`: its first component is an iota)."""
+    operand, indices, _ = eqn.inputs
+    dn = eqn.params["dimension_numbers"]
+    if len(dn.scatter_dims_to_operand_dims) == 1:
+        if tuple(dn.inserted_window_dims) != tuple(dn.scatter_dims_to_operand_dims):
+            return None
+        return (dn.scatter_dims_to_operand_dims[0], tuple(dn.operand_batching_dims),
+                tuple(dn.scatter_indices_batching_dims), indices)
+    if dn.operand_batching_dims or sorted(dn.inserted_window_dims) != list(range(len(operand.shape))):
+        return None
+    concat = producers.get(id(indices))
+    concat = replaced.get(id(concat), concat)
+    if (not isinstance(concat, Eqn) or concat.primitive != "concatenate"
+            or concat.params["dimension"] != len(indices.shape) - 1 or any(p.shape[-1] != 1 for p in concat.inputs)):
+        return None
+    axis = index = None
+    batching, index_batching = [], []
+    for d, part in zip(dn.scatter_dims_to_operand_dims, concat.inputs):
+        along = _iota_axis(part, producers, replaced) if isinstance(part, Var) else None
+        if along is not None and along < len(indices.shape) - 1:
+            batching.append(d)
+            index_batching.append(along)
+        elif axis is None:
+            axis, index = d, part
+        else:
+            return None
+    return None if axis is None else (axis, tuple(batching), tuple(index_batching), index)
+
+
+def _iota_axis(v: Var, producers, replaced, depth: int = 8) -> int | None:
+    """The axis along which v counts 0, 1, 2, ... (v's value is its index there), or None:
+    an iota, broadcast, converted between integers, or through jnp's wrap of negative
+    indices (`x < 0 ? x + n : x`, which leaves an iota as it is)."""
+    e = producers.get(id(v))
+    e = replaced.get(id(e), e)
+    if not isinstance(e, Eqn) or depth == 0:
+        return None
+    if e.primitive == "iota":
+        return int(e.params["dimension"])
+    if e.primitive == "broadcast_in_dim" and isinstance(e.inputs[0], Var):
+        inner = _iota_axis(e.inputs[0], producers, replaced, depth - 1)
+        return None if inner is None else int(e.params["broadcast_dimensions"][inner])
+    if e.primitive == "convert_element_type" and isinstance(e.inputs[0], Var) and e.inputs[0].dtype.kind in "iu" \
+            and v.dtype.kind in "iu" and v.dtype.itemsize >= e.inputs[0].dtype.itemsize:
+        return _iota_axis(e.inputs[0], producers, replaced, depth - 1)
+    if e.primitive == "select_n" and len(e.inputs) == 3 and isinstance(e.inputs[1], Var):
+        pred, x = e.inputs[0], e.inputs[1]
+        test = producers.get(id(pred))
+        if (isinstance(test, Eqn) and test.primitive == "lt" and test.inputs[0] is x
+                and isinstance(test.inputs[1], Literal) and test.inputs[1].value == 0):
+            return _iota_axis(x, producers, replaced, depth - 1)  # never negative: the select picks x
+    return None
+
+
 # scatter primitive -> the elementwise primitive combining the operand with an update (None: set)
 SCATTER_COMBINE = {"scatter": None, "scatter-add": "add", "scatter-mul": "mul", "scatter-min": "min",
                    "scatter-max": "max"}
@@ -152,14 +210,16 @@ def _row_scatter(eqn: Eqn, uses, producers, replaced) -> None:
     (out,) = eqn.outputs
     dn = eqn.params["dimension_numbers"]
     mode = str(eqn.params.get("mode", ""))
-    if (len(dn.scatter_dims_to_operand_dims) != 1 or dn.update_window_dims or "CLIP" in mode
+    if (dn.update_window_dims or "CLIP" in mode
             or eqn.primitive == "scatter" and eqn.params.get("update_jaxpr") is not None):  # x.at[i].apply(f)
         return
-    (axis,) = dn.scatter_dims_to_operand_dims
-    batching, index_batching = tuple(dn.operand_batching_dims), tuple(dn.scatter_indices_batching_dims)
+    rows = _scatter_rows(eqn, producers, replaced)
+    if rows is None:
+        return
+    axis, batching, index_batching, indices = rows
     nd = len(operand.shape)
-    if (tuple(dn.inserted_window_dims) != (axis,) or sorted(batching) != [d for d in range(nd) if d != axis]
-            or indices.shape[-1] != 1 or updates.shape != indices.shape[:-1]):
+    if (sorted((*batching, axis)) != list(range(nd)) or indices.shape[-1] != 1
+            or updates.shape != indices.shape[:-1]):
         return
     kept = sorted(index_batching)  # the indices' batch axes that name operand rows
     if any(indices.shape[d] != 1 for d in range(len(indices.shape) - 1) if d not in kept):

@@ -98,8 +98,9 @@ def test_a_transposed_product_is_the_swapped_product():
 
 
 def test_a_scatter_of_one_update_per_row_is_a_select():
-    """The gradient of take_along_axis (a classification loss's) and a vmapped x.at[i].op(u)
-    with one index per row are selects fused with their neighbours, bit for bit jax.jit's:
+    """The gradients of take_along_axis and of x[jnp.arange(n), y] (classification losses')
+    and a vmapped x.at[i].op(u) with one index per row are selects fused with their
+    neighbours, bit for bit jax.jit's:
     an index past the row (or before it, after jax's wrap of negatives) is dropped, an
     operand's -0.0 stays where no update lands.  Several updates per row, CLIP mode and
     x.at[i].apply keep the scatter."""
@@ -114,9 +115,13 @@ def test_a_scatter_of_one_update_per_row_is_a_select():
     def loss(x, y):
         return jnp.sum(jnp.take_along_axis(x * x, y[:, None], 1) * 3.0)
 
+    def indexed(x, y):  # x[jnp.arange(n), y]: the scatter's first index column is an iota
+        return jnp.sum((x * x)[jnp.arange(x.shape[0]), y] * 3.0)
+
     def rows(x, y, u, t, ti):
         each = lambda op: jax.vmap(lambda r, i, v: op(r.at[i], v))(x, y, u)  # noqa: E731
-        return {"grad": jax.grad(loss)(x, y), "add": each(lambda a, v: a.add(v)), "set": each(lambda a, v: a.set(v)),
+        return {"grad": jax.grad(loss)(x, y), "indexed": jax.grad(indexed)(x, y),
+                "add": each(lambda a, v: a.add(v)), "set": each(lambda a, v: a.set(v)),
                 "mul": each(lambda a, v: a.multiply(v)), "min": each(lambda a, v: a.min(v)),
                 "max": each(lambda a, v: a.max(v)),
                 "two_batch_axes": jax.vmap(jax.vmap(lambda r, i: r.at[i].add(1.5)))(t, ti)}
@@ -128,13 +133,15 @@ def test_a_scatter_of_one_update_per_row_is_a_select():
     y2 = rng.integers(0, 11, (37, 2)).astype(np.int32)
 
     def kept(x, y, y2):
+        rows = jnp.abs(y) % x.shape[0]  # not an iota: rows may repeat
         return (jax.vmap(lambda r, i: r.at[i].add(1.0))(x, y2),  # two updates a row may meet
                 jax.vmap(lambda r, i: r.at[i].add(1.0, mode="clip"))(x, y),
+                x.at[rows, y].add(1.0),
                 jax.vmap(lambda r, i: r.at[i].apply(jnp.sin))(x, y))
 
     scatters = [p for p in primitives(fusejit.make_graph(kept)(x, y, y2)) if p.startswith("scatter")]
-    assert len(scatters) == 3, scatters
-    verify(lambda x, y, y2: kept(x, y, y2)[:2], x, y, y2)
+    assert len(scatters) == 4, scatters
+    verify(lambda x, y, y2: kept(x, y, y2)[:3], x, y, y2)
 
 
 def test_a_product_of_a_transposed_operand_reads_the_operand():

@@ -185,7 +185,11 @@ def _iota_axis(v: Var, producers, replaced, depth: int = 8) -> int | None:
         return int(e.params["dimension"])
     if e.primitive == "broadcast_in_dim" and isinstance(e.inputs[0], Var):
         inner = _iota_axis(e.inputs[0], producers, replaced, depth - 1)
-        return None if inner is None else int(e.params["broadcast_dimensions"][inner])
+        if inner is None:
+            return None
+        axis = int(e.params["broadcast_dimensions"][inner])
+        # (an axis of extent 1 stretched along the result holds one value: no count there)
+        return axis if e.inputs[0].shape[inner] == v.shape[axis] else None
     if e.primitive == "convert_element_type" and isinstance(e.inputs[0], Var) and e.inputs[0].dtype.kind in "iu" \
             and v.dtype.kind in "iu" and v.dtype.itemsize >= e.inputs[0].dtype.itemsize:
         return _iota_axis(e.inputs[0], producers, replaced, depth - 1)

@@ -102,8 +102,9 @@ def test_a_scatter_of_one_update_per_row_is_a_select():
     and a vmapped x.at[i].op(u) with one index per row are selects fused with their
     neighbours, bit for bit jax.jit's:
     an index past the row (or before it, after jax's wrap of negatives) is dropped, an
-    operand's -0.0 stays where no update lands.  Several updates per row, CLIP mode and
-    x.at[i].apply keep the scatter."""
+    operand's -0.0 stays where no update lands.  Several updates per row (rows named by
+    values, or by an iota of one stretched along them), CLIP mode and x.at[i].apply keep the
+    scatter."""
     rng = np.random.default_rng(4)
     x = rand(rng, (37, 11), np.float32, special=True)
     x[:, 0] = -0.0
@@ -134,14 +135,15 @@ def test_a_scatter_of_one_update_per_row_is_a_select():
 
     def kept(x, y, y2):
         rows = jnp.abs(y) % x.shape[0]  # not an iota: rows may repeat
+        first = jnp.broadcast_to(jnp.arange(1), y.shape)  # an iota of one, stretched: all row 0
         return (jax.vmap(lambda r, i: r.at[i].add(1.0))(x, y2),  # two updates a row may meet
                 jax.vmap(lambda r, i: r.at[i].add(1.0, mode="clip"))(x, y),
-                x.at[rows, y].add(1.0),
+                x.at[rows, y].add(1.0), x.at[first, y].add(1.0),
                 jax.vmap(lambda r, i: r.at[i].apply(jnp.sin))(x, y))
 
     scatters = [p for p in primitives(fusejit.make_graph(kept)(x, y, y2)) if p.startswith("scatter")]
-    assert len(scatters) == 4, scatters
-    verify(lambda x, y, y2: kept(x, y, y2)[:3], x, y, y2)
+    assert len(scatters) == 5, scatters
+    verify(lambda x, y, y2: kept(x, y, y2)[:4], x, y, y2)
 
 
 def test_a_product_of_a_transposed_operand_reads_the_operand():

@@ -112,6 +112,22 @@ def test_clamped_maps_loop_over_pieces_on_the_host(dtype, x64, tmp_path):
     verify(lambda x: lax.pad(x, jnp.ones((), x.dtype), ((1, 1, 0), (2, 3, 1))), x)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.int8])
+def test_pads_into_power_of_two_rows_loop_over_pieces(dtype, tmp_path):
+    """A gradient's assembly: blocks padded into one array whose rows are a power of two long
+    (weights, a bias row, inputs cut from one parameter array).  A flat loop would index by a
+    shift but clamp every load; the kernel iterates rows instead, so a clamp of the row is one
+    per row and the host's pieces cut the columns where a column clamp changes form."""
+    r = rng(41)
+    a, b, c = rand(r, (40, 10), dtype), rand(r, (1, 128), dtype), rand(r, (33, 64), dtype)
+    compiled = verify(lambda a, b, c: (jnp.pad(a, ((5, 83), (0, 118))) + jnp.pad(b, ((45, 82), (0, 0)))
+                                       + jnp.pad(c, ((95, 0), (0, 64)))) * 2, a, b, c)
+    pieces = host_pieces(compiled)
+    assert [p.split(")")[0] for p in pieces] == ["[0, 10", "[10, 64", "[64, 128"], pieces
+    assert all("fj_clamp_index<idx_t>(col" not in p for p in pieces)
+    run_host_under_asan(compiled, (a, b, c), tmp_path)
+
+
 def test_concatenate_and_stack():
     a, b, c = rand(rng(11), (3, 4), np.float32), rand(rng(12), (5, 4), np.float32), rand(rng(13), (0, 4), np.float32)
     verify(lambda a, b, c: (jnp.concatenate([a, c, b, a]), jnp.concatenate([a, a * 2], axis=1),

@@ -144,18 +144,40 @@ def producers(graph: Graph) -> dict[int, tuple[Eqn, int]]:
     return {id(v): (eqn, k) for eqn in graph.eqns for k, v in enumerate(eqn.outputs)}
 
 
-def reshape_views(graph: Graph, steps: list[Eqn]) -> set[int]:
-    """ids of the reshapes that run as a step (a view of their operand, steps.Reshape) instead
-    of a kernel's copy: of a graph input, a constant or a result of `steps` (a matrix
-    product's: a transformer's heads split), read by another step, and not a graph output
-    (which would share its memory)."""
+# Steps that read a strided operand as it is: NumPy's and CuPy's matmul take any strides
+# (BLAS reads a unit-stride slice of rows and columns in place).
+VIEW_READERS = frozenset({"dot_general"})
+
+
+def step_views(graph: Graph, steps: list[Eqn]) -> set[int]:
+    """ids of the reshapes and slices that run as a step (a view of their operand:
+    steps.Reshape, steps.Slice) instead of a kernel's copy.  Both take a graph input, a
+    constant or a result of `steps`, and are not a graph output (which would share its
+    memory).  A reshape is read by another step (a transformer's heads split); a slice with
+    unit strides is read by matrix products only (VIEW_READERS), which take a strided operand
+    as it is: a small network's weights and inputs cut from one array.  Kernels read
+    contiguous arrays, so a slice a kernel reads stays a kernel's copy."""
     stepped = {id(v) for e in steps for v in e.outputs}
     stepped |= {id(v) for v in graph.inputs} | {id(v) for v, _ in graph.consts}
     read_by_steps = {id(a) for e in steps for a in e.inputs if isinstance(a, Var)}
     outputs = {id(v) for v in graph.outputs if isinstance(v, Var)}
+    readers: dict[int, set] = {}
+    for e in graph.eqns:
+        for a in e.inputs:
+            if isinstance(a, Var):
+                readers.setdefault(id(a), set()).add(e.primitive)
+
+    def viewed(e: Eqn) -> bool:
+        if e.primitive == "reshape":
+            return e.params.get("dimensions") is None and id(e.outputs[0]) in read_by_steps
+        if e.primitive == "slice":
+            return (all(int(k) == 1 for k in e.params.get("strides") or ())
+                    and readers.get(id(e.outputs[0]), {""}) <= VIEW_READERS)
+        return False
+
     return {id(e) for e in graph.eqns
-            if e.primitive == "reshape" and e.params.get("dimensions") is None and isinstance(e.inputs[0], Var)
-            and id(e.inputs[0]) in stepped and id(e.outputs[0]) in read_by_steps and id(e.outputs[0]) not in outputs}
+            if e.primitive in ("reshape", "slice") and isinstance(e.inputs[0], Var)
+            and id(e.inputs[0]) in stepped and id(e.outputs[0]) not in outputs and viewed(e)}
 
 
 def row_family_eligible(g: Group) -> bool:
@@ -174,9 +196,9 @@ def plan_kernels(graph: Graph, cuts: frozenset = frozenset(), prefix: str = "fj"
                for v in e.outputs}
     # Equations no kernel computes (library calls, loops) run as steps between kernels: they
     # read stored values and their results are sources of later kernels.  So do reshapes of
-    # such results (or of inputs) that steps read (`views`).
+    # such results (or of inputs) that steps read, and slices that products read (`views`).
     opaque = [e for e in graph.eqns if not fusible(e)]
-    views = reshape_views(graph, opaque)
+    views = step_views(graph, opaque)
     opaque = [e for e in graph.eqns if id(e) in views or not fusible(e)]
     opaque_out = {id(v) for e in opaque for v in e.outputs}
     opaque_in = {id(a) for e in opaque for a in e.inputs if isinstance(a, Var)}

@@ -40,11 +40,17 @@ class LibraryCall:
         self.rule = library.rule_of(eqn.primitive, backend)
         self.params = eqn.params
         self.out_avals = [(tuple(v.shape), np.dtype(v.dtype)) for v in eqn.outputs]
+        self.in_shapes = [tuple(a.shape) for a in eqn.inputs]
         self.children = ()
 
     def run(self, backend, arrays):
         launch.counter["library"] += 1
         return library.run(self.rule, backend.lib, self.params, self.out_avals, *arrays)
+
+    def prepare(self, backend):
+        """`run` as a function of the arrays alone (the program's runner holds np.errstate
+        and counts the calls)."""
+        return library.prepared(self.primitive, backend.lib, self.params, self.out_avals, self.in_shapes)
 
     def describe(self) -> str:
         return "library call"
@@ -182,7 +188,7 @@ def build_cond(eqn: Eqn, ctx: Context):
 
 
 class Reshape:
-    """A reshape between steps (fusion.reshape_views): a view of its operand, no copy."""
+    """A reshape between steps (fusion.step_views): a view of its operand, no copy."""
 
     def __init__(self, eqn: Eqn):
         self.shape = tuple(eqn.outputs[0].shape)
@@ -193,6 +199,22 @@ class Reshape:
 
     def describe(self) -> str:
         return "reshape (a view)"
+
+
+class Slice:
+    """A slice with unit strides that products read (fusion.step_views): a strided view of
+    its operand, no copy."""
+
+    def __init__(self, eqn: Eqn):
+        self.window = tuple(slice(int(a), int(b)) for a, b in
+                            zip(eqn.params["start_indices"], eqn.params["limit_indices"]))
+        self.children = ()
+
+    def run(self, backend, arrays):
+        return [arrays[0][self.window]]
+
+    def describe(self) -> str:
+        return "slice (a view)"
 
 
 class HostCallback:
@@ -220,7 +242,7 @@ class HostCallback:
 
 # primitive -> rule(eqn, context) -> step
 STEP_RULES = {"scan": build_scan, "while": build_while, "cond": build_cond,
-              "reshape": lambda eqn, ctx: Reshape(eqn)}
+              "reshape": lambda eqn, ctx: Reshape(eqn), "slice": lambda eqn, ctx: Slice(eqn)}
 STEP_RULES.update({prim: (lambda eqn, ctx: LibraryCall(eqn, ctx.backend.name)) for prim in library.LIBRARY})
 STEP_RULES.update({prim: (lambda eqn, ctx: HostCallback(eqn)) for prim in jaxcompat.CALLBACKS})
 

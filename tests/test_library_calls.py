@@ -56,6 +56,30 @@ def test_reshapes_between_steps_are_views():
     assert not any(np.shares_memory(a, b) for k, a in enumerate(outs) for b in [*outs[k + 1:], h])
 
 
+def test_slices_read_by_products_are_views():
+    """A small network's weights, biases and inputs cut from one array: a slice (unit strides)
+    of an input or of a product's result that only products read is a strided view
+    (steps.Slice) BLAS reads in place, not a kernel's copy.  A slice a kernel also reads, one
+    with strides, and one returned to the caller stay copies."""
+    from fusejit import steps
+    rng = np.random.default_rng(12)
+    a = rand(rng, (70, 48), np.float32)
+
+    def net(a):
+        w1, x, w2 = a[:32], a[40:56, 3:35], a[56:70, :20]
+        h = jnp.tanh(x @ w1)
+        return h[:, 5:19] @ w2 + a[0, :20], a[::2, :8] @ a[:8], a[60:, 1:]
+
+    compiled = verify(net, a, rtol=1e-4, atol=1e-4)
+    views = [s.op for s in compiled.program.steps if isinstance(getattr(s, "op", None), steps.Slice)]
+    assert len(views) == 4, compiled.as_text()  # w1, x, w2 and h[:, 5:19]
+    assert "slice (a view)" in compiled.as_text()
+    copies = [k for k in compiled.rendered if {e.primitive for e in k.spec.eqns} == {"slice"}]
+    assert len(copies) == 2, [k.spec.eqns for k in compiled.rendered]  # a[::2, :8] and a[60:, 1:]
+    outs = fusejit.jit(net)(a)
+    assert not any(np.shares_memory(o, a) for o in outs)
+
+
 def test_integer_matmul_wraps():
     rng = np.random.default_rng(2)
     a = rand(rng, (6, 5), np.int32, special=True)

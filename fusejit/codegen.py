@@ -25,6 +25,7 @@ from .pieces import pieces_path
 from .reduce import render_reduction
 from .scan import render_scan
 from .templates import fill, indent
+from .scatter import render_scatter
 from .topk import render_top_k
 from .streamstores import stream_path
 from .vectorize import GRID_MARGIN, vector_path
@@ -658,6 +659,8 @@ def render_kernel(spec: KernelSpec, producers, block: int, force_index64: bool =
         rendered = render_scan(KernelWriter(spec, producers, index64), block)
     elif spec.kind == "top_k":
         rendered = render_top_k(KernelWriter(spec, producers, index64), block)
+    elif spec.kind == "scatter":
+        rendered = render_scatter(KernelWriter(spec, producers, index64), block)
     elif spec.kind == "reduce":
         rendered = render_reduction(lambda: KernelWriter(spec, producers, index64), block)
     else:

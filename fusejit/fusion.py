@@ -22,6 +22,7 @@ from .errors import UnsupportedError
 from .ir import Eqn, Graph, Var
 from . import ops
 from .topk import MAX_TOP_K
+from .scatter import COMBINE, fusible_scatter
 from .windowmaps import WINDOW_REDUCTIONS, fusible_window
 
 SHAPE_PRIMITIVES = {
@@ -37,6 +38,9 @@ REDUCTIONS = {"reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "reduce_a
 SCANS = {"cumsum", "cumprod", "cummax", "cummin", "cumlogsumexp"}
 # Selections: a thread-per-row top-k kernel that fuses the operand's producers (topk.py).
 SELECTIONS = {"top_k"}
+# Scatters: one block applies the updates in order, fusing the operand's, the indices' and
+# the updates' producers (scatter.py); a large one or another form is a library call.
+SCATTERS = set(COMBINE)
 FUSIBLE = set(ops.ELEMENTWISE) | ops.EXPANDED | SHAPE_PRIMITIVES
 SUPPORTED = FUSIBLE | REDUCTIONS | SCANS | SELECTIONS
 
@@ -44,7 +48,7 @@ SUPPORTED = FUSIBLE | REDUCTIONS | SCANS | SELECTIONS
 @dataclasses.dataclass(frozen=True, eq=False)
 class KernelSpec:
     name: str
-    kind: str                     # 'map' | 'reduce' | 'scan' | 'top_k'
+    kind: str                     # 'map' | 'reduce' | 'scan' | 'top_k' | 'scatter'
     shape: tuple[int, ...]        # the iteration shape: map/scan/top_k outputs, reduce rows
     outputs: tuple[Var, ...]      # values the kernel stores, in order
     sources: tuple[Var, ...]      # values the kernel loads, in order of first use
@@ -85,7 +89,7 @@ class FusionPlan:
 @dataclasses.dataclass(eq=False)
 class Group:
     """Stored values that one kernel computes, while the plan is being made."""
-    kind: str                  # 'map' | 'reduce' | 'scan' | 'top_k'
+    kind: str                  # 'map' | 'reduce' | 'scan' | 'top_k' | 'scatter'
     stage: int
     shape: tuple               # map/scan/top_k: output shape; reduce: rows' shape
     outputs: list              # map/scan/top_k outputs
@@ -123,6 +127,8 @@ def fusible(eqn: Eqn) -> bool:
         return int(eqn.params["k"]) <= MAX_TOP_K
     if eqn.primitive in WINDOW_REDUCTIONS:
         return fusible_window(eqn)
+    if eqn.primitive in SCATTERS:
+        return fusible_scatter(eqn)
     return eqn.primitive in SUPPORTED
 
 
@@ -192,7 +198,7 @@ def plan_kernels(graph: Graph, cuts: frozenset = frozenset(), prefix: str = "fj"
     the most reductions one kernel of a family may compute (shared memory)."""
     prod = producers(graph)
     base_sources = {id(v) for v in graph.inputs} | {id(v) for v, _ in graph.consts}
-    reduced = {id(v) for e in graph.eqns if e.primitive in REDUCTIONS | SCANS | SELECTIONS and fusible(e)
+    reduced = {id(v) for e in graph.eqns if e.primitive in REDUCTIONS | SCANS | SELECTIONS | SCATTERS and fusible(e)
                for v in e.outputs}
     # Equations no kernel computes (library calls, loops) run as steps between kernels: they
     # read stored values and their results are sources of later kernels.  So do reshapes of
@@ -249,6 +255,9 @@ def plan_kernels(graph: Graph, cuts: frozenset = frozenset(), prefix: str = "fj"
             axis = int(eqn.params.get("axis", operand.ndim - 1)) % operand.ndim
             g = groups.setdefault((s, "top_k", id(eqn)),
                                   Group("top_k", s, v.shape, [], in_shape=operand.shape, axes=(axis,)))
+            g.outputs.append(v)
+        elif id(v) in reduced and eqn.primitive in SCATTERS:  # one kernel per equation
+            g = groups.setdefault((s, "scatter", id(eqn)), Group("scatter", s, v.shape, []))
             g.outputs.append(v)
         elif id(v) in reduced:
             axes = tuple(sorted(int(a) for a in eqn.params["axes"]))
@@ -332,6 +341,8 @@ def plan_kernels(graph: Graph, cuts: frozenset = frozenset(), prefix: str = "fj"
         if g.kind == "scan":
             kernels.append(KernelSpec(name, "scan", g.shape, tuple(g.outputs), tuple(sources), tuple(eqns),
                                       g.axes, (g.shape[g.axes[0]],), g.reverse))
+        elif g.kind == "scatter":
+            kernels.append(KernelSpec(name, "scatter", g.shape, tuple(g.outputs), tuple(sources), tuple(eqns)))
         elif g.kind == "top_k":
             kernels.append(KernelSpec(name, "top_k", g.shape, tuple(g.outputs), tuple(sources), tuple(eqns),
                                       g.axes, (g.in_shape[g.axes[0]],), family=g.family))
@@ -428,6 +439,8 @@ def format_plan(plan: FusionPlan, name=None, describe_step=None) -> str:
             kind = f"scan along axis {k.reduce_axes[0]}{' (reversed)' if k.scan_reverse else ''}, "
         elif k.kind == "top_k":
             kind = f"top_k along axis {k.reduce_axes[0]}, "
+        elif k.kind == "scatter":
+            kind = "scatter, "
         elif k.kind == "reduce":
             extra = [f"{len(k.phases)} phases"] if len(k.phases) > 1 else []
             extra += [f"{len(k.full)} full"] if k.full else []

@@ -134,17 +134,22 @@ def test_scatters(dtype, x64):
 
 def test_segment_sums_and_embedding_gradients_run_the_compiled_loop():
     """jax.ops.segment_sum and the gradient of an embedding lookup are scatter-adds of whole
-    rows: on the host they run the elementwise library's scatter loop."""
-    from fusejit import backends, launch, ufuncs
+    rows: one of more than scatter.MAX_FUSED updates runs the elementwise library's scatter
+    loop on the host (smaller ones are kernels: test_scatter_kernels.py)."""
+    from fusejit import backends, launch, scatter, ufuncs
     ufuncs.wait(backends.get("host"))
     rng = np.random.default_rng(7)
-    x, ids = rand(rng, (501, 16), np.float32), rng.integers(-2, 40, 501).astype(np.int32)
-    table, idx, w = rand(rng, (60, 33), np.float32), rng.integers(0, 60, 97).astype(np.int32), rand(rng, (97, 33), np.float32)
+    x, ids = rand(rng, (5001, 16), np.float32), rng.integers(-2, 40, 5001).astype(np.int32)
+    table, idx, w = rand(rng, (60, 33), np.float32), rng.integers(0, 60, 2100).astype(np.int32), rand(rng, (2100, 33), np.float32)
+    assert x.size > scatter.MAX_FUSED and w.size > scatter.MAX_FUSED
     before = launch.counter["scatter loop"]
-    verify(lambda x, ids: (jax.ops.segment_sum(x, ids, num_segments=37), jax.ops.segment_max(x, ids, num_segments=37)),
-           x, ids, backends=("host",))
-    verify(jax.grad(lambda table, idx, w: jnp.sum(jnp.take(table, idx, axis=0) * w)), table, idx, w,
-           backends=("host",))
+    segments = verify(lambda x, ids: (jax.ops.segment_sum(x, ids, num_segments=37),
+                                      jax.ops.segment_max(x, ids, num_segments=37)), x, ids, backends=("host",))
+    grad = verify(jax.grad(lambda table, idx, w: jnp.sum(jnp.take(table, idx, axis=0) * w)), table, idx, w,
+                  backends=("host",), rtol=1e-5, atol=1e-4)
+    for compiled in (segments, grad):
+        assert "scatter" in " ".join(s.primitive for s in compiled.plan.steps if not hasattr(s, "kind"))
+        assert all(k.kind != "scatter" for k in compiled.plan.kernels)
     assert launch.counter["scatter loop"] > before
 
 

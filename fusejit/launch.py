@@ -201,22 +201,23 @@ class Program:
         body.append(f"env = [{', '.join(env)}]")
         if self.kernel_launches:
             body.append("counter['kernels'] += launches")
-        # Library calls of arrays alone are called with their results unpacked into env, under
-        # one np.errstate for the whole program (inf, NaN and integer wrap-around are results).
-        steps, prepared = [], 0
+        # Steps of arrays alone (library calls, views) are called with their results unpacked
+        # into env; library calls under one np.errstate for the whole program (inf, NaN and
+        # integer wrap-around are results).
+        steps, calls = [], 0
         for k, (call, step) in enumerate(zip(bound, self.steps)):
             prepare = getattr(step.op, "prepare", None) if isinstance(step, Call) else None
             if prepare is not None and all(isinstance(i, int) for i in step.inputs):
                 scope[f"step{k}"] = prepare(backend)
                 targets = "".join(f"env[{o}], " for o in step.outputs)
                 steps.append(f"{targets}= step{k}({', '.join(f'env[{i}]' for i in step.inputs)})")
-                prepared += 1
+                calls += bool(getattr(step.op, "library_call", False))
             else:
                 scope[f"step{k}"] = call
                 steps.append(f"step{k}(env)")
-        if prepared:
-            scope["errstate"], scope["prepared"] = np.errstate, prepared
-            body += ["counter['library'] += prepared", "with errstate(all='ignore'):"]
+        if calls:
+            scope["errstate"], scope["library_calls"] = np.errstate, calls
+            body += ["counter['library'] += library_calls", "with errstate(all='ignore'):"]
             body += [f"    {line}" for line in steps]
         else:
             body += steps

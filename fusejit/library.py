@@ -204,6 +204,16 @@ def prepared_dot(lib, params, out_aval, lhs_shape: tuple, rhs_shape: tuple):
     as_bool = dtype == np.bool_
     compute = np.dtype(np.float32) if as_bool else dtype
 
+    macs = math.prod(out_shape) * plan.lhs.shape[-1]
+    if lib.name == "numpy" and macs <= BLAS_ONE_THREAD_MACS:  # (no thread count to set)
+        empty, xp_matmul = pool.allocator(out_shape, compute), lib.xp.matmul
+
+        def multiply(a, c):
+            return xp_matmul(a, c, out=empty(out_shape, compute))
+    else:
+        def multiply(a, c):
+            return matmul(lib, a, c, out_shape, compute)
+
     def product(lhs, rhs):
         a = lhs if arrange_a is None else arrange_a(lhs)
         c = rhs if arrange_c is None else arrange_c(rhs)
@@ -211,7 +221,7 @@ def prepared_dot(lib, params, out_aval, lhs_shape: tuple, rhs_shape: tuple):
             a = a.astype(compute)
         if c.dtype != compute:
             c = c.astype(compute)
-        out = matmul(lib, a, c, out_shape, compute)
+        out = multiply(a, c)
         if as_bool:  # a sum of non-negative counts is positive exactly when some AND is true
             out = out > 0
         return (out.reshape(shape),) if reshaped else (out,)

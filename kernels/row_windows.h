@@ -74,12 +74,12 @@ static inline void fj_window_extend(V* v, fj_wmask* at) {
   if constexpr (L > P) fj_window_step<L - P, L, Max, Arg>(v, at);
 }
 
-// Lane g: the element at position g * L of the group, from pairs of neighbouring vectors.
-#define FJ_WINDOW_LANE(g, J) ((g) * L / 32 == J ? (g) * L % 32 : 0)
-#define FJ_WINDOW_TAKE(g, J) ((g) * L / 32 == J ? -1 : 0)
+// Lane g: the element at position g * L + C of the group, from pairs of neighbouring vectors.
+#define FJ_WINDOW_LANE(g, J) (((g) * L + C) / 32 == J ? ((g) * L + C) % 32 : 0)
+#define FJ_WINDOW_TAKE(g, J) (((g) * L + C) / 32 == J ? -1 : 0)
 #define FJ_WINDOW_LANES(F, J) F(0, J), F(1, J), F(2, J), F(3, J), F(4, J), F(5, J), F(6, J), F(7, J), \
   F(8, J), F(9, J), F(10, J), F(11, J), F(12, J), F(13, J), F(14, J), F(15, J)
-template <int L, int J, class V>
+template <int L, int C, int J, class V>
 static inline V fj_window_pair(const V* v) {
   const V a = v[2 * J], b = v[2 * J + 1 < L ? 2 * J + 1 : 2 * J];
 #if defined(__clang__)
@@ -88,18 +88,18 @@ static inline V fj_window_pair(const V* v) {
   return __builtin_shuffle(a, b, fj_wmask{FJ_WINDOW_LANES(FJ_WINDOW_LANE, J)});
 #endif
 }
-template <int L, int J, class V>
+template <int L, int C, int J, class V>
 static inline V fj_window_pick_from(const V* v, V picked) {
   if constexpr (2 * J >= L) {
     return picked;
   } else {
     const fj_wmask take = fj_wmask{FJ_WINDOW_LANES(FJ_WINDOW_TAKE, J)};
-    return fj_window_pick_from<L, J + 1>(v, take ? fj_window_pair<L, J>(v) : picked);
+    return fj_window_pick_from<L, C, J + 1>(v, take ? fj_window_pair<L, C, J>(v) : picked);
   }
 }
-template <int L, class V>
+template <int L, class V, int C = 0>
 static inline V fj_window_pick(const V* v) {
-  return fj_window_pick_from<L, 1>(v, fj_window_pair<L, 0>(v));
+  return fj_window_pick_from<L, C, 1>(v, fj_window_pair<L, C, 0>(v));
 }
 
 // The group's rows' max (Max) or min: res[g] for row g.
@@ -125,6 +125,85 @@ static inline void fj_window_arg(I* res, const fj_wvec<T>* x) {
   const fj_wmask picked = fj_window_pick<L>(at);
   for (int g = 0; g < FJ_ROW_GROUP; ++g) res[g] = (I)(picked[g] - g * L);
 }
+
+// ---- flat groups (rowgroups.flat_path): a group's values kept in its rows' own order, as L
+// vectors of FJ_ROW_GROUP lanes (position e = g * L + r), instead of position by position.
+
+// Whether the group's flat values hold a NaN (max and min windows overlap: a group with one
+// takes the gathering code, as in fj_window_load).
+template <int L, class T>
+static inline bool fj_flat_has_nan(const T* flat) {
+  int any = 0;
+  for (int e = 0; e < FJ_ROW_GROUP * L; ++e) any |= flat[e] != flat[e];
+  return any != 0;
+}
+
+// The rows' max (Max) or min of flat values: res[g] for row g (fj_window_extreme's windows).
+template <int L, bool Max, class T>
+static inline void fj_flat_extreme(T* res, const T* flat) {
+  fj_wvec<T> x[L];
+  memcpy(x, flat, sizeof(x));
+  fj_window_extreme<L, Max>(res, x);
+}
+
+// Sums of disjoint windows of 2^k positions: `level[k]` holds at each position the sum of the
+// 2^k values from it on, each level the one below plus itself shifted by its width.
+template <int S, int L, class V>
+static inline void fj_flat_double(V* out, const V* in) {
+  for (int k = 0; k < L; ++k) out[k] = in[k] + fj_window_shift<S>(in[k], in[k + 1 < L ? k + 1 : k]);
+}
+
+// Row g's sum: the windows of L's binary digits, largest first, added in that order (rows of
+// 10: ((x0 + x1) + (x2 + x3)) + ((x4 + x5) + (x6 + x7)), then + (x8 + x9)).
+template <int L, int C, int P, class V>
+static inline V fj_flat_add_parts(const V (*level)[L], V sum) {
+  if constexpr (P == 0) {
+    return sum;
+  } else if constexpr (((L - C) & P) != 0 && C + P <= L) {
+    constexpr int K = P == 1 ? 0 : P == 2 ? 1 : P == 4 ? 2 : P == 8 ? 3 : 4;
+    return fj_flat_add_parts<L, C + P, P / 2>(level, sum + fj_window_pick<L, V, C>(level[K]));
+  } else {
+    return fj_flat_add_parts<L, C, P / 2>(level, sum);
+  }
+}
+template <int L, class T>
+static inline void fj_flat_sum(T* res, const T* flat) {
+  static_assert(L >= 2 && L <= 16, "flat groups: rows of 2 to 16 elements");
+  typedef fj_wvec<T> V;
+  V level[5][L];
+  memcpy(level[0], flat, sizeof(level[0]));
+  if constexpr (L >= 2) fj_flat_double<1, L>(level[1], level[0]);
+  if constexpr (L >= 4) fj_flat_double<2, L>(level[2], level[1]);
+  if constexpr (L >= 8) fj_flat_double<4, L>(level[3], level[2]);
+  if constexpr (L >= 16) fj_flat_double<8, L>(level[4], level[3]);
+  constexpr int P = L >= 16 ? 16 : L >= 8 ? 8 : L >= 4 ? 4 : 2;
+  constexpr int K = P == 2 ? 1 : P == 4 ? 2 : P == 8 ? 3 : 4;
+  const V sum = fj_flat_add_parts<L, P, P / 2>(level, fj_window_pick<L, V, 0>(level[K]));
+  memcpy(res, &sum, sizeof(sum));
+}
+
+// Each position's row value: flat[e] = res[e / L], one permute of the rows' vector per vector.
+#define FJ_SPREAD_LANE(l, J) ((16 * J + (l)) / L)
+template <int L, int J, class T>
+static inline void fj_flat_spread_from(T* flat, const fj_wvec<T>& rows) {
+  if constexpr (J < L) {
+#if defined(__clang__)
+    const fj_wvec<T> v = __builtin_shufflevector(rows, rows, FJ_WINDOW_LANES(FJ_SPREAD_LANE, J));
+#else
+    const fj_wvec<T> v = __builtin_shuffle(rows, fj_wmask{FJ_WINDOW_LANES(FJ_SPREAD_LANE, J)});
+#endif
+    memcpy(flat + FJ_ROW_GROUP * J, &v, sizeof(v));
+    fj_flat_spread_from<L, J + 1>(flat, rows);
+  }
+}
+template <int L, class T>
+static inline void fj_flat_spread(T* flat, const T* res) {
+  static_assert(sizeof(T) == 4 && FJ_ROW_GROUP == 16, "flat groups: 16 lanes of 4 bytes");
+  fj_wvec<T> rows;
+  memcpy(&rows, res, sizeof(rows));
+  fj_flat_spread_from<L, 0>(flat, rows);
+}
+#undef FJ_SPREAD_LANE
 #undef FJ_WINDOW_LANES
 #undef FJ_WINDOW_TAKE
 #undef FJ_WINDOW_LANE

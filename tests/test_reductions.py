@@ -198,6 +198,41 @@ def test_short_rows_read_straight_from_an_input_take_row_windows_on_the_host(row
     assert not any("fj_window_load" in kernel.source for kernel in compiled.rendered)
 
 
+@pytest.mark.parametrize("row", [2, 3, 7, 8, 10, 13, 16])
+def test_short_row_families_keep_their_rows_flat_on_the_host(row, x64, tmp_path):
+    """On the host, float32 max, min and sum families over rows of up to 16 (softmax,
+    log_softmax, logsumexp, a max and a sum of one row) keep a full group's values in the
+    rows' own order: contiguous loads and stores, windowed maxima and pairwise sums in
+    registers, each row's result spread back to its elements by permutes, and per-row values
+    (the log of a sum) computed once per row (fusejit/rowgroups.flat_path).  Groups with a
+    NaN and the partial last group gather as before; infinities, -inf rows and ties; two
+    leading axes; under ASan too."""
+    rng = np.random.default_rng(100 + row)
+    rows = 16 * 5 + 9
+    x = rand(rng, (rows, row), np.float32)
+    x[3] = -np.inf                              # a row of -inf: softmax NaN, logsumexp -inf
+    x[5, row // 2] = np.inf
+    x[7, :] = 1.5                               # ties
+    x[50, 0] = x[66, row // 2] = x[67, row - 1] = np.nan  # groups with a NaN gather
+    y = rand(rng, (3, 7, row), np.float32)
+
+    def family(x, y):
+        return {"softmax": jax.nn.softmax(x, axis=1), "log_softmax": jax.nn.log_softmax(x, axis=1),
+                "logsumexp": jax.nn.logsumexp(x, axis=1), "max_sum": (jnp.min(x, 1), jnp.sum(jnp.exp(x), 1)),
+                "leading": jax.nn.softmax(y * 2, axis=-1)}
+
+    compiled = verify(family, x, y)
+    flat = [k for k in compiled.rendered if "fj_flat_spread" in k.source]
+    assert len(flat) == len(compiled.rendered), [k.spec.eqns for k in compiled.rendered]
+    assert all("fj_flat_sum" in k.source for k in flat)
+    log_softmax = [k for k in flat if "fj_log(rowv" in k.source]
+    assert log_softmax and all("fj_log(spread" not in k.source for k in flat)  # logs once per row
+    run_host_under_asan(compiled, (x, y), tmp_path)
+
+    compiled = verify(lambda d: jax.nn.softmax(d, axis=1), x.astype(np.float64))  # 8 bytes: gathers
+    assert not any("fj_flat_spread" in k.source for k in compiled.rendered)
+
+
 def test_short_rows_of_8_byte_elements_gather(x64):
     """Row windows take 4-byte elements (16 lanes of a vector): float64 and int64 rows keep the
     gathering code (and int64 indices come out of the 4-byte windows)."""

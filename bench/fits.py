@@ -1,6 +1,6 @@
 """`python -m bench.fits`: the polynomial coefficients of the host's float32 math, refitted.
 
-kernels/cpu_prelude.h computes the logistic function, erf, erfc and atan2 of a float with
+kernels/cpu_prelude.h computes the logistic function, log, erf, erfc and atan2 of a float with
 polynomials fitted here, by least squares on Chebyshev points (NumPy's lstsq): this prints
 each table as the header spells it, and `--check` exits 1 if the header's tables differ from
 a refit (tests/test_elementwise.py runs that check).  LAPACK's arithmetic differs between
@@ -89,7 +89,21 @@ def atan() -> list[float]:
     return [float(v) for v in _relative_fit(t, f, 5)]
 
 
-TABLES = {"fj_logistic_coefficients": logistic, "fj_erf_coefficients": erf, "fj_erfcx_coefficients": erfcx,
+LOG_LOW, LOG_HIGH = np.sqrt(0.5) - 1.0, np.sqrt(2.0) - 1.0  # f = m - 1, m in [sqrt(1/2), sqrt(2))
+
+
+def log() -> list[float]:
+    """Q(f) = (log(1 + f) - f) / f^2 for f in [sqrt(1/2) - 1, sqrt(2) - 1], degree 9 in f, in
+    float32, minimising its relative error (fj_log_coefficients)."""
+    t = _chebyshev_points()
+    f = (t + 1.0) / 2.0 * (LOG_HIGH - LOG_LOW) * 1.0005 + LOG_LOW * 1.0005
+    f = f[np.abs(f) > 1e-4]
+    q = (np.log1p(f) - f) / f**2
+    c, *_ = np.linalg.lstsq(np.vander(f, 10) / q[:, None], np.ones_like(q), rcond=None)
+    return [float(v) for v in c.astype(np.float32)]
+
+
+TABLES = {"fj_logistic_coefficients": logistic, "fj_log_coefficients": log, "fj_erf_coefficients": erf, "fj_erfcx_coefficients": erfcx,
           "fj_atan_coefficients": atan}
 
 
@@ -105,7 +119,7 @@ def header_table(name: str, text: str | None = None) -> list[float]:
 
 
 def spell(name: str, values: list[float]) -> str:
-    if name == "fj_logistic_coefficients":
+    if name in ("fj_logistic_coefficients", "fj_log_coefficients"):
         return ", ".join(np.float32(v).item().hex().replace("0000000p", "p") + "f" for v in values)
     return ", ".join(repr(v) for v in values)
 

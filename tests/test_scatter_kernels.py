@@ -66,6 +66,16 @@ def test_index_dtypes(index_dtype, x64):
     assert kinds_of(compiled)[0].count("scatter") == 3
 
 
+def test_windows_wider_than_a_block():
+    """Windows of more elements than a GPU block's 256 threads: each thread takes every 256th
+    element of every update (the emulation runs the block's real 256 threads)."""
+    rng = np.random.default_rng(4)
+    x, u = rand(rng, (5, 300), np.float32), rand(rng, (9, 300), np.float32)
+    i = np.array([4, 0, 4, 2, 7, -1, 4, 1, 0], np.int32)
+    compiled = verify(lambda x, u, i: (x.at[i].add(u), x.at[i].set(u * 2), x.at[i].max(u, mode="clip")), x, u, i)
+    assert kinds_of(compiled)[0].count("scatter") == 3
+
+
 def test_nan_zero_signs_and_empty_updates():
     """min and max propagate NaN as lax.min/max do; -0.0 + -0.0 stays -0.0; no updates leave
     the operand as it is."""

@@ -13,10 +13,10 @@ struct fj_op_prod {
   }
 };
 struct fj_op_max {
-  template <class T> __device__ __forceinline__ T operator()(T a, T b) const { return fj_max(a, b); }
+  template <class T> __device__ __forceinline__ T operator()(T a, T b) const { return fj_max_acc(a, b); }
 };
 struct fj_op_min {
-  template <class T> __device__ __forceinline__ T operator()(T a, T b) const { return fj_min(a, b); }
+  template <class T> __device__ __forceinline__ T operator()(T a, T b) const { return fj_min_acc(a, b); }
 };
 struct fj_op_and {
   template <class T> __device__ __forceinline__ T operator()(T a, T b) const { return (T)(a & b); }

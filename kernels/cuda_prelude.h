@@ -49,6 +49,12 @@ FJ_DEVICE double fj_erf(double x) { return erf(x); }
 FJ_DEVICE float fj_erfc(float x) { return erfcf(x); }
 FJ_DEVICE double fj_erfc(double x) { return erfc(x); }
 FJ_DEVICE double fj_tanh(double x) { return tanh(x); }
+FJ_DEVICE float fj_asinh(float x) { return asinhf(x); }
+FJ_DEVICE double fj_asinh(double x) { return asinh(x); }
+FJ_DEVICE float fj_acosh(float x) { return acoshf(x); }
+FJ_DEVICE double fj_acosh(double x) { return acosh(x); }
+FJ_DEVICE float fj_atanh(float x) { return atanhf(x); }
+FJ_DEVICE double fj_atanh(double x) { return atanh(x); }
 FJ_DEVICE float fj_log1p(float x) { return log1pf(x); }
 FJ_DEVICE double fj_log1p(double x) { return log1p(x); }
 FJ_DEVICE float fj_expm1(float x) { return expm1f(x); }

@@ -401,14 +401,24 @@ FJ_MATH float fj_acos(float x) {
   const double angle = 2.0 * fj_atan2_core(sqrt(1.0 - d * d), 1.0 + d);
   return (float)(d == -1.0 ? 3.1415926535897931 : angle);
 }
-// 2^x, sinh and cosh of a float through fj_exp_core in double precision, rounded once.  2^x
-// is e^(x ln 2) (x ln 2 within 1e-14 of exact); sinh and cosh are (e^a -+ e^-a) / 2 with
-// a = |x|, sinh below a = 1/32 by its series to a^7 (e^a - e^-a loses the digits there).
-// Infinities past the float range, NaN propagates.  Within one ULP of the exact result for
-// every float.
+// 2^x in float arithmetic as fj_exp computes e^x: k = x rounded to an integer by the shifter
+// (which also carries the first factor's exponent), r = x - k exactly, 2^r = e^(r ln 2) by
+// fj_exp_poly (r ln 2 rounded once: a tenth of an ULP), 2^k in two factors.  Below -150 the
+// result rounds to 0, past 128 to inf; NaN propagates.  Within one ULP of the exact result
+// for every float.
 FJ_MATH float fj_exp2(float x) {
-  return (float)fj_exp_core<8>(fj_clamp_d((double)x, -160.0, 130.0) * 0.69314718055994531);
+  const bool zero = x < -150.0f;
+  const float c = zero ? 0.0f : (x > 129.0f ? 129.0f : x);  // NaN passes
+  const bool below = c < 0.0f;
+  const float shifter = fj_exp_shifter_above + fj_zero_if(!below, 65.0f);
+  const float kf = c + shifter;
+  const float p = fj_exp_poly((c - (kf - shifter)) * 0x1.62e430p-1f);
+  return fj_zero_if(zero, p * fj_bits_to_float(fj_float_bits(kf) << 23) * (below ? 0x1p-64f : 2.0f));
 }
+// sinh and cosh of a float through fj_exp_core in double precision, rounded once: (e^a -+
+// e^-a) / 2 with a = |x|, sinh below a = 1/32 by its series to a^7 (e^a - e^-a loses the
+// digits there).  Infinities past the float range, NaN propagates.  Within one ULP of the
+// exact result for every float.
 FJ_MATH float fj_sinh(float x) {
   const double a = fabs((double)x);
   const double e = fj_exp_core(a > 100.0 ? 100.0 : a);  // NaN passes

@@ -485,4 +485,25 @@ static inline double fj_erfinv(double y) {
   }
   return sign * x;
 }
-static inline float fj_erfinv(float y) { return (float)fj_erfinv((double)y); }
+// erfinv of a float: the same first guess and two Halley steps, every step taken (no
+// branch, no early exit) with fusejit's own double-precision erf and erfc (fj_erf_poly,
+// fj_erfcx_poly times e^-x^2: relative errors below 3e-9, a twentieth of a float's ULP in x),
+// so the loop over the elements is vectorised; the C library's erf, erfc and log1p were
+// scalar calls (85 ns an element).
+FJ_MATH float fj_erfinv(float yf) {
+  const double ay0 = fabs((double)yf);
+  const bool inside = ay0 < 1.0;  // NaN: false
+  const double ay = inside ? ay0 : 0.5;
+  const double ln = fj_log_core((1.0 - ay) * (1.0 + ay));  // log(1 - y^2), 1 - y^2 > 0
+  const double t = 2.0 / (3.14159265358979323846 * 0.147) + 0.5 * ln;
+  double x = __builtin_sqrt(__builtin_sqrt(t * t - ln / 0.147) - t);
+  const bool tail = ay > 0.5;  // erfc there: erf(x) - y loses the digits
+#pragma GCC unroll 2
+  for (int step = 0; step < 2; ++step) {  // the guess is within 2e-3: two cubic steps reach 1e-16
+    const double e = fj_exp_core<12>(-(x * x));
+    const double f = tail ? (1.0 - ay) - fj_erfcx_poly(x) * e : fj_erf_poly(x < 3.9 ? x : 3.9) - ay;
+    x -= f / (1.1283791670955126 * e + x * f);
+  }
+  const float r = copysignf((float)x, yf);
+  return inside ? (ay0 == 0.0 ? yf : r) : (ay0 == 1.0 ? copysignf(fj_inf_f(), yf) : fj_nan_f());
+}

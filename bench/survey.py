@@ -43,6 +43,9 @@ def _small_mlp(a):
 CASES = {
     "exp": (jnp.exp, "wide"), "tanh": (jnp.tanh, "wide"), "sin": (jnp.sin, "wide"),
     "sqrt_abs": (lambda a: jnp.sqrt(jnp.abs(a)), "wide"), "log1p_abs": (lambda a: jnp.log1p(jnp.abs(a)), "wide"),
+    "log_abs": (lambda a: jnp.log(jnp.abs(a)), "wide"), "exp2": (jnp.exp2, "wide"), "expm1": (jnp.expm1, "wide"),
+    "asinh": (jnp.arcsinh, "wide"), "erf_inv": (lambda a: jax.scipy.special.erfinv(jnp.tanh(a)), "wide"),
+    "hypot": (lambda a: jnp.hypot(a, a[::-1]), "wide"),
     "pow": (lambda a: jnp.abs(a) ** 1.7, "wide"), "atan2": (lambda a: jnp.arctan2(a, a[::-1]), "wide"),
     "erf": (jax.scipy.special.erf, "wide"), "sigmoid": (jax.nn.sigmoid, "wide"), "silu": (jax.nn.silu, "wide"),
     "softplus": (jax.nn.softplus, "wide"), "gelu": (jax.nn.gelu, "wide"),

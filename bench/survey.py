@@ -32,6 +32,9 @@ SMALL = (200, 128)  # the small cases' matrix
 # nears zero.  Their diff allows that many units of the largest result.
 SUMS = {"cumsum_ax1", "cumsum_ax0", "matmul", "scan_rows", "grad_mlp", "small_mlp", "small_mlp_grad"}
 SUMS_ATOL = 5e-5
+# Cases where XLA's float32 approximation is several ULP off the exact result (fusejit's is
+# within one): their diff allows this relative error (tests/helpers.py OVERRIDES, erf_inv).
+LOOSE_RTOL = {"erf_inv": 1e-4}
 
 def _small_mlp(a):
     w1, b1, x = a[:64], a[64], a[96:128, :64]
@@ -121,7 +124,7 @@ def main(argv=None) -> int:
         if name in SUMS:
             reference = jax.tree_util.tree_leaves(jitted(*on_jax[0]))
             atol = SUMS_ATOL * max(float(jnp.max(jnp.abs(leaf))) for leaf in reference)
-        report = fusejit.check(f, *on_device[0], atol=atol)
+        report = fusejit.check(f, *on_device[0], atol=atol, rtol=LOOSE_RTOL.get(name))
         if not report.ok:
             failed.append(name)
         timings = measure_all({"fusejit": (f, on_device, dev.sync),

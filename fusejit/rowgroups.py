@@ -28,6 +28,8 @@ row's elements by permutes.  A softmax over rows of 10: 1067 -> 361 us on one co
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from . import ops
@@ -173,6 +175,8 @@ def group_path(w, spec, ix, phases, slots) -> str:
 
 # ---- flat groups ----
 
+SPREAD = re.compile(r"fj_flat_spread<\d+>\((\w+), \w+\);$")  # a spread and its array's declaration
+SPREAD_ARRAY = re.compile(r"\w+ (spread\w*)\[FJ_ROW_GROUP \* \d+\];$")
 FLAT = {"reduce_max": "fj_flat_extreme<{L}, true>", "reduce_min": "fj_flat_extreme<{L}, false>",
         "reduce_sum": "fj_flat_sum<{L}>"}
 
@@ -303,4 +307,10 @@ def flat_path(w, spec, phases, names: dict, row_len: int, ix):
         return None
     finally:
         w.body, w.loads, w.cache, w.row_body, w.memo, w.sym_names, w.variant = saved
-    return opening, branch
+    # A row value no pass reads at its elements (softmax's max, read as max(-inf, max), or a
+    # step towards another row value) is not spread.
+    spreads = [m.group(1) for line in branch for m in [SPREAD.match(line)] if m]
+    unread = {name for name in spreads if not any(f"{name}[e]" in line for line in branch)}
+    dead = {line for line in opening + branch for m in [SPREAD.match(line) or SPREAD_ARRAY.match(line)]
+            if m and m.group(1) in unread}
+    return [line for line in opening if line not in dead], [line for line in branch if line not in dead]

@@ -197,7 +197,7 @@ class Reshape:
         self.children = ()
 
     def run(self, backend, arrays):
-        return [arrays[0].reshape(self.shape)]
+        return list(self.prepare(backend)(arrays[0]))
 
     def prepare(self, backend):
         shape = self.shape
@@ -217,7 +217,7 @@ class Slice:
         self.children = ()
 
     def run(self, backend, arrays):
-        return [arrays[0][self.window]]
+        return list(self.prepare(backend)(arrays[0]))
 
     def prepare(self, backend):
         window = self.window

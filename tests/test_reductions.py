@@ -222,7 +222,7 @@ def test_short_row_families_keep_their_rows_flat_on_the_host(row, x64, tmp_path)
                 "leading": jax.nn.softmax(y * 2, axis=-1)}
 
     compiled = verify(family, x, y)
-    flat = [k for k in compiled.rendered if "fj_flat_spread" in k.source]
+    flat = [k for k in compiled.rendered if "(flat)" in k.source]
     assert len(flat) == len(compiled.rendered), [k.spec.eqns for k in compiled.rendered]
     assert all("fj_flat_sum" in k.source for k in flat)
     log_softmax = [k for k in flat if "fj_log(rowv" in k.source]
@@ -230,7 +230,7 @@ def test_short_row_families_keep_their_rows_flat_on_the_host(row, x64, tmp_path)
     run_host_under_asan(compiled, (x, y), tmp_path)
 
     compiled = verify(lambda d: jax.nn.softmax(d, axis=1), x.astype(np.float64))  # 8 bytes: gathers
-    assert not any("fj_flat_spread" in k.source for k in compiled.rendered)
+    assert not any("(flat)" in k.source for k in compiled.rendered)
 
 
 def test_short_rows_of_8_byte_elements_gather(x64):

@@ -1,14 +1,14 @@
 """`python -m bench.fits`: the polynomial coefficients of the host's float32 math, refitted.
 
-kernels/cpu_prelude.h computes the logistic function, log, erf, erfc and atan2 of a float with
-polynomials fitted here, by least squares on Chebyshev points (NumPy's lstsq): this prints
-each table as the header spells it, and `--check` exits 1 if the header's tables differ from
-a refit (tests/test_elementwise.py runs that check).  LAPACK's arithmetic differs between
-builds and processors in the last bits, which the ill-conditioned monomial coefficients of a
-degree-16 fit magnify (to 3e-8 of a coefficient between two machines), so the check compares
-the polynomials' values on [-1, 1] (to CHECK_RTOL) rather than the coefficients' bits.  The
-promise the tables keep (one ULP from the exact result over every float) is checked by
-bench/ulp_sweep.py, not here.
+kernels/cpu_prelude.h computes the logistic function, expm1, log, erf, erfc, atan2 and
+erfinv of a float with polynomials fitted here, by least squares on Chebyshev points
+(NumPy's lstsq): this prints each table as the header spells it, and `--check` exits 1 if
+the header's tables differ from a refit (tests/test_elementwise.py runs that check).
+LAPACK's arithmetic differs between builds and processors in the last bits, which the
+ill-conditioned monomial coefficients of a degree-16 fit magnify (to 3e-8 of a coefficient
+between two machines), so the check compares the polynomials' values on [-1, 1] (to
+CHECK_RTOL) rather than the coefficients' bits.  The promise the tables keep (one ULP from
+the exact result over every float) is checked by bench/ulp_sweep.py, not here.
 """
 from __future__ import annotations
 
@@ -44,6 +44,16 @@ def logistic() -> list[float]:
     vander = np.vander(r, 6, increasing=True) * (r**2)[:, None]
     c, *_ = np.linalg.lstsq(vander, w * r**2, rcond=None)
     return [float(v) for v in c[::-1].astype(np.float32)]
+
+
+def expm1() -> list[float]:
+    """w(r) = (e^r - 1 - r) / r^2 on |r| <= ln(2)/2 in float32, degree 5, minimising its
+    relative error (fj_expm1_coefficients: r^2 w is e^r - 1's low part near 0)."""
+    r = _chebyshev_points() * (np.log(2.0) / 2 * 1.0005)
+    r = r[np.abs(r) > 1e-6]
+    w = (np.expm1(r) - r) / r**2
+    c, *_ = np.linalg.lstsq(np.vander(r, 6) / w[:, None], np.ones_like(w), rcond=None)
+    return [float(v) for v in c.astype(np.float32)]
 
 
 ERF_EDGE = 3.9  # erf(a) / a in u = a^2 (2 / 3.9^2) - 1
@@ -103,8 +113,22 @@ def log() -> list[float]:
     return [float(v) for v in c.astype(np.float32)]
 
 
-TABLES = {"fj_logistic_coefficients": logistic, "fj_log_coefficients": log, "fj_erf_coefficients": erf, "fj_erfcx_coefficients": erfcx,
-          "fj_atan_coefficients": atan}
+ERFINV_EDGE = 4.0  # s = sqrt(-log(1 - y^2)) <= sqrt(23 ln 2) < 4 for a float y below 1
+
+
+def erfinv() -> list[float]:
+    """erfinv(y) / y in u = s / 2 - 1, s = sqrt(-log(1 - y^2)) from 0 to 4, degree 20
+    (fj_erfinv_coefficients): a function of s smooth up to the largest float below 1."""
+    t = _chebyshev_points()
+    s = (t + 1.0) / 2.0 * ERFINV_EDGE
+    y = np.sqrt(-np.expm1(-s * s))
+    safe = np.where(y > 0.0, y, 1.0)
+    f = np.where(y > 0.0, scipy.special.erfinv(safe) / safe, np.sqrt(np.pi) / 2.0)
+    return [float(v) for v in _relative_fit(t, f, 20)]
+
+
+TABLES = {"fj_logistic_coefficients": logistic, "fj_expm1_coefficients": expm1, "fj_log_coefficients": log, "fj_erf_coefficients": erf, "fj_erfcx_coefficients": erfcx,
+          "fj_atan_coefficients": atan, "fj_erfinv_coefficients": erfinv}
 
 
 def header_table(name: str, text: str | None = None) -> list[float]:
@@ -119,7 +143,7 @@ def header_table(name: str, text: str | None = None) -> list[float]:
 
 
 def spell(name: str, values: list[float]) -> str:
-    if name in ("fj_logistic_coefficients", "fj_log_coefficients"):
+    if name in ("fj_logistic_coefficients", "fj_expm1_coefficients", "fj_log_coefficients"):
         return ", ".join(np.float32(v).item().hex().replace("0000000p", "p") + "f" for v in values)
     return ", ".join(repr(v) for v in values)
 

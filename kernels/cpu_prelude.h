@@ -46,14 +46,14 @@ static inline float fj_lgamma(float x) { int sign; return lgammaf_r(x, &sign); }
 static inline double fj_lgamma(double x) { int sign; return lgamma_r(x, &sign); }
 
 // ---- float32 math the C++ compiler can vectorise ----
-// exp, exp2, log, tanh, sinh, cosh, log1p, expm1, erf, erfc, the logistic function, atan,
-// atan2, asin and acos of a float, within one ULP of the exact result
-// (tests/test_elementwise.py, bench/ulp_sweep.py), with the C library's results for NaN,
-// +-inf, zero and overflow: exp, tanh, the logistic function, log and log1p in float arithmetic, the
-// others in double and rounded once.  Straight-line code (selects, bit operations, no calls),
-// so GCC vectorises the loops that use them, which it cannot do with the C library's scalar
-// expf/tanhf/erff/atan2f.  The float64 versions are the C library's.  CUDA's prelude maps the
-// same names to CUDA's functions.
+// exp, exp2, log, tanh, sinh, cosh, log1p, expm1, erf, erfc, erfinv, the logistic function,
+// atan, atan2, asin, acos, asinh, acosh and atanh of a float, within one ULP of the exact
+// result (tests/test_elementwise.py, bench/ulp_sweep.py), with the C library's results for
+// NaN, +-inf, zero and overflow: exp, exp2, expm1, tanh, the logistic function, log and log1p
+// in float arithmetic, the others in double and rounded once.  Straight-line code (selects,
+// bit operations, no calls), so GCC vectorises the loops that use them, which it cannot do
+// with the C library's scalar expf/tanhf/erff/atan2f.  The float64 versions are the C
+// library's.  CUDA's prelude maps the same names to CUDA's functions.
 #define FJ_MATH static inline __attribute__((always_inline))  // inlined, or the loop has a call
 FJ_MATH double fj_bits_to_double(unsigned long long b) { double d; memcpy(&d, &b, 8); return d; }
 FJ_MATH unsigned long long fj_double_bits(double d) { unsigned long long b; memcpy(&b, &d, 8); return b; }
@@ -80,14 +80,13 @@ template <int DEGREE = 12> FJ_MATH double fj_exp_core(double x) {
   return p * half1 * half2;
 }
 
-// log(x) for x > 0 finite (normal or denormal double): x = m 2^e with m in [sqrt(1/2), sqrt(2)),
-// log m = 2 atanh(f), f = (m - 1) / (m + 1), |f| <= 0.1716, by its series to f^11 (relative
-// error below 5e-11: for a float result, whose half ULP is at least 3e-8).  The float inverse
-// hyperbolic functions' logarithm.
+// log(x) for x > 0 finite and normal: x = m 2^e with m in [sqrt(1/2), sqrt(2)), log m = 2
+// atanh(f), f = (m - 1) / (m + 1), |f| <= 0.1716, by its series to f^11 (relative error below
+// 5e-11: for a float result, whose half ULP is at least 3e-8).  The logarithm of the float
+// inverse hyperbolic functions (of 1 or more) and of erfinv (of 2^-24 or more).
 FJ_MATH double fj_log_core(double x) {
-  const double scaled = x < 0x1p-1022 ? x * 0x1p54 : x;  // denormals become normal
-  const unsigned long long b = fj_double_bits(scaled);
-  const long long e0 = (long long)((b >> 52) & 0x7ff) - 1023 - (x < 0x1p-1022 ? 54 : 0);
+  const unsigned long long b = fj_double_bits(x);
+  const long long e0 = (long long)((b >> 52) & 0x7ff) - 1023;
   const double m0 = fj_bits_to_double((b & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL);
   const bool big = m0 > 1.4142135623730951;
   const double m = big ? m0 * 0.5 : m0;
@@ -95,17 +94,16 @@ FJ_MATH double fj_log_core(double x) {
   const double f = (m - 1.0) / (m + 1.0);
   const double s = f * f;
   double p = 1.0 / 11.0;
-  p = p * s + 1.0 / 9.0;
-  p = p * s + 1.0 / 7.0;
-  p = p * s + 1.0 / 5.0;
-  p = p * s + 1.0 / 3.0;
-  p = p * s + 1.0;
-  return e * 0x1.62e42fefa3800p-1 + (2.0 * f * p + e * 0x1.ef35793c76730p-45);
+  p = __builtin_fma(p, s, 1.0 / 9.0);
+  p = __builtin_fma(p, s, 1.0 / 7.0);
+  p = __builtin_fma(p, s, 1.0 / 5.0);
+  p = __builtin_fma(p, s, 1.0 / 3.0);
+  p = __builtin_fma(p, s, 1.0);
+  return __builtin_fma(e, 0x1.62e42fefa3800p-1, __builtin_fma(2.0 * f, p, e * 0x1.ef35793c76730p-45));
 }
 
 // Every value is computed unconditionally and then selected: a ternary whose arm divides or
 // converts is control flow the vectoriser keeps (an arm may raise a floating-point flag).
-FJ_MATH double fj_clamp_d(double d, double lo, double hi) { return d < lo ? lo : (d > hi ? hi : d); }
 
 // exp of a float in float arithmetic (twice the vector lanes of double): e^x = 2^k e^r with
 // |r| <= ln(2)/2 from a two-part ln 2, e^r = 1 + r (1 + r q(r)) with q of degree 4 fitted to
@@ -238,9 +236,39 @@ FJ_MATH float fj_log1p(float x) {
   const float special = x == -1.0f ? -fj_inf_f() : x == fj_inf_f() ? x : fj_nan_f();
   return fabsf(x) < 0x1p-25f ? x : (positive ? r : special);
 }
+// e^x - 1 of a float in float arithmetic: e^x = 2^k e^r as in fj_exp, e^r - 1 = r + t, t = r^2
+// w(r) with w of degree 5 fitted to minimise its relative error (bench/fits.py: 1e-8 with float
+// coefficients; t is at most a fifth of r + t), carried as a pair (m_hi + m_lo = r + t
+// exactly).  For k = 0 the result is r + t rounded once; otherwise 2 h (1 + m) - 1 with h =
+// 2^(k-1) (which stays a float up to the overflow) by exact sums: h + h m_hi by Fast2Sum, its
+// double minus 1 by TwoSum, their rounding errors and 2 h m_lo added before the one rounding
+// of the result.  Below -18 the result rounds to -1, past 89 to inf; below 2^-25 in magnitude
+// it is x itself (+-0 and denormals too).  Within one ULP of the exact result for every float
+// (checked exhaustively); NaN propagates.
+static constexpr float fj_expm1_coefficients[] = {  // bench/fits.py
+    0x1.a0465ap-13f, 0x1.6d42fcp-10f, 0x1.111166p-7f, 0x1.5554eap-5f, 0x1.555556p-3f, 0x1.000000p-1f};
 FJ_MATH float fj_expm1(float x) {
-  const float r = (float)(fj_exp_core(fj_clamp_d((double)x, -110.0, 100.0)) - 1.0);
-  return fabsf(x) < 0x1p-25f ? x : r;
+  const float c = x < -18.0f ? -18.0f : (x > 89.0f ? 89.0f : x);  // NaN passes
+  const float kf = __builtin_fmaf(c, 0x1.715476p0f, fj_exp_shifter_above);  // carries k - 1 + 127
+  const float k = kf - fj_exp_shifter_above;
+  const float r = __builtin_fmaf(-k, 0x1.7f7d1cp-20f, __builtin_fmaf(-k, 0x1.62e400p-1f, c));
+  float w = fj_expm1_coefficients[0];
+#pragma GCC unroll 8
+  for (int n = 1; n < 6; ++n) w = __builtin_fmaf(w, r, fj_expm1_coefficients[n]);
+  const float t = (r * r) * w;
+  const float m_hi = r + t;
+  const float m_lo = (r - m_hi) + t;  // |r| >= |t|
+  const float h = fj_bits_to_float(fj_float_bits(kf) << 23);  // 2^(k-1)
+  const float b = h * m_hi;  // exact: |m_hi| < 1/2
+  const float s = h + b;
+  const float s_lo = (h - s) + b;  // |h| >= |b|
+  const float d = 2.0f * s;  // inf past the float range
+  const float e = d - 1.0f;
+  const float back = e - d;  // TwoSum of d and -1
+  const float e_lo = (d - (e - back)) + (-1.0f - back);
+  const float general = e + ((e_lo + 2.0f * s_lo) + 2.0f * (h * m_lo));
+  const float result = k == 0.0f ? m_hi : (d == fj_inf_f() ? d : general);
+  return fabsf(x) < 0x1p-25f ? x : result;
 }
 // The logistic function of a float in float arithmetic: with a = |x| and t = e^-a = 2^-k p,
 // 1 / (1 + t) for x >= 0 and 2^-k p / (1 + t) for x < 0.  e^r = 1 + m, m = r + r^2 w(r), w of
@@ -485,25 +513,25 @@ static inline double fj_erfinv(double y) {
   }
   return sign * x;
 }
-// erfinv of a float: the same first guess and two Halley steps, every step taken (no
-// branch, no early exit) with fusejit's own double-precision erf and erfc (fj_erf_poly,
-// fj_erfcx_poly times e^-x^2: relative errors below 3e-9, a twentieth of a float's ULP in x),
-// so the loop over the elements is vectorised; the C library's erf, erfc and log1p were
-// scalar calls (85 ns an element).
+// erfinv of a float in double precision, rounded once: with s = sqrt(-log(1 - y^2)), at most
+// sqrt(23 ln 2) < 4 below 1, erfinv(y) = y P(s), P of degree 20 in u = s / 2 - 1 fitted to
+// minimise the relative error (bench/fits.py: below 4.8e-9, a sixth of half a float ULP), so
+// the result rounds to within one ULP of the exact one (bench/ulp_sweep.py); 1 - y^2 is
+// exact in double, its logarithm fj_log_core's.  One polynomial, no branch, no iteration:
+// vectorised, where Halley steps on erf cost four times as much and the C library's erf,
+// erfc and log1p were scalar calls.  +-inf at +-1, NaN outside [-1, 1]; +-0 stays itself.
+static constexpr double fj_erfinv_coefficients[] = {
+    0.018293152320715933, 0.005836189283556337, -0.11396108302208496, -0.03063317608572458,
+    0.325221566669206, 0.06563336128287088, -0.5747332267998673, -0.06334583315405376,
+    0.7254090385743177, -0.01218547060260925, -0.721658408984645, 0.14083223019710608,
+    0.6049298252950396, -0.27706450517610537, -0.42523366455462747, 0.38746375536962785,
+    0.21468713777107287, -0.5665957698755191, 0.45127192316777587, 1.8268376605649561,
+    1.858779109083652};
 FJ_MATH float fj_erfinv(float yf) {
   const double ay0 = fabs((double)yf);
   const bool inside = ay0 < 1.0;  // NaN: false
   const double ay = inside ? ay0 : 0.5;
-  const double ln = fj_log_core((1.0 - ay) * (1.0 + ay));  // log(1 - y^2), 1 - y^2 > 0
-  const double t = 2.0 / (3.14159265358979323846 * 0.147) + 0.5 * ln;
-  double x = __builtin_sqrt(__builtin_sqrt(t * t - ln / 0.147) - t);
-  const bool tail = ay > 0.5;  // erfc there: erf(x) - y loses the digits
-#pragma GCC unroll 2
-  for (int step = 0; step < 2; ++step) {  // the guess is within 2e-3: two cubic steps reach 1e-16
-    const double e = fj_exp_core<12>(-(x * x));
-    const double f = tail ? (1.0 - ay) - fj_erfcx_poly(x) * e : fj_erf_poly(x < 3.9 ? x : 3.9) - ay;
-    x -= f / (1.1283791670955126 * e + x * f);
-  }
-  const float r = copysignf((float)x, yf);
-  return inside ? (ay0 == 0.0 ? yf : r) : (ay0 == 1.0 ? copysignf(fj_inf_f(), yf) : fj_nan_f());
+  const double s = __builtin_sqrt(-fj_log_core((1.0 - ay) * (1.0 + ay)));
+  const float r = (float)((double)yf * fj_horner(__builtin_fma(s, 0.5, -1.0), fj_erfinv_coefficients));
+  return inside ? r : (ay0 == 1.0 ? copysignf(fj_inf_f(), yf) : fj_nan_f());
 }

@@ -1,11 +1,13 @@
-"""Device loops: a scan whose body is elementwise in its carries runs every iteration inside
+"""Device loops: a loop whose body is elementwise in its carries runs every iteration inside
 one kernel (kernels/loop.cu.in), one launch per call.
 
-Eligible: the body is fusible (elementwise and shape primitives), its non-scalar carries and
-stacked outputs share one shape, and it reads each non-scalar carry only at the element being
-computed.  Each thread then keeps its elements' carries in registers; consts are read from
-memory at any index, xs at iteration t.  Scalar carries (a loop counter) are computed by every
-thread alike and stored by the first.
+Eligible: a scan or a while loop whose body is fusible (elementwise and shape primitives),
+whose non-scalar carries (and a scan's stacked outputs) share one shape, and which reads each
+non-scalar carry only at the element being computed; a while loop's predicate, besides,
+reads scalars only (a counter against a bound).  Each thread then keeps its elements'
+carries in registers; consts are read from memory at any index, a scan's xs at iteration t.
+Scalar carries (a loop counter) are computed by every thread alike and stored by the first,
+so every thread computes the same predicate and runs the same number of iterations.
 """
 from __future__ import annotations
 
@@ -17,9 +19,10 @@ from . import launch as launch_mod
 from . import ops
 from . import codegen
 from .codegen import KernelWriter, Param, fill_kernel, indent, needs_index64
+from .control import Builder, fresh
 from .fusion import FUSIBLE, KernelSpec, producers
 from .indexing import Sym, aff, delinearize, linearize, loop_symbol
-from .ir import Var
+from .ir import Graph, Var
 from .launch import CUDA_BLOCK, Arg, Launch, Layout
 from .templates import fill
 
@@ -86,32 +89,63 @@ class LoopSources:
         pass
 
 
+def _iteration_shape(shapes) -> tuple | None:
+    """The one shape of the non-scalar carries and stacked outputs (() if none), or None."""
+    shapes = {shape for shape in shapes if shape != ()}
+    if len(shapes) > 1:
+        return None
+    return shapes.pop() if shapes else ()
+
+
 def eligible(eqn) -> tuple | None:
     """The iteration shape of a device loop for this scan, or None."""
     p = eqn.params
     body, nk = p["body"], p["num_carry"]
     if any(e.primitive not in FUSIBLE for e in body.eqns):
         return None
-    shapes = {v.shape for v in eqn.outputs[:nk] if v.shape != ()}
-    shapes |= {v.shape[1:] for v in eqn.outputs[nk:] if v.shape[1:] != ()}
-    if len(shapes) > 1:
-        return None
-    return shapes.pop() if shapes else ()
+    return _iteration_shape([v.shape for v in eqn.outputs[:nk]] + [v.shape[1:] for v in eqn.outputs[nk:]])
 
 
-def render(eqn, name: str, index64_forced: bool):
+def eligible_while(eqn) -> tuple | None:
+    """The iteration shape of a device loop for this while loop, or None: its predicate must
+    read scalars only, so that every thread computes it alike, and a loop over no elements
+    runs on the host (its scalar carries still iterate)."""
     p = eqn.params
-    body, length, nc, nk = p["body"], p["length"], p["num_consts"], p["num_carry"]
-    shape = eligible(eqn)
-    carries_in, xs_in = body.inputs[nc:nc + nk], body.inputs[nc + nk:]
-    read_inputs = {id(a) for e in body.eqns for a in e.inputs} | {id(a) for a in body.outputs}
-    sources = tuple(v for v in body.inputs if id(v) in read_inputs or v in carries_in) + tuple(v for v, _ in body.consts)
-    outs = [Var(v.shape, v.dtype) for v in eqn.outputs]  # parameters only: dtypes matter
-    spec = KernelSpec(name, "map", shape, tuple(outs), sources, body.eqns)
+    cond, body = p["cond"], p["body"]
+    if any(e.primitive not in FUSIBLE for e in (*cond.eqns, *body.eqns)):
+        return None
+    if any(isinstance(a, Var) and a.shape != () for e in cond.eqns for a in (*e.inputs, *e.outputs)):
+        return None
+    shape = _iteration_shape([v.shape for v in eqn.outputs])
+    return None if shape is None or 0 in shape else shape
+
+
+def while_graph(eqn) -> Graph:
+    """A while loop's predicate and body as one graph: inputs (the predicate's consts, the
+    body's consts, the carries), outputs (the predicate, then the new carries)."""
+    p = eqn.params
+    nc, nb, cond, body = p["cond_nconsts"], p["body_nconsts"], p["cond"], p["body"]
+    inputs = tuple(fresh(v) for v in (*cond.inputs[:nc], *body.inputs))
+    consts, carries = list(inputs[:nc + nb]), list(inputs[nc + nb:])
+    b = Builder(Graph(inputs, (), (), ()))
+    predicate = b.inline(cond, consts[:nc] + carries)
+    new = b.inline(body, consts[nc:] + carries)
+    return Graph(inputs, tuple(b.consts), tuple(b.eqns), (*predicate, *new))
+
+
+def _setup(name: str, graph: Graph, shape: tuple, outputs, carries_in, xs_in, length: int, index64_forced: bool):
+    """The kernel writer of a loop over `graph` with its carries in registers: (spec, writer,
+    the element's index, size, register declarations, loads, stores)."""
+    read_inputs = {id(a) for e in graph.eqns for a in e.inputs} | {id(a) for a in graph.outputs}
+    carry_ids = {id(v) for v in carries_in}
+    sources = tuple(v for v in graph.inputs if id(v) in read_inputs or id(v) in carry_ids) + tuple(
+        v for v, _ in graph.consts)
+    outs = [Var(v.shape, v.dtype) for v in outputs]  # parameters only: dtypes matter
+    spec = KernelSpec(name, "map", shape, tuple(outs), sources, graph.eqns)
     size = int(np.prod(shape, dtype=np.int64))
-    w = KernelWriter(spec, producers(body), index64_forced or needs_index64(spec)
+    w = KernelWriter(spec, producers(graph), index64_forced or needs_index64(spec)
                      or size * max(length, 1) > 2**31 - 1)
-    w.var_by_id = {id(v): v for e in body.eqns for v in e.outputs}
+    w.var_by_id = {id(v): v for e in graph.eqns for v in e.outputs}
     idx = delinearize(loop_symbol(size), shape)
     own = linearize(idx, shape)
     registers = {}
@@ -123,38 +157,89 @@ def render(eqn, name: str, index64_forced: bool):
         source = w.source_names[id(v)]
         declare.append(f"{ops.ctype(v.dtype)} carry{k}[lanes];")
         load.append(f"{reg} = {source}[{'i' if v.shape else '0'}];")
+        store.append(f"out{k}[i] = carry{k}[lane];" if v.shape else f"if (i == 0) out{k}[0] = carry{k}[lane];")
     w.variant |= {"t", "step", "lane"}
     w.cache = LoopSources(registers, {id(v) for v in xs_in}, length)
     w.body = []
-    new_values = []
-    for k, out in enumerate(body.outputs):
-        value = w.read(out, idx if out.shape else ()) if isinstance(out, Var) else ops.c_literal(out.value, out.dtype)
-        new_values.append(value)
+    return spec, w, idx, size, declare, load, store
+
+
+def _read_all(w, outputs, idx) -> list[str]:
+    return [w.read(out, idx if out.shape else ()) if isinstance(out, Var) else ops.c_literal(out.value, out.dtype)
+            for out in outputs]
+
+
+def _updates(w, carries_in, values) -> list[str]:
+    """Declare the carries' next values (after every value of the iteration is computed) and
+    return the statements that put them in the registers."""
     updates = []
-    for k, (v, value) in enumerate(zip(carries_in, new_values[:nk])):
-        nxt = f"next{k}"
-        w.body.append(f"const {ops.ctype(v.dtype)} {nxt} = {value};")
-        updates.append(f"carry{k}[lane] = {nxt};")
+    for k, (v, value) in enumerate(zip(carries_in, values)):
+        w.body.append(f"const {ops.ctype(v.dtype)} next{k} = {value};")
+        updates.append(f"carry{k}[lane] = next{k};")
+    return updates
+
+
+def _source(w, carries_in, declare, load, store, params, description: str, tile_template: str, **slots) -> str:
+    """The kernel's source: values no iteration changes computed once per tile, the tile
+    template filled for full and partial tiles."""
+    kept, once, steps = hoist_invariants(w.body, {"t", "step"} | {f"carry{k}" for k in range(len(carries_in))})
+    declare = declare + [f"{ctype} {name}_lanes[lanes];" for name, ctype in kept.items()]
+    state = [ops.ctype(v.dtype) for v in carries_in] + list(kept.values())
+    tile = {"declare": indent(declare, 0), "load": indent(load + once, 1), "body": indent(steps, 2),
+            "store": indent(store, 1), **slots}
+    return fill_kernel(
+        w, "loop.cu.in", description, CUDA_BLOCK, params,
+        state=" + ".join(f"sizeof({ctype})" for ctype in state) or "0",
+        full=indent(fill(tile_template, width="full", **tile).splitlines(), 3),
+        partial=indent(fill(tile_template, width="width", **tile).splitlines(), 3))
+
+
+def render(eqn, name: str, index64_forced: bool):
+    p = eqn.params
+    body, length, nc, nk = p["body"], p["length"], p["num_consts"], p["num_carry"]
+    shape = eligible(eqn)
+    carries_in, xs_in = body.inputs[nc:nc + nk], body.inputs[nc + nk:]
+    spec, w, idx, size, declare, load, store = _setup(name, body, shape, eqn.outputs, carries_in, xs_in, length,
+                                                      index64_forced)
+    own = linearize(idx, shape)
+    new_values = _read_all(w, body.outputs, idx)
+    ys = []
     for j, (y, value) in enumerate(zip(eqn.outputs[nk:], new_values[nk:])):
         target = f"out{nk + j}[{w.index(w.cache.t * size + own) if y.shape[1:] else 't'}] = {value};"
-        w.body.append(target if y.shape[1:] else f"if (i == 0) {target}")
-    w.body += updates
-    kept, once, steps = hoist_invariants(w.body, {"t", "step"} | {f"carry{k}" for k in range(len(carries_in))})
-    declare += [f"{ctype} {name}_lanes[lanes];" for name, ctype in kept.items()]
-    load += once
-    state = [ops.ctype(v.dtype) for v in carries_in] + list(kept.values())
-    for k, v in enumerate(carries_in):
-        store.append(f"out{k}[i] = carry{k}[lane];" if v.shape else f"if (i == 0) out{k}[0] = carry{k}[lane];")
+        ys.append(target if y.shape[1:] else f"if (i == 0) {target}")
+    updates = _updates(w, carries_in, new_values[:nk])
+    w.body += ys + updates
     params = w.buffer_params() + [Param("scalar", "n", w.index_ctype, value=size),
                                   Param("scalar", "length", w.index_ctype, value=length)]
-    tile = {"declare": indent(declare, 0), "load": indent(load, 1), "body": indent(steps, 2),
-            "store": indent(store, 1), "iteration": "length - 1 - step" if p["reverse"] else "step"}
-    source = fill_kernel(
-        w, "loop.cu.in", f"{length} iteration(s){' (reversed)' if p['reverse'] else ''} of a scan over "
-        f"{list(shape)}, {len(carries_in)} carry(ies) in registers", CUDA_BLOCK, params,
-        state=" + ".join(f"sizeof({ctype})" for ctype in state) or "0",
-        full=indent(fill("loop_tile.cu.in", width="full", **tile).splitlines(), 3),
-        partial=indent(fill("loop_tile.cu.in", width="width", **tile).splitlines(), 3))
+    source = _source(w, carries_in, declare, load, store, params,
+                     f"{length} iteration(s){' (reversed)' if p['reverse'] else ''} of a scan over {list(shape)}, "
+                     f"{len(carries_in)} carry(ies) in registers", "loop_tile.cu.in",
+                     iteration="length - 1 - step" if p["reverse"] else "step")
+    return spec, source, params, w.index64, size
+
+
+def render_while(eqn, graph: Graph, name: str, index64_forced: bool):
+    """A while loop's kernel (`graph`: its while_graph): the predicate computed from the first
+    lane's scalar carries (the same in every lane and every thread) before each iteration."""
+    shape = eligible_while(eqn)
+    nconsts = eqn.params["cond_nconsts"] + eqn.params["body_nconsts"]
+    carries_in = graph.inputs[nconsts:]
+    spec, w, idx, size, declare, load, store = _setup(name, graph, shape, eqn.outputs, carries_in, (), 1,
+                                                      index64_forced)
+    lanes = w.cache
+    first = {id(v): (f"carry{k}[0]", aff(0)) for k, v in enumerate(carries_in) if v.shape == ()}
+    w.variant |= {reg for reg, _ in first.values()}
+    w.cache = LoopSources(first, set(), 1)
+    predicate = _read_all(w, graph.outputs[:1], ())[0]
+    predicate_lines = w.body + [f"go = {predicate};"]
+    w.body, w.cache = [], lanes
+    w.memo.clear()  # the predicate's values are out of the iteration's scope
+    updates = _updates(w, carries_in, _read_all(w, graph.outputs[1:], idx))
+    w.body += updates
+    params = w.buffer_params() + [Param("scalar", "n", w.index_ctype, value=size)]
+    source = _source(w, carries_in, declare, load, store, params,
+                     f"a while loop over {list(shape)}, {len(carries_in)} carry(ies) in registers",
+                     "while_tile.cu.in", predicate=indent(predicate_lines, 2))
     return spec, source, params, w.index64, size
 
 
@@ -176,15 +261,16 @@ def one_kernel(backend, spec, source, params, index64, size, grid):
     return module_source, module, launch, backend.bind(module, launch)
 
 
-class DeviceScan:
-    """A scan run by one kernel launch."""
+class DeviceLoop:
+    """A loop run by one kernel launch.  `inputs`: the positions, among the loop's operands,
+    of the kernel's sources (then its graph's consts, then its outputs)."""
 
-    def __init__(self, eqn, backend, spec, source, params, index64, size):
-        self.eqn, self.source, self.size = eqn, source, size
+    def __init__(self, eqn, backend, spec, source, params, index64, size, graph, describe: str):
+        self.eqn, self.source, self.size, self.description = eqn, source, size, describe
         self.module_source, self.module, self.launch, self.call = one_kernel(
             backend, spec, source, params, index64, size, lambda device: device.grid(size))
-        self.inputs = [k for k, v in enumerate(eqn.params["body"].inputs) if any(v is s for s in spec.sources)]
-        self.consts = [backend.upload(arr) for _, arr in eqn.params["body"].consts]
+        self.inputs = [k for k, v in enumerate(graph.inputs) if any(v is s for s in spec.sources)]
+        self.consts = [backend.upload(arr) for _, arr in graph.consts]
         self.children = ()
 
     def run(self, backend, arrays):
@@ -197,16 +283,28 @@ class DeviceScan:
         return outs
 
     def describe(self) -> str:
-        p = self.eqn.params
-        return f"device loop: {p['length']} iteration(s) in one kernel ({self.launch.kernel})"
+        return f"{self.description} in one kernel ({self.launch.kernel})"
 
 
 def build(eqn, ctx):
-    """A DeviceScan for this scan, or None when its body needs a host loop."""
+    """A DeviceLoop for this scan, or None when its body needs a host loop."""
     if eligible(eqn) is None or eqn.params["length"] == 0:
         return None
     try:
         rendered = render(eqn, f"fj_{ctx.name}_loop", ctx.index64)
     except NotDeviceLoop:
         return None
-    return DeviceScan(eqn, ctx.backend, *rendered)
+    return DeviceLoop(eqn, ctx.backend, *rendered, eqn.params["body"],
+                      f"device loop: {eqn.params['length']} iteration(s)")
+
+
+def build_while(eqn, ctx):
+    """A DeviceLoop for this while loop, or None when it needs a host loop."""
+    if eligible_while(eqn) is None:
+        return None
+    graph = while_graph(eqn)
+    try:
+        rendered = render_while(eqn, graph, f"fj_{ctx.name}_loop", ctx.index64)
+    except NotDeviceLoop:
+        return None
+    return DeviceLoop(eqn, ctx.backend, *rendered, graph, "device while loop: every iteration")

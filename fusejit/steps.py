@@ -182,6 +182,9 @@ def build_scan(eqn: Eqn, ctx: Context):
 
 def build_while(eqn: Eqn, ctx: Context):
     p = eqn.params
+    device = devloop.build_while(eqn, ctx)
+    if device is not None:
+        return device
     return WhileLoop(eqn, ctx.compile(p["cond"], f"{ctx.name}_cond"), ctx.compile(p["body"], f"{ctx.name}_body"))
 
 

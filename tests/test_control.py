@@ -255,6 +255,46 @@ def test_integer_while_loop_collatz():
         verify(steps, np.int32(n), backends=("host",))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.bool_])
+def test_while_loop_on_a_counter_is_one_device_loop_kernel(dtype, x64):
+    """A predicate that reads scalar carries only (a counter against a bound passed in) and a
+    body elementwise in the other carries: every thread computes the same predicate, so the
+    loop runs in one kernel; consts read at the element's index and broadcast along rows."""
+    def f(x, y, b, n):
+        def body(c):
+            k, u, s = c
+            if np.dtype(dtype) == np.bool_:
+                return k + 1, (u ^ y) | b, s * 2 + 1
+            if np.dtype(dtype).kind == "f":  # (a contraction: no cancellation grows over the steps)
+                return k + 1, u * 0.75 + y - b * k, s * 2 + 1
+            return k + 1, u * 3 - y + b * k, s * 2 + 1
+        return lax.while_loop(lambda c: c[0] < n + c[2] % 2, body, (0, x, jnp.int32(0)))
+
+    rng = np.random.default_rng(21)
+    x, y, b = rand(rng, (41, 37), dtype), rand(rng, (41, 37), dtype), rand(rng, (37,), dtype)
+    for n in (5, 0, -2):  # iterations, none, none
+        compiled = verify(f, x, y, b, np.int32(n))
+    text = compiled.as_text()
+    assert "device while loop" in text and "host while loop" not in text
+    assert calls(fusejit.jit(f), x, y, b, np.int32(5)) == {"kernels": 1, "library": 0}
+
+
+def test_while_loops_that_stay_on_the_host(x64):
+    """A predicate on a non-scalar carry (its max), a body reading another element's carry (a
+    shift) and carries of no elements (the counter still iterates) run host loops."""
+    def on_max(x):
+        return lax.while_loop(lambda c: jnp.max(c) < 100.0, lambda c: c * 2.0 + 1.0, x)
+
+    def shifted(x, n):
+        return lax.while_loop(lambda c: c[0] < n, lambda c: (c[0] + 1, jnp.roll(c[1], 1) * 0.5), (0, x))
+
+    rng = np.random.default_rng(22)
+    x = np.abs(rand(rng, (5, 7), np.float32)) + 0.5
+    for f, args in ((on_max, (x,)), (shifted, (x, np.int32(4))), (shifted, (x[:0], np.int32(4)))):
+        compiled = verify(f, *args)
+        assert "host while loop" in compiled.as_text() and "device while loop" not in compiled.as_text()
+
+
 def test_vmapped_while_loops_run_each_row_until_its_own_predicate_fails(x64):
     """vmap of a while_loop leaves the predicate batched: the loop runs while any row's holds
     and updates only those rows (the Collatz step counts of a vector, a fori_loop with a

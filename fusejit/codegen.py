@@ -539,7 +539,7 @@ def pad_rule(w, eqn, pos, idx):
     value = w.read(op, tuple(src))
     if not conds:
         return value
-    cond = w.emit("c", "bool", " && ".join(conds), "pad")
+    cond = w.emit("c", "bool", ops.conjunction(conds), "pad")
     pv = w.read(padval, ())
     return w.emit("v", ops.ctype(out.dtype), f"{cond} ? {value} : {pv}", "pad",
                   w.is_invariant(cond, value, pv))
@@ -588,7 +588,7 @@ def gather_rule(w, eqn, pos, idx):
     result = w.read(operand, tuple(op_index))
     if not is_fill_or_drop(eqn) or not fits:
         return result
-    ok = w.emit("c", "bool", " && ".join(fits), "gather", w.is_invariant(*values))
+    ok = w.emit("c", "bool", ops.conjunction(fits), "gather", w.is_invariant(*values))
     return w.emit("v", ops.ctype(out.dtype), f"{ok} ? {result} : {gather_fill(eqn)}", "gather",
                   w.is_invariant(ok, result))
 
@@ -624,7 +624,7 @@ def dynamic_update_slice_rule(w, eqn, pos, idx):
         return w.read(operand, idx)
     if not conds:
         return inside
-    cond = w.emit("c", "bool", " && ".join(conds), "dynamic_update_slice")
+    cond = w.emit("c", "bool", ops.conjunction(conds), "dynamic_update_slice")
     outside = w.read(operand, idx)
     return w.emit("v", ops.ctype(out.dtype), f"{cond} ? {inside} : {outside}", "dynamic_update_slice",
                   w.is_invariant(cond, inside, outside))

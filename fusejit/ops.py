@@ -176,6 +176,12 @@ def _square(a, ins, out, params):
     return f"{a[0]} * {a[0]}" if is_float(out) else f"fj_mul({a[0]}, {a[0]})"
 
 
+def conjunction(conditions) -> str:
+    """C conditions joined by a bitwise AND of bools: GCC made `a && b` a branch, which kept a
+    dynamic_update_slice's loop from vectorising (4x slower)."""
+    return " & ".join(f"({c})" for c in conditions) if len(conditions) > 1 else conditions[0]
+
+
 def _logistic(a, ins, out, params):
     return f"fj_logistic({a[0]})"
 

@@ -53,7 +53,7 @@ def reduce_window_rule(w, eqn, pos, idx):
         else:
             value = w.read(operand, tuple(src))
             if conds:
-                cond = w.emit("c", "bool", " && ".join(conds), eqn.primitive)
+                cond = w.emit("c", "bool", ops.conjunction(conds), eqn.primitive)
                 value = w.emit("v", t, f"{cond} ? {value} : {init}", eqn.primitive, w.is_invariant(cond, value))
         acc = w.emit("v", t, combine([acc, value], [out.dtype] * 2, out.dtype, {}), eqn.primitive,
                      w.is_invariant(acc, value))

@@ -3,18 +3,36 @@
  * Python into the toolchain directory; it replaces a ctypes call and the shared argument
  * holders it needs (so no lock either): the parameter array is built on this call's stack.
  *
- *   call(launcher, grid, block, template, count, data_offset, array, ...)
+ *   call(launcher, grid, block, template, count, data_offset, state, array, ...)
  *
  * `template` is the address of `count` parameter pointers: a scalar's points at its value,
  * a buffer's is NULL and takes the next `array` (a NumPy array object, whose data pointer the
  * launcher reads at data_offset).  The GIL is released during the launch, as ctypes does.
+ * `state` is the address of the launch's two counters (FJ_COST, FJ_LAST_END), or 0.
+ *
+ * Waking the workers.  After a parallel region OpenMP's workers spin for a while (about 20 us
+ * with the GOMP_SPINCOUNT fusejit sets), then sleep; waking a sleeping worker took 55 us on
+ * the development machine, a virtual machine, where a 256 x 300 map takes 8 us on one thread.
+ * So a launch of several blocks runs them all on the calling thread when the workers sleep,
+ * the launch does not recur back to back (its previous run ended less than FJ_AWAKE_NS ago:
+ * a loop over it keeps the workers awake once they are), and its measured cost on one thread
+ * is below what the workers would save after paying for the wake.  The blocks are the same
+ * either way, so are the results.  A launch's cost is measured on its runs on one thread, or
+ * from a run on awake workers (time x threads), starting from the caller's estimate.
  *
  *   start_threads()
  *
  * runs one empty OpenMP parallel region, so the worker threads every module's launches share
- * (one OpenMP runtime per process) exist before the first kernel runs; returns their count. */
+ * (one OpenMP runtime per process) exist before the first kernel runs, then measures what
+ * waking them costs; returns their count.
+ *
+ *   launch_stats()
+ *
+ * (launches of several blocks run on the workers, run on the calling thread, the wake cost
+ * in ns). */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <time.h>
 #if defined(_OPENMP)
 #include <omp.h>
 #endif
@@ -24,6 +42,28 @@
 typedef void (*fj_launcher)(unsigned int grid, unsigned int block, void** args, long long data_offset);
 
 static PyTypeObject* fj_array_type = NULL;
+
+#define FJ_COST 0      /* state[FJ_COST]: the launch's cost on one thread, ns */
+#define FJ_LAST_END 1  /* state[FJ_LAST_END]: when its last run returned, ns */
+#define FJ_AWAKE_NS 10000LL  /* workers that finished a region this recently still spin */
+static long long fj_parallel_end = 0;  /* when the last launch on the workers returned */
+static long long fj_wake_ns = 20000;   /* measured by start_threads */
+static int fj_threads = 1;
+static unsigned long long fj_on_workers = 0, fj_on_caller = 0;
+
+static long long fj_now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+/* Whether a launch of several blocks runs them on the calling thread alone (the module's
+ * `omp parallel for` then has a team of one). */
+static int fj_on_caller_now(const long long* state, long long now) {
+  if (fj_threads < 2 || now - fj_parallel_end < FJ_AWAKE_NS || now - state[FJ_LAST_END] < FJ_AWAKE_NS) return 0;
+  /* the workers save cost (1 - 1/threads) of the run and cost fj_wake_ns to wake */
+  return state[FJ_COST] - state[FJ_COST] / fj_threads < fj_wake_ns;
+}
 
 static PyObject* fj_set_array_type(PyObject* self, PyObject* type) {
   (void)self;
@@ -39,8 +79,8 @@ static PyObject* fj_set_array_type(PyObject* self, PyObject* type) {
 
 static PyObject* fj_call(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
   (void)self;
-  if (nargs < 6 || !fj_array_type) {
-    PyErr_SetString(PyExc_TypeError, "call(launcher, grid, block, template, count, data_offset, array, ...)");
+  if (nargs < 7 || !fj_array_type) {
+    PyErr_SetString(PyExc_TypeError, "call(launcher, grid, block, template, count, data_offset, state, array, ...)");
     return NULL;
   }
   fj_launcher launcher = (fj_launcher)PyLong_AsVoidPtr(args[0]);
@@ -49,6 +89,7 @@ static PyObject* fj_call(PyObject* self, PyObject* const* args, Py_ssize_t nargs
   void* const* template_params = (void* const*)PyLong_AsVoidPtr(args[3]);
   const Py_ssize_t count = PyLong_AsSsize_t(args[4]);
   const long long data_offset = PyLong_AsLongLong(args[5]);
+  long long* state = (long long*)PyLong_AsVoidPtr(args[6]);
   if (PyErr_Occurred()) return NULL;
   if (!launcher || !template_params || count < 0 || count > FJ_MAX_PARAMS) {
     PyErr_SetString(PyExc_ValueError, "call: a null launcher or template, or a bad parameter count");
@@ -56,7 +97,7 @@ static PyObject* fj_call(PyObject* self, PyObject* const* args, Py_ssize_t nargs
   }
   void* params[FJ_MAX_PARAMS];
   PyObject* objects[FJ_MAX_PARAMS];
-  Py_ssize_t next = 6;
+  Py_ssize_t next = 7;
   for (Py_ssize_t k = 0; k < count; ++k) {
     if (template_params[k]) {
       params[k] = template_params[k];
@@ -72,8 +113,8 @@ static PyObject* fj_call(PyObject* self, PyObject* const* args, Py_ssize_t nargs
                    Py_TYPE(array)->tp_name);
       return NULL;
     }
-    objects[next - 6] = array;
-    params[k] = &objects[next - 6];
+    objects[next - 7] = array;
+    params[k] = &objects[next - 7];
     ++next;
   }
   if (next != nargs) {
@@ -82,7 +123,31 @@ static PyObject* fj_call(PyObject* self, PyObject* const* args, Py_ssize_t nargs
   }
   /* The arrays stay alive: the caller holds them for the call. */
   Py_BEGIN_ALLOW_THREADS
-  launcher((unsigned int)grid, (unsigned int)block, params, data_offset);
+  if (grid > 1 && state) {
+    const long long start = fj_now();
+    const int alone = fj_on_caller_now(state, start);
+    const int awake = start - fj_parallel_end < FJ_AWAKE_NS;
+#if defined(_OPENMP)
+    const int before = omp_get_max_threads();
+    if (alone) omp_set_num_threads(1);
+#endif
+    launcher((unsigned int)grid, (unsigned int)block, params, data_offset);
+#if defined(_OPENMP)
+    if (alone) omp_set_num_threads(before);
+#endif
+    const long long end = fj_now();
+    if (alone) {
+      state[FJ_COST] = end - start;
+      ++fj_on_caller;
+    } else {
+      if (awake) state[FJ_COST] = (end - start) * fj_threads;
+      fj_parallel_end = end;
+      ++fj_on_workers;
+    }
+    state[FJ_LAST_END] = end;
+  } else {
+    launcher((unsigned int)grid, (unsigned int)block, params, data_offset);
+  }
   Py_END_ALLOW_THREADS
   Py_RETURN_NONE;
 }
@@ -98,14 +163,39 @@ static PyObject* fj_start_threads(PyObject* self, PyObject* unused) {
 #pragma omp single
     threads = omp_get_num_threads();
   }
+  if (threads > 1) {
+    /* The wake cost: an empty region after the workers have fallen asleep (the least of two). */
+    long long least = -1;
+    for (int k = 0; k < 2; ++k) {
+      const struct timespec pause = {0, 500000};
+      nanosleep(&pause, NULL);
+      const long long start = fj_now();
+      volatile int seen = 0;
+#pragma omp parallel
+      seen = omp_get_thread_num();
+      (void)seen;
+      const long long took = fj_now() - start;
+      least = least < 0 || took < least ? took : least;
+    }
+    fj_wake_ns = least;
+    fj_parallel_end = fj_now();
+  }
 #endif
+  fj_threads = threads;
   Py_END_ALLOW_THREADS
   return PyLong_FromLong(threads);
+}
+
+static PyObject* fj_launch_stats(PyObject* self, PyObject* unused) {
+  (void)self;
+  (void)unused;
+  return Py_BuildValue("(KKL)", fj_on_workers, fj_on_caller, fj_wake_ns);
 }
 
 static PyMethodDef fj_methods[] = {
     {"call", (PyCFunction)(void (*)(void))fj_call, METH_FASTCALL, "Call a module's launcher."},
     {"start_threads", fj_start_threads, METH_NOARGS, "Start the OpenMP worker threads; returns their count."},
+    {"launch_stats", fj_launch_stats, METH_NOARGS, "(launches on the workers, on the calling thread, wake cost in ns)."},
     {"set_array_type", fj_set_array_type, METH_O, "The type every array argument must have."},
     {NULL, NULL, 0, NULL},
 };

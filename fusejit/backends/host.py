@@ -138,6 +138,7 @@ DATA_OFFSET = _array_data_offset()
 # Outputs per block of a column reduction: FJ_COLUMNS of kernels/host_launch.h.  Each block's
 # rows are long contiguous runs, which the prefetchers follow.
 HOST_COLUMNS = 4096
+FIRST_COST_NS_PER_ELEMENT = 0.1  # a copy's rate on one core: the estimate of a launch not yet run
 DIRECT_MAX_PARAMS = 256  # FJ_MAX_PARAMS of kernels/host_call.c; kernels with more go through ctypes
 
 
@@ -211,8 +212,14 @@ class PreparedLaunch:
         if self.call is not None:
             self.template = (ctypes.c_void_p * max(len(holders), 1))(
                 *[None if a.slot is not None else ctypes.addressof(h) for a, h in zip(launch.args, holders)])
+            # The launch's cost on one thread (ns) and when it last returned, kept by the
+            # extension, which runs the blocks on the calling thread when waking the workers
+            # would cost more than they save (kernels/host_call.c).  The first estimate errs
+            # low, so a launch the workers sleep through is measured on one thread first.
+            self.state = (ctypes.c_longlong * 2)(int(launch.n * FIRST_COST_NS_PER_ELEMENT), 0)
             self.direct = (ctypes.cast(fn, ctypes.c_void_p).value, launch.grid, launch.block,
-                           ctypes.addressof(self.template), len(holders), DATA_OFFSET)
+                           ctypes.addressof(self.template), len(holders), DATA_OFFSET,
+                           ctypes.addressof(self.state))
             slots = [slot for _, _, slot in self.buffers]
             self.arrays = (lambda env: ()) if not slots else (
                 (lambda env, s=slots[0]: (env[s],)) if len(slots) == 1 else operator.itemgetter(*slots))

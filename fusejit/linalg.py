@@ -9,6 +9,7 @@ rules themselves are written once. Batches are handled one matrix at a time (_pe
 from __future__ import annotations
 
 import contextlib
+import functools
 import warnings
 
 import numpy as np
@@ -24,8 +25,11 @@ def _per_matrix(lib, fn, arrays, out_avals):
     before the last two of arrays[0], shared by every input and output, and fn(*matrices)
     returns each output's value for one entry."""
     xp = lib.xp
-    outs = [xp.empty(shape, dtype) for shape, dtype in out_avals]
     batch = arrays[0].shape[:-2]
+    if not batch:  # one matrix: its results as they are, C-ordered (copied only where they are not)
+        return [xp.ascontiguousarray(got, dtype=dtype).reshape(shape)
+                for got, (shape, dtype) in zip(fn(*arrays), out_avals)]
+    outs = [xp.empty(shape, dtype) for shape, dtype in out_avals]
     for idx in np.ndindex(*batch):
         for out, got in zip(outs, fn(*(a[idx] for a in arrays))):
             out[idx] = got
@@ -64,9 +68,23 @@ def _to_host(lib, x):
 # the routines NumPy/SciPy and CuPy spell differently (one matrix each)
 
 
+@functools.lru_cache(maxsize=None)
+def _routine(kind: str, name: str, dtype: np.dtype):
+    """SciPy's BLAS or LAPACK routine `name` for matrices of `dtype` (looked up once)."""
+    from scipy import linalg
+    get = linalg.get_blas_funcs if kind == "blas" else linalg.get_lapack_funcs
+    return get(name, dtype=dtype)
+
+
 def _getrf(lib, a):
     """LU with partial pivoting of one matrix: (lu, 0-based pivots). A singular matrix is not an
-    error (its U has a zero on the diagonal); the libraries' warning about it is silenced."""
+    error (its U has a zero on the diagonal: getrf's info > 0, which SciPy's lu_factor turns
+    into a warning)."""
+    if lib.name == "numpy":
+        factor, pivots, info = _routine("lapack", "getrf", a.dtype)(a)
+        if info < 0:
+            raise ValueError(f"getrf: argument {-info} is invalid")
+        return factor, pivots
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*[Ss]ingular matrix")
         return lib.linalg.lu_factor(a, check_finite=False)
@@ -76,7 +94,10 @@ def _trsm(lib, a, b, left_side, lower, transpose_a, unit_diagonal):
     """X with op(a) @ X = b (left_side) or X @ op(a) = b; reads only a's `lower`/upper triangle
     (and not its diagonal when unit_diagonal). No singularity check: a zero pivot gives inf/NaN."""
     if lib.name == "numpy":
-        trsm = lib.linalg.get_blas_funcs("trsm", (a, b))
+        # (Solving the transposed problem on a and b as they lie in memory, column-major a^T
+        # and b^T, would save SciPy's copies into column-major order, but trsm's other order
+        # of operations puts inf and NaN elsewhere than jax.jit for a singular matrix.)
+        trsm = _routine("blas", "trsm", np.result_type(a.dtype, b.dtype))
         return trsm(1.0, a, b, side=0 if left_side else 1, lower=int(lower), trans_a=int(transpose_a),
                     diag=int(unit_diagonal))
     if left_side:
@@ -122,11 +143,12 @@ def _syevd(lib, a, lower):
 
 
 def _permutation(pivots, m):
-    """The row permutation that the sequence of LAPACK row swaps `pivots` applies to range(m)."""
-    perm = np.arange(m, dtype=np.int32)
-    for i, p in enumerate(pivots):
+    """The row permutation that the sequence of LAPACK row swaps `pivots` applies to range(m)
+    (swapped in a list: element by element, a NumPy array is ten times slower)."""
+    perm = list(range(m))
+    for i, p in enumerate(pivots.tolist()):
         perm[i], perm[p] = perm[p], perm[i]
-    return perm
+    return np.array(perm, dtype=np.int32)
 
 
 def lu(lib, params, out_avals, a):

@@ -15,6 +15,8 @@ Forms that `jax.grad` and jnp write often and XLA rewrites before it compiles:
   over the product fewer.  Where the product has another use it is kept as it is.  A
   transpose of a transpose is one transpose, so operands transposed twice (attention's
   heads split, then k.T) fold into their product too.
+* A reshape of a reshape is one reshape of the first's operand (a copy fewer where a
+  library call reads it: a reshape of a step's result is a view).
 * A scatter that puts at most one update into each row of its operand along one axis (the
   gradient of `jnp.take_along_axis(x, y[:, None], 1)` or of `x[jnp.arange(n), y]`, a
   classification loss's: one update per row, at column y) is elementwise: `where(iota == index, combine(operand, update),
@@ -260,6 +262,18 @@ def _row_scatter(eqn: Eqn, uses, producers, replaced) -> None:
     replaced[id(eqn)] = tuple(eqns)
 
 
-RULES = {**{p: _unit_reduction for p in REDUCTIONS}, "transpose": _transposed,
+def _reshaped(eqn: Eqn, uses, producers, replaced) -> None:
+    """A reshape of a reshape: one reshape of the first's operand (jnp.linalg.solve reshapes a
+    triangular solve's result and back before the next solve; the pair was a kernel's copy
+    between the two library calls, where one reshape is a view)."""
+    (operand,) = eqn.inputs
+    inner = producers.get(id(operand))
+    inner = replaced.get(id(inner), inner)
+    if (eqn.params.get("dimensions") is None and isinstance(inner, Eqn) and inner.primitive == "reshape"
+            and inner.params.get("dimensions") is None and isinstance(inner.inputs[0], Var)):
+        replaced[id(eqn)] = Eqn("reshape", inner.inputs, eqn.outputs, eqn.params, eqn.source)
+
+
+RULES = {**{p: _unit_reduction for p in REDUCTIONS}, "transpose": _transposed, "reshape": _reshaped,
          "dot_general": _product_of_transposes,
          **{p: _row_scatter for p in SCATTER_COMBINE}}

@@ -196,3 +196,18 @@ def test_transposes_of_transposes_compose_into_the_product():
 
     assert primitives(fusejit.make_graph(shared)(h)).count("transpose") == 1
     verify(shared, h, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_reshape_of_a_reshape_is_one_view_between_library_calls(dtype, x64):
+    """jnp.linalg.inv and solve reshape a triangular solve's result and back before the next
+    solve: one reshape of the first result, a view, with no kernel's copy between the solves;
+    a chain of reshapes a kernel reads (its own output) still computes the same values."""
+    rng = np.random.default_rng(6)
+    a = rand(rng, (9, 9), dtype) + 9 * np.eye(9, dtype=dtype)
+    compiled = verify(lambda a, b: (jnp.linalg.inv(a), jnp.linalg.solve(a, b)), a, rand(rng, (9, 4), dtype))
+    chains = [e for e in compiled.graph.eqns if e.primitive == "reshape"
+              and any(p.primitive == "reshape" and e.inputs[0] is p.outputs[0] for p in compiled.graph.eqns)]
+    assert not chains
+    assert "reshape (a view)" in compiled.as_text()
+    verify(lambda x: x.reshape(6, 10).reshape(3, 20).reshape(60) * 2.0, rand(rng, (4, 15), dtype))

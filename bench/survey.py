@@ -30,7 +30,8 @@ SMALL = (200, 128)  # the small cases' matrix
 # error is absolute, a float32 ULP of the largest partial sum times the terms' count, and
 # fusejit (float64 accumulators, another order) and XLA differ by that much where a result
 # nears zero.  Their diff allows that many units of the largest result.
-SUMS = {"cumsum_ax1", "cumsum_ax0", "matmul", "scan_rows", "grad_mlp", "small_mlp", "small_mlp_grad"}
+SUMS = {"cumsum_ax1", "cumsum_ax0", "matmul", "scan_rows", "grad_mlp", "small_mlp", "small_mlp_grad", "attention",
+        "inv", "conv2d"}
 SUMS_ATOL = 5e-5
 # Cases where XLA's float32 approximation is several ULP off the exact result (fusejit's is
 # within one): their diff allows this relative error (tests/helpers.py OVERRIDES, erf_inv).
@@ -78,6 +79,10 @@ CASES = {
     "max_pool": (lambda a: lax.reduce_window(a, -jnp.inf, lax.max, (2, 2), (2, 2), "VALID"), "wide"),
     "scan_rows": (lambda a: lax.scan(lambda c, r: (c * 0.9 + r, c.sum()), jnp.zeros(a.shape[1]), a)[1], "wide"),
     "grad_mlp": (jax.grad(lambda a: jnp.sum(jnp.tanh(a @ a[:64].T) ** 2)), "wide"),
+    "while_steps": (lambda a: lax.while_loop(lambda c: c[0] < 10, lambda c: (c[0] + 1, c[1] * 0.9 + 0.1),
+                                             (0, a))[1], "wide"),
+    "update_slice": (lambda a: lax.dynamic_update_slice(a, jnp.ones((10, 10), a.dtype), (3, 4)), "wide"),
+    "pad_reflect": (lambda a: jnp.pad(a, 2, mode="reflect"), "wide"),
     "short_sum": (lambda a: jnp.sum(a, axis=1), "short"), "short_max": (lambda a: jnp.max(a, axis=1), "short"),
     "short_argmax": (lambda a: jnp.argmax(a, axis=1), "short"),
     "short_softmax": (lambda a: jax.nn.softmax(a, axis=1), "short"),
@@ -85,6 +90,10 @@ CASES = {
     # a small training step's pieces: an MLP of 64 -> 128 -> 10 on 32 rows, all cut from one
     # SMALL matrix (weights, biases, inputs), and its loss's gradient with respect to it
     "small_mlp": (lambda a: _small_mlp(a), "small"),
+    "attention": (lambda a: jax.nn.softmax(a @ a.T / 8.0, axis=-1) @ a, "small"),
+    "inv": (lambda a: jnp.linalg.inv(a[:100, :100] + 10 * jnp.eye(100, dtype=a.dtype)), "small"),
+    "conv2d": (lambda a: lax.conv_general_dilated(a[None, None], jnp.full((4, 1, 3, 3), 0.1, a.dtype), (1, 1),
+                                                  "SAME"), "small"),
     "small_mlp_grad": (jax.grad(lambda a: -jnp.mean(jnp.take_along_axis(
         _small_mlp(a), jnp.argmax(a[160:192, :10], 1)[:, None], 1))), "small"),
 }

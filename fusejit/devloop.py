@@ -179,12 +179,14 @@ def _updates(w, carries_in, values) -> list[str]:
     return updates
 
 
-def _source(w, carries_in, declare, load, store, params, description: str, tile_template: str, **slots) -> str:
+def _source(w, carries_in, declare, load, store, params, description: str, tile_template: str,
+            lane_state=None, **slots) -> str:
     """The kernel's source: values no iteration changes computed once per tile, the tile
-    template filled for full and partial tiles."""
+    template filled for full and partial tiles.  `lane_state`: the C types of the carries
+    kept per lane (default: every carry's)."""
     kept, once, steps = hoist_invariants(w.body, {"t", "step"} | {f"carry{k}" for k in range(len(carries_in))})
     declare = declare + [f"{ctype} {name}_lanes[lanes];" for name, ctype in kept.items()]
-    state = [ops.ctype(v.dtype) for v in carries_in] + list(kept.values())
+    state = (lane_state if lane_state is not None else [ops.ctype(v.dtype) for v in carries_in]) + list(kept.values())
     tile = {"declare": indent(declare, 0), "load": indent(load + once, 1), "body": indent(steps, 2),
             "store": indent(store, 1), **slots}
     return fill_kernel(
@@ -219,27 +221,48 @@ def render(eqn, name: str, index64_forced: bool):
 
 
 def render_while(eqn, graph: Graph, name: str, index64_forced: bool):
-    """A while loop's kernel (`graph`: its while_graph): the predicate computed from the first
-    lane's scalar carries (the same in every lane and every thread) before each iteration."""
+    """A while loop's kernel (`graph`: its while_graph).  Its scalar carries are the same in
+    every lane and thread: one variable each per tile, from which the predicate is computed
+    before an iteration and their next values after it; the other carries are kept per lane."""
     shape = eligible_while(eqn)
     nconsts = eqn.params["cond_nconsts"] + eqn.params["body_nconsts"]
     carries_in = graph.inputs[nconsts:]
     spec, w, idx, size, declare, load, store = _setup(name, graph, shape, eqn.outputs, carries_in, (), 1,
                                                       index64_forced)
-    lanes = w.cache
-    first = {id(v): (f"carry{k}[0]", aff(0)) for k, v in enumerate(carries_in) if v.shape == ()}
-    w.variant |= {reg for reg, _ in first.values()}
-    w.cache = LoopSources(first, set(), 1)
-    predicate = _read_all(w, graph.outputs[:1], ())[0]
-    predicate_lines = w.body + [f"go = {predicate};"]
-    w.body, w.cache = [], lanes
-    w.memo.clear()  # the predicate's values are out of the iteration's scope
-    updates = _updates(w, carries_in, _read_all(w, graph.outputs[1:], idx))
-    w.body += updates
+    scalars = [k for k, v in enumerate(carries_in) if v.shape == ()]
+    scalar_load, scalar_store = [], []
+    for k in scalars:
+        v = carries_in[k]
+        w.cache.carries[id(v)] = (f"carry{k}", aff(0))
+        w.variant.add(f"carry{k}")
+        declare[k] = f"{ops.ctype(v.dtype)} carry{k};"
+        scalar_load.append(f"carry{k} = {w.source_names[id(v)]}[0];")
+        scalar_store.append(f"if (i0 == 0) out{k}[0] = carry{k};")
+    lane_only = [k for k in range(len(carries_in)) if k not in scalars]
+    load, store = [load[k] for k in lane_only], [store[k] for k in lane_only]
+
+    def lines_of(outputs, index) -> tuple[list[str], list[str]]:
+        """The statements computing `outputs` and their values; a fresh scope after."""
+        values = _read_all(w, outputs, index)
+        lines, w.body = w.body, []
+        w.memo.clear()
+        return lines, values
+
+    predicate_lines, (predicate,) = lines_of(graph.outputs[:1], ())
+    scalar_lines, scalar_values = lines_of([graph.outputs[1 + k] for k in scalars], ())
+    scalar_lines += [f"const {ops.ctype(carries_in[k].dtype)} next{k} = {value};"
+                     for k, value in zip(scalars, scalar_values)]
+    scalar_lines += [f"carry{k} = next{k};" for k in scalars]
+    values = _read_all(w, [graph.outputs[1 + k] for k in lane_only], idx)
+    w.body += [f"const {ops.ctype(carries_in[k].dtype)} next{k} = {value};" for k, value in zip(lane_only, values)]
+    w.body += [f"carry{k}[lane] = next{k};" for k in lane_only]
     params = w.buffer_params() + [Param("scalar", "n", w.index_ctype, value=size)]
     source = _source(w, carries_in, declare, load, store, params,
                      f"a while loop over {list(shape)}, {len(carries_in)} carry(ies) in registers",
-                     "while_tile.cu.in", predicate=indent(predicate_lines, 2))
+                     "while_tile.cu.in", lane_state=[ops.ctype(carries_in[k].dtype) for k in lane_only],
+                     predicate=indent(predicate_lines + [f"go = {predicate};"], 2),
+                     scalars=indent(scalar_lines, 2), scalar_load=indent(scalar_load, 0),
+                     scalar_store=indent(scalar_store, 0))
     return spec, source, params, w.index64, size
 
 

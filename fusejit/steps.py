@@ -4,7 +4,8 @@
                   CPU backends, CuPy (cuBLAS/cuSOLVER) on the GPU
   scan            a host loop over the compiled body (jax's unroll=k: k iterations per step),
                   or a device loop: one kernel runs every iteration (devloop.py)
-  while           a host loop; the predicate is computed on the device and read back
+  while           a host loop (the predicate is computed on the device and read back), or a
+                  device loop when the predicate reads scalar carries only (devloop.py)
   cond            the branch chosen on the host from the index read back
 
 Loops preallocate their carries twice (the body reads one set and writes the other) and

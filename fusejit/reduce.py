@@ -150,26 +150,38 @@ class Reduction:
             lines.append(f"{self.arg_t} {arg}{self.k} = {self.arg_ident};")
         return lines
 
-    def declare_lanes(self, count: str = "FJ_LANES") -> list[str]:
-        """`count` accumulators per thread (`lanes{k}`), each holding the identity."""
+    def declare_lanes(self, count: str = "FJ_LANES", tail: bool = False) -> list[str]:
+        """`count` accumulators per thread (`lanes{k}`), each holding the identity; `tail`: and
+        one for the elements past the last whole step of lanes (`tail{k}`, see fold_lanes)."""
         lines = [f"{self.acc_t} lanes{self.k}[{count}];"]
         fill = [f"  lanes{self.k}[l] = {self.ident};"]
         if self.is_arg:
             lines.append(f"{self.arg_t} lanes_arg{self.k}[{count}];")
             fill.append(f"  lanes_arg{self.k}[l] = {self.arg_ident};")
-        return lines + [f"for (int l = 0; l < {count}; ++l) {{"] + fill + ["}"]
+        lines += [f"for (int l = 0; l < {count}; ++l) {{"] + fill + ["}"]
+        return lines + (self.declare("tail", "tail_arg") if tail else [])
 
     def lane(self, l: str) -> tuple[str, str]:
         return f"lanes{self.k}[{l}]", f"lanes_arg{self.k}[{l}]"
 
-    def fold_lanes(self, count: str = "FJ_LANES") -> list[str]:
+    def tail(self) -> tuple[str, str]:
+        return f"tail{self.k}", f"tail_arg{self.k}"
+
+    def fold_lanes(self, count: str = "FJ_LANES", tail: bool = False) -> list[str]:
         """`acc{k}` (and `arg{k}`): the thread's `count` lanes (a power of two) combined pairwise
-        (fj_fold, kernels/block_reduce.h)."""
+        (fj_fold, kernels/block_reduce.h), then `tail{k}`.  The tail has its own register
+        because on the host the lanes are one vector in memory: a scalar update of one lane
+        between the vector steps and the fold stalled each row's fold on the store (a sum
+        over rows of 33 floats took three times as long as over rows of 32)."""
         if self.is_arg:
-            return [f"fj_fold_arg<{self.flag}>(lanes{self.k}, lanes_arg{self.k});",
-                    f"{self.acc_t} acc{self.k} = lanes{self.k}[0];",
-                    f"{self.arg_t} arg{self.k} = lanes_arg{self.k}[0];"]
-        return [f"{self.acc_t} acc{self.k} = fj_fold(lanes{self.k}, {self.functor}());"]
+            lines = [f"fj_fold_arg<{self.flag}>(lanes{self.k}, lanes_arg{self.k});",
+                     f"{self.acc_t} acc{self.k} = lanes{self.k}[0];",
+                     f"{self.arg_t} arg{self.k} = lanes_arg{self.k}[0];"]
+            return lines + ([self.merge(f"acc{self.k}", f"arg{self.k}", *self.tail())] if tail else [])
+        folded = f"fj_fold(lanes{self.k}, {self.functor}())"
+        if tail:
+            folded = f"{self.functor}()({folded}, tail{self.k})"
+        return [f"{self.acc_t} acc{self.k} = {folded};"]
 
     def read(self, w, index) -> str:
         """The operand's element at `index`, in the accumulator's type."""
@@ -273,13 +285,13 @@ def reduce_count(spec) -> int:
 
 def lane_bodies(w, reds, ix, results) -> list[list[str]]:
     """The loop bodies accumulating one element into lane `l` (the main loop, FJ_LANES elements
-    a step) and into lane 0 (the rest).  Loads are counted once: per element."""
+    a step) and into the tail's accumulator (the rest).  Loads are counted once: per element."""
     bodies, counted = [], None
-    for lane in ("l", "0"):
-        w.new_scope(results, keep_row=lane == "0")
+    for lane in ("l", "tail"):
+        w.new_scope(results, keep_row=lane == "tail")
         w.body = []
         for red in reds:
-            w.body.append(red.step(*red.lane(lane), red.read(w, ix.element)))
+            w.body.append(red.step(*(red.lane(lane) if lane == "l" else red.tail()), red.read(w, ix.element)))
         if w.cache is not None:
             w.cache.flush(w)
         bodies.append(w.body)
@@ -463,8 +475,8 @@ def render_rows(w, block: int, team: int, slots: list, check: bool = True):
         init, finish = w.row_body, []
         w.row_body = None
         for red in reds:
-            init += red.declare_lanes("lanes")
-            finish += red.fold_lanes("lanes")
+            init += red.declare_lanes("lanes", tail=True)
+            finish += red.fold_lanes("lanes", tail=True)
             shared.append(f"__shared__ {red.acc_t} smem{red.k}[{WARP + 1}];")
             if red.is_arg:
                 shared.append(f"__shared__ {red.arg_t} smem_arg{red.k}[{WARP + 1}];")
@@ -594,8 +606,8 @@ def render_split(w, block: int):
     bodies = lane_bodies(w, reds, ix, {})
     for red in reds:
         k = red.k
-        init += red.declare_lanes()
-        combine += red.fold_lanes()
+        init += red.declare_lanes(tail=True)
+        combine += red.fold_lanes(tail=True)
         shared.append(f"__shared__ {red.acc_t} smem{k}[{WARP + 1}];")
         if red.is_arg:
             shared.append(f"__shared__ {red.arg_t} smem_arg{k}[{WARP + 1}];")
@@ -629,7 +641,7 @@ def render_reduction(make_writer, block: int):
     inner = (len(spec.in_shape) - 1) in spec.reduce_axes
     if persistent and not inner:
         raise NotPersistent(spec.family, "a row family needs the operand's innermost axis reduced")
-    if not persistent and rows < SPLIT_ROWS and row_len >= SPLIT_MIN:
+    if not persistent and inner and rows < SPLIT_ROWS and row_len >= SPLIT_MIN:
         return render_split(w, block)
     if not inner:
         return render_columns(w, block)

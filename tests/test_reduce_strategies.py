@@ -24,7 +24,9 @@ STRATEGIES = {
     "columns_segments": ((2000, 41), (0,), "columns", 1),  # rows cut into segments (host and GPU)
     "split_full": ((9000,), (0,), "split", 1),
     "split_rows": ((3, 8200), (1,), "split", 1),
-    "split_columns": ((8200, 2), (0,), "split", 1),
+    # a few long columns: each block reads whole rows of a segment (contiguous), where a
+    # block per column segment read every second element
+    "columns_narrow": ((8200, 2), (0,), "columns", 1),
 }
 
 

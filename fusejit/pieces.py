@@ -18,6 +18,7 @@ from .indexing import Sym, aff, delinearize, linearize
 from .templates import fill, indent
 
 MAX_PIECES = 8          # more cuts: the element loop (code size, compile time)
+MAX_ROW_RANGES = 4      # ranges of rows, each with its own pieces of columns
 MAX_PIECE_LINES = 512   # body lines over all pieces
 
 
@@ -39,45 +40,97 @@ def cuts(syms, loop: Sym) -> list[int]:
     return sorted(p for p in points if loop.lo < p <= loop.hi)
 
 
+def _render(w, idx, spec) -> list[str]:
+    """The body storing every output at idx (a fresh scope; w.body is restored by the caller)."""
+    w.body = []
+    w.new_scope()
+    own = w.index(linearize(idx, spec.shape))
+    for k, out in enumerate(spec.outputs):
+        value = w.read_output(out, idx)
+        w.body.append(f"out{k}[{own}] = {value};")
+    return w.body
+
+
+def _ranges(w, render, name: str, lo: int, hi: int, limit: int) -> list[tuple[int, int]] | None:
+    """[lo, hi) cut until no clamp of the loop index changes form inside a range, or None past
+    `limit` ranges.  `render(sym)` renders the body over the range of the loop symbol sym,
+    which creates its clamps; a range is cut again where the clamps of its own rendering
+    change form (a clamp of a clamp: reflect padding's)."""
+    done, todo = [], [(lo, hi)]
+    while todo:
+        a, b = todo.pop(0)
+        sym = Sym("loop", (name,), a, b - 1)
+        render(sym)
+        points = cuts(list(w.sym_names), sym)
+        if points:
+            todo = list(zip([a, *points], [*points, b])) + todo
+        else:
+            done.append((a, b))
+        if len(done) + len(todo) > limit:
+            return None
+    return sorted(done)
+
+
 def pieces_path(w, rows_shape, cols_shape, inner: int | None) -> str:
     """The pieces-path text for the map template's host slot, or '' when no clamp of the
     loop index changes form inside the loop.  `rows_shape`/`cols_shape`: the output shape
-    split at the row length `inner` (rows_shape empty and inner None: a flat loop)."""
+    split at the row length `inner` (rows_shape empty and inner None: a flat loop).  Where
+    rows are one axis, clamps of the row index cut the rows too (reflect padding's first and
+    last rows): each range of rows has its own pieces of columns, chosen once per row."""
     spec = w.spec
     if w.cache is not None:
         return ""
     name = "col" if inner else "i"
     extent = inner if inner else spec.size
-    loop = Sym("loop", (name,), 0, extent - 1)
-    points = cuts(list(w.sym_names), loop)
-    if not points or len(points) + 1 > MAX_PIECES:
-        return ""
-    bounds = [0, *points, extent]
-    row = (delinearize(aff(Sym("loop", ("row",), 0, spec.size // inner - 1)), rows_shape) if inner else ())
+    rows = spec.size // inner if inner else 0
     saved = w.body, w.loads
-    pieces, lines = [], 0
     try:
-        for lo, hi in zip(bounds, bounds[1:]):
-            w.body = []
-            w.new_scope()
-            idx = row + delinearize(aff(Sym("loop", (name,), lo, hi - 1)), cols_shape)
-            own = w.index(linearize(idx, spec.shape))
-            for k, out in enumerate(spec.outputs):
-                value = w.read_output(out, idx)
-                w.body.append(f"out{k}[{own}] = {value};")
-            lines += len(w.body)
-            loop_line = (f"FJ_COLUMN_RANGE(idx_t, col, {lo}, {hi}) {{" if inner
-                         else f"FJ_CHUNK_PIECE(idx_t, i, {lo}, {hi}) {{")
-            pieces.append([f"// {name} in [{lo}, {hi})", loop_line, *indent(w.body, 1).splitlines(), "}"])
+        def row_index(lo, hi):
+            return delinearize(aff(Sym("loop", ("row",), lo, hi)), rows_shape) if inner else ()
+
+        full_cols = delinearize(aff(Sym("loop", (name,), 0, extent - 1)), cols_shape)
+        row_ranges = [(0, rows)]
+        if inner and len(rows_shape) == 1 and rows > 1:
+            row_ranges = _ranges(w, lambda sym: _render(w, (aff(sym),) + full_cols, spec), "row", 0, rows,
+                                 MAX_ROW_RANGES)
+            if row_ranges is None:
+                row_ranges = [(0, rows)]
+        ranges, lines, cut_any = [], 0, len(row_ranges) > 1
+        for row_lo, row_hi in row_ranges:
+            row = row_index(row_lo, row_hi - 1)
+            col_ranges = _ranges(w, lambda sym: _render(w, row + delinearize(aff(sym), cols_shape), spec), name, 0,
+                                 extent, MAX_PIECES)
+            if col_ranges is None:
+                return ""
+            cut_any |= len(col_ranges) > 1
+            pieces = []
+            for lo, hi in col_ranges:
+                body = _render(w, row + delinearize(aff(Sym("loop", (name,), lo, hi - 1)), cols_shape), spec)
+                lines += len(body)
+                loop_line = (f"FJ_COLUMN_RANGE(idx_t, col, {lo}, {hi}) {{" if inner
+                             else f"FJ_CHUNK_PIECE(idx_t, i, {lo}, {hi}) {{")
+                pieces.append([f"// {name} in [{lo}, {hi})", loop_line, *indent(body, 1).splitlines(), "}"])
+            ranges.append((row_lo, row_hi, [hi for _, hi in col_ranges[:-1]],
+                           [line for piece in pieces for line in piece]))
     finally:
         w.body, w.loads = saved
-    if lines > MAX_PIECE_LINES:
+    if not cut_any or lines > MAX_PIECE_LINES:
         return ""
-    if inner:
-        text = ["FJ_ROWS_OF_BLOCK(idx_t, row, fj_from, n, inner) {",
-                *[line for piece in pieces for line in indent(piece, 1).splitlines()], "}"]
+    if not inner:
+        text = ["FJ_BLOCK_CHUNK(idx_t, i, fj_from, n)", *ranges[0][3]]
+    elif len(ranges) > 1:
+        body = []
+        for k, (row_lo, row_hi, _, piece_lines) in enumerate(ranges):
+            test = "} else {" if k == len(ranges) - 1 else f"{'if' if k == 0 else '} else if'} (row < {row_hi}) {{"
+            body += [test, f"  // rows in [{row_lo}, {row_hi})", *indent(piece_lines, 1).splitlines()]
+        text = ["FJ_ROWS_OF_BLOCK(idx_t, row, fj_from, n, inner) {", *indent(body + ["}"], 1).splitlines(), "}"]
     else:
-        text = ["FJ_BLOCK_CHUNK(idx_t, i, fj_from, n)", *[line for piece in pieces for line in piece]]
-    return fill("pieces_path.cu.in", what="columns of each row" if inner else "elements",
-                cuts=", ".join(map(str, points)),
+        text = ["FJ_ROWS_OF_BLOCK(idx_t, row, fj_from, n, inner) {", *indent(ranges[0][3], 1).splitlines(), "}"]
+    what = "columns of each row" if inner else "elements"
+    column_cuts = sorted({p for _, _, points, _ in ranges for p in points})
+    cut_text = ", ".join(map(str, column_cuts)) or "nowhere"
+    if len(ranges) > 1:
+        what = "rows and the columns of each row"
+        cut_text = f"rows {', '.join(str(hi) for _, hi, _, _ in ranges[:-1])}; columns {cut_text}"
+    return fill("pieces_path.cu.in", what=what, cuts=cut_text,
                 loop=indent(["{", *indent(text, 1).splitlines(), "}"], 1).rstrip("\n"))

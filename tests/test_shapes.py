@@ -123,9 +123,26 @@ def test_pads_into_power_of_two_rows_loop_over_pieces(dtype, tmp_path):
     compiled = verify(lambda a, b, c: (jnp.pad(a, ((5, 83), (0, 118))) + jnp.pad(b, ((45, 82), (0, 0)))
                                        + jnp.pad(c, ((95, 0), (0, 64)))) * 2, a, b, c)
     pieces = host_pieces(compiled)
-    assert [p.split(")")[0] for p in pieces] == ["[0, 10", "[10, 64", "[64, 128"], pieces
-    assert all("fj_clamp_index<idx_t>(col" not in p for p in pieces)
+    # the rows cut where a block starts or ends (5, 45, 95), each range's columns at 10 and 64
+    assert [p.split(")")[0] for p in pieces] == ["[0, 10", "[10, 64", "[64, 128"] * 4, pieces
+    assert "cut at rows 5, 45, 95; columns 10, 64" in compiled.rendered[0].source
+    assert all("fj_clamp_index<idx_t>(col" not in p and "fj_clamp_index<idx_t>(row" not in p for p in pieces)
     run_host_under_asan(compiled, (a, b, c), tmp_path)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "symmetric", "wrap"])
+def test_reflect_padding_cuts_the_rows_too(mode, tmp_path):
+    """jnp.pad's reflect, symmetric and wrap modes concatenate reversed (or shifted) slices
+    along the rows and the columns: the clamps of the row index are clamps of clamps.  The
+    host cuts the rows (each range once per row) and the columns of each range until no
+    clamp changes form inside a piece: every piece is a plain copy, no clamp left."""
+    x = rand(rng(42), (260, 300), np.float32)
+    compiled = verify(lambda x: jnp.pad(x, ((2, 3), (4, 1)), mode=mode), x)
+    source = compiled.rendered[0].source
+    region = source[source.index("#if FJ_COLUMN_PIECES"):source.index("#else", source.index("#if FJ_COLUMN_PIECES"))]
+    assert "the rows and the columns of each row cut at rows 2, 262; columns 4, 304" in region
+    assert "fj_clamp_index" not in region and " ? " not in region
+    run_host_under_asan(compiled, (x,), tmp_path)
 
 
 def test_concatenate_and_stack():

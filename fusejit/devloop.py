@@ -169,14 +169,11 @@ def _read_all(w, outputs, idx) -> list[str]:
             for out in outputs]
 
 
-def _updates(w, carries_in, values) -> list[str]:
-    """Declare the carries' next values (after every value of the iteration is computed) and
-    return the statements that put them in the registers."""
-    updates = []
-    for k, (v, value) in enumerate(zip(carries_in, values)):
-        w.body.append(f"const {ops.ctype(v.dtype)} next{k} = {value};")
-        updates.append(f"carry{k}[lane] = next{k};")
-    return updates
+def _next_values(carries_in, ks, values, register: str = "carry{k}[lane]") -> tuple[list[str], list[str]]:
+    """The carries ks's next values, declared once every value of the iteration is computed,
+    and the statements that put them in their registers."""
+    declared = [f"const {ops.ctype(carries_in[k].dtype)} next{k} = {value};" for k, value in zip(ks, values)]
+    return declared, [f"{register.format(k=k)} = next{k};" for k in ks]
 
 
 def _source(w, carries_in, declare, load, store, params, description: str, tile_template: str,
@@ -209,8 +206,8 @@ def render(eqn, name: str, index64_forced: bool):
     for j, (y, value) in enumerate(zip(eqn.outputs[nk:], new_values[nk:])):
         target = f"out{nk + j}[{w.index(w.cache.t * size + own) if y.shape[1:] else 't'}] = {value};"
         ys.append(target if y.shape[1:] else f"if (i == 0) {target}")
-    updates = _updates(w, carries_in, new_values[:nk])
-    w.body += ys + updates
+    declared, updates = _next_values(carries_in, range(nk), new_values[:nk])
+    w.body += declared + ys + updates
     params = w.buffer_params() + [Param("scalar", "n", w.index_ctype, value=size),
                                   Param("scalar", "length", w.index_ctype, value=length)]
     source = _source(w, carries_in, declare, load, store, params,
@@ -250,12 +247,11 @@ def render_while(eqn, graph: Graph, name: str, index64_forced: bool):
 
     predicate_lines, (predicate,) = lines_of(graph.outputs[:1], ())
     scalar_lines, scalar_values = lines_of([graph.outputs[1 + k] for k in scalars], ())
-    scalar_lines += [f"const {ops.ctype(carries_in[k].dtype)} next{k} = {value};"
-                     for k, value in zip(scalars, scalar_values)]
-    scalar_lines += [f"carry{k} = next{k};" for k in scalars]
-    values = _read_all(w, [graph.outputs[1 + k] for k in lane_only], idx)
-    w.body += [f"const {ops.ctype(carries_in[k].dtype)} next{k} = {value};" for k, value in zip(lane_only, values)]
-    w.body += [f"carry{k}[lane] = next{k};" for k in lane_only]
+    declared, updates = _next_values(carries_in, scalars, scalar_values, "carry{k}")
+    scalar_lines += declared + updates
+    lane_values = _read_all(w, [graph.outputs[1 + k] for k in lane_only], idx)
+    declared, updates = _next_values(carries_in, lane_only, lane_values)
+    w.body += declared + updates
     params = w.buffer_params() + [Param("scalar", "n", w.index_ctype, value=size)]
     source = _source(w, carries_in, declare, load, store, params,
                      f"a while loop over {list(shape)}, {len(carries_in)} carry(ies) in registers",

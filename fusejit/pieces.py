@@ -51,24 +51,24 @@ def _render(w, idx, spec) -> list[str]:
     return w.body
 
 
-def _ranges(w, render, name: str, lo: int, hi: int, limit: int) -> list[tuple[int, int]] | None:
-    """[lo, hi) cut until no clamp of the loop index changes form inside a range, or None past
-    `limit` ranges.  `render(sym)` renders the body over the range of the loop symbol sym,
-    which creates its clamps; a range is cut again where the clamps of its own rendering
-    change form (a clamp of a clamp: reflect padding's)."""
+def _ranges(w, render, name: str, lo: int, hi: int, limit: int) -> list[tuple[int, int, list[str]]] | None:
+    """[lo, hi) cut until no clamp of the loop index changes form inside a range: (start, end,
+    the range's body) each, or None past `limit` ranges.  `render(sym)` renders the body over
+    the range of the loop symbol sym, which creates its clamps; a range is cut again where the
+    clamps of its own rendering change form (a clamp of a clamp: reflect padding's)."""
     done, todo = [], [(lo, hi)]
     while todo:
         a, b = todo.pop(0)
         sym = Sym("loop", (name,), a, b - 1)
-        render(sym)
+        body = render(sym)
         points = cuts(list(w.sym_names), sym)
         if points:
             todo = list(zip([a, *points], [*points, b])) + todo
         else:
-            done.append((a, b))
+            done.append((a, b, body))
         if len(done) + len(todo) > limit:
             return None
-    return sorted(done)
+    return sorted(done, key=lambda r: r[0])
 
 
 def pieces_path(w, rows_shape, cols_shape, inner: int | None) -> str:
@@ -91,10 +91,9 @@ def pieces_path(w, rows_shape, cols_shape, inner: int | None) -> str:
         full_cols = delinearize(aff(Sym("loop", (name,), 0, extent - 1)), cols_shape)
         row_ranges = [(0, rows)]
         if inner and len(rows_shape) == 1 and rows > 1:
-            row_ranges = _ranges(w, lambda sym: _render(w, (aff(sym),) + full_cols, spec), "row", 0, rows,
-                                 MAX_ROW_RANGES)
-            if row_ranges is None:
-                row_ranges = [(0, rows)]
+            found = _ranges(w, lambda sym: _render(w, (aff(sym),) + full_cols, spec), "row", 0, rows, MAX_ROW_RANGES)
+            if found is not None:
+                row_ranges = [(a, b) for a, b, _ in found]
         ranges, lines, cut_any = [], 0, len(row_ranges) > 1
         for row_lo, row_hi in row_ranges:
             row = row_index(row_lo, row_hi - 1)
@@ -104,13 +103,12 @@ def pieces_path(w, rows_shape, cols_shape, inner: int | None) -> str:
                 return ""
             cut_any |= len(col_ranges) > 1
             pieces = []
-            for lo, hi in col_ranges:
-                body = _render(w, row + delinearize(aff(Sym("loop", (name,), lo, hi - 1)), cols_shape), spec)
+            for lo, hi, body in col_ranges:  # each range's body as _ranges rendered it last
                 lines += len(body)
                 loop_line = (f"FJ_COLUMN_RANGE(idx_t, col, {lo}, {hi}) {{" if inner
                              else f"FJ_CHUNK_PIECE(idx_t, i, {lo}, {hi}) {{")
                 pieces.append([f"// {name} in [{lo}, {hi})", loop_line, *indent(body, 1).splitlines(), "}"])
-            ranges.append((row_lo, row_hi, [hi for _, hi in col_ranges[:-1]],
+            ranges.append((row_lo, row_hi, [hi for _, hi, _ in col_ranges[:-1]],
                            [line for piece in pieces for line in piece]))
     finally:
         w.body, w.loads = saved

@@ -59,8 +59,8 @@ static long long fj_now(void) {
 
 /* Whether a launch of several blocks runs them on the calling thread alone (the module's
  * `omp parallel for` then has a team of one). */
-static int fj_on_caller_now(const long long* state, long long now) {
-  if (fj_threads < 2 || now - fj_parallel_end < FJ_AWAKE_NS || now - state[FJ_LAST_END] < FJ_AWAKE_NS) return 0;
+static int fj_on_caller_now(const long long* state, long long now, int awake) {
+  if (fj_threads < 2 || awake || now - state[FJ_LAST_END] < FJ_AWAKE_NS) return 0;
   /* the workers save cost (1 - 1/threads) of the run and cost fj_wake_ns to wake */
   return state[FJ_COST] - state[FJ_COST] / fj_threads < fj_wake_ns;
 }
@@ -125,8 +125,8 @@ static PyObject* fj_call(PyObject* self, PyObject* const* args, Py_ssize_t nargs
   Py_BEGIN_ALLOW_THREADS
   if (grid > 1 && state) {
     const long long start = fj_now();
-    const int alone = fj_on_caller_now(state, start);
     const int awake = start - fj_parallel_end < FJ_AWAKE_NS;
+    const int alone = fj_on_caller_now(state, start, awake);
 #if defined(_OPENMP)
     const int before = omp_get_max_threads();
     if (alone) omp_set_num_threads(1);

@@ -46,13 +46,32 @@ from .templates import fill, indent
 # lanes along the row vectorise well enough (rows of 10: 0.24 ms against 0.49 in groups).
 SHORT_ROW = 16
 MAX_ROW = 32
+# Flat groups over rows longer than a vector (fj_flat_rows), as measured here (1M float32 on
+# one core, against the team code): softmax over rows of 24 800 -> 355 us, of 96 419 -> 339;
+# layernorm over 24 429 -> 269, over 96 275 -> 253, over 128 234 -> 287 (the team code's loop
+# along the row has caught up, and the group's copy of its values costs more than the row's
+# folds).  A sum alone, of float32 in float64, gains up to rows of 32 (24: 126 -> 69 us) and
+# loses from 40 on (48: 94 -> 114 us).
+MEDIUM_ROW = 96
+MEDIUM_SUM_ROW = 32
 ORDERED = {"reduce_max", "reduce_min", "argmax", "argmin"}
 ROW = "    const idx_t i = FJ_GROUP_ROW(idx_t, i0, g);"  # the row of lane g
 
 
 def takes_groups(spec, phases, row_len: int) -> bool:
     ordered = any(red.eqn.primitive in ORDERED for reds in phases for red in reds)
+    if medium_flat(spec, phases, row_len):
+        return True
     return ordered and (row_len <= SHORT_ROW or (row_len <= MAX_ROW and len(phases) == 1 and not spec.full))
+
+
+def medium_flat(spec, phases, row_len: int) -> bool:
+    """Whether rows longer than a vector take the flat groups (fj_flat_rows)."""
+    if not SHORT_ROW < row_len <= MEDIUM_ROW or not flat_eligible(spec, phases, row_len):
+        return False
+    sums_alone = len(phases) == 1 and not spec.full and all(
+        red.eqn.primitive == "reduce_sum" and np.dtype(red.acc_dtype) == np.float64 for red in phases[0])
+    return not sums_alone or row_len <= MEDIUM_SUM_ROW
 
 
 def window_sources(spec, w, reds, row_len: int) -> dict | None:
@@ -110,7 +129,10 @@ def group_path(w, spec, ix, phases, slots) -> str:
         if names:
             lines += [f"{ops.ctype(dtype)} group_cache{k}[{row_len} * FJ_ROW_GROUP];"
                       for k, (dtype, _) in enumerate(slots)]
-        windows = window_sources(spec, w, phases[0], row_len) if not names else None
+        # Rows longer than a vector take the flat groups where they can (fj_flat_rows reads each
+        # row once; the windows' steps walk the whole group once per step).
+        medium = medium_flat(spec, phases, row_len)
+        windows = window_sources(spec, w, phases[0], row_len) if not names and not medium else None
         for reds in phases:
             for red in reds:
                 t = red.arg_t if red.is_arg else ops.ctype(red.out.dtype)
@@ -179,6 +201,7 @@ SPREAD = re.compile(r"fj_flat_spread<\d+>\((\w+), \w+\);$")  # a spread and its 
 SPREAD_ARRAY = re.compile(r"\w+ (spread\w*)\[FJ_ROW_GROUP \* \d+\];$")
 FLAT = {"reduce_max": "fj_flat_extreme<{L}, true>", "reduce_min": "fj_flat_extreme<{L}, false>",
         "reduce_sum": "fj_flat_sum<{L}>"}
+FLAT_KIND = {"reduce_sum": 0, "reduce_max": 1, "reduce_min": 2}  # fj_flat_rows's Kind
 
 
 def flat_eligible(spec, phases, row_len: int) -> bool:
@@ -186,14 +209,41 @@ def flat_eligible(spec, phases, row_len: int) -> bool:
     over short contiguous rows (softmax, log_softmax, logsumexp over 10 classes; a max and a
     sum of one row)."""
     nd = len(spec.in_shape)
-    if not 2 <= row_len <= SHORT_ROW or tuple(spec.reduce_axes) != tuple(range(nd - len(spec.reduce_axes), nd)):
+    if not 2 <= row_len <= MEDIUM_ROW or tuple(spec.reduce_axes) != tuple(range(nd - len(spec.reduce_axes), nd)):
         return False
     for p, reds in enumerate(phases):
         for red in reds:
+            # float32 sums accumulate in float64 (reduce.accumulator_dtype): fj_flat_rows only
+            accumulators = (np.float32, np.float64) if row_len > SHORT_ROW and red.eqn.primitive == "reduce_sum" else (
+                np.float32,)
             if (red.eqn.primitive not in FLAT or (p > 0 and red.eqn.primitive != "reduce_sum")
-                    or not all(np.dtype(d) == np.float32 for d in (red.operand.dtype, red.acc_dtype, red.out.dtype))):
+                    or not all(np.dtype(d) == np.float32 for d in (red.operand.dtype, red.out.dtype))
+                    or np.dtype(red.acc_dtype) not in accumulators):
                 return False
     return True
+
+
+def _rows_in_place(body: list, reds, L: int) -> dict:
+    """{reduction k: where its operand's values for the group lie in the rows' order}, for the
+    reductions of a flat pass whose operand is an input as it is (`const float x = in0[f];`:
+    the input's rows from the group's first) or a value the pass keeps in a cache array
+    (`group_cache0[e] = v;`), so that fj_flat_rows reads them there instead of a copy.  Maps
+    the line `flat_vals{k}[e] = value;` of each to its place."""
+    places = {}
+    for line in body:
+        load = re.fullmatch(r"const float (\w+) = (in\d+)\[f\];", line)
+        if load:
+            places.setdefault(load.group(1), f"{load.group(2)} + i0 * {L}")
+        kept = re.fullmatch(r"(group_cache\d+)\[e\] = (\w+);", line)
+        if kept:
+            places.setdefault(kept.group(2), kept.group(1))
+    found = {}
+    for red in reds:
+        copy = next((re.fullmatch(rf"flat_vals{red.k}\[e\] = (\w+);", line) for line in body
+                     if line.startswith(f"flat_vals{red.k}[e] = ")), None)
+        if copy and copy.group(1) in places:
+            found[red.k] = places[copy.group(1)]
+    return found
 
 
 def row_values(spec, producers, ready: set) -> list:
@@ -224,7 +274,7 @@ def flat_path(w, spec, phases, names: dict, row_len: int, ix):
     kernel does not take it; the `else` branch is the gathering code (a partial group, a NaN
     under a max or min)."""
     from .reduce import RowCache
-    if not flat_eligible(spec, phases, row_len):
+    if not (medium_flat(spec, phases, row_len) if row_len > SHORT_ROW else flat_eligible(spec, phases, row_len)):
         return None
     L = row_len
     rows = spec.size
@@ -276,16 +326,26 @@ def flat_path(w, spec, phases, names: dict, row_len: int, ix):
                 value = red.read(w, element)
                 w.body.append(f"flat_vals{red.k}[e] = {value};")
             cache.flush(w)
+            sources = {red.k: f"flat_vals{red.k}" for red in reds}
+            if L > SHORT_ROW:  # fj_flat_rows reads the rows where the pass has them already
+                sources.update(_rows_in_place(w.body, reds, L))
+            w.body = [line for line in w.body if not any(
+                line.startswith(f"flat_vals{k}[e] = ") for k, src in sources.items() if src != f"flat_vals{k}")]
             body = [f"// phase {p} (flat): {', '.join(red.eqn.primitive for red in reds)}", *loop,
                     *indent(w.body, 1).splitlines(), "}"]
-            reduce = [f"{FLAT[red.eqn.primitive].format(L=L)}(res{red.k}, flat_vals{red.k});" for red in reds]
+            reduce = [(f"{FLAT[red.eqn.primitive].format(L=L)}" if L <= SHORT_ROW
+                       else f"fj_flat_rows<{L}, {FLAT_KIND[red.eqn.primitive]}, {ops.ctype(red.acc_dtype)}>")
+                      + f"(res{red.k}, {sources[red.k]});"
+                      for red in reds]
             spread = [f"fj_flat_spread<{L}>(spread{red.k}, res{red.k});" for red in reds]
             for red in reds:
                 results[(id(red.out), out_at)] = f"spread{red.k}[e]"
                 rows_results[(id(red.out), ix.out)] = f"res{red.k}[g]"
-                opening += [f"float flat_vals{red.k}[FJ_ROW_GROUP * {L}];", f"float spread{red.k}[FJ_ROW_GROUP * {L}];"]
+                if sources[red.k] == f"flat_vals{red.k}":
+                    opening.append(f"float flat_vals{red.k}[FJ_ROW_GROUP * {L}];")
+                opening.append(f"float spread{red.k}[FJ_ROW_GROUP * {L}];")
             if p == 0:  # computed before the choice: max and min windows need values without NaN
-                ordered = [red for red in reds if red.eqn.primitive != "reduce_sum"]
+                ordered = [red for red in reds if red.eqn.primitive != "reduce_sum" and L <= SHORT_ROW]
                 nan = " || ".join(f"fj_flat_has_nan<{L}>(flat_vals{red.k})" for red in ordered)
                 opening += ["bool fj_flat = FJ_GROUP_FULL(i0);", "if (fj_flat) {", *indent(body, 1).splitlines()]
                 opening += ([f"  fj_flat = !({nan});"] if nan else []) + ["}"]

@@ -182,6 +182,110 @@ static inline void fj_flat_sum(T* res, const T* flat) {
   memcpy(res, &sum, sizeof(sum));
 }
 
+// Medium rows (L > 16: fj_flat_rows): each row's L values, N at a time along the row, folded
+// into one vector of N partials of the accumulator type A (N = 64 bytes / sizeof(A); the
+// last, partial step's lanes past the row are the identity, and the group's last row's is
+// copied first, so that nothing past the group is read: `flat` may be an input's rows); then the group's 16 vectors of partials are folded
+// together, pairs of rows at a time, into vectors of the rows' results (lane g: row g), each
+// row's partials combined as a halving fold (lane l with l + N / 2, then l + N / 4, ...).
+// Kind: 0 sum, 1 max, 2 min (NaN propagates: a row with a NaN has NaN as its max and min, as
+// fj_max_acc and fj_min_acc give).  A: T, or double for float32 sums (reduce.accumulator_dtype).
+template <class A> struct fj_flat_acc {
+  static constexpr int lanes = 64 / sizeof(A);
+  typedef A vec __attribute__((vector_size(64)));
+  typedef __typeof__((vec){} < (vec){}) mask;  // lanes of integers of A's size
+};
+template <int Kind, class V>
+static inline V fj_flat_op(V a, V b) {
+  if constexpr (Kind == 0) {
+    return a + b;
+  } else {
+    const V kept = Kind == 1 ? (a > b ? a : b) : (a < b ? a : b);  // b where b is NaN
+    return a != a ? a : kept;
+  }
+}
+// N elements of T from `at` as a vector of A (GCC splits __builtin_convertvector of 8 floats
+// to doubles into four instructions; AVX-512 converts them in one).
+template <class A, class T>
+static inline typename fj_flat_acc<A>::vec fj_flat_load(const T* at) {
+  typedef T in_vec __attribute__((vector_size(fj_flat_acc<A>::lanes * sizeof(T))));
+  in_vec x;
+  memcpy(&x, at, sizeof(x));
+#if defined(__AVX512F__) && !defined(__clang__)
+  if constexpr (sizeof(A) == 8 && sizeof(T) == 4 && (T)0.5 != 0) {
+    return __builtin_ia32_cvtps2pd512_mask(x, typename fj_flat_acc<A>::vec{}, (unsigned char)0xff, 4);
+  }
+#endif
+  return __builtin_convertvector(x, typename fj_flat_acc<A>::vec);
+}
+template <int L, int Kind, bool Last, class A, class T>
+static inline typename fj_flat_acc<A>::vec fj_flat_row_partials(const T* row) {
+  typedef fj_flat_acc<A> acc_t;
+  constexpr int N = acc_t::lanes;
+  typename acc_t::vec acc = fj_flat_load<A>(row);
+  for (int q = 1; q < L / N; ++q) acc = fj_flat_op<Kind>(acc, fj_flat_load<A>(row + N * q));
+  if constexpr (L % N != 0) {
+    constexpr A ident = Kind == 0 ? (A)0 : Kind == 1 ? -__builtin_inf() : __builtin_inf();
+    typename acc_t::mask inside;
+    for (int l = 0; l < N; ++l) inside[l] = l < L % N ? -1 : 0;
+    const T* tail = row + N * (L / N);
+    T copy[N] = {};
+    if constexpr (Last) {  // the group's last row: its partial step is not read past the row
+      memcpy(copy, tail, (L % N) * sizeof(T));
+      tail = copy;
+    }
+    acc = fj_flat_op<Kind>(acc, inside ? fj_flat_load<A>(tail) : typename acc_t::vec{} + ident);
+  }
+  return acc;
+}
+// Two vectors of partials, each holding 2 * W lanes for each of its rows, combined into one
+// holding W lanes for each row of both: a's rows first.
+#define FJ_HALVE_LANE(l, H) ((l) / W * 2 * W + (l) % W + H * W)
+#define FJ_LANES8(F, H) F(0, H), F(1, H), F(2, H), F(3, H), F(4, H), F(5, H), F(6, H), F(7, H)
+#define FJ_LANES16(F, H) FJ_LANES8(F, H), F(8, H), F(9, H), F(10, H), F(11, H), F(12, H), F(13, H), F(14, H), F(15, H)
+template <int W, int Kind, class V>
+static inline V fj_flat_halve(V a, V b) {
+  typedef __typeof__(a < b) M;
+  constexpr int N = sizeof(V) / sizeof(a[0]);
+  static_assert(N == 8 || N == 16, "flat groups: vectors of 8 or 16 lanes");
+  V low, high;
+  if constexpr (N == 16) {
+    low = __builtin_shuffle(a, b, M{FJ_LANES16(FJ_HALVE_LANE, 0)});
+    high = __builtin_shuffle(a, b, M{FJ_LANES16(FJ_HALVE_LANE, 1)});
+  } else {
+    low = __builtin_shuffle(a, b, M{FJ_LANES8(FJ_HALVE_LANE, 0)});
+    high = __builtin_shuffle(a, b, M{FJ_LANES8(FJ_HALVE_LANE, 1)});
+  }
+  return fj_flat_op<Kind>(low, high);
+}
+#undef FJ_LANES16
+#undef FJ_LANES8
+#undef FJ_HALVE_LANE
+template <int L, int Kind, class A, class T>
+static inline void fj_flat_rows(T* res, const T* flat) {
+  typedef fj_flat_acc<A> acc_t;
+  constexpr int N = acc_t::lanes;
+  static_assert(sizeof(T) == 4 && FJ_ROW_GROUP == 16 && L >= FJ_ROW_GROUP, "flat groups: rows of 16 or more");
+  typename acc_t::vec part[16];
+  for (int g = 0; g < 15; ++g) part[g] = fj_flat_row_partials<L, Kind, false, A>(flat + g * L);
+  part[15] = fj_flat_row_partials<L, Kind, true, A>(flat + 15 * L);
+  int count = 16;  // vectors left, each of 16 / count rows' partials
+  if constexpr (N == 16) {
+    for (int g = 0; g < 8; ++g) part[g] = fj_flat_halve<8, Kind>(part[2 * g], part[2 * g + 1]);
+    count = 8;
+  }
+  for (int g = 0; g < count / 2; ++g) part[g] = fj_flat_halve<4, Kind>(part[2 * g], part[2 * g + 1]);
+  count /= 2;
+  for (int g = 0; g < count / 2; ++g) part[g] = fj_flat_halve<2, Kind>(part[2 * g], part[2 * g + 1]);
+  count /= 2;
+  for (int g = 0; g < count / 2; ++g) part[g] = fj_flat_halve<1, Kind>(part[2 * g], part[2 * g + 1]);
+  typedef T out_vec __attribute__((vector_size(N * sizeof(T))));
+  for (int j = 0; j < 16 / N; ++j) {  // vector j: rows N * j on
+    const out_vec rows = __builtin_convertvector(part[j], out_vec);
+    memcpy(res + N * j, &rows, sizeof(rows));
+  }
+}
+
 // Each position's row value: flat[e] = res[e / L], one permute of the rows' vector per vector.
 #define FJ_SPREAD_LANE(l, J) ((16 * J + (l)) / L)
 template <int L, int J, class T>

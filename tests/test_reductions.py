@@ -233,6 +233,48 @@ def test_short_row_families_keep_their_rows_flat_on_the_host(row, x64, tmp_path)
     assert not any("(flat)" in k.source for k in compiled.rendered)
 
 
+@pytest.mark.parametrize("row", [17, 24, 31, 33, 48, 64, 96, 97])
+def test_medium_row_families_fold_rows_in_groups_on_the_host(row, tmp_path):
+    """On the host, float32 max, min and sum families over rows longer than a vector (17 to
+    96: softmax, log_softmax, logsumexp, layernorm's float64 sums, a max or a min and a sum)
+    fold each row a vector at a time and the group's 16 rows together (kernels/row_windows.h
+    fj_flat_rows), reading an input's rows or the pass's cache in place; a sum alone takes
+    the path up to rows of 32 only, rows of 97 keep the team code.  NaN, inf and -inf rows,
+    ties, the partial last group of each block; under ASan too (the group's last row is not
+    read past its end)."""
+    rng = np.random.default_rng(140 + row)
+    rows = 16 * 5 + 9
+    x = rand(rng, (rows, row), np.float32)
+    x[3] = -np.inf                              # softmax NaN, logsumexp -inf
+    x[5, row // 2] = np.inf
+    x[7, :] = 1.5                               # ties
+    x[50, 0] = x[66, row - 1] = np.nan          # NaN rows (the elementwise steps propagate them)
+    y = rand(rng, (rows, row), np.float32)      # no NaN: XLA's max can lose one (test_footguns)
+    y[9, :] = -0.0
+    z = rand(rng, (2, 9, row), np.float32)
+
+    def family(x, y, z):
+        mean = jnp.mean(y, -1, keepdims=True)
+        return {"softmax": jax.nn.softmax(x, axis=1), "log_softmax": jax.nn.log_softmax(x, axis=1),
+                "logsumexp": jax.nn.logsumexp(x, axis=1),
+                "layernorm": (y - mean) / jnp.sqrt(jnp.var(y, -1, keepdims=True) + 1e-5),
+                "max": jnp.max(y, 1), "min_sum": jnp.min(y * 2, 1) * jnp.sum(jnp.exp(-y * y), 1),
+                "leading": jax.nn.softmax(z * 2, axis=-1)}
+
+    compiled = verify(family, x, y, z)
+    folded = [k for k in compiled.rendered if "fj_flat_rows<" in k.source]
+    if row <= 96:
+        assert len(folded) == len(compiled.rendered), [k.spec.eqns for k in compiled.rendered]
+        assert any("fj_flat_rows<{}, 0, double>".format(row) in k.source for k in folded)  # layernorm's mean
+        assert any(", in0 + i0 * {});".format(row) in k.source for k in folded)  # an input's rows in place
+    else:
+        assert not folded
+    run_host_under_asan(compiled, (x, y, z), tmp_path)
+
+    alone = verify(lambda y: jnp.sum(y, 1), y)  # float32 in float64, alone: up to rows of 32
+    assert any("fj_flat_rows<" in k.source for k in alone.rendered) == (row <= 32)
+
+
 def test_short_rows_of_8_byte_elements_gather(x64):
     """Row windows take 4-byte elements (16 lanes of a vector): float64 and int64 rows keep the
     gathering code (and int64 indices come out of the 4-byte windows)."""

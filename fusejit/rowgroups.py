@@ -24,7 +24,10 @@ Flat groups: where the family's reductions are float32 max, min and sum (max and
 first phase), a full group keeps its values in the rows' own order instead (flat_path):
 contiguous loads, stores and cache, reductions by windows of neighbouring vectors, and each
 row's result, or a value computed from results alone (a log of a sum), spread back to the
-row's elements by permutes.  A softmax over rows of 10: 1067 -> 361 us on one core.
+row's elements by permutes.  A softmax over rows of 10: 1067 -> 361 us on one core.  Rows
+of 16 to 96 elements, and families with float32 sums (accumulated in float64), fold each row
+along itself instead (fj_flat_rows, `folds_rows`), a vector at a time, and the group's 16
+rows' partials together, reading an input's rows or the pass's cache where the pass has them.
 """
 from __future__ import annotations
 
@@ -46,32 +49,38 @@ from .templates import fill, indent
 # lanes along the row vectorise well enough (rows of 10: 0.24 ms against 0.49 in groups).
 SHORT_ROW = 16
 MAX_ROW = 32
-# Flat groups over rows longer than a vector (fj_flat_rows), as measured here (1M float32 on
-# one core, against the team code): softmax over rows of 24 800 -> 355 us, of 96 419 -> 339;
-# layernorm over 24 429 -> 269, over 96 275 -> 253, over 128 234 -> 287 (the team code's loop
-# along the row has caught up, and the group's copy of its values costs more than the row's
-# folds).  A sum alone, of float32 in float64, gains up to rows of 32 (24: 126 -> 69 us) and
-# loses from 40 on (48: 94 -> 114 us).
+# Flat groups that fold each row along itself (fj_flat_rows), as measured here (1M float32 on
+# one core, against the team code or the windows): rows of 16 to MEDIUM_ROW (softmax over rows
+# of 24 800 -> 350 us, of 96 419 -> 320; layernorm over 24 429 -> 247; a sum over 48 94 -> 55;
+# from rows of 128 the team code's loop along the row is as quick or quicker: layernorm over
+# 192 137 us against 307), and families with float32 sums in float64, which the windows do
+# not add, from rows of FOLD_ROW (layernorm over 10 662 -> 339 us; over 2 and 3 the team code
+# stays quicker), or ORDERED_FOLD_ROW with a max or min (a max, min and sum over 8 419 -> 331;
+# over 6 the gathering code stays quicker, 409 against 460).  Float32 families below 16 keep
+# the windows (softmax over 10 339 us against 455).
 MEDIUM_ROW = 96
-MEDIUM_SUM_ROW = 32
+FOLD_ROW = 4
+ORDERED_FOLD_ROW = 8
 ORDERED = {"reduce_max", "reduce_min", "argmax", "argmin"}
 ROW = "    const idx_t i = FJ_GROUP_ROW(idx_t, i0, g);"  # the row of lane g
 
 
 def takes_groups(spec, phases, row_len: int) -> bool:
     ordered = any(red.eqn.primitive in ORDERED for reds in phases for red in reds)
-    if medium_flat(spec, phases, row_len):
+    if folds_rows(spec, phases, row_len):
         return True
     return ordered and (row_len <= SHORT_ROW or (row_len <= MAX_ROW and len(phases) == 1 and not spec.full))
 
 
-def medium_flat(spec, phases, row_len: int) -> bool:
-    """Whether rows longer than a vector take the flat groups (fj_flat_rows)."""
-    if not SHORT_ROW < row_len <= MEDIUM_ROW or not flat_eligible(spec, phases, row_len):
+def folds_rows(spec, phases, row_len: int) -> bool:
+    """Whether a flat group folds each row along itself (fj_flat_rows) rather than by windows
+    (fj_flat_sum, fj_flat_extreme): rows longer than a vector, and families with float64
+    accumulators (windows add float32)."""
+    if not flat_eligible(spec, phases, row_len):
         return False
-    sums_alone = len(phases) == 1 and not spec.full and all(
-        red.eqn.primitive == "reduce_sum" and np.dtype(red.acc_dtype) == np.float64 for red in phases[0])
-    return not sums_alone or row_len <= MEDIUM_SUM_ROW
+    wide = any(np.dtype(red.acc_dtype) == np.float64 for reds in phases for red in reds)
+    ordered = any(red.eqn.primitive in ORDERED for reds in phases for red in reds)
+    return row_len >= SHORT_ROW or (wide and row_len >= (ORDERED_FOLD_ROW if ordered else FOLD_ROW))
 
 
 def window_sources(spec, w, reds, row_len: int) -> dict | None:
@@ -131,8 +140,8 @@ def group_path(w, spec, ix, phases, slots) -> str:
                       for k, (dtype, _) in enumerate(slots)]
         # Rows longer than a vector take the flat groups where they can (fj_flat_rows reads each
         # row once; the windows' steps walk the whole group once per step).
-        medium = medium_flat(spec, phases, row_len)
-        windows = window_sources(spec, w, phases[0], row_len) if not names and not medium else None
+        folds = folds_rows(spec, phases, row_len)
+        windows = window_sources(spec, w, phases[0], row_len) if not names and not folds else None
         for reds in phases:
             for red in reds:
                 t = red.arg_t if red.is_arg else ops.ctype(red.out.dtype)
@@ -214,8 +223,7 @@ def flat_eligible(spec, phases, row_len: int) -> bool:
     for p, reds in enumerate(phases):
         for red in reds:
             # float32 sums accumulate in float64 (reduce.accumulator_dtype): fj_flat_rows only
-            accumulators = (np.float32, np.float64) if row_len > SHORT_ROW and red.eqn.primitive == "reduce_sum" else (
-                np.float32,)
+            accumulators = (np.float32, np.float64) if red.eqn.primitive == "reduce_sum" else (np.float32,)
             if (red.eqn.primitive not in FLAT or (p > 0 and red.eqn.primitive != "reduce_sum")
                     or not all(np.dtype(d) == np.float32 for d in (red.operand.dtype, red.out.dtype))
                     or np.dtype(red.acc_dtype) not in accumulators):
@@ -228,7 +236,8 @@ def _rows_in_place(body: list, reds, L: int) -> dict:
     reductions of a flat pass whose operand is an input as it is (`const float x = in0[f];`:
     the input's rows from the group's first) or a value the pass keeps in a cache array
     (`group_cache0[e] = v;`), so that fj_flat_rows reads them there instead of a copy.  Maps
-    the line `flat_vals{k}[e] = value;` of each to its place."""
+    the line `flat_vals{k}[e] = value;` of each (or `= (double)value;`: fj_flat_rows converts
+    float32 to a float64 accumulator itself) to its place."""
     places = {}
     for line in body:
         load = re.fullmatch(r"const float (\w+) = (in\d+)\[f\];", line)
@@ -239,7 +248,7 @@ def _rows_in_place(body: list, reds, L: int) -> dict:
             places.setdefault(kept.group(2), kept.group(1))
     found = {}
     for red in reds:
-        copy = next((re.fullmatch(rf"flat_vals{red.k}\[e\] = (\w+);", line) for line in body
+        copy = next((re.fullmatch(rf"flat_vals{red.k}\[e\] = (?:\(double\))?(\w+);", line) for line in body
                      if line.startswith(f"flat_vals{red.k}[e] = ")), None)
         if copy and copy.group(1) in places:
             found[red.k] = places[copy.group(1)]
@@ -274,7 +283,9 @@ def flat_path(w, spec, phases, names: dict, row_len: int, ix):
     kernel does not take it; the `else` branch is the gathering code (a partial group, a NaN
     under a max or min)."""
     from .reduce import RowCache
-    if not (medium_flat(spec, phases, row_len) if row_len > SHORT_ROW else flat_eligible(spec, phases, row_len)):
+    folds = folds_rows(spec, phases, row_len)
+    if not folds and not (row_len <= SHORT_ROW and flat_eligible(spec, phases, row_len) and all(
+            np.dtype(red.acc_dtype) == np.float32 for reds in phases for red in reds)):
         return None
     L = row_len
     rows = spec.size
@@ -327,13 +338,13 @@ def flat_path(w, spec, phases, names: dict, row_len: int, ix):
                 w.body.append(f"flat_vals{red.k}[e] = {value};")
             cache.flush(w)
             sources = {red.k: f"flat_vals{red.k}" for red in reds}
-            if L > SHORT_ROW:  # fj_flat_rows reads the rows where the pass has them already
+            if folds:  # fj_flat_rows reads the rows where the pass has them already
                 sources.update(_rows_in_place(w.body, reds, L))
             w.body = [line for line in w.body if not any(
                 line.startswith(f"flat_vals{k}[e] = ") for k, src in sources.items() if src != f"flat_vals{k}")]
             body = [f"// phase {p} (flat): {', '.join(red.eqn.primitive for red in reds)}", *loop,
                     *indent(w.body, 1).splitlines(), "}"]
-            reduce = [(f"{FLAT[red.eqn.primitive].format(L=L)}" if L <= SHORT_ROW
+            reduce = [(f"{FLAT[red.eqn.primitive].format(L=L)}" if not folds
                        else f"fj_flat_rows<{L}, {FLAT_KIND[red.eqn.primitive]}, {ops.ctype(red.acc_dtype)}>")
                       + f"(res{red.k}, {sources[red.k]});"
                       for red in reds]
@@ -345,7 +356,7 @@ def flat_path(w, spec, phases, names: dict, row_len: int, ix):
                     opening.append(f"float flat_vals{red.k}[FJ_ROW_GROUP * {L}];")
                 opening.append(f"float spread{red.k}[FJ_ROW_GROUP * {L}];")
             if p == 0:  # computed before the choice: max and min windows need values without NaN
-                ordered = [red for red in reds if red.eqn.primitive != "reduce_sum" and L <= SHORT_ROW]
+                ordered = [red for red in reds if red.eqn.primitive != "reduce_sum" and not folds]
                 nan = " || ".join(f"fj_flat_has_nan<{L}>(flat_vals{red.k})" for red in ordered)
                 opening += ["bool fj_flat = FJ_GROUP_FULL(i0);", "if (fj_flat) {", *indent(body, 1).splitlines()]
                 opening += ([f"  fj_flat = !({nan});"] if nan else []) + ["}"]

@@ -182,14 +182,16 @@ static inline void fj_flat_sum(T* res, const T* flat) {
   memcpy(res, &sum, sizeof(sum));
 }
 
-// Medium rows (L > 16: fj_flat_rows): each row's L values, N at a time along the row, folded
-// into one vector of N partials of the accumulator type A (N = 64 bytes / sizeof(A); the
-// last, partial step's lanes past the row are the identity, and the group's last row's is
-// copied first, so that nothing past the group is read: `flat` may be an input's rows); then the group's 16 vectors of partials are folded
-// together, pairs of rows at a time, into vectors of the rows' results (lane g: row g), each
-// row's partials combined as a halving fold (lane l with l + N / 2, then l + N / 4, ...).
-// Kind: 0 sum, 1 max, 2 min (NaN propagates: a row with a NaN has NaN as its max and min, as
-// fj_max_acc and fj_min_acc give).  A: T, or double for float32 sums (reduce.accumulator_dtype).
+// Rows folded along themselves (fj_flat_rows: rows of 16 or more, and sums in float64): each
+// row's L values, N at a time, folded into one vector of N partials of the accumulator type A
+// (N = 64 bytes / sizeof(A)); the row's last L % N elements are the vector from them on, or,
+// where that would read past the group, the vector that ends with them, the other lanes set
+// to the identity, so `flat` may be an input's rows.  Then the group's 16 vectors of partials
+// are folded together, pairs of rows at a time, into vectors of the rows' results (lane g:
+// row g), each row's partials combined as a halving fold (lane l with l + N / 2, then
+// l + N / 4, ...).  Kind: 0 sum, 1 max, 2 min (NaN propagates: a row with a NaN has NaN as
+// its max and min, as fj_max_acc and fj_min_acc give).  A: T, or double for float32 sums
+// (reduce.accumulator_dtype).
 template <class A> struct fj_flat_acc {
   static constexpr int lanes = 64 / sizeof(A);
   typedef A vec __attribute__((vector_size(64)));
@@ -218,25 +220,33 @@ static inline typename fj_flat_acc<A>::vec fj_flat_load(const T* at) {
 #endif
   return __builtin_convertvector(x, typename fj_flat_acc<A>::vec);
 }
-template <int L, int Kind, bool Last, class A, class T>
+template <int L, int Kind, bool Inside, class A, class T>
 static inline typename fj_flat_acc<A>::vec fj_flat_row_partials(const T* row) {
   typedef fj_flat_acc<A> acc_t;
   constexpr int N = acc_t::lanes;
-  typename acc_t::vec acc = fj_flat_load<A>(row);
-  for (int q = 1; q < L / N; ++q) acc = fj_flat_op<Kind>(acc, fj_flat_load<A>(row + N * q));
+  constexpr A ident = Kind == 0 ? (A)0 : Kind == 1 ? -__builtin_inf() : __builtin_inf();
+  typename acc_t::vec acc = typename acc_t::vec{} + ident;
+  for (int q = 0; q < L / N; ++q) acc = fj_flat_op<Kind>(acc, fj_flat_load<A>(row + N * q));
   if constexpr (L % N != 0) {
-    constexpr A ident = Kind == 0 ? (A)0 : Kind == 1 ? -__builtin_inf() : __builtin_inf();
-    typename acc_t::mask inside;
-    for (int l = 0; l < N; ++l) inside[l] = l < L % N ? -1 : 0;
-    const T* tail = row + N * (L / N);
-    T copy[N] = {};
-    if constexpr (Last) {  // the group's last row: its partial step is not read past the row
-      memcpy(copy, tail, (L % N) * sizeof(T));
-      tail = copy;
-    }
-    acc = fj_flat_op<Kind>(acc, inside ? fj_flat_load<A>(tail) : typename acc_t::vec{} + ident);
+    // The row's last L % N elements: the vector from them on, or where that would read past
+    // the group, the vector that ends with them (the lanes before them set to the identity).
+    constexpr int first = Inside ? 0 : N - L % N;
+    const T* from = Inside ? row + N * (L / N) : row + L - N;
+    typename acc_t::mask tail;
+    for (int l = 0; l < N; ++l) tail[l] = l >= first && l < first + L % N ? -1 : 0;
+    acc = fj_flat_op<Kind>(acc, tail ? fj_flat_load<A>(from) : typename acc_t::vec{} + ident);
   }
   return acc;
+}
+template <int L, int Kind, class A, int G, class T, class V>
+static inline void fj_flat_rows_from(V* part, const T* flat) {
+  if constexpr (G < FJ_ROW_GROUP) {
+    constexpr int N = fj_flat_acc<A>::lanes;
+    constexpr bool inside = G * L + (L + N - 1) / N * N <= FJ_ROW_GROUP * L;
+    static_assert(inside || G * L + L >= N, "flat groups: a row's last vector starts inside the group");
+    part[G] = fj_flat_row_partials<L, Kind, inside, A>(flat + G * L);
+    fj_flat_rows_from<L, Kind, A, G + 1>(part, flat);
+  }
 }
 // Two vectors of partials, each holding 2 * W lanes for each of its rows, combined into one
 // holding W lanes for each row of both: a's rows first.
@@ -265,10 +275,9 @@ template <int L, int Kind, class A, class T>
 static inline void fj_flat_rows(T* res, const T* flat) {
   typedef fj_flat_acc<A> acc_t;
   constexpr int N = acc_t::lanes;
-  static_assert(sizeof(T) == 4 && FJ_ROW_GROUP == 16 && L >= FJ_ROW_GROUP, "flat groups: rows of 16 or more");
+  static_assert(sizeof(T) == 4 && FJ_ROW_GROUP == 16 && L >= 2, "flat groups: 16 rows of 4-byte elements");
   typename acc_t::vec part[16];
-  for (int g = 0; g < 15; ++g) part[g] = fj_flat_row_partials<L, Kind, false, A>(flat + g * L);
-  part[15] = fj_flat_row_partials<L, Kind, true, A>(flat + 15 * L);
+  fj_flat_rows_from<L, Kind, A, 0>(part, flat);
   int count = 16;  // vectors left, each of 16 / count rows' partials
   if constexpr (N == 16) {
     for (int g = 0; g < 8; ++g) part[g] = fj_flat_halve<8, Kind>(part[2 * g], part[2 * g + 1]);

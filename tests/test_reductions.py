@@ -224,7 +224,7 @@ def test_short_row_families_keep_their_rows_flat_on_the_host(row, x64, tmp_path)
     compiled = verify(family, x, y)
     flat = [k for k in compiled.rendered if "(flat)" in k.source]
     assert len(flat) == len(compiled.rendered), [k.spec.eqns for k in compiled.rendered]
-    assert all("fj_flat_sum" in k.source for k in flat)
+    assert all(("fj_flat_sum" if row < 16 else "fj_flat_rows<") in k.source for k in flat)  # rows of 16: folded
     log_softmax = [k for k in flat if "fj_log(rowv" in k.source]
     assert log_softmax and all("fj_log(spread" not in k.source for k in flat)  # logs once per row
     run_host_under_asan(compiled, (x, y), tmp_path)
@@ -238,8 +238,8 @@ def test_medium_row_families_fold_rows_in_groups_on_the_host(row, tmp_path):
     """On the host, float32 max, min and sum families over rows longer than a vector (17 to
     96: softmax, log_softmax, logsumexp, layernorm's float64 sums, a max or a min and a sum)
     fold each row a vector at a time and the group's 16 rows together (kernels/row_windows.h
-    fj_flat_rows), reading an input's rows or the pass's cache in place; a sum alone takes
-    the path up to rows of 32 only, rows of 97 keep the team code.  NaN, inf and -inf rows,
+    fj_flat_rows), reading an input's rows or the pass's cache in place; rows of 97 keep the
+    team code.  NaN, inf and -inf rows,
     ties, the partial last group of each block; under ASan too (the group's last row is not
     read past its end)."""
     rng = np.random.default_rng(140 + row)
@@ -271,8 +271,36 @@ def test_medium_row_families_fold_rows_in_groups_on_the_host(row, tmp_path):
         assert not folded
     run_host_under_asan(compiled, (x, y, z), tmp_path)
 
-    alone = verify(lambda y: jnp.sum(y, 1), y)  # float32 in float64, alone: up to rows of 32
-    assert any("fj_flat_rows<" in k.source for k in alone.rendered) == (row <= 32)
+    alone = verify(lambda y: jnp.sum(y, 1), y)  # float32 in float64, alone
+    assert any("fj_flat_rows<{}, 0, double>(res0, in0 + i0 * {});".format(row, row) in k.source
+               for k in alone.rendered) == (row <= 96)
+
+
+@pytest.mark.parametrize("row", [2, 4, 5, 7, 8, 10, 13])
+def test_short_row_float32_sums_fold_rows_in_groups_on_the_host(row, tmp_path):
+    """On the host, families with float32 sums (accumulated in float64, which the windows do
+    not add) over rows of 4 to 15 fold each row in groups too (fj_flat_rows): layernorm, a
+    mean and variance, a sum alone; with a max or min from rows of 8 (below, the gathering
+    code); rows of 2 keep the team code.  Rows whose last vector would pass the group's end
+    read the vector that ends with them; under ASan too."""
+    rng = np.random.default_rng(160 + row)
+    rows = 16 * 5 + 9
+    y = rand(rng, (rows, row), np.float32)
+    y[4] = -0.0
+    y[6, row // 2] = np.inf
+    y[8, 0] = np.nan
+
+    def sums(y):
+        mean = jnp.mean(y, -1, keepdims=True)
+        return {"layernorm": (y - mean) / jnp.sqrt(jnp.var(y, -1, keepdims=True) + 1e-5),
+                "mean_var": (jnp.mean(y * 3, 1), jnp.var(y * 3, 1)), "sum": jnp.sum(y, 1)}
+
+    compiled = verify(sums, y)
+    folded = [k for k in compiled.rendered if "fj_flat_rows<" in k.source]
+    assert len(folded) == (len(compiled.rendered) if row >= 4 else 0), [k.spec.eqns for k in compiled.rendered]
+    ordered = verify(lambda y: jnp.max(y, 1) - jnp.min(y, 1) * jnp.sum(y, 1), y)
+    assert all(("fj_flat_rows<" in k.source) == (row >= 8) for k in ordered.rendered)
+    run_host_under_asan(compiled, (y,), tmp_path)
 
 
 def test_short_rows_of_8_byte_elements_gather(x64):

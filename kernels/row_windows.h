@@ -190,17 +190,21 @@ static inline void fj_flat_sum(T* res, const T* flat) {
 // are folded together, pairs of rows at a time, into vectors of the rows' results (lane g:
 // row g), each row's partials combined as a halving fold (lane l with l + N / 2, then
 // l + N / 4, ...).  Kind: 0 sum, 1 max, 2 min (NaN propagates: a row with a NaN has NaN as
-// its max and min, as fj_max_acc and fj_min_acc give).  A: T, or double for float32 sums
+// its max and min, as fj_max_acc and fj_min_acc give; a group without NaN takes plain
+// maxima and minima, Kind 3 and 4).  A: T, or double for float32 sums
 // (reduce.accumulator_dtype).
 template <class A> struct fj_flat_acc {
   static constexpr int lanes = 64 / sizeof(A);
   typedef A vec __attribute__((vector_size(64)));
   typedef __typeof__((vec){} < (vec){}) mask;  // lanes of integers of A's size
 };
+// Kind 3 and 4: max and min of values without NaN (one instruction each, vmaxps, vminps).
 template <int Kind, class V>
 static inline V fj_flat_op(V a, V b) {
   if constexpr (Kind == 0) {
     return a + b;
+  } else if constexpr (Kind >= 3) {
+    return Kind == 3 ? (a > b ? a : b) : (a < b ? a : b);
   } else {
     const V kept = Kind == 1 ? (a > b ? a : b) : (a < b ? a : b);  // b where b is NaN
     return a != a ? a : kept;
@@ -224,7 +228,7 @@ template <int L, int Kind, bool Inside, class A, class T>
 static inline typename fj_flat_acc<A>::vec fj_flat_row_partials(const T* row) {
   typedef fj_flat_acc<A> acc_t;
   constexpr int N = acc_t::lanes;
-  constexpr A ident = Kind == 0 ? (A)0 : Kind == 1 ? -__builtin_inf() : __builtin_inf();
+  constexpr A ident = Kind == 0 ? (A)0 : Kind % 2 == 1 ? -__builtin_inf() : __builtin_inf();
   typename acc_t::vec acc = typename acc_t::vec{} + ident;
   for (int q = 0; q < L / N; ++q) acc = fj_flat_op<Kind>(acc, fj_flat_load<A>(row + N * q));
   if constexpr (L % N != 0) {
@@ -273,6 +277,9 @@ static inline V fj_flat_halve(V a, V b) {
 #undef FJ_HALVE_LANE
 template <int L, int Kind, class A, class T>
 static inline void fj_flat_rows(T* res, const T* flat) {
+  if constexpr (Kind == 1 || Kind == 2) {
+    if (!fj_flat_has_nan<L>(flat)) return fj_flat_rows<L, Kind + 2, A>(res, flat);  // most groups
+  }
   typedef fj_flat_acc<A> acc_t;
   constexpr int N = acc_t::lanes;
   static_assert(sizeof(T) == 4 && FJ_ROW_GROUP == 16 && L >= 2, "flat groups: 16 rows of 4-byte elements");

@@ -28,6 +28,7 @@ from .templates import fill, indent
 from .scatter import render_scatter
 from .topk import render_top_k
 from .streamstores import stream_path
+from .transposes import transposes_path
 from .vectorize import GRID_MARGIN, vector_path
 from .windowmaps import WINDOW_REDUCTIONS, reduce_window_rule
 
@@ -286,12 +287,14 @@ class KernelWriter:
         if inner:
             params.append(Param("scalar", "inner", self.index_ctype, value=inner))
         vector, start, width = vector_path(self, self.body, own, inner)
-        stream = stream_path(self, self.body, own, inner)
-        # The host's path instead of the element loop: the stream path, else the pieces.
-        pieces = "" if stream else pieces_path(self, spec.shape[:split] if inner else (),
-                                               spec.shape[split:] if inner else spec.shape, inner)
-        if vector or stream or pieces:  # paths that leave the element loop the elements from fj_from on
-            vector, start = "  idx_t fj_from = 0;\n" + vector + (stream or pieces), "fj_from"
+        # The host's path instead of the element loop: transposed tiles, else the stream path,
+        # else the pieces.
+        tiles = transposes_path(self, spec.shape[:split], spec.shape[split:], inner) if inner else ""
+        stream = "" if tiles else stream_path(self, self.body, own, inner)
+        pieces = "" if stream or tiles else pieces_path(self, spec.shape[:split] if inner else (),
+                                                        spec.shape[split:] if inner else spec.shape, inner)
+        if vector or stream or pieces or tiles:  # paths that leave the element loop the elements from fj_from on
+            vector, start = "  idx_t fj_from = 0;\n" + vector + (tiles or stream or pieces), "fj_from"
         min_blocks = 1 if len(self.body) > LONG_BODY_LINES else MIN_BLOCKS
         source = fill_kernel(
             self, "elementwise_rows.cu.in" if inner else "elementwise.cu.in",
@@ -299,7 +302,7 @@ class KernelWriter:
             f"{self.loads} load(s) and {len(spec.outputs)} store(s) per element"
             + (f", {width} per thread and step on the vector path" if width > 1 else ""),
             block, params, min_blocks, body=indent(self.body, 2), vector=vector, start=start,
-            stream_end=("#endif  // FJ_STREAM_STORES\n" if stream else
+            stream_end=("#endif  // FJ_TRANSPOSE_TILES\n" if tiles else "#endif  // FJ_STREAM_STORES\n" if stream else
                         "#endif  // FJ_COLUMN_PIECES\n" if pieces else ""))
         return RenderedKernel(spec, source, tuple(params), self.index64,
                               self.loads, len(spec.outputs), block, Layout("map", n, width))

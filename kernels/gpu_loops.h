@@ -22,6 +22,8 @@
 #define FJ_COLUMN_PIECES 0
 // And the row groups of short-row kernels: a GPU gives each row a team of threads instead.
 #define FJ_ROW_GROUPS 0
+// And the transposed tiles of map kernels: a warp's loads of a column are 32 lines anyway.
+#define FJ_TRANSPOSE_TILES 0
 // And top_k's chunks: a GPU thread ranks one element at a time.
 #define FJ_TOP_K_CHUNK 1
 #define FJ_TOP_K_LANES(lane) for (int lane = 0; lane < FJ_TOP_K_CHUNK; ++lane)

@@ -208,3 +208,10 @@ static inline T __shfl_sync(unsigned, T value, int, int = 32) { return value; }
 
 // Row groups of rows read straight from an input: max, min, argmax, argmin without gathers.
 #include "row_windows.h"
+
+// Transposed tiles: a map kernel that reads an operand transposed takes its output 16 x 16
+// elements at a time, each transposed operand's tile moved through registers
+// (fusejit/transposes.py).  The GPU and the emulation run the rows loop.
+#define FJ_TRANSPOSE_TILES 1
+#define FJ_TRANSPOSE_TILE 16
+#include "transpose_tiles.h"

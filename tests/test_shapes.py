@@ -145,6 +145,39 @@ def test_reflect_padding_cuts_the_rows_too(mode, tmp_path):
     run_host_under_asan(compiled, (x,), tmp_path)
 
 
+@pytest.mark.parametrize("shape", [(80, 64), (128, 128), (70, 100), (33, 1030)])
+def test_transposed_reads_take_tiles_on_the_host(shape, x64, tmp_path):
+    """A map that reads an operand transposed takes its output in 16 x 16 tiles on the host,
+    each transposed operand's tile moved through registers (fusejit/transposes.py): a.T with a
+    producer and a broadcast, two operands transposed, one also read as it is, 4-byte ints; a
+    transpose of the last two axes of a stack of matrices (batches of tiles); rows and columns
+    past the last whole tile element by element.  8-byte elements keep the rows loop."""
+    r = rng(50 + shape[1])
+    a, b = rand(r, shape, np.float32), rand(r, shape, np.float32)
+    i = rand(r, shape, np.int32)
+    v = rand(r, (shape[0],), np.float32)
+    s = rand(r, (3, shape[1], shape[0]), np.float32)
+    square = a[:, :shape[0]] if shape[1] >= shape[0] else a[:shape[1], :]
+
+    def f(a, b, i, v, s, square):
+        return {"exp": jnp.exp(a * 0.1).T * v + 1.0, "two": a.T - 2 * b.T, "ints": i.T * 3 - i.T.max(),
+                "stack": jnp.swapaxes(s, 1, 2) - 1.0, "both": square.T + square}
+
+    compiled = verify(f, a, b, i, v, s, square)
+    tiled = [k.source for k in compiled.rendered if "#if FJ_TRANSPOSE_TILES" in k.source]
+    assert sum(source.count("fj_transpose16(") for source in tiled) >= 4, [k.source for k in compiled.rendered]
+    assert any("fj_transpose16(fj_ttile1" in source for source in tiled)  # two operands in one kernel
+    assert any("fj_tb" in source for source in tiled)  # the stack's batches
+    run_host_under_asan(compiled, (a, b, i, v, s, square), tmp_path)  # the tiles and edges stay in bounds
+
+    compiled = verify(lambda d: d.T * 2, a.astype(np.float64))
+    assert not any("#if FJ_TRANSPOSE_TILES" in k.source for k in compiled.rendered)
+    # a window at an offset read from data: the tile's base would need the offset, read in the body
+    at = np.array([3, 5], np.int32)
+    compiled = verify(lambda a, k: lax.dynamic_slice(a.T, (k[0], k[1]), (shape[1] - 5, shape[0] - 7)) * 2, a, at)
+    assert not any("#if FJ_TRANSPOSE_TILES" in k.source for k in compiled.rendered)
+
+
 def test_concatenate_and_stack():
     a, b, c = rand(rng(11), (3, 4), np.float32), rand(rng(12), (5, 4), np.float32), rand(rng(13), (0, 4), np.float32)
     verify(lambda a, b, c: (jnp.concatenate([a, c, b, a]), jnp.concatenate([a, a * 2], axis=1),

@@ -23,7 +23,7 @@ from . import ops
 from .indexing import Affine, Sym, aff, delinearize, linearize, make_affine
 from .templates import fill, indent
 
-TILE = 16  # FJ_TRANSPOSE_TILE: 16 lanes of 4 bytes
+TILE = 16  # FJ_TRANSPOSE_TILE: 16 lanes of 4 bytes (two vectors of 8-byte elements)
 MIN_STRIDE = TILE  # operand elements between a tile's consecutive loads (at least a tile's row)
 MAX_TILES = 4  # operands moved through tiles
 MAX_LINES = 256  # body lines over the tile and edge bodies
@@ -37,7 +37,7 @@ def built_from(f: Affine, syms: set) -> bool:
 
 
 class TransposedReads:
-    """codegen's read hook (KernelWriter.cache) for the tile's body: a 4-byte input read at
+    """codegen's read hook (KernelWriter.cache) for the tile's body: a 4- or 8-byte input read at
     `base + r + stride * c` (r, c: the element's row and column in the tile; base a function
     of the tile's batch, row and column alone; stride at least MIN_STRIDE) is read from a
     tile, tile[r * TILE + c]."""
@@ -48,7 +48,7 @@ class TransposedReads:
         self.tiles: dict = {}  # (input name, base, stride) -> tile name
 
     def load(self, w, var, idx):
-        if id(var) not in w.source_names or var.dtype.itemsize != 4:
+        if id(var) not in w.source_names or var.dtype.itemsize not in (4, 8):
             return None
         address = linearize(idx, var.shape)
         coeffs = dict(address.terms)

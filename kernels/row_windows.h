@@ -263,6 +263,15 @@ static inline V fj_flat_halve(V a, V b) {
   constexpr int N = sizeof(V) / sizeof(a[0]);
   static_assert(N == 8 || N == 16, "flat groups: vectors of 8 or 16 lanes");
   V low, high;
+#if defined(__clang__)
+  if constexpr (N == 16) {
+    low = __builtin_shufflevector(a, b, FJ_LANES16(FJ_HALVE_LANE, 0));
+    high = __builtin_shufflevector(a, b, FJ_LANES16(FJ_HALVE_LANE, 1));
+  } else {
+    low = __builtin_shufflevector(a, b, FJ_LANES8(FJ_HALVE_LANE, 0));
+    high = __builtin_shufflevector(a, b, FJ_LANES8(FJ_HALVE_LANE, 1));
+  }
+#else
   if constexpr (N == 16) {
     low = __builtin_shuffle(a, b, M{FJ_LANES16(FJ_HALVE_LANE, 0)});
     high = __builtin_shuffle(a, b, M{FJ_LANES16(FJ_HALVE_LANE, 1)});
@@ -270,6 +279,7 @@ static inline V fj_flat_halve(V a, V b) {
     low = __builtin_shuffle(a, b, M{FJ_LANES8(FJ_HALVE_LANE, 0)});
     high = __builtin_shuffle(a, b, M{FJ_LANES8(FJ_HALVE_LANE, 1)});
   }
+#endif
   return fj_flat_op<Kind>(low, high);
 }
 #undef FJ_LANES16

@@ -1,5 +1,5 @@
 // Transposed tiles (host): tile[r * 16 + c] = src[c * stride + r] for r, c < 16, elements of
-// 4 bytes.  The 16 loads are one cache line each, read whole and once (a tile of the operand
+// 4 or 8 bytes.  The 16 loads are one cache line each, read whole and once (a tile of the operand
 // whose rows are a power-of-two length apart shares one cache set: read element by element,
 // a column at a time, its lines were evicted before the next column came to them); the
 // transpose is four rounds of two-vector shuffles: in round S, vectors k and k + S (k & S == 0)
@@ -11,35 +11,63 @@
 template <int S, class V>
 static inline void fj_transpose_round(V* v) {
   typedef __typeof__(v[0] < v[0]) M;
-#define FJ_LOW(l, S) (((l) & S) == 0 ? (l) : 16 + (l) - S)
-#define FJ_HIGH(l, S) (((l) & S) == 0 ? (l) + S : 16 + (l))
-#define FJ_ROUND_LANES(F) F(0, S), F(1, S), F(2, S), F(3, S), F(4, S), F(5, S), F(6, S), F(7, S), F(8, S), \
-  F(9, S), F(10, S), F(11, S), F(12, S), F(13, S), F(14, S), F(15, S)
-  for (int k = 0; k < 16; ++k) {
+  constexpr int N = sizeof(V) / sizeof(v[0][0]);
+#define FJ_LOW(l, S) (((l) & S) == 0 ? (l) : N + (l) - S)
+#define FJ_HIGH(l, S) (((l) & S) == 0 ? (l) + S : N + (l))
+#define FJ_LANES8(F) F(0, S), F(1, S), F(2, S), F(3, S), F(4, S), F(5, S), F(6, S), F(7, S)
+#define FJ_LANES16(F) FJ_LANES8(F), F(8, S), F(9, S), F(10, S), F(11, S), F(12, S), F(13, S), F(14, S), F(15, S)
+  for (int k = 0; k < N; ++k) {
     if ((k & S) != 0) continue;
     const V a = v[k], b = v[k + S];
 #if defined(__clang__)
-    v[k] = __builtin_shufflevector(a, b, FJ_ROUND_LANES(FJ_LOW));
-    v[k + S] = __builtin_shufflevector(a, b, FJ_ROUND_LANES(FJ_HIGH));
+    if constexpr (N == 16) {
+      v[k] = __builtin_shufflevector(a, b, FJ_LANES16(FJ_LOW));
+      v[k + S] = __builtin_shufflevector(a, b, FJ_LANES16(FJ_HIGH));
+    } else {
+      v[k] = __builtin_shufflevector(a, b, FJ_LANES8(FJ_LOW));
+      v[k + S] = __builtin_shufflevector(a, b, FJ_LANES8(FJ_HIGH));
+    }
 #else
-    v[k] = __builtin_shuffle(a, b, M{FJ_ROUND_LANES(FJ_LOW)});
-    v[k + S] = __builtin_shuffle(a, b, M{FJ_ROUND_LANES(FJ_HIGH)});
+    if constexpr (N == 16) {
+      v[k] = __builtin_shuffle(a, b, M{FJ_LANES16(FJ_LOW)});
+      v[k + S] = __builtin_shuffle(a, b, M{FJ_LANES16(FJ_HIGH)});
+    } else {
+      v[k] = __builtin_shuffle(a, b, M{FJ_LANES8(FJ_LOW)});
+      v[k + S] = __builtin_shuffle(a, b, M{FJ_LANES8(FJ_HIGH)});
+    }
 #endif
   }
-#undef FJ_ROUND_LANES
+#undef FJ_LANES16
+#undef FJ_LANES8
 #undef FJ_HIGH
 #undef FJ_LOW
 }
 
+// Elements of 4 bytes: one 16 x 16 transpose of 16-lane vectors.  Of 8 bytes: four 8 x 8
+// transposes of 8-lane vectors (each of the tile's loads is then two cache lines).
 template <class T, class I>
 static inline void fj_transpose16(T* tile, const T* src, I stride) {
-  static_assert(sizeof(T) == 4, "transposed tiles: elements of 4 bytes");
-  typedef int V __attribute__((vector_size(64)));
-  V v[16];
-  for (int k = 0; k < 16; ++k) memcpy(&v[k], src + (size_t)k * (size_t)stride, sizeof(V));
-  fj_transpose_round<1>(v);
-  fj_transpose_round<2>(v);
-  fj_transpose_round<4>(v);
-  fj_transpose_round<8>(v);
-  memcpy(tile, v, sizeof(v));
+  static_assert(sizeof(T) == 4 || sizeof(T) == 8, "transposed tiles: elements of 4 or 8 bytes");
+  if constexpr (sizeof(T) == 4) {
+    typedef int V __attribute__((vector_size(64)));
+    V v[16];
+    for (int k = 0; k < 16; ++k) memcpy(&v[k], src + (size_t)k * (size_t)stride, sizeof(V));
+    fj_transpose_round<1>(v);
+    fj_transpose_round<2>(v);
+    fj_transpose_round<4>(v);
+    fj_transpose_round<8>(v);
+    memcpy(tile, v, sizeof(v));
+  } else {
+    typedef long long V __attribute__((vector_size(64)));
+    for (int rq = 0; rq < 2; ++rq) {
+      for (int cq = 0; cq < 2; ++cq) {  // tile rows 8 rq on, columns 8 cq on
+        V v[8];
+        for (int k = 0; k < 8; ++k) memcpy(&v[k], src + (size_t)(8 * cq + k) * (size_t)stride + 8 * rq, sizeof(V));
+        fj_transpose_round<1>(v);
+        fj_transpose_round<2>(v);
+        fj_transpose_round<4>(v);
+        for (int k = 0; k < 8; ++k) memcpy(tile + (8 * rq + k) * 16 + 8 * cq, &v[k], sizeof(V));
+      }
+    }
+  }
 }

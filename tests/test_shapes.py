@@ -151,7 +151,7 @@ def test_transposed_reads_take_tiles_on_the_host(shape, x64, tmp_path):
     each transposed operand's tile moved through registers (fusejit/transposes.py): a.T with a
     producer and a broadcast, two operands transposed, one also read as it is, 4-byte ints; a
     transpose of the last two axes of a stack of matrices (batches of tiles); rows and columns
-    past the last whole tile element by element.  8-byte elements keep the rows loop."""
+    past the last whole tile element by element; 8-byte elements in four 8 x 8 transposes."""
     r = rng(50 + shape[1])
     a, b = rand(r, shape, np.float32), rand(r, shape, np.float32)
     i = rand(r, shape, np.int32)
@@ -170,8 +170,10 @@ def test_transposed_reads_take_tiles_on_the_host(shape, x64, tmp_path):
     assert any("fj_tb" in source for source in tiled)  # the stack's batches
     run_host_under_asan(compiled, (a, b, i, v, s, square), tmp_path)  # the tiles and edges stay in bounds
 
-    compiled = verify(lambda d: d.T * 2, a.astype(np.float64))
-    assert not any("#if FJ_TRANSPOSE_TILES" in k.source for k in compiled.rendered)
+    compiled = verify(lambda d, q: (d.T * 2, jnp.swapaxes(q, 0, 1) + 1), a.astype(np.float64),
+                      rand(r, (shape[1], shape[0], 2), np.int64))  # 8 bytes; the last axis kept: rows of 2
+    assert sum("#if FJ_TRANSPOSE_TILES" in k.source for k in compiled.rendered) == 1
+    run_host_under_asan(compiled, (a.astype(np.float64), rand(r, (shape[1], shape[0], 2), np.int64)), tmp_path)
     # a window at an offset read from data: the tile's base would need the offset, read in the body
     at = np.array([3, 5], np.int32)
     compiled = verify(lambda a, k: lax.dynamic_slice(a.T, (k[0], k[1]), (shape[1] - 5, shape[0] - 7)) * 2, a, at)

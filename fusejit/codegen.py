@@ -28,6 +28,7 @@ from .templates import fill, indent
 from .scatter import render_scatter
 from .topk import render_top_k
 from .streamstores import stream_path
+from .periodic import periodic_path
 from .transposes import transposes_path
 from .vectorize import GRID_MARGIN, vector_path
 from .windowmaps import WINDOW_REDUCTIONS, reduce_window_rule
@@ -287,9 +288,10 @@ class KernelWriter:
         if inner:
             params.append(Param("scalar", "inner", self.index_ctype, value=inner))
         vector, start, width = vector_path(self, self.body, own, inner)
-        # The host's path instead of the element loop: transposed tiles, else the stream path,
-        # else the pieces.
-        tiles = transposes_path(self, spec.shape[:split], spec.shape[split:], inner) if inner else ""
+        # The host's path instead of the element loop: transposed tiles (rows) or periodic rows
+        # (a flat loop over short rows), else the stream path, else the pieces.
+        tiles = (transposes_path(self, spec.shape[:split], spec.shape[split:], inner) if inner
+                 else periodic_path(self, spec.shape))
         stream = "" if tiles else stream_path(self, self.body, own, inner)
         pieces = "" if stream or tiles else pieces_path(self, spec.shape[:split] if inner else (),
                                                         spec.shape[split:] if inner else spec.shape, inner)
@@ -302,7 +304,8 @@ class KernelWriter:
             f"{self.loads} load(s) and {len(spec.outputs)} store(s) per element"
             + (f", {width} per thread and step on the vector path" if width > 1 else ""),
             block, params, min_blocks, body=indent(self.body, 2), vector=vector, start=start,
-            stream_end=("#endif  // FJ_TRANSPOSE_TILES\n" if tiles else "#endif  // FJ_STREAM_STORES\n" if stream else
+            stream_end=(f"#endif  // {'FJ_TRANSPOSE_TILES' if inner else 'FJ_PERIODIC_ROWS'}\n" if tiles else
+                        "#endif  // FJ_STREAM_STORES\n" if stream else
                         "#endif  // FJ_COLUMN_PIECES\n" if pieces else ""))
         return RenderedKernel(spec, source, tuple(params), self.index64,
                               self.loads, len(spec.outputs), block, Layout("map", n, width))

@@ -30,6 +30,7 @@ from .fusion import NotPersistent
 from .indexing import Sym, aff, delinearize, linearize
 from .ir import Eqn, Literal, Var
 from .launch import Layout
+from .periodic import periodic_columns
 from .rowgroups import group_path
 from .templates import fill
 
@@ -581,6 +582,7 @@ def render_columns(w, block: int):
         combine.append("for (unsigned y = 1; y < ny; ++y) "
                        + red.merge(f"acc{k}", f"arg{k}", f"part{k}[y][c]", f"part_arg{k}[y][c]"))
     body = w.body
+    periodic = periodic_columns(w, spec, reds, body)
     stores = row_stores(w, spec, reds, ix)
     params = scalar_params(w, spec, [Param("scalar", "segments", w.index_ctype, value=None)] + scratch
                            + [Param("scratch", "tickets", "unsigned int*", dtype=np.dtype(np.uint32), extent="tiles",
@@ -589,7 +591,8 @@ def render_columns(w, block: int):
         w, "reduce_columns.cu.in", describe(spec, w, "tiles of outputs, segments of rows"), block, params,
         shared=indent(shared, 1), init=indent(init, 3), body=indent(body, 4), combine=indent(combine, 3),
         publish=indent(publish, 4), finish=indent(finish, 5), stores=indent(stores, 4),
-        finish_stores=indent(stores, 5))
+        finish_stores=indent(stores, 5), periodic=periodic,
+        periodic_end="#endif  // FJ_PERIODIC_ROWS\n" if periodic else "")
     layout = Layout("columns", spec.size, reduce_count(spec))
     return RenderedKernel(spec, source, tuple(params), w.index64, w.loads, len(spec.outputs), block, layout)
 

@@ -24,6 +24,8 @@
 #define FJ_ROW_GROUPS 0
 // And the transposed tiles of map kernels: a warp's loads of a column are 32 lines anyway.
 #define FJ_TRANSPOSE_TILES 0
+// And the periodic rows of maps over short rows: a GPU thread's loads are one element each.
+#define FJ_PERIODIC_ROWS 0
 // And top_k's chunks: a GPU thread ranks one element at a time.
 #define FJ_TOP_K_CHUNK 1
 #define FJ_TOP_K_LANES(lane) for (int lane = 0; lane < FJ_TOP_K_CHUNK; ++lane)

@@ -215,3 +215,7 @@ static inline T __shfl_sync(unsigned, T value, int, int = 32) { return value; }
 #define FJ_TRANSPOSE_TILES 1
 #define FJ_TRANSPOSE_TILE 16
 #include "transpose_tiles.h"
+
+// Periodic rows: a flat map over rows of fewer than 16 elements reads what is broadcast along
+// the rows from tables of one period, lcm(row, 16) elements (fusejit/periodic.py).
+#define FJ_PERIODIC_ROWS 1

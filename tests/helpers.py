@@ -60,8 +60,8 @@ def element_loop(source: str) -> str:
 
 def without_host_paths(source: str) -> str:
     """The kernel source as the GPU compiles it: without the host-only paths that replace the
-    element or team loop there (`#if FJ_ROW_GROUPS` / `#if FJ_COLUMN_PIECES` ... `#else`)."""
-    for flag in ("FJ_ROW_GROUPS", "FJ_COLUMN_PIECES"):
+    element or team loop there (`#if FJ_ROW_GROUPS`, `#if FJ_COLUMN_PIECES`, ... `#else`)."""
+    for flag in ("FJ_ROW_GROUPS", "FJ_COLUMN_PIECES", "FJ_TRANSPOSE_TILES", "FJ_PERIODIC_ROWS"):
         while f"#if {flag}\n" in source:
             start = source.index(f"#if {flag}\n")
             source = source[:start] + source[source.index("#else\n", start) + len("#else\n"):]

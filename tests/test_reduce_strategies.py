@@ -10,7 +10,7 @@ import pytest
 from jax import lax
 
 import fusejit
-from helpers import FLOATS, INTS, rand, verify, without_host_paths
+from helpers import FLOATS, INTS, rand, run_host_under_asan, verify, without_host_paths
 
 # name -> (operand shape, reduced axes, the layout the kernel must use, GPU rows per block)
 STRATEGIES = {
@@ -118,6 +118,35 @@ def test_column_reduction_segments_are_combined_in_order(backend):
     first = f(x)
     for _ in range(3):
         assert all(np.array_equal(a, b) for a, b in zip(first, f(x)))
+
+
+@pytest.mark.parametrize("shape", [(1003, 10), (517, 3), (64 * 9 + 5, 12), (2000, 15), (7, 41, 2)])
+def test_short_rows_take_periodic_steps_on_the_host(shape, x64, tmp_path):
+    """On the host, maps and column reductions over rows of fewer than 16 elements take the
+    elements lcm(row, 16) at a time (fusejit/periodic.py): what is broadcast along the rows
+    is read from a table of one period, a column reduction's partials are one accumulator
+    per position, folded into the columns after the block's whole chunks; the rows outside
+    them, and the elements past the last chunk, as before.  Standardizing, a softmax over
+    the leading axis, extremes, int and bool sums, products, float64; argmax keeps its loop
+    (ties take the first index); under ASan too."""
+    r = np.random.default_rng(sum(shape))
+    x, d = rand(r, shape, np.float32), rand(r, shape, np.float64)
+    k, b = rand(r, shape, np.int32), rand(r, shape, np.bool_)
+    lead = tuple(range(len(shape) - 1))
+
+    def f(x, d, k, b):
+        return {"standardize": (x - x.mean(lead)) / x.std(lead), "softmax": jax.nn.softmax(x, axis=lead),
+                "extremes": (jnp.max(x, lead), jnp.min(d, lead)), "ints": (jnp.sum(k, lead), jnp.prod(k % 3 - 1, lead)),
+                "bools": (jnp.any(b, lead), jnp.sum(b, lead)), "arg": jnp.argmax(x.reshape(-1, shape[-1]), 0),
+                "scaled": d * d[0] - k[-1]}
+
+    compiled = verify(f, x, d, k, b)
+    periodic = [kern for kern in compiled.rendered if "#if FJ_PERIODIC_ROWS" in kern.source]
+    if len(shape) == 2:
+        kinds = {kern.layout.kind for kern in periodic}
+        assert kinds == {"map", "columns"}, [kern.source for kern in compiled.rendered]
+        assert not any("fj_arg_combine" in kern.source for kern in periodic)
+    run_host_under_asan(compiled, (x, d, k, b), tmp_path)
 
 
 def test_host_column_tile_matches_its_prelude():

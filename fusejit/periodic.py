@@ -1,0 +1,198 @@
+"""Maps over short rows on the host: operands broadcast along the rows read from tables.
+
+A map over rows of fewer than 16 elements (a matrix of 10 features, standardized by its
+column means: (x - x.mean(0)) / x.std(0)) runs a flat loop, and an operand broadcast along
+the rows is read at the flat index modulo the row length: a division and a gather per
+element.  Here the host takes the elements P at a time instead (P = lcm(row, 16): 80 for
+rows of 10), each chunk a vectorised loop over positions e < P; the row of position e is
+8 q + e / 10 and its column e % 10, so an operand read at an address that depends on e
+alone (the column) is read from a table of P values filled once per block before the
+chunks (`fj_ptab0[e]`), and the loop's other loads are contiguous.  The elements past the
+last whole chunk run the element loop's body.
+
+A column reduction over such rows (x.max(0), x.std(0) of 10 features) takes the rows the same
+way (`periodic_columns`): P accumulators, one per position of a chunk of P / row rows, each
+chunk one vectorised step, folded into the row's columns after the block's chunks, instead of
+a loop of `row` columns per row through the partials in memory.
+
+Like the pieces path it is a host path: the GPU and the emulation compile it out
+(FJ_PERIODIC_ROWS is 0 there) and run the element loop.
+"""
+from __future__ import annotations
+
+import math
+
+from . import ops
+from .indexing import Sym, aff, delin, delinearize, linearize
+from .templates import fill, indent
+
+LANES = 16        # a vector of 4-byte elements
+MAX_PERIOD = 240  # lcm(row, 16) for rows of up to 15
+MIN_CHUNKS = 8    # fewer whole chunks: the element loop
+MAX_TABLES = 8
+MAX_LINES = 256
+
+
+def depends_on(f, sym) -> bool:
+    """Whether the affine index f depends on the loop symbol sym (through delinearisations
+    and clamps of its terms too)."""
+    return any(s == sym or (s.kind in ("delin", "clamp") and depends_on(aff(s.args[0]), sym)) for s, _ in f.terms)
+
+
+class ColumnTables:
+    """codegen's read hook (KernelWriter.cache) for a chunk's body: an input read at an
+    address that depends on the chunk position e alone (and on no data) is read from a table
+    of the chunk's P positions."""
+
+    def __init__(self, q: Sym, e: Sym):
+        self.q, self.e = q, e
+        self.tables: dict = {}  # (input name, address) -> table name
+
+    def load(self, w, var, idx):
+        if id(var) not in w.source_names:
+            return None
+        address = linearize(idx, var.shape)
+        if depends_on(address, self.q) or not depends_on(address, self.e) or not only_loops(address):
+            return None
+        key = (w.source_names[id(var)], address)
+        if key not in self.tables:
+            if len(self.tables) == MAX_TABLES:
+                return None
+            self.tables[key] = f"fj_ptab{len(self.tables)}"
+        return w.emit("x", ops.ctype(var.dtype), f"{self.tables[key]}[fj_e]")
+
+    def loaded(self, w, var, idx, name):
+        pass
+
+
+def only_loops(f) -> bool:
+    """Whether f is built from loop symbols alone (no index read from data)."""
+    return all(s.kind == "loop" or (s.kind in ("delin", "clamp") and only_loops(aff(s.args[0]))) for s, _ in f.terms)
+
+
+def _render(w, idx, spec) -> list[str]:
+    w.body = []
+    w.new_scope()
+    own = w.index(linearize(idx, spec.shape))
+    for k, out in enumerate(spec.outputs):
+        w.body.append(f"out{k}[{own}] = {w.read_output(out, idx)};")
+    return w.body
+
+
+def periodic_path(w, shape: tuple) -> str:
+    """The periodic-rows text for the flat map template's host slot, or '' where the kernel's
+    rows are not short or it reads nothing broadcast along them."""
+    spec = w.spec
+    if w.cache is not None or len(shape) < 2:
+        return ""
+    row = math.prod(shape[1:])
+    if not 2 <= row < LANES:
+        return ""
+    period = row * LANES // math.gcd(row, LANES)
+    chunks = spec.size // period
+    if period > MAX_PERIOD or chunks < MIN_CHUNKS:
+        return ""
+    q = Sym("loop", ("fj_q",), 0, chunks - 1)
+    e = Sym("loop", ("fj_e",), 0, period - 1)
+    rows_per_chunk = period // row
+    leading = delinearize(aff(q) * rows_per_chunk + delin(aff(e), row, None), shape[:1])
+    idx = leading + delinearize(delin(aff(e), 1, row), shape[1:])
+    tables = ColumnTables(q, e)
+    saved = w.body, w.loads, w.cache, w.memo, w.sym_names, set(w.variant)
+    w.variant |= {"fj_q", "fj_e", "i"}
+    try:
+        w.cache = tables
+        _render(w, idx, spec)  # finds the tables
+        if not tables.tables:
+            return ""
+        fills = []
+        for (source, address), name in tables.tables.items():
+            t = next(ops.ctype(v.dtype) for k, v in enumerate(spec.sources) if f"in{k}" == source)
+            w.body = []
+            w.new_scope()
+            at = w.index(address)
+            fills += [f"{t} {name}[{period}];", f"for (int fj_e = 0; fj_e < {period}; ++fj_e) {{",
+                      *indent([*w.body, f"{name}[fj_e] = {source}[{at}];"], 1).splitlines(), "}"]
+        body = list(_render(w, idx, spec))
+        w.cache = None
+        rest = list(_render(w, delinearize(aff(Sym("loop", ("i",), chunks * period, spec.size - 1)), shape), spec))
+    finally:
+        w.body, w.loads, w.cache, w.memo, w.sym_names, w.variant = saved
+    if len(body) + len(rest) > MAX_LINES:
+        return ""
+    loop = [*fills,
+            f"FJ_BLOCK_LOOP(idx_t, fj_q, {chunks}) {{",
+            f"  _Pragma(\"omp simd\") for (int fj_e = 0; fj_e < {period}; ++fj_e) {{",
+            *indent(body, 2).splitlines(), "  }", "}"]
+    if rest:
+        loop += [f"if (blockIdx.x == gridDim.x - 1) {{  // elements {chunks * period} on: past the last whole chunk",
+                 f"  for (idx_t i = {chunks * period}; i < {spec.size}; ++i) {{", *indent(rest, 2).splitlines(), "  }", "}"]
+    names = ", ".join(sorted({source for source, _ in tables.tables}))
+    return fill("periodic_path.cu.in", row=str(row), period=str(period), sources=names,
+                loop=indent(["{", *indent(loop, 1).splitlines(), "}"], 1).rstrip("\n"))
+
+
+def periodic_columns(w, spec, reds, outside: list) -> str:
+    """The periodic-rows text for the column reduction template's host slot (the block's
+    rows of its segment [begin, end), the tile's partials `part{k}[0][c]` updated; `outside`:
+    the loop's body, for the rows outside the block's whole chunks), or ''
+    where the kept axes are not innermost, their elements are not a short row, or a
+    reduction carries an index (argmax, argmin: ties take the first)."""
+    from .reduce import reduce_count
+    nd = len(spec.in_shape)
+    kept = tuple(d for d in range(nd) if d not in spec.reduce_axes)
+    if w.cache is not None or any(red.is_arg for red in reds) or kept != tuple(range(nd - len(kept), nd)):
+        return ""
+    row = spec.size
+    if not 2 <= row < LANES:
+        return ""
+    period = row * LANES // math.gcd(row, LANES)
+    per_chunk = period // row  # rows of a chunk
+    reduce_n = reduce_count(spec)
+    chunks = reduce_n // per_chunk
+    if period > MAX_PERIOD or chunks < MIN_CHUNKS:
+        return ""
+    q = Sym("loop", ("fj_q",), 0, chunks - 1)
+    e = Sym("loop", ("fj_e",), 0, period - 1)
+    reduced = iter(delinearize(aff(q) * per_chunk + delin(aff(e), row, None), spec.reduce_shape))
+    columns = iter(delinearize(delin(aff(e), 1, row), spec.shape))
+    element = tuple(next(reduced) if d in spec.reduce_axes else next(columns) for d in range(nd))
+    tables = ColumnTables(q, e)
+    saved = w.body, w.loads, w.cache, w.memo, w.sym_names, set(w.variant)
+    w.variant |= {"fj_q", "fj_e"}
+    try:
+        w.cache = tables
+        w.body = []
+        w.new_scope()
+        for red in reds:
+            w.body.append(red.step(f"fj_lanes{red.k}[fj_e]", "", red.read(w, element)))
+        body = list(w.body)
+        fills = []
+        for (source, address), name in tables.tables.items():
+            t = next(ops.ctype(v.dtype) for k, v in enumerate(spec.sources) if f"in{k}" == source)
+            w.body = []
+            w.new_scope()
+            at = w.index(address)
+            fills += [f"{t} {name}[{period}];", f"for (int fj_e = 0; fj_e < {period}; ++fj_e) {{",
+                      *indent([*w.body, f"{name}[fj_e] = {source}[{at}];"], 1).splitlines(), "}"]
+    finally:
+        w.body, w.loads, w.cache, w.memo, w.sym_names, w.variant = saved
+    if len(body) > MAX_LINES:
+        return ""
+    lanes = []
+    for red in reds:
+        lanes += [f"{red.acc_t} fj_lanes{red.k}[{period}];",
+                  f"for (int fj_e = 0; fj_e < {period}; ++fj_e) fj_lanes{red.k}[fj_e] = {red.ident};"]
+    fold = [red.merge(f"part{red.k}[0][fj_e % {row}]", "", f"fj_lanes{red.k}[fj_e]", "") for red in reds]
+    text = [*fills, *lanes,
+            f"const idx_t fj_q0 = (begin + {per_chunk - 1}) / {per_chunk};  // the block's whole chunks",
+            f"const idx_t fj_q1 = end / {per_chunk} > fj_q0 ? end / {per_chunk} : fj_q0;",
+            "for (idx_t fj_q = fj_q0; fj_q < fj_q1; ++fj_q) {",
+            f"  _Pragma(\"omp simd\") for (int fj_e = 0; fj_e < {period}; ++fj_e) {{",
+            *indent(body, 2).splitlines(), "  }", "}",
+            f"for (int fj_e = 0; fj_e < {period}; ++fj_e) {{  // position e's partial into column e % {row}",
+            *indent(fold, 1).splitlines(), "}",
+            f"const idx_t fj_before = fj_q0 * {per_chunk} < end ? fj_q0 * {per_chunk} : end;  // rows outside them",
+            f"const idx_t fj_after = fj_q1 * {per_chunk} > fj_before ? fj_q1 * {per_chunk} : fj_before;"]
+    return fill("periodic_columns.cu.in", row=str(row), period=str(period), text=indent(text, 3).rstrip("\n"),
+                body=indent(outside, 6))

@@ -10,10 +10,11 @@ alone (the column) is read from a table of P values filled once per block before
 chunks (`fj_ptab0[e]`), and the loop's other loads are contiguous.  The elements past the
 last whole chunk run the element loop's body.
 
-A column reduction over such rows (x.max(0), x.std(0) of 10 features) takes the rows the same
-way (`periodic_columns`): P accumulators, one per position of a chunk of P / row rows, each
-chunk one vectorised step, folded into the row's columns after the block's chunks, instead of
-a loop of `row` columns per row through the partials in memory.
+A column reduction over rows of up to 64 (x.max(0), x.std(0) of 10 or 20 features) takes the
+rows the same way (`periodic_columns`): P accumulators (P a multiple of lcm(row, 16), at least
+64; for rows of 16 or more, their bytes at most 16 vector registers), one per position of a chunk of P / row rows,
+each chunk one vectorised step, folded into the row's columns after the block's chunks,
+instead of a loop of `row` columns per row through the partials in memory.
 
 Like the pieces path it is a host path: the GPU and the emulation compile it out
 (FJ_PERIODIC_ROWS is 0 there) and run the element loop.
@@ -27,7 +28,10 @@ from .indexing import Sym, aff, delin, delinearize, linearize
 from .templates import fill, indent
 
 LANES = 16        # a vector of 4-byte elements
-MAX_PERIOD = 240  # lcm(row, 16) for rows of up to 15
+MAX_PERIOD = 256
+MAX_COLUMNS = 64  # a column reduction's row of up to this many (from 16: its loop along the row
+ACCUMULATOR_BYTES = 1024  # vectorises; only where the period's accumulators fit 16 registers)
+MIN_LANES = 64  # a column reduction's accumulators: at least 4 vectors
 MIN_CHUNKS = 8    # fewer whole chunks: the element loop
 MAX_TABLES = 8
 MAX_LINES = 256
@@ -144,13 +148,15 @@ def periodic_columns(w, spec, reds, outside: list) -> str:
     if w.cache is not None or any(red.is_arg for red in reds) or kept != tuple(range(nd - len(kept), nd)):
         return ""
     row = spec.size
-    if not 2 <= row < LANES:
+    if not 2 <= row <= MAX_COLUMNS:
         return ""
     period = row * LANES // math.gcd(row, LANES)
+    period *= -(-MIN_LANES // period)  # independent accumulators, not one chain per vector
     per_chunk = period // row  # rows of a chunk
     reduce_n = reduce_count(spec)
     chunks = reduce_n // per_chunk
-    if period > MAX_PERIOD or chunks < MIN_CHUNKS:
+    registers = period * sum(red.acc_dtype.itemsize for red in reds) <= ACCUMULATOR_BYTES
+    if (row >= LANES and not registers) or period > MAX_PERIOD or chunks < MIN_CHUNKS:
         return ""
     q = Sym("loop", ("fj_q",), 0, chunks - 1)
     e = Sym("loop", ("fj_e",), 0, period - 1)

@@ -25,6 +25,7 @@ import math
 
 from . import ops
 from .indexing import Sym, aff, delin, delinearize, linearize
+from .readhooks import NamedReads, render_stores
 from .templates import fill, indent
 
 LANES = 16        # a vector of 4-byte elements
@@ -43,14 +44,14 @@ def depends_on(f, sym) -> bool:
     return any(s == sym or (s.kind in ("delin", "clamp") and depends_on(aff(s.args[0]), sym)) for s, _ in f.terms)
 
 
-class ColumnTables:
+class ColumnTables(NamedReads):
     """codegen's read hook (KernelWriter.cache) for a chunk's body: an input read at an
     address that depends on the chunk position e alone (and on no data) is read from a table
-    of the chunk's P positions."""
+    of the chunk's P positions.  Its arrays: (input name, address) -> table name."""
 
     def __init__(self, q: Sym, e: Sym):
+        super().__init__("fj_ptab", MAX_TABLES)
         self.q, self.e = q, e
-        self.tables: dict = {}  # (input name, address) -> table name
 
     def load(self, w, var, idx):
         if id(var) not in w.source_names:
@@ -58,29 +59,25 @@ class ColumnTables:
         address = linearize(idx, var.shape)
         if depends_on(address, self.q) or not depends_on(address, self.e) or not only_loops(address):
             return None
-        key = (w.source_names[id(var)], address)
-        if key not in self.tables:
-            if len(self.tables) == MAX_TABLES:
-                return None
-            self.tables[key] = f"fj_ptab{len(self.tables)}"
-        return w.emit("x", ops.ctype(var.dtype), f"{self.tables[key]}[fj_e]")
+        table = self.array((w.source_names[id(var)], address))
+        return None if table is None else w.emit("x", ops.ctype(var.dtype), f"{table}[fj_e]")
 
-    def loaded(self, w, var, idx, name):
-        pass
+    def fills(self, w, spec, period: int) -> list[str]:
+        """Each table's declaration and the loop that fills it, once per block."""
+        lines = []
+        for (source, address), name in self.arrays.items():
+            t = next(ops.ctype(v.dtype) for k, v in enumerate(spec.sources) if f"in{k}" == source)
+            w.body = []
+            w.new_scope()
+            at = w.index(address)
+            lines += [f"{t} {name}[{period}];", f"for (int fj_e = 0; fj_e < {period}; ++fj_e) {{",
+                      *indent([*w.body, f"{name}[fj_e] = {source}[{at}];"], 1).splitlines(), "}"]
+        return lines
 
 
 def only_loops(f) -> bool:
     """Whether f is built from loop symbols alone (no index read from data)."""
     return all(s.kind == "loop" or (s.kind in ("delin", "clamp") and only_loops(aff(s.args[0]))) for s, _ in f.terms)
-
-
-def _render(w, idx, spec) -> list[str]:
-    w.body = []
-    w.new_scope()
-    own = w.index(linearize(idx, spec.shape))
-    for k, out in enumerate(spec.outputs):
-        w.body.append(f"out{k}[{own}] = {w.read_output(out, idx)};")
-    return w.body
 
 
 def periodic_path(w, shape: tuple) -> str:
@@ -106,20 +103,13 @@ def periodic_path(w, shape: tuple) -> str:
     w.variant |= {"fj_q", "fj_e", "i"}
     try:
         w.cache = tables
-        _render(w, idx, spec)  # finds the tables
-        if not tables.tables:
+        render_stores(w, idx, spec)  # finds the tables
+        if not tables.arrays:
             return ""
-        fills = []
-        for (source, address), name in tables.tables.items():
-            t = next(ops.ctype(v.dtype) for k, v in enumerate(spec.sources) if f"in{k}" == source)
-            w.body = []
-            w.new_scope()
-            at = w.index(address)
-            fills += [f"{t} {name}[{period}];", f"for (int fj_e = 0; fj_e < {period}; ++fj_e) {{",
-                      *indent([*w.body, f"{name}[fj_e] = {source}[{at}];"], 1).splitlines(), "}"]
-        body = list(_render(w, idx, spec))
+        fills = tables.fills(w, spec, period)
+        body = list(render_stores(w, idx, spec))
         w.cache = None
-        rest = list(_render(w, delinearize(aff(Sym("loop", ("i",), chunks * period, spec.size - 1)), shape), spec))
+        rest = list(render_stores(w, delinearize(aff(Sym("loop", ("i",), chunks * period, spec.size - 1)), shape), spec))
     finally:
         w.body, w.loads, w.cache, w.memo, w.sym_names, w.variant = saved
     if len(body) + len(rest) > MAX_LINES:
@@ -131,7 +121,7 @@ def periodic_path(w, shape: tuple) -> str:
     if rest:
         loop += [f"if (blockIdx.x == gridDim.x - 1) {{  // elements {chunks * period} on: past the last whole chunk",
                  f"  for (idx_t i = {chunks * period}; i < {spec.size}; ++i) {{", *indent(rest, 2).splitlines(), "  }", "}"]
-    names = ", ".join(sorted({source for source, _ in tables.tables}))
+    names = ", ".join(sorted({source for source, _ in tables.arrays}))
     return fill("periodic_path.cu.in", row=str(row), period=str(period), sources=names,
                 loop=indent(["{", *indent(loop, 1).splitlines(), "}"], 1).rstrip("\n"))
 
@@ -173,14 +163,7 @@ def periodic_columns(w, spec, reds, outside: list) -> str:
         for red in reds:
             w.body.append(red.step(f"fj_lanes{red.k}[fj_e]", "", red.read(w, element)))
         body = list(w.body)
-        fills = []
-        for (source, address), name in tables.tables.items():
-            t = next(ops.ctype(v.dtype) for k, v in enumerate(spec.sources) if f"in{k}" == source)
-            w.body = []
-            w.new_scope()
-            at = w.index(address)
-            fills += [f"{t} {name}[{period}];", f"for (int fj_e = 0; fj_e < {period}; ++fj_e) {{",
-                      *indent([*w.body, f"{name}[fj_e] = {source}[{at}];"], 1).splitlines(), "}"]
+        fills = tables.fills(w, spec, period)
     finally:
         w.body, w.loads, w.cache, w.memo, w.sym_names, w.variant = saved
     if len(body) > MAX_LINES:

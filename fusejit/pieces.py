@@ -14,7 +14,8 @@ Like the stream path it is a host path: the GPU and the emulation compile it out
 """
 from __future__ import annotations
 
-from .indexing import Sym, aff, delinearize, linearize
+from .indexing import Sym, aff, delinearize
+from .readhooks import render_stores
 from .templates import fill, indent
 
 MAX_PIECES = 8          # more cuts: the element loop (code size, compile time)
@@ -38,17 +39,6 @@ def cuts(syms, loop: Sym) -> list[int]:
         else:      # identity for ceil((hi - c) / k) <= x <= floor((lo - c) / k)
             points |= {-(-(hi - c) // k), (lo - c) // k + 1}
     return sorted(p for p in points if loop.lo < p <= loop.hi)
-
-
-def _render(w, idx, spec) -> list[str]:
-    """The body storing every output at idx (a fresh scope; w.body is restored by the caller)."""
-    w.body = []
-    w.new_scope()
-    own = w.index(linearize(idx, spec.shape))
-    for k, out in enumerate(spec.outputs):
-        value = w.read_output(out, idx)
-        w.body.append(f"out{k}[{own}] = {value};")
-    return w.body
 
 
 def _ranges(w, render, name: str, lo: int, hi: int, limit: int) -> list[tuple[int, int, list[str]]] | None:
@@ -91,13 +81,13 @@ def pieces_path(w, rows_shape, cols_shape, inner: int | None) -> str:
         full_cols = delinearize(aff(Sym("loop", (name,), 0, extent - 1)), cols_shape)
         row_ranges = [(0, rows)]
         if inner and len(rows_shape) == 1 and rows > 1:
-            found = _ranges(w, lambda sym: _render(w, (aff(sym),) + full_cols, spec), "row", 0, rows, MAX_ROW_RANGES)
+            found = _ranges(w, lambda sym: render_stores(w, (aff(sym),) + full_cols, spec), "row", 0, rows, MAX_ROW_RANGES)
             if found is not None:
                 row_ranges = [(a, b) for a, b, _ in found]
         ranges, lines, cut_any = [], 0, len(row_ranges) > 1
         for row_lo, row_hi in row_ranges:
             row = row_index(row_lo, row_hi - 1)
-            col_ranges = _ranges(w, lambda sym: _render(w, row + delinearize(aff(sym), cols_shape), spec), name, 0,
+            col_ranges = _ranges(w, lambda sym: render_stores(w, row + delinearize(aff(sym), cols_shape), spec), name, 0,
                                  extent, MAX_PIECES)
             if col_ranges is None:
                 return ""

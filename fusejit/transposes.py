@@ -21,6 +21,7 @@ import math
 
 from . import ops
 from .indexing import Affine, Sym, aff, delinearize, linearize, make_affine
+from .readhooks import NamedReads, render_stores
 from .templates import fill, indent
 
 TILE = 16  # FJ_TRANSPOSE_TILE: 16 lanes of 4 bytes (two vectors of 8-byte elements)
@@ -36,16 +37,16 @@ def built_from(f: Affine, syms: set) -> bool:
     return all(s in syms or (s.kind in ("delin", "clamp") and built_from(aff(s.args[0]), syms)) for s, _ in f.terms)
 
 
-class TransposedReads:
+class TransposedReads(NamedReads):
     """codegen's read hook (KernelWriter.cache) for the tile's body: a 4- or 8-byte input read at
     `base + r + stride * c` (r, c: the element's row and column in the tile; base a function
     of the tile's batch, row and column alone; stride at least MIN_STRIDE) is read from a
-    tile, tile[r * TILE + c]."""
+    tile, tile[r * TILE + c].  Its arrays: (input name, base, stride) -> tile name."""
 
     def __init__(self, r: Sym, c: Sym, outer: set):
+        super().__init__("fj_ttile", MAX_TILES)
         self.r, self.c = r, c
         self.outer = outer  # the loop symbols a tile's base may depend on: its batch, row and column
-        self.tiles: dict = {}  # (input name, base, stride) -> tile name
 
     def load(self, w, var, idx):
         if id(var) not in w.source_names or var.dtype.itemsize not in (4, 8):
@@ -56,27 +57,8 @@ class TransposedReads:
         if coeffs.pop(self.r, None) != 1 or stride is None or stride < MIN_STRIDE:
             return None
         base = make_affine(coeffs, address.const)
-        if not built_from(base, self.outer):
-            return None
-        key = (w.source_names[id(var)], base, stride)
-        if key not in self.tiles:
-            if len(self.tiles) == MAX_TILES:
-                return None
-            self.tiles[key] = f"fj_ttile{len(self.tiles)}"
-        return w.emit("x", ops.ctype(var.dtype), f"{self.tiles[key]}[fj_r * {TILE} + fj_c]")
-
-    def loaded(self, w, var, idx, name):
-        pass
-
-
-def _render(w, idx, spec) -> list[str]:
-    """The body storing every output at idx, in a fresh scope."""
-    w.body = []
-    w.new_scope()
-    own = w.index(linearize(idx, spec.shape))
-    for k, out in enumerate(spec.outputs):
-        w.body.append(f"out{k}[{own}] = {w.read_output(out, idx)};")
-    return w.body
+        tile = self.array((w.source_names[id(var)], base, stride)) if built_from(base, self.outer) else None
+        return None if tile is None else w.emit("x", ops.ctype(var.dtype), f"{tile}[fj_r * {TILE} + fj_c]")
 
 
 def transposes_path(w, rows_shape: tuple, cols_shape: tuple, inner: int | None) -> str:
@@ -103,21 +85,21 @@ def transposes_path(w, rows_shape: tuple, cols_shape: tuple, inner: int | None) 
     w.variant |= set(loop)
     try:
         w.cache = reads
-        _render(w, tile_idx, spec)  # finds the tiles
-        if not reads.tiles:
+        render_stores(w, tile_idx, spec)  # finds the tiles
+        if not reads.arrays:
             return ""
         w.body = []
         w.new_scope()
         moves = []
-        for (source, base, stride), name in reads.tiles.items():
+        for (source, base, stride), name in reads.arrays.items():
             t = next(ops.ctype(v.dtype) for k, v in enumerate(spec.sources) if f"in{k}" == source)
             moves += [f"{t} {name}[{TILE} * {TILE}];",
                       f"fj_transpose16({name}, {source} + {w.index(base)}, {stride});"]
         moves = w.body + moves  # the base indices' own terms first
-        body = list(_render(w, tile_idx, spec))
+        body = list(render_stores(w, tile_idx, spec))
         w.cache = None
-        right = list(_render(w, batch + (tile_row, aff(loop["fj_cc"])), spec)) if cols % TILE else []
-        bottom = list(_render(w, batch + (aff(loop["fj_rr"]), aff(loop["fj_col"])), spec)) if rows % TILE else []
+        right = list(render_stores(w, batch + (tile_row, aff(loop["fj_cc"])), spec)) if cols % TILE else []
+        bottom = list(render_stores(w, batch + (aff(loop["fj_rr"]), aff(loop["fj_col"])), spec)) if rows % TILE else []
     finally:
         w.body, w.loads, w.cache, w.memo, w.sym_names, w.variant = saved
     if len(body) + len(right) + len(bottom) > MAX_LINES:
@@ -141,6 +123,6 @@ def transposes_path(w, rows_shape: tuple, cols_shape: tuple, inner: int | None) 
                  f"    FJ_COLUMN_RANGE(idx_t, fj_col, 0, {cols}) {{", *indent(bottom, 3).splitlines(),
                  "    }", "  }", "}"]
     loop_text = [f"FJ_BLOCK_LOOP(idx_t, fj_work, {batches * per_batch}) {{", *indent(work + tiles, 1).splitlines(), "}"]
-    names = ", ".join(source for source, _, _ in reads.tiles)
+    names = ", ".join(source for source, _, _ in reads.arrays)
     return fill("transpose_path.cu.in", sources=names, tile=str(TILE),
                 loop=indent(["{", *indent(loop_text, 1).splitlines(), "}"], 1).rstrip("\n"))

@@ -290,8 +290,9 @@ class KernelWriter:
         vector, start, width = vector_path(self, self.body, own, inner)
         # The host's path instead of the element loop: transposed tiles (rows) or periodic rows
         # (a flat loop over short rows), else the stream path, else the pieces.
-        tiles = (transposes_path(self, spec.shape[:split], spec.shape[split:], inner) if inner
-                 else periodic_path(self, spec.shape))
+        tiles = (transposes_path(self, spec.shape[:split], spec.shape[split:], inner)
+                 or periodic_path(self, spec.shape[:split], spec.shape[split:]) if inner
+                 else periodic_path(self, spec.shape[:1], spec.shape[1:]))
         stream = "" if tiles else stream_path(self, self.body, own, inner)
         pieces = "" if stream or tiles else pieces_path(self, spec.shape[:split] if inner else (),
                                                         spec.shape[split:] if inner else spec.shape, inner)
@@ -304,7 +305,7 @@ class KernelWriter:
             f"{self.loads} load(s) and {len(spec.outputs)} store(s) per element"
             + (f", {width} per thread and step on the vector path" if width > 1 else ""),
             block, params, min_blocks, body=indent(self.body, 2), vector=vector, start=start,
-            stream_end=(f"#endif  // {'FJ_TRANSPOSE_TILES' if inner else 'FJ_PERIODIC_ROWS'}\n" if tiles else
+            stream_end=(f"#endif  // {tiles.split(None, 2)[1]}\n" if tiles else
                         "#endif  // FJ_STREAM_STORES\n" if stream else
                         "#endif  // FJ_COLUMN_PIECES\n" if pieces else ""))
         return RenderedKernel(spec, source, tuple(params), self.index64,

@@ -3,9 +3,10 @@
 A map over rows of fewer than 16 elements (a matrix of 10 features, standardized by its
 column means: (x - x.mean(0)) / x.std(0)) runs a flat loop, and an operand broadcast along
 the rows is read at the flat index modulo the row length: a division and a gather per
-element.  Here the host takes the elements P at a time instead (P = lcm(row, 16): 80 for
-rows of 10), each chunk a vectorised loop over positions e < P; the row of position e is
-8 q + e / 10 and its column e % 10, so an operand read at an address that depends on e
+element; over rows of up to 64 that are not whole vectors (20, 33), each row's loop ends in
+a partial vector.  Here the host takes the elements P at a time instead (P = lcm(row, 16):
+80 for rows of 10), each chunk a vectorised loop over positions e < P; the row of position e
+is 8 q + e / 10 and its column e % 10, so an operand read at an address that depends on e
 alone (the column) is read from a table of P values filled once per block before the
 chunks (`fj_ptab0[e]`), and the loop's other loads are contiguous.  The elements past the
 last whole chunk run the element loop's body.
@@ -29,7 +30,7 @@ from .readhooks import NamedReads, render_stores
 from .templates import fill, indent
 
 LANES = 16        # a vector of 4-byte elements
-MAX_PERIOD = 256
+MAX_PERIOD = 1024  # a map's chunk (its tables: a few KiB of stack)
 MAX_COLUMNS = 64  # a column reduction's row of up to this many (from 16: its loop along the row
 ACCUMULATOR_BYTES = 1024  # vectorises; only where the period's accumulators fit 16 registers)
 MIN_LANES = 64  # a column reduction's accumulators: at least 4 vectors
@@ -80,14 +81,13 @@ def only_loops(f) -> bool:
     return all(s.kind == "loop" or (s.kind in ("delin", "clamp") and only_loops(aff(s.args[0]))) for s, _ in f.terms)
 
 
-def periodic_path(w, shape: tuple) -> str:
-    """The periodic-rows text for the flat map template's host slot, or '' where the kernel's
-    rows are not short or it reads nothing broadcast along them."""
+def periodic_path(w, rows_shape: tuple, cols_shape: tuple) -> str:
+    """The periodic-rows text for the map template's host slot, or '' where the kernel's rows
+    (`cols_shape`: the elements of one) are not short, are a whole number of vectors, or it
+    reads nothing broadcast along them."""
     spec = w.spec
-    if w.cache is not None or len(shape) < 2:
-        return ""
-    row = math.prod(shape[1:])
-    if not 2 <= row < LANES:
+    row = math.prod(cols_shape)
+    if w.cache is not None or not rows_shape or not 2 <= row <= MAX_COLUMNS or row % LANES == 0:
         return ""
     period = row * LANES // math.gcd(row, LANES)
     chunks = spec.size // period
@@ -96,8 +96,9 @@ def periodic_path(w, shape: tuple) -> str:
     q = Sym("loop", ("fj_q",), 0, chunks - 1)
     e = Sym("loop", ("fj_e",), 0, period - 1)
     rows_per_chunk = period // row
-    leading = delinearize(aff(q) * rows_per_chunk + delin(aff(e), row, None), shape[:1])
-    idx = leading + delinearize(delin(aff(e), 1, row), shape[1:])
+    leading = delinearize(aff(q) * rows_per_chunk + delin(aff(e), row, None), rows_shape)
+    idx = leading + delinearize(delin(aff(e), 1, row), cols_shape)
+    shape = spec.shape
     tables = ColumnTables(q, e)
     saved = w.body, w.loads, w.cache, w.memo, w.sym_names, set(w.variant)
     w.variant |= {"fj_q", "fj_e", "i"}

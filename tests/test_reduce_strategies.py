@@ -123,8 +123,9 @@ def test_column_reduction_segments_are_combined_in_order(backend):
 @pytest.mark.parametrize("shape", [(1003, 10), (517, 3), (64 * 9 + 5, 12), (2000, 15), (7, 41, 2), (333, 20),
                                    (300, 16)])
 def test_short_rows_take_periodic_steps_on_the_host(shape, x64, tmp_path):
-    """On the host, maps over rows of fewer than 16 elements and column reductions over rows
-    of up to 64 take the elements a multiple of lcm(row, 16) at a time (fusejit/periodic.py): what is broadcast along the rows
+    """On the host, maps over rows of up to 64 elements (not a multiple of 16) and column
+    reductions over rows of up to 64 take the elements a multiple of lcm(row, 16) at a time
+    (fusejit/periodic.py): what is broadcast along the rows
     is read from a table of one period, a column reduction's partials are one accumulator
     per position, folded into the columns after the block's whole chunks; the rows outside
     them, and the elements past the last chunk, as before.  Standardizing, a softmax over
@@ -144,10 +145,10 @@ def test_short_rows_take_periodic_steps_on_the_host(shape, x64, tmp_path):
     compiled = verify(f, x, d, k, b)
     periodic = [kern for kern in compiled.rendered if "#if FJ_PERIODIC_ROWS" in kern.source]
     assert not any("fj_arg_combine" in kern.source for kern in periodic)
-    if len(shape) == 2 and shape[1] < 16:
-        assert {kern.layout.kind for kern in periodic} == {"map", "columns"}, [k.source for k in compiled.rendered]
-    elif len(shape) == 2:  # maps iterate rows (contiguous columns); a few reductions fit registers
-        assert not any(kern.layout.kind == "map" for kern in periodic)
+    if len(shape) == 2:  # maps over rows of whole vectors iterate rows, the others take periods
+        kinds = {kern.layout.kind for kern in periodic}
+        assert ("map" in kinds) == (shape[1] % 16 != 0), [k.source for k in compiled.rendered]
+        assert "columns" in kinds or shape[1] >= 16  # from 16 on, where the accumulators fit registers:
         few = verify(lambda x: (jnp.max(x, 0), jnp.sum(x * x, 0)), x)
         assert all("#if FJ_PERIODIC_ROWS" in kern.source for kern in few.rendered)
     run_host_under_asan(compiled, (x, d, k, b), tmp_path)

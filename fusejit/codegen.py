@@ -291,8 +291,8 @@ class KernelWriter:
         # The host's path instead of the element loop: transposed tiles (rows) or periodic rows
         # (a flat loop over short rows), else the stream path, else the pieces.
         tiles = (transposes_path(self, spec.shape[:split], spec.shape[split:], inner)
-                 or periodic_path(self, spec.shape[:split], spec.shape[split:]) if inner
-                 else periodic_path(self, spec.shape[:1], spec.shape[1:]))
+                 or periodic_path(self, spec.shape[:split], spec.shape[split:], False) if inner
+                 else periodic_path(self, spec.shape[:1], spec.shape[1:], True))
         stream = "" if tiles else stream_path(self, self.body, own, inner)
         pieces = "" if stream or tiles else pieces_path(self, spec.shape[:split] if inner else (),
                                                         spec.shape[split:] if inner else spec.shape, inner)

@@ -3,8 +3,9 @@
 A map over rows of fewer than 16 elements (a matrix of 10 features, standardized by its
 column means: (x - x.mean(0)) / x.std(0)) runs a flat loop, and an operand broadcast along
 the rows is read at the flat index modulo the row length: a division and a gather per
-element; over rows of up to 64 that are not whole vectors (20, 33), each row's loop ends in
-a partial vector.  Here the host takes the elements P at a time instead (P = lcm(row, 16):
+element; over rows that are not whole vectors (20, 33, 100), each row's loop ends in a
+partial vector, which GCC finishes element by element (an exp over rows of 20: 1.2 ms for
+1M floats, 0.17 over rows of 16).  Here the host takes the elements P at a time instead (P = lcm(row, 16):
 80 for rows of 10), each chunk a vectorised loop over positions e < P; the row of position e
 is 8 q + e / 10 and its column e % 10, so an operand read at an address that depends on e
 alone (the column) is read from a table of P values filled once per block before the
@@ -30,7 +31,7 @@ from .readhooks import NamedReads, render_stores
 from .templates import fill, indent
 
 LANES = 16        # a vector of 4-byte elements
-MAX_PERIOD = 1024  # a map's chunk (its tables: a few KiB of stack)
+MAX_PERIOD = 1024  # a map's chunk, lcm(row, 16) (its tables: a few KiB of stack)
 MAX_COLUMNS = 64  # a column reduction's row of up to this many (from 16: its loop along the row
 ACCUMULATOR_BYTES = 1024  # vectorises; only where the period's accumulators fit 16 registers)
 MIN_LANES = 64  # a column reduction's accumulators: at least 4 vectors
@@ -81,13 +82,14 @@ def only_loops(f) -> bool:
     return all(s.kind == "loop" or (s.kind in ("delin", "clamp") and only_loops(aff(s.args[0]))) for s, _ in f.terms)
 
 
-def periodic_path(w, rows_shape: tuple, cols_shape: tuple) -> str:
+def periodic_path(w, rows_shape: tuple, cols_shape: tuple, tables_only: bool) -> str:
     """The periodic-rows text for the map template's host slot, or '' where the kernel's rows
-    (`cols_shape`: the elements of one) are not short, are a whole number of vectors, or it
-    reads nothing broadcast along them."""
+    (`cols_shape`: the elements of one) are not short or are a whole number of vectors, or,
+    with `tables_only` (a flat loop, which has no partial vector per row), where it reads
+    nothing broadcast along them."""
     spec = w.spec
     row = math.prod(cols_shape)
-    if w.cache is not None or not rows_shape or not 2 <= row <= MAX_COLUMNS or row % LANES == 0:
+    if w.cache is not None or not rows_shape or row < 2 or row % LANES == 0:
         return ""
     period = row * LANES // math.gcd(row, LANES)
     chunks = spec.size // period
@@ -105,10 +107,12 @@ def periodic_path(w, rows_shape: tuple, cols_shape: tuple) -> str:
     try:
         w.cache = tables
         render_stores(w, idx, spec)  # finds the tables
-        if not tables.arrays:
+        if tables_only and not tables.arrays:
             return ""
         fills = tables.fills(w, spec, period)
         body = list(render_stores(w, idx, spec))
+        if any(sym.kind == "clamp" for sym in w.sym_names):  # pad, concatenate: the pieces path's
+            return ""
         w.cache = None
         rest = list(render_stores(w, delinearize(aff(Sym("loop", ("i",), chunks * period, spec.size - 1)), shape), spec))
     finally:
@@ -123,7 +127,8 @@ def periodic_path(w, rows_shape: tuple, cols_shape: tuple) -> str:
         loop += [f"if (blockIdx.x == gridDim.x - 1) {{  // elements {chunks * period} on: past the last whole chunk",
                  f"  for (idx_t i = {chunks * period}; i < {spec.size}; ++i) {{", *indent(rest, 2).splitlines(), "  }", "}"]
     names = ", ".join(sorted({source for source, _ in tables.arrays}))
-    return fill("periodic_path.cu.in", row=str(row), period=str(period), sources=names,
+    read = f": {names}, broadcast along the rows, read from tables of one period (fj_ptab)" if names else ""
+    return fill("periodic_path.cu.in", row=str(row), period=str(period), tables=read,
                 loop=indent(["{", *indent(loop, 1).splitlines(), "}"], 1).rstrip("\n"))
 
 

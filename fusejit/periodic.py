@@ -106,13 +106,10 @@ def periodic_path(w, rows_shape: tuple, cols_shape: tuple, tables_only: bool) ->
     w.variant |= {"fj_q", "fj_e", "i"}
     try:
         w.cache = tables
-        render_stores(w, idx, spec)  # finds the tables
-        if tables_only and not tables.arrays:
-            return ""
+        body = list(render_stores(w, idx, spec))  # names the tables it reads
+        if (tables_only and not tables.arrays) or any(sym.kind == "clamp" for sym in w.sym_names):
+            return ""  # (clamps: pad, concatenate take the pieces path)
         fills = tables.fills(w, spec, period)
-        body = list(render_stores(w, idx, spec))
-        if any(sym.kind == "clamp" for sym in w.sym_names):  # pad, concatenate: the pieces path's
-            return ""
         w.cache = None
         rest = list(render_stores(w, delinearize(aff(Sym("loop", ("i",), chunks * period, spec.size - 1)), shape), spec))
     finally:

@@ -85,7 +85,7 @@ def transposes_path(w, rows_shape: tuple, cols_shape: tuple, inner: int | None) 
     w.variant |= set(loop)
     try:
         w.cache = reads
-        render_stores(w, tile_idx, spec)  # finds the tiles
+        body = list(render_stores(w, tile_idx, spec))  # names the tiles it reads
         if not reads.arrays:
             return ""
         w.body = []
@@ -96,7 +96,6 @@ def transposes_path(w, rows_shape: tuple, cols_shape: tuple, inner: int | None) 
             moves += [f"{t} {name}[{TILE} * {TILE}];",
                       f"fj_transpose16({name}, {source} + {w.index(base)}, {stride});"]
         moves = w.body + moves  # the base indices' own terms first
-        body = list(render_stores(w, tile_idx, spec))
         w.cache = None
         right = list(render_stores(w, batch + (tile_row, aff(loop["fj_cc"])), spec)) if cols % TILE else []
         bottom = list(render_stores(w, batch + (aff(loop["fj_rr"]), aff(loop["fj_col"])), spec)) if rows % TILE else []

@@ -44,6 +44,20 @@ def test_max_reduction_propagates_nan_in_long_rows(row):
     assert np.isnan(got[0][0]) and np.isnan(got[1][0])
 
 
+@pytest.mark.parametrize("rows", [90, 96, 1000])
+def test_max_reduction_propagates_nan_down_columns(rows):
+    """The same over axis 0: fusejit's column reductions (periodic columns, column tiles)
+    give NaN in the column that holds one, as NumPy does; XLA's CPU backend gave the
+    column's largest other element for 96 x 48 float32 with a NaN in row 89 (found by
+    test_fuzz.py's medium programs)."""
+    x = np.ones((rows, 48), np.float32)
+    x[rows - 7, 17] = np.nan
+    got = fusejit.jit(lambda x: (jnp.max(x, 0), jnp.min(x, 0)))(x)
+    np.testing.assert_array_equal(got[0], np.max(x, 0))
+    np.testing.assert_array_equal(got[1], np.min(x, 0))
+    assert np.isnan(got[0][17]) and np.isnan(got[1][17]) and not np.isnan(got[0][16])
+
+
 def test_float32_sums_accumulate_in_float64():
     """A float32 sum accumulates in float64 and rounds once, so it can be *more* accurate
     than jax.jit's. The diff uses the float32 tolerance, not bit equality."""

@@ -663,6 +663,13 @@ def render_reduction(make_writer, block: int):
     row_bytes = row_len * sum(dtype.itemsize for dtype, _, _ in slots)
     if (block // team) * row_bytes > CACHE_BYTES:
         team = block
+    if row_bytes > CACHE_BYTES and rows >= SPLIT_ROWS:
+        # A row too long for shared memory: the block's later phases read it again from
+        # global memory (from the cache levels its first pass filled: a 64 KB row stays in a
+        # host core's L2 and a GPU's), still one kernel with no intermediate arrays; a kernel
+        # per phase would take a block per row as well.  (Fewer rows: those kernels split
+        # each row across blocks, which a GPU needs.)
+        return render_rows(make_writer(), block, block, [])[0]
     if row_bytes > CACHE_BYTES:
         raise NotPersistent(spec.family, f"a row of {row_bytes} bytes does not fit in shared memory")
     return render_rows(make_writer(), block, team, slots)[0]

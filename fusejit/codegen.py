@@ -79,7 +79,8 @@ class RenderedKernel:
 
 
 ROWS_MIN_INNER = 16   # a map kernel iterates rows of at least this many elements ...
-ROWS_MIN_OUTER = 64   # ... when there are at least this many rows
+ROWS_MIN_OUTER = 64   # ... when there are at least this many rows,
+FEW_ROWS_MIN_INNER = 1024  # or at least two rows of at least this many elements
 
 
 def rows_split(shape) -> int | None:
@@ -92,14 +93,18 @@ def rows_split(shape) -> int | None:
     reads at clamped indices (pad, concatenate): a clamp of the row index is then
     one per row, and the host's pieces path cuts the columns where a clamp of the column
     changes form (a gradient's pads of several blocks into one array).  A flat loop of the
-    same elements is no quicker (exp over rows of 16, 32, 64: 191 against 180 us)."""
+    same elements is no quicker (exp over rows of 16, 32, 64: 191 against 180 us).  A few
+    long rows are rows too (the host splits the elements evenly, rows or not): a flip of
+    63 x 16000 floats gathered its reversed row element by element."""
     inner = 1
     for d in reversed(shape):
         if inner >= ROWS_MIN_INNER:
             break
         inner *= d
     outer = math.prod(shape) // inner if inner else 0
-    return inner if inner >= ROWS_MIN_INNER and outer >= ROWS_MIN_OUTER else None
+    if inner >= ROWS_MIN_INNER and outer >= ROWS_MIN_OUTER:
+        return inner
+    return inner if inner >= FEW_ROWS_MIN_INNER and outer >= 2 else None
 
 
 def needs_index64(spec: KernelSpec) -> bool:
@@ -198,10 +203,19 @@ class KernelWriter:
             text = f"fj_clamp_index<idx_t>({self.index(f)}, {self.int_text(lo)}, {self.int_text(hi)})"
         name = f"j{self.counts['j']}"
         self.counts["j"] += 1
-        self.body.append(f"const idx_t {name} = {text};")
+        inner = aff(s.args[0])
+        if not inner.is_const and self.is_row_level(*self.index_names(inner)):
+            self.row_body.append(f"const idx_t {name} = {text};")
+            self.row_level.add(name)
+        else:
+            self.body.append(f"const idx_t {name} = {text};")
         self.variant.add(name)
         self.sym_names[s] = name
         return name
+
+    def index_names(self, f: Affine) -> list[str]:
+        """The names an index expression reads (its symbols', as rendered)."""
+        return [self.sym(s) for s, _ in f.terms]
 
     def index(self, f: Affine) -> str:
         f = aff(f)
@@ -233,8 +247,10 @@ class KernelWriter:
             name = ops.c_literal(0, atom.dtype)
         elif id(atom) in self.source_names:
             address = linearize(idx, atom.shape)
-            name = self.emit("x", ops.ctype(atom.dtype), f"{self.source_names[id(atom)]}[{self.index(address)}]",
-                             invariant=address.is_const)
+            at = self.index(address)
+            name = self.emit("x", ops.ctype(atom.dtype), f"{self.source_names[id(atom)]}[{at}]",
+                             invariant=address.is_const,
+                             row_level=not address.is_const and self.is_row_level(*self.index_names(address)))
             self.loads += 1
         elif id(atom) in self.results:
             raise NotPersistent(self.spec.family, "a reduction result is read at another row's index")
@@ -280,10 +296,18 @@ class KernelWriter:
                    + delinearize(aff(Sym("loop", ("col",), 0, inner - 1)), spec.shape[split:]))
         else:
             idx = delinearize(loop_symbol(n), spec.shape)
+        # Over rows, what depends on the row alone (a load of a per-row operand, a log of it)
+        # is computed once per row on the host, before the row's loop over its columns (GCC
+        # did not hoist a log out of the vectorised loop: x - m - log(s) over 32 x 32000
+        # took 0.94 ms); the GPU computes it per element as before.
+        if inner:
+            self.row_body, self.row_level = [], {"row"}
         own = self.index(linearize(idx, spec.shape))  # the flat address of the element computed
         for k, out in enumerate(spec.outputs):
             value = self.read_output(out, idx)
             self.body.append(f"out{k}[{own}] = {value};")
+        row_body, self.row_body, self.row_level = self.row_body or [], None, set()
+        element_body, self.body = self.body, row_body + self.body  # the other paths' body: per element
         params = self.buffer_params() + [Param("scalar", "n", self.index_ctype, value=n)]
         if inner:
             params.append(Param("scalar", "inner", self.index_ctype, value=inner))
@@ -304,7 +328,8 @@ class KernelWriter:
             f"{len(spec.outputs)} output(s) of shape {list(spec.shape)}, "
             f"{self.loads} load(s) and {len(spec.outputs)} store(s) per element"
             + (f", {width} per thread and step on the vector path" if width > 1 else ""),
-            block, params, min_blocks, body=indent(self.body, 2), vector=vector, start=start,
+            block, params, min_blocks, body=indent(element_body if inner else self.body, 2 + bool(inner)),
+            row_body=indent(row_body, 2), vector=vector, start=start,
             stream_end=(f"#endif  // {tiles.split(None, 2)[1]}\n" if tiles else
                         "#endif  // FJ_STREAM_STORES\n" if stream else
                         "#endif  // FJ_COLUMN_PIECES\n" if pieces else ""))

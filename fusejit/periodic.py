@@ -54,12 +54,17 @@ class ColumnTables(NamedReads):
     def __init__(self, q: Sym, e: Sym):
         super().__init__("fj_ptab", MAX_TABLES)
         self.q, self.e = q, e
+        self.gathers = False  # a load along the chunk that is neither a table nor contiguous
 
     def load(self, w, var, idx):
         if id(var) not in w.source_names:
             return None
         address = linearize(idx, var.shape)
         if depends_on(address, self.q) or not depends_on(address, self.e) or not only_loops(address):
+            # Read at e + (a term of q alone) it is contiguous; any other use of e (a reversed
+            # or strided row: a division and a gather per element) is left to the rows loop.
+            along = [(s, c) for s, c in address.terms if depends_on(aff(s), self.e)]
+            self.gathers |= only_loops(address) and bool(along) and along != [(self.e, 1)]
             return None
         table = self.array((w.source_names[id(var)], address))
         return None if table is None else w.emit("x", ops.ctype(var.dtype), f"{table}[fj_e]")
@@ -107,7 +112,7 @@ def periodic_path(w, rows_shape: tuple, cols_shape: tuple, tables_only: bool) ->
     try:
         w.cache = tables
         body = list(render_stores(w, idx, spec))  # names the tables it reads
-        if (tables_only and not tables.arrays) or any(sym.kind == "clamp" for sym in w.sym_names):
+        if (tables_only and not tables.arrays) or tables.gathers or any(sym.kind == "clamp" for sym in w.sym_names):
             return ""  # (clamps: pad, concatenate take the pieces path)
         fills = tables.fills(w, spec, period)
         w.cache = None

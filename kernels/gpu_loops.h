@@ -50,11 +50,13 @@
 #define FJ_COLUMNS 32
 #define FJ_COLUMN_SLICES 8
 
-// Rows loop: the grid-stride loop of FJ_GRID_LOOP_FROM over elements start .. n - 1, each
-// split into a row index and a column index (rows of `inner` elements): one division per
-// element.  `start` is a multiple of `inner`.
-#define FJ_ROWS_LOOP_FROM(idx_t, row, col, start, n, inner) \
+// Rows loop, in two parts so that the host can compute a row's own values once per row
+// between them: FJ_ROW_SEGMENTS is the grid-stride loop of FJ_GRID_LOOP_FROM over elements
+// start .. n - 1, each split into a row index and a column index (rows of `inner` elements:
+// one division per element), the column named by FJ_ROW_COLUMNS; here the statements
+// between the two run per element.
+#define FJ_ROW_SEGMENTS(idx_t, row, start, n, inner) \
   for (idx_t fj_flat = (start) + (idx_t)blockIdx.x * (idx_t)blockDim.x + (idx_t)threadIdx.x; fj_flat < (n); \
        fj_flat += (idx_t)blockDim.x * (idx_t)gridDim.x) \
-    if (const idx_t row = fj_flat / (inner), col = fj_flat - row * (inner); true)
-#define FJ_ROWS_LOOP(idx_t, row, col, n, inner) FJ_ROWS_LOOP_FROM(idx_t, row, col, 0, n, inner)
+    if (const idx_t row = fj_flat / (inner), fj_col_##row = fj_flat - row * (inner); true)
+#define FJ_ROW_COLUMNS(idx_t, col, row) if (const idx_t col = fj_col_##row; true)

@@ -75,7 +75,7 @@ def test_rows_kernels_vectorise_when_the_row_length_allows(cols):
     m, r = rand(rng, (65, cols), np.float32), rand(rng, (cols,), np.float32)
     compiled = verify(lambda m, r: jnp.tanh(m * r + 1.0) - r[None, :] * 0.5, m, r)
     (kernel,) = compiled.rendered
-    assert "FJ_ROWS_LOOP_FROM" in kernel.source and "in1[col]" in kernel.source
+    assert "FJ_ROW_SEGMENTS(" in kernel.source and "in1[col]" in kernel.source
     assert ("fj_load_pack<4>(in0 + i0)" in kernel.source) == (cols % 4 == 0)
     if cols % 4 == 0:
         assert {"ld.global.nc.v4.f32", "st.global.v4.f32"} <= memory_ops(ptx(compiled))

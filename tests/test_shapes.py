@@ -297,3 +297,38 @@ def test_small_kernels_compile_at_O1(shape):
     text = "".join(compiled.modules())
     wrapped = sum(k.small for k in compiled.rendered)
     assert text.count("FJ_SMALL_KERNEL_BEGIN\n") == text.count("FJ_SMALL_KERNEL_END\n") == wrapped
+
+
+@pytest.mark.parametrize("shape", [(2, 1030), (5, 4099), (63, 1040)])
+def test_few_long_rows_iterate_rows_with_per_row_values_hoisted(shape, tmp_path):
+    """Fewer than 64 rows of 1024 or more elements are rows too (a flip, shifted slices and a
+    per-row operand were gathered element by element in a flat loop), each block taking an
+    even share of the elements whatever the row count (partial rows at its ends); what
+    depends on the row alone (the per-row load, its log) is computed once per row on the
+    host, between FJ_ROW_SEGMENTS and FJ_ROW_COLUMNS."""
+    x, s = rand(rng(60), shape, np.float32), np.abs(rand(rng(61), shape[:1] + (1,), np.float32)) + 0.5
+
+    def f(x, s):
+        return {"flip": jnp.flip(x, 1) * 2.0, "log": x - jnp.log(s), "shifted": x[:, 2:] * s + x[:, :-2]}
+
+    compiled = verify(f, x, s)
+    for kernel in compiled.rendered:
+        source = kernel.source
+        assert "FJ_ROW_SEGMENTS(" in source, source
+        if "log" in kernel.spec.name or "fj_log(" in source:
+            hoisted = source[source.index("FJ_ROW_SEGMENTS("):source.index("FJ_ROW_COLUMNS(")]
+            assert "fj_log(" in hoisted and "in1[row]" in hoisted
+    run_host_under_asan(compiled, (x, s), tmp_path)  # the partial rows at the blocks' ends stay in bounds
+
+
+def test_reversed_short_rows_take_the_rows_loop_not_periodic_gathers():
+    """A periodic chunk reads an operand reversed along short rows (jnp.flip over rows of 63)
+    with a division and a gather per element (0.66 ms for 1M floats on one core); the rows
+    loop reads each row's reversed run (0.13 ms).  Periodic chunks keep contiguous reads and
+    tables only."""
+    x = rand(rng(62), (1000, 63), np.float32)
+    compiled = verify(lambda x: jnp.flip(x, 1) * 2.0, x)
+    (kernel,) = compiled.rendered
+    assert "FJ_PERIODIC_ROWS" not in kernel.source and "FJ_ROW_SEGMENTS(" in kernel.source
+    compiled = verify(lambda x, b: x * b + 1.0, x, rand(rng(63), (63,), np.float32))
+    assert "FJ_PERIODIC_ROWS" in compiled.rendered[0].source  # a broadcast row: a table, still periodic

@@ -118,7 +118,8 @@ constexpr int fj_tile_lanes(int bytes) {
     if (const int width = (int)(fj_tend_##i0 - i0 < (lanes) ? fj_tend_##i0 - i0 : (lanes)); true)
 #define FJ_TILE_FULL(width, lanes) ((width) == (lanes))
 
-// Rows loop: a contiguous chunk of rows per block, each row a loop over its columns (marked
+// Whole rows per block (the pieces path's loop; the element loop takes FJ_ROW_SEGMENTS'
+// even shares): a contiguous chunk of rows, each row a loop over its columns (marked
 // for vectorisation: the compiler would otherwise vectorise across rows, with gathers).
 #define FJ_ROWS_OF_BLOCK(idx_t, row, start, n, inner)                              \
   const idx_t fj_nrows_##row = (n) / (inner);                                      \

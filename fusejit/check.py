@@ -11,15 +11,20 @@ from __future__ import annotations
 import dataclasses
 
 import jax
+import ml_dtypes
 import numpy as np
 
 from . import keys
 
-# dtype name -> (rtol, atol)
+# dtype name -> (rtol, atol).  The half types' allow a few ULPs: fusejit rounds each
+# equation's result to the half type, XLA may keep float32 between fused equations.
 TOLERANCES = {
     "float32": (2e-5, 1e-6),
     "float64": (1e-12, 1e-13),
+    "float16": (4e-3, 1e-4),
+    "bfloat16": (3e-2, 1e-3),
 }
+HALF = ("float16", "bfloat16")
 
 
 def tolerance(dtype, rtol=None, atol=None):
@@ -46,7 +51,7 @@ def to_jax_args(args, kwargs):
 
 def ulp_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Distance in units in the last place between same-dtype finite float arrays."""
-    int_t, uint_t = (np.int32, np.uint32) if a.dtype == np.float32 else (np.int64, np.uint64)
+    int_t, uint_t = {4: (np.int32, np.uint32), 2: (np.int16, np.uint16)}.get(a.dtype.itemsize, (np.int64, np.uint64))
 
     def ordered(x):  # IEEE bit patterns mapped to integers in the order of the values
         bits = x.view(int_t)
@@ -105,14 +110,15 @@ def diff_arrays(path: str, want, got, rtol=None, atol=None) -> OutputDiff:
                           f"expected {want.dtype.name}{list(want.shape)}, got {got.dtype.name}{list(got.shape)}")
     if want.size == 0:
         return OutputDiff(path, got.shape, got.dtype.name, 0.0, 0.0, 0.0, True)
-    if want.dtype.kind != "f":
+    half = want.dtype.name in HALF
+    if want.dtype.kind != "f" and not half:
         bad = want != got
         n_bad = int(np.count_nonzero(bad))
         max_abs = float(np.max(np.abs(want.astype(np.float64) - got.astype(np.float64)))) if n_bad else 0.0
         return OutputDiff(path, got.shape, got.dtype.name, max_abs, 0.0, 0.0, n_bad == 0,
                           f"{n_bad} element(s) differ" if n_bad else "")
     rtol, atol = tolerance(want.dtype, rtol, atol)
-    tiny = np.finfo(want.dtype).tiny
+    tiny = (ml_dtypes.finfo if half else np.finfo)(want.dtype).tiny
     w = np.where(np.abs(want) < tiny, np.zeros_like(want), want)
     g = np.where(np.abs(got) < tiny, np.zeros_like(got), got)
     nan_w, nan_g = np.isnan(w), np.isnan(g)
@@ -130,7 +136,7 @@ def diff_arrays(path: str, want, got, rtol=None, atol=None) -> OutputDiff:
         rel = err / np.maximum(np.abs(wf), tiny)
     max_abs = float(err.max()) if err.size else 0.0
     max_rel = float(rel.max()) if rel.size else 0.0
-    max_ulp = float(ulp_distance(w[finite], g[finite]).max()) if err.size else 0.0
+    max_ulp = float(ulp_distance(np.ascontiguousarray(w[finite]), np.ascontiguousarray(g[finite])).max()) if err.size else 0.0
     n_bad = int(np.count_nonzero(err > atol + rtol * np.abs(wf)))
     if n_bad:
         problems.append(f"{n_bad} element(s) beyond rtol={rtol:g} atol={atol:g}")

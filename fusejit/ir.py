@@ -87,6 +87,7 @@ def dtype_str(dtype: np.dtype) -> str:
         "float32": "f32", "float64": "f64", "bool": "bool",
         "int8": "i8", "int16": "i16", "int32": "i32", "int64": "i64",
         "uint8": "u8", "uint16": "u16", "uint32": "u32", "uint64": "u64",
+        "float16": "f16", "bfloat16": "bf16",
     }.get(np.dtype(dtype).name, np.dtype(dtype).name)
 
 

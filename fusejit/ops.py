@@ -15,6 +15,7 @@ CTYPES = {
     "float32": "float", "float64": "double", "bool": "bool",
     "int8": "int8_t", "int16": "int16_t", "int32": "int32_t", "int64": "int64_t",
     "uint8": "uint8_t", "uint16": "uint16_t", "uint32": "uint32_t", "uint64": "uint64_t",
+    "float16": "fj_f16", "bfloat16": "fj_bf16",  # storage only (kernels/common.h, fusejit/halves.py)
 }
 
 
@@ -33,6 +34,9 @@ def is_bool(dtype) -> bool:
 def c_literal(value, dtype) -> str:
     """An exact C literal of `dtype`."""
     dtype = np.dtype(dtype)
+    if dtype.name in ("float16", "bfloat16"):
+        bits = int(np.asarray(value, dtype).view(np.uint16))
+        return f"fj_half_bits<{ctype(dtype)}>({bits:#06x}u)"
     if dtype.kind == "b":
         return "true" if bool(value) else "false"
     if dtype.kind in "iu":

@@ -8,7 +8,7 @@ import numpy as np
 
 import jax
 
-from . import expand, jaxcompat, keys, reciprocal
+from . import expand, halves, jaxcompat, keys, reciprocal
 from .errors import UnsupportedError
 from .ir import Eqn, Graph, Literal, Var
 from .simplify import simplify
@@ -21,7 +21,8 @@ ALIASES = {"add_any": "add"}
 
 SUPPORTED_DTYPES = {np.dtype(t) for t in (
     np.float32, np.float64, np.bool_, np.int8, np.int16, np.int32, np.int64,
-    np.uint8, np.uint16, np.uint32, np.uint64)}
+    np.uint8, np.uint16, np.uint32, np.uint64)} | halves.HALF
+SUPPORTED_TEXT = "float16, bfloat16, float32, float64, int8..int64, uint8..uint64, bool"
 
 
 def check_dtype(dtype, what: str, source: str = "", primitive: str | None = None) -> np.dtype:
@@ -29,12 +30,12 @@ def check_dtype(dtype, what: str, source: str = "", primitive: str | None = None
         dtype = np.dtype(dtype)
     except TypeError:  # an extended dtype, such as a PRNG key's
         raise UnsupportedError(
-            f"fusejit does not support dtype {dtype} ({what}); supported: float32, float64, "
-            f"int8..int64, uint8..uint64, bool", primitive=primitive, source=source) from None
+            f"fusejit does not support dtype {dtype} ({what}); supported: {SUPPORTED_TEXT}",
+            primitive=primitive, source=source) from None
     if dtype not in SUPPORTED_DTYPES:
         raise UnsupportedError(
-            f"fusejit does not support dtype {dtype.name} ({what}); supported: float32, float64, "
-            f"int8..int64, uint8..uint64, bool", primitive=primitive, source=source)
+            f"fusejit does not support dtype {dtype.name} ({what}); supported: {SUPPORTED_TEXT}",
+            primitive=primitive, source=source)
     return dtype
 
 
@@ -49,9 +50,11 @@ def graph_from_jaxpr(closed, source: str = "") -> Graph:
     """Lower a ClosedJaxpr to a Graph, inlining nested calls and lowering control-flow bodies
     to Graphs of their own; dead equations are dropped (inputs are kept: a signature).
     `source` is the user's line for equations that carry none (a loop body's, inside a jnp
-    function).  Divisions are then written as jax.jit computes them (fusejit/reciprocal.py),
-    and the graph simplified as XLA's simplifier does (fusejit/simplify.py)."""
-    return eliminate_dead_code(simplify(reciprocal.as_jax_divides(lower_jaxpr(closed, source))))
+    function).  float16 and bfloat16 values are then held in float32 (fusejit/halves.py),
+    divisions written as jax.jit computes them (fusejit/reciprocal.py), and the graph
+    simplified as XLA's simplifier does (fusejit/simplify.py)."""
+    graph = halves.widen(lower_jaxpr(closed, source))
+    return eliminate_dead_code(simplify(reciprocal.as_jax_divides(graph)))
 
 
 def lower_jaxpr(closed, source: str = "") -> Graph:

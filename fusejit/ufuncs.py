@@ -25,6 +25,7 @@ FLOATS = ("float32", "float64")
 INTS = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
 NUMERIC = FLOATS + INTS
 ALL = NUMERIC + ("bool",)
+HALVES = ("float16", "bfloat16")  # storage types: converted to and from only (fusejit/halves.py)
 
 FLOAT_UNARY = ("floor", "ceil", "exp", "exp2", "log", "log1p", "expm1", "sin", "cos", "tan", "asin", "acos",
                "atan", "sinh", "cosh", "tanh", "asinh", "acosh", "atanh", "sqrt", "rsqrt", "cbrt", "logistic",
@@ -56,8 +57,8 @@ def _catalogue() -> list[tuple[str, tuple[str, ...], str, tuple]]:
     same(("round",), FLOATS, 1, params=(("rounding_method", 0),))
     same(("round",), FLOATS, 1, params=(("rounding_method", 1),))
     same(("is_finite",), FLOATS, 1, out="bool")
-    for src in ALL:
-        for dst in ALL:
+    for src in ALL + HALVES:
+        for dst in ALL + HALVES:
             if src != dst:
                 rows.append(("convert_element_type", (src,), dst, (("new_dtype", dst),)))
     return rows

@@ -235,9 +235,89 @@ template <class T> FJ_DEVICE T fj_sign(T x) {
 FJ_DEVICE bool fj_is_finite(float x) { return fabsf(x) <= 3.40282346638528859812e+38f; }
 FJ_DEVICE bool fj_is_finite(double x) { return fabs(x) <= 1.79769313486231570815e+308; }
 
+// ---- float16 and bfloat16: storage types ----
+// fusejit computes float16 and bfloat16 values in float32 and rounds each result back
+// (fusejit/halves.py rewrites the graph so): a kernel meets these types only where it loads
+// or stores them and in the conversions below, which round as XLA does (to nearest even,
+// overflow to infinity, float16's subnormals kept, NaN kept quiet with its sign).  Plain
+// structs of their bits, the same on every target: no cuda_fp16.h, no compiler extension.
+struct fj_f16 { uint16_t bits; };
+struct fj_bf16 { uint16_t bits; };
+template <class T> struct fj_is_half { static constexpr bool value = false; };
+template <> struct fj_is_half<fj_f16> { static constexpr bool value = true; };
+template <> struct fj_is_half<fj_bf16> { static constexpr bool value = true; };
+// A literal: the value's bits.
+template <class H> FJ_DEVICE H fj_half_bits(uint32_t bits) {
+  H h;
+  h.bits = (uint16_t)bits;
+  return h;
+}
+
+// Exact widenings.
+FJ_DEVICE float fj_half_to_float(fj_bf16 h) { return fj_bitcast<float>((uint32_t)h.bits << 16); }
+FJ_DEVICE float fj_half_to_float(fj_f16 h) {
+  const uint32_t sign = (uint32_t)(h.bits & 0x8000u) << 16;
+  const uint32_t exponent = ((uint32_t)h.bits >> 10) & 0x1fu;
+  const uint32_t mantissa = (uint32_t)h.bits & 0x3ffu;
+  const uint32_t normal = ((exponent + 112u) << 23) | (mantissa << 13);  // bias 15 -> 127
+  const uint32_t special = 0x7f800000u | (mantissa << 13);  // infinity, NaN
+  const uint32_t subnormal = fj_bitcast<uint32_t>((float)mantissa * 0x1p-24f);  // exact
+  const uint32_t magnitude = exponent == 31u ? special : (exponent == 0u ? subnormal : normal);
+  return fj_bitcast<float>(sign | magnitude);
+}
+
+// float -> bfloat16: the upper half of the bits, rounded to nearest even by adding just under
+// half of the dropped part (plus the kept part's last bit); past the largest finite value
+// that carries into infinity.
+FJ_DEVICE fj_bf16 fj_to_half(float x, fj_bf16 /* type */) {
+  const uint32_t b = fj_bitcast<uint32_t>(x);
+  const uint32_t rounded = (b + 0x7fffu + ((b >> 16) & 1u)) >> 16;
+  const uint32_t quiet_nan = (b >> 16) | 0x40u;
+  return fj_half_bits<fj_bf16>((b & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded);
+}
+// float -> float16: normal results rebias the exponent (127 -> 15) and round the 13 dropped
+// bits to nearest even the same way; from 65520 up the result is infinity; below 2^-14 (the
+// smallest normal float16) |x| + 1/2 rounds |x| to a multiple of 2^-24 in the float unit,
+// and those multiples are the subnormal float16 bits.
+FJ_DEVICE fj_f16 fj_to_half(float x, fj_f16 /* type */) {
+  const uint32_t b = fj_bitcast<uint32_t>(x);
+  const uint32_t sign = (b >> 16) & 0x8000u;
+  const uint32_t a = b & 0x7fffffffu;
+  const uint32_t normal = (a - 0x38000000u + 0xfffu + ((a >> 13) & 1u)) >> 13;
+  const uint32_t subnormal = fj_bitcast<uint32_t>(fabsf(x) + 0.5f) - 0x3f000000u;
+  const uint32_t quiet_nan = 0x7e00u | ((a >> 13) & 0x3ffu);
+  const uint32_t magnitude =
+      a > 0x7f800000u ? quiet_nan : (a >= 0x477ff000u ? 0x7c00u : (a < 0x38800000u ? subnormal : normal));
+  return fj_half_bits<fj_f16>(sign | magnitude);
+}
+// double -> float rounded to odd: toward zero, with the last bit set where that dropped
+// anything.  Its 24 bits are two more than a half type's 11 need, so rounding it once more
+// (fj_to_half) gives the double's correctly rounded half value: one rounding, as XLA's.
+FJ_DEVICE float fj_round_to_odd(double x) {
+  const float nearest = (float)x;
+  const uint32_t b = fj_bitcast<uint32_t>(nearest);
+  const uint32_t toward_zero = fabs((double)nearest) > fabs(x) ? b - 1u : b;
+  return fj_bitcast<float>((double)nearest != x ? (toward_zero | 1u) : b);
+}
+template <class H, class From> FJ_DEVICE H fj_convert_to_half(From x) {
+  if constexpr (fj_is_half<From>::value) {
+    return fj_to_half(fj_half_to_float(x), H());  // float16 <-> bfloat16: exact to float first
+  } else if constexpr (fj_traits<From>::is_bool) {
+    return fj_to_half(x ? 1.0f : 0.0f, H());
+  } else if constexpr (sizeof(From) == 4 && fj_traits<From>::is_float) {
+    return fj_to_half(x, H());
+  } else {  // double, and integers through double (exact up to 2^53)
+    return fj_to_half(fj_round_to_odd((double)x), H());
+  }
+}
+
 // convert_element_type: float -> integer saturates and sends NaN to 0; anything -> bool is x != 0.
 template <class To, class From> FJ_DEVICE To fj_convert(From x) {
-  if constexpr (fj_traits<To>::is_bool) {
+  if constexpr (fj_is_half<To>::value) {
+    return fj_convert_to_half<To>(x);
+  } else if constexpr (fj_is_half<From>::value) {
+    return fj_convert<To>(fj_half_to_float(x));  // exact
+  } else if constexpr (fj_traits<To>::is_bool) {
     return x != (From)0;
   } else if constexpr (fj_traits<From>::is_float && !fj_traits<To>::is_float) {
     if (x != x) return (To)0;

@@ -1,0 +1,171 @@
+"""float16 and bfloat16: computed in float32, each result rounded back, as XLA's CPU does.
+
+`widen(graph)` is a pass from a graph with half-precision values to one that holds them in
+float32: every equation that computes a float16 or bfloat16 result computes it in float32
+instead and rounds it to the half type and back (two convert_element_type equations, which
+fuse into the kernel: `fj_convert<float>(fj_convert<fj_bf16>(v))`).  Equations whose results
+are some of their operands' values (reshapes, slices, selections, max, the loops, whose
+bodies round) need no rounding.  The graph keeps its half-precision inputs and outputs: an
+input is converted to float32 where the graph starts, an output back where it ends, so
+kernels load and store the 2-byte types (kernels/common.h) and nothing else meets them.
+Loop and branch bodies are widened whole, their carries and results in float32.  A
+bitcast_convert_type from or to a half type goes through the half type itself.
+
+One rounding per equation is what XLA's CPU backend computes, with one exception that this
+pass copies: a bfloat16 result converted to float32 is not rounded for that use (XLA
+computes bfloat16 arithmetic in float32 and then removes each float32 -> bfloat16 ->
+float32 pair of converts, its xla_allow_excess_precision), so `(x * 3).astype(float32)`
+of a bfloat16 x is the float32 product.  A float16 result, or a bfloat16 one converted to
+float64, is rounded as usual.  Where XLA's transcendental functions differ from fusejit's
+in float32's last bits, the rounding to the half type can still differ by an ULP of the
+half type: the tolerances in fusejit.check allow for it.
+"""
+from __future__ import annotations
+
+import ml_dtypes
+import numpy as np
+
+from .ir import Eqn, Graph, Literal, Var, map_bodies
+
+HALF = frozenset({np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16)})
+F32 = np.dtype(np.float32)
+BF16 = np.dtype(ml_dtypes.bfloat16)
+
+# Primitives whose results are values of their operands (or exact functions of them with no
+# rounding: a sign, a floor): a half type's value stays one, so no rounding follows them.
+EXACT = frozenset({
+    "broadcast_in_dim", "reshape", "squeeze", "expand_dims", "transpose", "rev", "slice",
+    "dynamic_slice", "dynamic_update_slice", "concatenate", "pad", "gather", "select_n", "clamp",
+    "max", "min", "reduce_max", "reduce_min", "neg", "abs", "sign", "floor", "ceil", "round",
+    "sort", "cummax", "cummin", "top_k", "split", "scan", "while", "cond", "copy", "copy_p",
+    "reduce_and", "reduce_or", "argmax", "argmin",
+})
+
+
+def is_half(dtype) -> bool:
+    return np.dtype(dtype) in HALF
+
+
+def has_halves(graph: Graph) -> bool:
+    def atoms(g: Graph):
+        yield from g.inputs
+        yield from (v for v, _ in g.consts)
+        for e in g.eqns:
+            yield from e.inputs
+            yield from e.outputs
+            for value in e.params.values():
+                for body in value if isinstance(value, tuple) else (value,):
+                    if isinstance(body, Graph):
+                        yield from atoms(body)
+    return any(is_half(a.dtype) for a in atoms(graph))
+
+
+def _param(value):
+    """A param with every half dtype in it made float32 (convert's new_dtype, iota's dtype,
+    dot_general's preferred_element_type)."""
+    if isinstance(value, np.dtype) or isinstance(value, type) and issubclass(value, np.generic):
+        return F32 if is_half(value) else value
+    return value
+
+
+def widen(graph: Graph) -> Graph:
+    """The graph with its half-precision values held in float32 (see the module's doc)."""
+    return _widen(graph, top=True) if has_halves(graph) else graph
+
+
+def _widen(graph: Graph, top: bool) -> Graph:
+    env: dict[int, object] = {}
+    eqns: list[Eqn] = []
+
+    def wide_var(v: Var) -> Var:
+        return Var(v.shape, F32, v.weak_type) if is_half(v.dtype) else v
+
+    def read(atom):
+        if isinstance(atom, Literal):
+            if is_half(atom.dtype):
+                return Literal(np.float32(atom.value), F32, atom.shape)
+            return atom
+        return env.get(id(atom), atom)
+
+    def emit(primitive, inputs, outputs, params, source):
+        eqns.append(Eqn(primitive, tuple(inputs), tuple(outputs), params, source))
+
+    def convert(atom, dtype, source, weak=False) -> Var:
+        out = Var(atom.shape, np.dtype(dtype), weak)
+        emit("convert_element_type", [atom], [out], {"new_dtype": np.dtype(dtype), "weak_type": weak}, source)
+        return out
+
+    half_value: dict[int, Var] = {}  # a rounded float32 value -> the half-type value it came from
+
+    def rounded(value, half, source, weak=False) -> Var:
+        """`value` rounded to `half` and widened again."""
+        narrow = convert(value, half, source)
+        wide = convert(narrow, F32, source, weak)
+        half_value[id(wide)] = narrow
+        return wide
+
+    exact_value: dict[int, Var] = {}  # a rounded bfloat16 result -> its float32 value
+
+    inputs = []
+    for v in graph.inputs:
+        if not is_half(v.dtype):
+            inputs.append(v)
+        elif top:  # the caller's array: converted where the graph starts
+            inputs.append(v)
+            env[id(v)] = convert(v, F32, "", v.weak_type)
+        else:  # a body's parameter: the loop carries it in float32
+            inputs.append(wide_var(v))
+            env[id(v)] = inputs[-1]
+    consts = []
+    for v, value in graph.consts:
+        w = wide_var(v)
+        consts.append((w, np.asarray(value).astype(w.dtype) if w is not v else value))
+        env[id(v)] = w
+    for eqn in graph.eqns:
+        ins = [read(a) for a in eqn.inputs]
+        eqn = map_bodies(eqn, lambda body: _widen(body, top=False))
+        params = {k: _param(v) for k, v in eqn.params.items()}
+        p = eqn.primitive
+        if p == "convert_element_type" and np.dtype(eqn.outputs[0].dtype) == F32 and id(ins[0]) in exact_value:
+            env[id(eqn.outputs[0])] = exact_value[id(ins[0])]  # XLA's excess precision (module doc)
+            continue
+        if p == "convert_element_type" and is_half(eqn.outputs[0].dtype):
+            out = eqn.outputs[0]
+            env[id(out)] = rounded(ins[0], out.dtype, eqn.source, out.weak_type)
+            continue
+        if p == "bitcast_convert_type" and (is_half(eqn.inputs[0].dtype) or is_half(eqn.outputs[0].dtype)):
+            source_atom = ins[0]
+            if is_half(eqn.inputs[0].dtype):  # float32 holding a half value: the half type's bits
+                source_atom = convert(source_atom, eqn.inputs[0].dtype, eqn.source)
+            out = eqn.outputs[0]
+            bits = Var(out.shape, out.dtype, out.weak_type)
+            emit(p, [source_atom], [bits], dict(eqn.params), eqn.source)
+            env[id(out)] = convert(bits, F32, eqn.source, out.weak_type) if is_half(out.dtype) else bits
+            continue
+        outs = [wide_var(v) for v in eqn.outputs]
+        emit(p, ins, outs, params, eqn.source)
+        for v, w in zip(eqn.outputs, outs):
+            if w is v:
+                continue
+            if p in EXACT:
+                env[id(v)] = w
+            else:
+                env[id(v)] = rounded(w, v.dtype, eqn.source, v.weak_type)
+                if np.dtype(v.dtype) == BF16:
+                    exact_value[id(env[id(v)])] = w
+    outputs = []
+    given = {id(v) for v in graph.inputs}
+    for original in graph.outputs:
+        if top and is_half(original.dtype):  # back to the caller's type where the graph ends
+            returned = isinstance(original, Var) and id(original) in given  # an input as it came
+            atom = read(original)
+            narrow = half_value.get(id(atom))
+            if returned:
+                outputs.append(original)
+            elif narrow is not None and narrow.dtype == original.dtype:
+                outputs.append(narrow)
+            else:
+                outputs.append(convert(atom, original.dtype, ""))
+        else:
+            outputs.append(read(original))
+    return Graph(tuple(inputs), tuple(consts), tuple(eqns), tuple(outputs))

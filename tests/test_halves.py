@@ -1,0 +1,193 @@
+"""float16 and bfloat16 (fusejit/halves.py: computed in float32, each result rounded back)
+against jax.jit on all paths: host, emulation under ASan, NVRTC, the interpreter."""
+import jax
+import jax.numpy as jnp
+import ml_dtypes
+import numpy as np
+import pytest
+from jax import lax
+
+import fusejit
+from fusejit import halves
+from helpers import run_host_under_asan, verify
+
+HALVES = (np.float16, jnp.bfloat16)
+SHAPE = (7, 37)  # odd sizes; 259 elements span two GPU blocks
+ids = ["float16", "bfloat16"]
+
+
+def rand_half(rng, shape, dtype, special=False, scale=3.0):
+    x = (rng.standard_normal(shape) * scale).astype(dtype)
+    if special and x.size:
+        info = ml_dtypes.finfo(dtype)
+        picks = [np.nan, np.inf, -np.inf, -0.0, 0.0, float(info.max), -float(info.max), float(info.tiny)]
+        idx = rng.choice(x.size, size=min(x.size, len(picks)), replace=False)
+        x.reshape(-1)[idx] = np.array(picks[:len(idx)], dtype=np.float64).astype(dtype)
+    return x
+
+
+UNARY = {
+    "neg": lambda x: -x, "abs": jnp.abs, "sign": jnp.sign, "floor": jnp.floor, "round": jnp.round,
+    "exp": jnp.exp, "log": jnp.log, "log1p": jnp.log1p, "expm1": jnp.expm1, "sin": jnp.sin, "cos": jnp.cos,
+    "tanh": jnp.tanh, "sqrt": jnp.sqrt, "rsqrt": lax.rsqrt, "square": jnp.square, "logistic": jax.nn.sigmoid,
+    "erf": jax.scipy.special.erf, "atan": jnp.arctan, "is_finite": jnp.isfinite, "pow3": lambda x: x ** 3,
+    "relu": jax.nn.relu, "gelu": jax.nn.gelu, "silu": jax.nn.silu, "softplus": jax.nn.softplus,
+    "chain": lambda x: jnp.exp(-x * x) * 0.5 + jnp.sin(x) / (1 + jnp.abs(x)),
+}
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=ids)
+def test_unary_math(dtype):
+    """Each function in float32 and rounded: NaN, infinities, the largest value, zeros."""
+    x = rand_half(np.random.default_rng(1), SHAPE, dtype, special=True)
+    compiled = verify(lambda x: {name: f(x) for name, f in UNARY.items()}, x)
+    assert compiled.graph.inputs[0].dtype == np.dtype(dtype)
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=ids)
+def test_binary_arithmetic_and_promotion(dtype):
+    """Half with half, with weak scalars (stays half), with float32 (becomes float32), with ints."""
+    rng = np.random.default_rng(2)
+    x, y = rand_half(rng, SHAPE, dtype, special=True), rand_half(rng, SHAPE, dtype)
+    f = rng.standard_normal(SHAPE).astype(np.float32)
+    i = rng.integers(-5, 5, SHAPE).astype(np.int32)
+    verify(lambda x, y, f, i: {
+        "add": x + y, "sub": x - y, "mul": x * y, "div": x / y, "max": jnp.maximum(x, y), "pow": jnp.abs(x) ** y,
+        "atan2": jnp.arctan2(x, y), "rem": jnp.fmod(x, y), "scalar": x * 2.5 + 1, "f32": x * f, "int": x + i,
+        "compare": (x < y) & (x != 1), "where": jnp.where(x > 0, x, y), "clip": jnp.clip(x, -1, 2)}, x, y, f, i)
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=ids)
+def test_conversions_to_and_from_every_dtype(dtype, x64):
+    """Round to nearest even, overflow to infinity, float16's subnormals, NaN; from float64 and
+    integers in one rounding; to integers saturating as from float32."""
+    rng = np.random.default_rng(3)
+    x = rand_half(rng, SHAPE, dtype, special=True)
+    wide = rng.standard_normal(SHAPE) * np.float64(10.0) ** rng.integers(-9, 8, SHAPE)
+    wide.reshape(-1)[:12] = [65504.0, 65520.0, 65519.99, 6e-8, 3e-8, 2.9e-8, -1e-40, 3.4e38, 1e300, np.nan,
+                             1 + 2 ** -8 + 2 ** -30, 1 + 2 ** -8]  # halfway cases and just above
+    ints = rng.integers(-2 ** 40, 2 ** 40, SHAPE)
+    targets = (np.float32, np.float64, np.int8, np.int32, np.int64, np.uint8, np.uint32, np.bool_,
+               np.float16, jnp.bfloat16)
+    verify(lambda x, wide, ints: {
+        **{f"to_{np.dtype(t).name}": x.astype(t) for t in targets},
+        "from_f64": wide.astype(dtype), "from_f32": wide.astype(np.float32).astype(dtype),
+        "from_int64": ints.astype(dtype), "from_int8": ints.astype(np.int8).astype(dtype),
+        "from_bool": (ints > 0).astype(dtype)}, x, wide, ints)
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=ids)
+def test_bitcasts_through_the_half_type(dtype):
+    """uint16 bits -> half -> float32 (NaN patterns included), and a half result's bits (of
+    normal values: a NaN's payload is not a value, and XLA's CPU backend flushes subnormals)."""
+    rng = np.random.default_rng(4)
+    bits = rng.integers(0, 2 ** 16, (9, 37), dtype=np.uint16)
+    finite = rand_half(rng, (9, 37), dtype).view(np.uint16)
+    verify(lambda b, c: (lax.bitcast_convert_type(b, dtype).astype(jnp.float32),
+                         lax.bitcast_convert_type(lax.bitcast_convert_type(c, dtype) * 2, jnp.int16)), bits, finite)
+
+
+def test_random_numbers_of_half_types():
+    key = jax.random.key_data(jax.random.PRNGKey(5))
+    verify(lambda k: (jax.random.normal(jax.random.wrap_key_data(k), (33,), jnp.bfloat16),
+                      jax.random.uniform(jax.random.wrap_key_data(k), (5, 3), jnp.float16)), key)
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=ids)
+def test_reductions_softmax_norms_and_matmul(dtype):
+    rng = np.random.default_rng(6)
+    x = rand_half(rng, (9, 130), dtype)
+    w = rand_half(rng, (130, 17), dtype, scale=0.1)
+    verify(lambda x, w: {
+        "sum": jnp.sum(x, 1), "mean": jnp.mean(x, 0), "max": jnp.max(x, 1), "argmax": jnp.argmax(x, 0),
+        "softmax": jax.nn.softmax(x, -1), "logsumexp": jax.nn.logsumexp(x, 0),
+        "layer_norm": (x - x.mean(-1, keepdims=True)) * lax.rsqrt(x.var(-1, keepdims=True) + 1e-5),
+        "matmul": x @ w, "matmul_f32": jnp.matmul(x, w, preferred_element_type=jnp.float32),
+        "mlp": jax.nn.relu(x @ w).sum(0)}, x, w)
+
+
+def test_bfloat16_result_converted_to_float32_keeps_float32_precision(x64):
+    """XLA computes bfloat16 arithmetic in float32 and drops a float32 -> bfloat16 -> float32
+    pair of converts: `(x * 3).astype(float32)` is the float32 product, not the rounded one.
+    A conversion the program writes itself, and a float16 result, are rounded."""
+    rng = np.random.default_rng(7)
+    x = rand_half(rng, (64, 33), jnp.bfloat16)
+    h = rand_half(rng, (64, 33), np.float16)
+    f = rng.standard_normal((64, 33)).astype(np.float32)
+    def fn(x, h, f):
+        return {"excess": (x * 3 + 1).astype(jnp.float32), "sum": jnp.sum((x * 3).astype(jnp.float32), 1),
+                "explicit": (f * 1.001).astype(jnp.bfloat16).astype(jnp.float32),
+                "float16": (h * 3 + 1).astype(jnp.float32), "to_f64": (x * 3).astype(jnp.float64)}
+    verify(fn, x, h, f)
+    got = np.asarray(fusejit.jit(fn)(x, h, f)["excess"])
+    def rounded(v):
+        return v.astype(jnp.bfloat16).astype(np.float32)
+    product = rounded(x.astype(np.float32) * 3)  # read by the add: rounded
+    assert not np.array_equal(rounded(product + 1), product + 1)  # the test can tell
+    np.testing.assert_array_equal(got, product + 1)
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=ids)
+def test_loops_carry_half_values(dtype):
+    """A scan's carry and outputs, a while loop's, and a cond's branches in a half type."""
+    rng = np.random.default_rng(8)
+    x = rand_half(rng, (13, 21), dtype, scale=0.5)
+
+    def f(x):
+        carry, ys = lax.scan(lambda c, r: (c * 0.9 + r, jnp.tanh(c).sum()), jnp.zeros(x.shape[1], x.dtype), x)
+        n, y = lax.while_loop(lambda s: s[0] < 5, lambda s: (s[0] + 1, s[1] * 1.5 - 0.25), (0, x[0]))
+        z = lax.cond(x[0, 0] > 0, lambda v: v * 2, lambda v: v - 1, x[1])
+        return carry, ys, y, z
+    verify(f, x, scan="loop")
+    verify(f, x, scan="unroll")
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=ids)
+def test_scalars_empty_arrays_and_identity(dtype):
+    s = np.asarray(1.5, dtype)
+    e = np.zeros((0, 3), dtype)
+    x = rand_half(np.random.default_rng(9), (5,), dtype)
+    verify(lambda s, e, x: (s * 2, jnp.exp(e), e.sum(0), x, x[::-1], jnp.asarray(0.1, dtype)), s, e, x)
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=ids)
+def test_cumulative_sums_are_more_accurate_than_xla(dtype):
+    """A deliberate difference: XLA accumulates a half-precision cumsum in the half type,
+    fusejit in float32, rounding each output once.  fusejit's is never farther from the
+    exact sums, and within the half type's error of a running sum of |x| from XLA's."""
+    x = rand_half(np.random.default_rng(10), (6, 300), dtype, scale=1.0)
+    got = np.asarray(fusejit.jit(lambda x: jnp.cumsum(x, 1))(x)).astype(np.float64)
+    want = np.asarray(jax.jit(lambda x: jnp.cumsum(x, 1))(x)).astype(np.float64)
+    exact = np.cumsum(x.astype(np.float64), 1)
+    assert np.abs(got - exact).max() <= np.abs(want - exact).max()
+    np.testing.assert_array_equal(got, exact.astype(np.float32).astype(dtype).astype(np.float64))
+    eps = float(ml_dtypes.finfo(dtype).eps)
+    assert np.all(np.abs(got - want) <= 4 * eps * np.cumsum(np.abs(x.astype(np.float64)), 1) + eps)
+
+
+def test_the_kernels_meet_half_types_only_in_conversions():
+    """After the pass, float16 and bfloat16 values are only inputs, outputs and the operands or
+    results of convert_element_type and bitcast_convert_type."""
+    x = np.ones((4, 5), jnp.bfloat16)
+    graph = fusejit.make_graph(lambda x: (jnp.exp(x) @ x.T, lax.scan(lambda c, r: (c + r, c), x[0], x)))(x)
+
+    def check(g):
+        for e in g.eqns:
+            touched = [a for a in e.inputs + e.outputs if halves.is_half(a.dtype)]
+            assert not touched or e.primitive in ("convert_element_type", "bitcast_convert_type"), e
+            for value in e.params.values():
+                for body in value if isinstance(value, tuple) else (value,):
+                    if isinstance(body, fusejit.ir.Graph):
+                        assert not any(halves.is_half(v.dtype) for v in body.inputs + body.outputs)
+                        check(body)
+    check(graph)
+    assert graph.outputs[0].dtype == np.dtype(jnp.bfloat16)
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=ids)
+def test_half_kernels_under_address_sanitizer(dtype, tmp_path):
+    rng = np.random.default_rng(11)
+    x = rand_half(rng, (3, 1037), dtype)
+    compiled = fusejit.jit(lambda x: (jax.nn.softmax(x, -1), x.astype(jnp.float32) * 2, x[:, ::-1] + 1),
+                           backend="host").lower(x)
+    run_host_under_asan(compiled, [x], tmp_path)

@@ -14,7 +14,7 @@ import threading
 import jax
 import numpy as np
 
-from . import backends, config, jaxcompat, keys
+from . import backends, config, halves, jaxcompat, keys
 from .compiler import SCAN_STRATEGIES, Compiled
 from .tiered import Tiered, compile_tiered
 from .trace import graph_from_jaxpr
@@ -222,6 +222,7 @@ class Jitted:
         structs = [jax.ShapeDtypeStruct(shape, dtype, weak_type=weak) for shape, dtype, weak in specs]
         closed = jax.make_jaxpr(flat_fun)(*structs)
         graph = graph_from_jaxpr(closed, jaxcompat.caller_line())
+        halves.check_backend(graph, backend)
         compiled = compile_tiered(graph, backend, getattr(self.fun, "__name__", "fn"),
                                   force_index64=index64, scan=scan)
         compiled.key_inputs = frozenset(k for k, (_, dtype, _) in enumerate(specs) if keys.is_key_dtype(dtype))

@@ -25,6 +25,7 @@ from __future__ import annotations
 import ml_dtypes
 import numpy as np
 
+from .errors import UnsupportedError
 from .ir import Eqn, Graph, Literal, Var, map_bodies
 
 HALF = frozenset({np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16)})
@@ -169,3 +170,16 @@ def _widen(graph: Graph, top: bool) -> Graph:
         else:
             outputs.append(read(original))
     return Graph(tuple(inputs), tuple(consts), tuple(eqns), tuple(outputs))
+
+
+def check_backend(graph: Graph, backend) -> None:
+    """Raise UnsupportedError if the graph's inputs or outputs have a dtype the backend's
+    arrays cannot hold (bfloat16 on CuPy)."""
+    missing = getattr(backend, "missing_dtypes", frozenset())
+    for what, atoms in (("input", graph.inputs), ("output", graph.outputs)):
+        for atom in atoms:
+            if np.dtype(atom.dtype).name in missing:
+                raise UnsupportedError(
+                    f"backend '{backend.name}' cannot hold {np.dtype(atom.dtype).name} arrays (an {what} of the "
+                    f"function): CuPy has no {np.dtype(atom.dtype).name} dtype; convert to float32 or float16 "
+                    f"outside the function, or use backend='host'")

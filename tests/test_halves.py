@@ -191,3 +191,14 @@ def test_half_kernels_under_address_sanitizer(dtype, tmp_path):
     compiled = fusejit.jit(lambda x: (jax.nn.softmax(x, -1), x.astype(jnp.float32) * 2, x[:, ::-1] + 1),
                            backend="host").lower(x)
     run_host_under_asan(compiled, [x], tmp_path)
+
+
+def test_bfloat16_arrays_on_cupy_are_a_clear_error():
+    """CuPy has no bfloat16 dtype: the cuda backend names the problem before it compiles
+    (its class carries the list, so this runs without a GPU); float16 passes."""
+    from fusejit.backends.cuda import CudaBackend
+    graph = fusejit.make_graph(lambda x, h: (x * 2, h * 2))(np.ones(3, jnp.bfloat16), np.ones(3, np.float16))
+    with pytest.raises(fusejit.UnsupportedError, match="backend 'cuda' cannot hold bfloat16 arrays"):
+        halves.check_backend(graph, CudaBackend)
+    halves.check_backend(fusejit.make_graph(lambda h: h * 2)(np.ones(3, np.float16)), CudaBackend)
+    halves.check_backend(graph, fusejit.backends.get("host"))

@@ -29,6 +29,9 @@ def is_jax_array(x) -> bool:
 class CudaBackend:
     name = "cuda"
     suffix = ".cubin"
+    # Array dtypes the backend cannot hold: CuPy has no bfloat16 (its kernels could compute on
+    # it, as the host's do, but no CuPy array can carry it in or out).
+    missing_dtypes = frozenset({"bfloat16"})
 
     def __init__(self):
         from . import gpu_available

@@ -239,26 +239,25 @@ FJ_DEVICE bool fj_is_finite(double x) { return fabs(x) <= 1.79769313486231570815
 // fusejit computes float16 and bfloat16 values in float32 and rounds each result back
 // (fusejit/halves.py rewrites the graph so): a kernel meets these types only where it loads
 // or stores them and in the conversions below, which round as XLA does (to nearest even,
-// overflow to infinity, float16's subnormals kept, NaN kept quiet with its sign).  Plain
-// structs of their bits, the same on every target: no cuda_fp16.h, no compiler extension.
-struct fj_f16 { uint16_t bits; };
-struct fj_bf16 { uint16_t bits; };
+// overflow to infinity, float16's subnormals kept, NaN kept quiet with its sign).  Each is an
+// enum over its 16 bits, the same on every target (no cuda_fp16.h, no compiler extension): a
+// type of its own for the conversions to dispatch on, loaded and stored as a scalar (a
+// struct's copies kept GCC from vectorising the loops that use it).
+enum class fj_f16 : uint16_t {};
+enum class fj_bf16 : uint16_t {};
 template <class T> struct fj_is_half { static constexpr bool value = false; };
 template <> struct fj_is_half<fj_f16> { static constexpr bool value = true; };
 template <> struct fj_is_half<fj_bf16> { static constexpr bool value = true; };
 // A literal: the value's bits.
-template <class H> FJ_DEVICE H fj_half_bits(uint32_t bits) {
-  H h;
-  h.bits = (uint16_t)bits;
-  return h;
-}
+template <class H> FJ_DEVICE H fj_half_bits(uint32_t bits) { return (H)(uint16_t)bits; }
 
 // Exact widenings.
-FJ_DEVICE float fj_half_to_float(fj_bf16 h) { return fj_bitcast<float>((uint32_t)h.bits << 16); }
+FJ_DEVICE float fj_half_to_float(fj_bf16 h) { return fj_bitcast<float>((uint32_t)h << 16); }
 FJ_DEVICE float fj_half_to_float(fj_f16 h) {
-  const uint32_t sign = (uint32_t)(h.bits & 0x8000u) << 16;
-  const uint32_t exponent = ((uint32_t)h.bits >> 10) & 0x1fu;
-  const uint32_t mantissa = (uint32_t)h.bits & 0x3ffu;
+  const uint32_t bits = (uint32_t)h;
+  const uint32_t sign = (bits & 0x8000u) << 16;
+  const uint32_t exponent = (bits >> 10) & 0x1fu;
+  const uint32_t mantissa = bits & 0x3ffu;
   const uint32_t normal = ((exponent + 112u) << 23) | (mantissa << 13);  // bias 15 -> 127
   const uint32_t special = 0x7f800000u | (mantissa << 13);  // infinity, NaN
   const uint32_t subnormal = fj_bitcast<uint32_t>((float)mantissa * 0x1p-24f);  // exact

@@ -205,3 +205,21 @@ def test_bfloat16_arrays_on_cupy_are_a_clear_error():
         halves.check_backend(graph, CudaBackend)
     halves.check_backend(fusejit.make_graph(lambda h: h * 2)(np.ones(3, np.float16)), CudaBackend)
     halves.check_backend(graph, fusejit.backends.get("host"))
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=ids)
+def test_constants_scatters_and_gradients(dtype):
+    """Captured half constants (widened when the graph is built, folded conversions of
+    constants), a scatter-add (rounded) and a gradient of a half-precision loss."""
+    rng = np.random.default_rng(12)
+    x = rand_half(rng, (6, 40), dtype, scale=0.5)
+    table = rand_half(rng, (40,), dtype)
+    table32 = rng.standard_normal(40).astype(np.float32)
+    idx = rng.integers(0, 6, 17)
+
+    def f(x):
+        y = x * jnp.asarray(table) + jnp.asarray(table32).astype(dtype)
+        z = x.at[idx].add(y[idx] * 0.5)
+        loss = jax.grad(lambda w: jnp.sum(jnp.tanh(w * y) ** 2).astype(jnp.float32))(x)
+        return y, z, loss
+    verify(f, x)

@@ -99,7 +99,14 @@ CASES = {
                                                   "SAME"), "small"),
     "small_mlp_grad": (jax.grad(lambda a: -jnp.mean(jnp.take_along_axis(
         _small_mlp(a), jnp.argmax(a[160:192, :10], 1)[:, None], 1))), "small"),
+    # the half types (fusejit/halves.py), on the wide matrix in that type
+    "gelu_bf16": (jax.nn.gelu, "wide_bf16"), "softmax_bf16": (lambda a: jax.nn.softmax(a, axis=1), "wide_bf16"),
+    "layer_norm_bf16": (lambda a: (a - a.mean(1, keepdims=True)) * lax.rsqrt(a.var(1, keepdims=True) + 1e-5),
+                        "wide_bf16"),
+    "axpy_f16": (lambda a: a * 2 + 1, "wide_f16"), "gelu_f16": (jax.nn.gelu, "wide_f16"),
 }
+# Matrix kinds in a dtype the backend's arrays may lack (CuPy has no bfloat16).
+KIND_DTYPES = {"wide_bf16": "bfloat16", "wide_f16": "float16"}
 
 
 def main(argv=None) -> int:
@@ -119,12 +126,17 @@ def main(argv=None) -> int:
     short = [rng.standard_normal((args.rows * args.cols // SHORT_ROW, SHORT_ROW)).astype(np.float32)
              for _ in range(3)]
     matrices = {"wide": wide, "short": short,
-                "small": [rng.standard_normal(SMALL).astype(np.float32) for _ in range(3)]}
+                "small": [rng.standard_normal(SMALL).astype(np.float32) for _ in range(3)],
+                **{kind: [x.astype(dtype) for x in wide] for kind, dtype in KIND_DTYPES.items()}}
+    missing = getattr(fusejit.backends.get(dev.backend), "missing_dtypes", frozenset())
     settings = Settings(min_time=args.min_time, rounds=3)
     rows, failed = [], []
     console = Console(width=110)
     for name, (fn, kind) in CASES.items():
         if args.filter not in name:
+            continue
+        if KIND_DTYPES.get(kind) in missing:
+            console.print(f"{name}: skipped, backend {dev.backend} has no {KIND_DTYPES[kind]} arrays", style="dim")
             continue
         hosts = matrices[kind]
         on_device = [(dev.to_device(x),) for x in hosts]

@@ -9,7 +9,8 @@ bodies round) need no rounding.  The graph keeps its half-precision inputs and o
 input is converted to float32 where the graph starts, an output back where it ends, so
 kernels load and store the 2-byte types (kernels/common.h) and nothing else meets them.
 Loop and branch bodies are widened whole, their carries and results in float32.  A
-bitcast_convert_type from or to a half type goes through the half type itself.
+bitcast_convert_type from or to a half type goes through the half type itself.  An
+integer_pow is the chain of products JAX lowers it to, each rounded.
 
 One rounding per equation is what XLA's CPU backend computes, with one exception that this
 pass copies: a bfloat16 result converted to float32 is not rounded for that use (XLA
@@ -107,6 +108,27 @@ def _widen(graph: Graph, top: bool) -> Graph:
 
     exact_value: dict[int, Var] = {}  # a rounded bfloat16 result -> its float32 value
 
+    def binary(primitive, a, b, like: Var, source) -> Var:
+        """`primitive` of a and b in float32, rounded to like's half type."""
+        out = Var(like.shape, F32, like.weak_type)
+        emit(primitive, [a, b], [out], {}, source)
+        value = rounded(out, like.dtype, source, like.weak_type)
+        if np.dtype(like.dtype) == BF16:
+            exact_value[id(value)] = out
+        return value
+
+    def integer_pow(x, y: int, like: Var, source) -> Var:
+        """x ** y as JAX lowers it (squarings and products), each product rounded to the half
+        type as XLA rounds each multiplication of that type (x^3 rounded once differs)."""
+        acc, n = None, abs(y)
+        while n > 0:
+            if n & 1:
+                acc = x if acc is None else binary("mul", acc, x, like, source)
+            n >>= 1
+            if n > 0:
+                x = binary("mul", x, x, like, source)
+        return binary("div", Literal(np.float32(1), F32), acc, like, source) if y < 0 else acc
+
     inputs = []
     for v in graph.inputs:
         if not is_half(v.dtype):
@@ -142,6 +164,9 @@ def _widen(graph: Graph, top: bool) -> Graph:
             bits = Var(out.shape, out.dtype, out.weak_type)
             emit(p, [source_atom], [bits], dict(eqn.params), eqn.source)
             env[id(out)] = convert(bits, F32, eqn.source, out.weak_type) if is_half(out.dtype) else bits
+            continue
+        if p == "integer_pow" and is_half(eqn.outputs[0].dtype) and int(eqn.params["y"]) != 0:
+            env[id(eqn.outputs[0])] = integer_pow(ins[0], int(eqn.params["y"]), eqn.outputs[0], eqn.source)
             continue
         outs = [wide_var(v) for v in eqn.outputs]
         emit(p, ins, outs, params, eqn.source)

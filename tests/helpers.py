@@ -185,7 +185,7 @@ def verify_interpreter(fun, compiled, args, rtol=None, atol=None):
 
 def bitwise_equal(a: np.ndarray, b: np.ndarray) -> bool:
     """Equal bits, except that a NaN equals any NaN (its sign and payload are not a value)."""
-    if a.dtype.kind == "f":
+    if a.dtype.kind == "f" or a.dtype.name == "bfloat16":  # (ml_dtypes' bfloat16 is of kind "V")
         nan = np.isnan(a)
         if not np.array_equal(nan, np.isnan(b)):
             return False

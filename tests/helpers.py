@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import os
 
+import ml_dtypes
 import numpy as np
 
 import fusejit
@@ -41,6 +42,7 @@ OVERRIDES = {
 }
 
 FLOATS = (np.float32, np.float64)
+HALVES = (np.float16, np.dtype(ml_dtypes.bfloat16).type)  # computed in float32 (fusejit/halves.py)
 SIGNED = (np.int8, np.int16, np.int32, np.int64)
 UNSIGNED = (np.uint8, np.uint16, np.uint32, np.uint64)
 INTS = SIGNED + UNSIGNED
@@ -204,10 +206,11 @@ def jax_leaves(args):
     return jax.tree_util.tree_leaves(args)
 
 
-def rand(rng, shape, dtype, special=False, denormals=False):
-    """Fresh random values of any supported dtype; `special` mixes in NaN, inf, -0.0, the largest
-    float and extreme integers; `denormals` adds values below the smallest normal (XLA's CPU
-    backend flushes those to zero and fusejit does not: see test_footguns.py)."""
+def rand(rng, shape, dtype, special=False, denormals=False, scale=3.0):
+    """Fresh random values of any supported dtype (floats: normal, times `scale`); `special`
+    mixes in NaN, inf, -0.0, the largest float and extreme integers; `denormals` adds values
+    below the smallest normal (XLA's CPU backend flushes those to zero and fusejit does not:
+    see test_footguns.py)."""
     dtype = np.dtype(dtype)
     if dtype.kind == "b":
         return rng.random(shape) < 0.5
@@ -216,12 +219,13 @@ def rand(rng, shape, dtype, special=False, denormals=False):
         lo, hi = (max(info.min, -1000), min(info.max, 1000)) if not special else (info.min, info.max)
         x = rng.integers(lo, hi, size=shape, dtype=dtype, endpoint=True)
         return x
-    x = (rng.standard_normal(shape) * 3).astype(dtype)
+    x = (rng.standard_normal(shape) * scale).astype(dtype)
     if special and x.size:
         flat = x.reshape(-1)
-        picks = [np.nan, np.inf, -np.inf, -0.0, 0.0, np.finfo(dtype).max, -np.finfo(dtype).max]
+        info = ml_dtypes.finfo(dtype)  # (NumPy's finfo has no bfloat16)
+        picks = [np.nan, np.inf, -np.inf, -0.0, 0.0, float(info.max), -float(info.max)]
         if denormals:
-            picks += [np.finfo(dtype).tiny / 4, -np.finfo(dtype).tiny / 8]
+            picks += [float(info.tiny) / 4, -float(info.tiny) / 8]
         idx = rng.choice(flat.size, size=min(flat.size, len(picks)), replace=False)
-        flat[idx] = np.array(picks[: len(idx)], dtype=dtype)
+        flat[idx] = np.array(picks[: len(idx)]).astype(dtype)
     return x

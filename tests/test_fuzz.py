@@ -22,7 +22,7 @@ from jax.extend.core import Literal
 
 import fusejit
 from fusejit.check import compare
-from helpers import ALL_DTYPES, rand
+from helpers import ALL_DTYPES, HALVES, rand
 
 EXAMPLES = int(os.environ.get("FUSEJIT_FUZZ_EXAMPLES", "200"))
 MEDIUM_EXAMPLES = int(os.environ.get("FUSEJIT_FUZZ_MEDIUM_EXAMPLES", "25"))
@@ -31,11 +31,13 @@ MEDIUM_EXAMPLES = int(os.environ.get("FUSEJIT_FUZZ_MEDIUM_EXAMPLES", "25"))
 MEDIUM_DIMS = [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 20, 24, 31, 32, 33, 48, 63, 64, 65, 96, 97, 100, 128,
                129, 257, 1000, 1025]
 MEDIUM_SIZE = 1 << 16
+HALF_EXAMPLES = int(os.environ.get("FUSEJIT_FUZZ_HALF_EXAMPLES", "40"))
+HALF_DTYPES = {np.dtype(t) for t in HALVES}
 
 
 def kind(dtype) -> str:
     dtype = np.dtype(dtype)
-    return "bool" if dtype.kind == "b" else "float" if dtype.kind == "f" else \
+    return "bool" if dtype.kind == "b" else "float" if dtype.kind == "f" or dtype in HALF_DTYPES else \
         "signed" if dtype.kind == "i" else "unsigned"
 
 
@@ -71,8 +73,9 @@ def reduce_op(draw, x):
     return draw(st.sampled_from([jnp.sum, jnp.max, jnp.min] + ([jnp.mean] if k == "float" else [])))
 
 
-def step(draw, x, inputs):
-    """One random operation applied to x (a traced value); returns the new value."""
+def step(draw, x, inputs, targets):
+    """One random operation applied to x (a traced value); returns the new value.  `targets`:
+    the dtypes a conversion may draw."""
     shape = x.shape
     k = kind(x.dtype)
     op = draw(st.sampled_from(["unary", "binary", "input", "select", "convert", "slice", "rev", "transpose",
@@ -93,7 +96,7 @@ def step(draw, x, inputs):
         other = draw(st.sampled_from(UNARY[k]))(x)
         return jnp.where(x > other, x, other)
     if op == "convert":
-        to = np.dtype(draw(st.sampled_from(ALL_DTYPES)))
+        to = np.dtype(draw(st.sampled_from(targets)))
         if k == "float" and to.kind in "iu":
             # Rounded first: a float one ULP either side of an integer (a float32 tanh that
             # saturates at 1 in one library and at 0.99999994 in the other) truncates to two.
@@ -143,14 +146,16 @@ def step(draw, x, inputs):
             return jnp.sum(x, axis, keepdims=keep)
         return reduce_op(draw, x)(x, axis, keepdims=keep)
     if op == "cumsum":
+        if np.dtype(x.dtype) in HALF_DTYPES:  # XLA accumulates in the half type (test_halves.py)
+            return jnp.cumsum(x.astype(jnp.float32), axis).astype(x.dtype)
         return jnp.cumsum(x, axis)
     return x
 
 
-def build(draw, inputs, steps):
+def build(draw, inputs, steps, targets=ALL_DTYPES):
     values = [inputs[0]]
     for _ in range(steps):
-        values.append(step(draw, values[-1], inputs))
+        values.append(step(draw, values[-1], inputs, targets))
     return values[-1], values[len(values) // 2]
 
 
@@ -183,12 +188,26 @@ def test_random_medium_programs_match_jax(x64, data):
     check_random_program(data.draw, medium_shape(data.draw), special=data.draw(st.booleans()))
 
 
-def check_random_program(draw, shape, special):
+@settings(max_examples=HALF_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_random_half_programs_match_jax(x64, data):
+    """float16 and bfloat16 programs (fusejit/halves.py), small or medium, their results
+    within the half types' tolerance: each equation rounded to the half type, where one ULP
+    of difference in a float32 function (XLA's tanh against fusejit's) can flip a rounding
+    that later steps carry on."""
+    shape = medium_shape(data.draw) if data.draw(st.booleans()) else small_shape(data.draw)
+    check_random_program(data.draw, shape, special=data.draw(st.booleans()), first=HALVES,
+                         targets=ALL_DTYPES + HALVES, rtol=3e-2, atol=1e-2)
+
+
+def check_random_program(draw, shape, special, first=ALL_DTYPES, targets=ALL_DTYPES, rtol=1e-4, atol=1e-5):
+    """A random program on an input of a dtype from `first` and one from `targets`, which
+    its conversions draw from too, against jax.jit within rtol and atol."""
     rank = len(shape)
     other_shape = shape[draw(st.integers(0, rank)):]  # a suffix: broadcastable
     rng = np.random.default_rng(draw(st.integers(0, 2**16)))
-    inputs = [rand(rng, s, draw(st.sampled_from(ALL_DTYPES)), special=special, denormals=special)
-              for s in (shape, other_shape)]
+    inputs = [rand(rng, s, draw(st.sampled_from(dtypes)), special=special, denormals=special)
+              for s, dtypes in ((shape, first), (other_shape, targets))]
     steps = draw(st.integers(1, 6))
 
     # Draw the program once, while tracing it; every later trace replays the same choices.
@@ -198,18 +217,18 @@ def check_random_program(draw, shape, special):
         choices.append(draw(strategy))
         return choices[-1]
 
-    jax.make_jaxpr(lambda *xs: build(recording, xs, steps))(*inputs)
+    jax.make_jaxpr(lambda *xs: build(recording, xs, steps, targets))(*inputs)
 
     def program(*xs):
         replay = iter(choices)
-        return build(lambda strategy: next(replay), xs, steps)
+        return build(lambda strategy: next(replay), xs, steps, targets)
 
-    assert_matches_jax(program, inputs, choices)
+    assert_matches_jax(program, inputs, choices, rtol, atol)
 
 
-def assert_matches_jax(program, inputs, choices):
+def assert_matches_jax(program, inputs, choices, rtol=1e-4, atol=1e-5):
     jitted = fusejit.jit(program, backend="host")
-    report = fusejit.check(jitted, *inputs, rtol=1e-4, atol=1e-5)
+    report = fusejit.check(jitted, *inputs, rtol=rtol, atol=atol)
     if not report.ok and (xla_miscompiles(program, jitted, inputs) or xla_flushes_denormals(program, jitted, inputs)
                           or xla_rounds_more(program, jitted, inputs) or xla_loses_nan(program, jitted, inputs)):
         return

@@ -9,21 +9,10 @@ from jax import lax
 
 import fusejit
 from fusejit import halves
-from helpers import run_host_under_asan, verify
+from helpers import HALVES, rand, run_host_under_asan, verify
 
-HALVES = (np.float16, jnp.bfloat16)
 SHAPE = (7, 37)  # odd sizes; 259 elements span two GPU blocks
 ids = ["float16", "bfloat16"]
-
-
-def rand_half(rng, shape, dtype, special=False, scale=3.0):
-    x = (rng.standard_normal(shape) * scale).astype(dtype)
-    if special and x.size:
-        info = ml_dtypes.finfo(dtype)
-        picks = [np.nan, np.inf, -np.inf, -0.0, 0.0, float(info.max), -float(info.max), float(info.tiny)]
-        idx = rng.choice(x.size, size=min(x.size, len(picks)), replace=False)
-        x.reshape(-1)[idx] = np.array(picks[:len(idx)], dtype=np.float64).astype(dtype)
-    return x
 
 
 UNARY = {
@@ -39,7 +28,7 @@ UNARY = {
 @pytest.mark.parametrize("dtype", HALVES, ids=ids)
 def test_unary_math(dtype):
     """Each function in float32 and rounded: NaN, infinities, the largest value, zeros."""
-    x = rand_half(np.random.default_rng(1), SHAPE, dtype, special=True)
+    x = rand(np.random.default_rng(1), SHAPE, dtype, special=True)
     compiled = verify(lambda x: {name: f(x) for name, f in UNARY.items()}, x)
     assert compiled.graph.inputs[0].dtype == np.dtype(dtype)
 
@@ -48,7 +37,7 @@ def test_unary_math(dtype):
 def test_integer_powers_round_each_product(dtype):
     """JAX lowers x ** 3 to x * x * x, and XLA rounds each product to the half type; one
     rounding of the float32 cube differs (gelu's tanh approximation then differs by 7 ULP)."""
-    x = rand_half(np.random.default_rng(13), (64, 100), dtype)
+    x = rand(np.random.default_rng(13), (64, 100), dtype)
     verify(lambda x: (x ** 3, x ** -3, x ** 6, jax.nn.gelu(x)), x)
 
 
@@ -56,7 +45,7 @@ def test_integer_powers_round_each_product(dtype):
 def test_binary_arithmetic_and_promotion(dtype):
     """Half with half, with weak scalars (stays half), with float32 (becomes float32), with ints."""
     rng = np.random.default_rng(2)
-    x, y = rand_half(rng, SHAPE, dtype, special=True), rand_half(rng, SHAPE, dtype)
+    x, y = rand(rng, SHAPE, dtype, special=True), rand(rng, SHAPE, dtype)
     f = rng.standard_normal(SHAPE).astype(np.float32)
     i = rng.integers(-5, 5, SHAPE).astype(np.int32)
     verify(lambda x, y, f, i: {
@@ -70,7 +59,7 @@ def test_conversions_to_and_from_every_dtype(dtype, x64):
     """Round to nearest even, overflow to infinity, float16's subnormals, NaN; from float64 and
     integers in one rounding; to integers saturating as from float32."""
     rng = np.random.default_rng(3)
-    x = rand_half(rng, SHAPE, dtype, special=True)
+    x = rand(rng, SHAPE, dtype, special=True)
     wide = rng.standard_normal(SHAPE) * np.float64(10.0) ** rng.integers(-9, 8, SHAPE)
     wide.reshape(-1)[:12] = [65504.0, 65520.0, 65519.99, 6e-8, 3e-8, 2.9e-8, -1e-40, 3.4e38, 1e300, np.nan,
                              1 + 2 ** -8 + 2 ** -30, 1 + 2 ** -8]  # halfway cases and just above
@@ -90,7 +79,7 @@ def test_bitcasts_through_the_half_type(dtype):
     normal values: a NaN's payload is not a value, and XLA's CPU backend flushes subnormals)."""
     rng = np.random.default_rng(4)
     bits = rng.integers(0, 2 ** 16, (9, 37), dtype=np.uint16)
-    finite = rand_half(rng, (9, 37), dtype).view(np.uint16)
+    finite = rand(rng, (9, 37), dtype).view(np.uint16)
     verify(lambda b, c: (lax.bitcast_convert_type(b, dtype).astype(jnp.float32),
                          lax.bitcast_convert_type(lax.bitcast_convert_type(c, dtype) * 2, jnp.int16)), bits, finite)
 
@@ -104,8 +93,8 @@ def test_random_numbers_of_half_types():
 @pytest.mark.parametrize("dtype", HALVES, ids=ids)
 def test_reductions_softmax_norms_and_matmul(dtype):
     rng = np.random.default_rng(6)
-    x = rand_half(rng, (9, 130), dtype)
-    w = rand_half(rng, (130, 17), dtype, scale=0.1)
+    x = rand(rng, (9, 130), dtype)
+    w = rand(rng, (130, 17), dtype, scale=0.1)
     verify(lambda x, w: {
         "sum": jnp.sum(x, 1), "mean": jnp.mean(x, 0), "max": jnp.max(x, 1), "argmax": jnp.argmax(x, 0),
         "softmax": jax.nn.softmax(x, -1), "logsumexp": jax.nn.logsumexp(x, 0),
@@ -119,8 +108,8 @@ def test_bfloat16_result_converted_to_float32_keeps_float32_precision(x64):
     pair of converts: `(x * 3).astype(float32)` is the float32 product, not the rounded one.
     A conversion the program writes itself, and a float16 result, are rounded."""
     rng = np.random.default_rng(7)
-    x = rand_half(rng, (64, 33), jnp.bfloat16)
-    h = rand_half(rng, (64, 33), np.float16)
+    x = rand(rng, (64, 33), jnp.bfloat16)
+    h = rand(rng, (64, 33), np.float16)
     f = rng.standard_normal((64, 33)).astype(np.float32)
     def fn(x, h, f):
         return {"excess": (x * 3 + 1).astype(jnp.float32), "sum": jnp.sum((x * 3).astype(jnp.float32), 1),
@@ -139,7 +128,7 @@ def test_bfloat16_result_converted_to_float32_keeps_float32_precision(x64):
 def test_loops_carry_half_values(dtype):
     """A scan's carry and outputs, a while loop's, and a cond's branches in a half type."""
     rng = np.random.default_rng(8)
-    x = rand_half(rng, (13, 21), dtype, scale=0.5)
+    x = rand(rng, (13, 21), dtype, scale=0.5)
 
     def f(x):
         carry, ys = lax.scan(lambda c, r: (c * 0.9 + r, jnp.tanh(c).sum()), jnp.zeros(x.shape[1], x.dtype), x)
@@ -154,7 +143,7 @@ def test_loops_carry_half_values(dtype):
 def test_scalars_empty_arrays_and_identity(dtype):
     s = np.asarray(1.5, dtype)
     e = np.zeros((0, 3), dtype)
-    x = rand_half(np.random.default_rng(9), (5,), dtype)
+    x = rand(np.random.default_rng(9), (5,), dtype)
     verify(lambda s, e, x: (s * 2, jnp.exp(e), e.sum(0), x, x[::-1], jnp.asarray(0.1, dtype)), s, e, x)
 
 
@@ -164,7 +153,7 @@ def test_cumulative_sums_are_more_accurate_than_xla(dtype):
     fusejit in float32, rounding each output once.  fusejit's is within the half type's
     rounding of the exact sums, never farther from them than XLA's, and within the half
     type's error of a running sum of |x| from XLA's."""
-    x = rand_half(np.random.default_rng(10), (6, 300), dtype, scale=1.0)
+    x = rand(np.random.default_rng(10), (6, 300), dtype, scale=1.0)
     got = np.asarray(fusejit.jit(lambda x: jnp.cumsum(x, 1))(x)).astype(np.float64)
     want = np.asarray(jax.jit(lambda x: jnp.cumsum(x, 1))(x)).astype(np.float64)
     exact = np.cumsum(x.astype(np.float64), 1)
@@ -198,7 +187,7 @@ def test_the_kernels_meet_half_types_only_in_conversions():
 @pytest.mark.parametrize("dtype", HALVES, ids=ids)
 def test_half_kernels_under_address_sanitizer(dtype, tmp_path):
     rng = np.random.default_rng(11)
-    x = rand_half(rng, (3, 1037), dtype)
+    x = rand(rng, (3, 1037), dtype)
     compiled = fusejit.jit(lambda x: (jax.nn.softmax(x, -1), x.astype(jnp.float32) * 2, x[:, ::-1] + 1),
                            backend="host").lower(x)
     run_host_under_asan(compiled, [x], tmp_path)
@@ -220,8 +209,8 @@ def test_constants_scatters_and_gradients(dtype):
     """Captured half constants (widened when the graph is built, folded conversions of
     constants), a scatter-add (rounded) and a gradient of a half-precision loss."""
     rng = np.random.default_rng(12)
-    x = rand_half(rng, (6, 40), dtype, scale=0.5)
-    table = rand_half(rng, (40,), dtype)
+    x = rand(rng, (6, 40), dtype, scale=0.5)
+    table = rand(rng, (40,), dtype)
     table32 = rng.standard_normal(40).astype(np.float32)
     idx = rng.integers(0, 6, 17)
 

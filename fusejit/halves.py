@@ -2,10 +2,10 @@
 
 `widen(graph)` is a pass from a graph with half-precision values to one that holds them in
 float32: every equation that computes a float16 or bfloat16 result computes it in float32
-instead and rounds it to the half type and back (two convert_element_type equations, which
-fuse into the kernel: `fj_convert<float>(fj_convert<fj_bf16>(v))`).  Equations whose results
-are some of their operands' values (reshapes, slices, selections, max, the loops, whose
-bodies round) need no rounding.  The graph keeps its half-precision inputs and outputs: an
+instead and rounds it to the half type and back: a `round_to_half` equation, fusejit's own
+primitive (`fj_round_to_half` in kernels/common.h rounds in float32's bits).  Equations
+whose results are some of their operands' values (reshapes, slices, selections, max, the
+loops, whose bodies round) need no rounding.  The graph keeps its half-precision inputs and outputs: an
 input is converted to float32 where the graph starts, an output back where it ends, so
 kernels load and store the 2-byte types (kernels/common.h) and nothing else meets them.
 Loop and branch bodies are widened whole, their carries and results in float32.  A
@@ -97,13 +97,17 @@ def _widen(graph: Graph, top: bool) -> Graph:
         emit("convert_element_type", [atom], [out], {"new_dtype": np.dtype(dtype), "weak_type": weak}, source)
         return out
 
-    half_value: dict[int, Var] = {}  # a rounded float32 value -> the half-type value it came from
+    before_rounding: dict[int, object] = {}  # a rounded float32 value -> the value it rounds
 
     def rounded(value, half, source, weak=False) -> Var:
-        """`value` rounded to `half` and widened again."""
-        narrow = convert(value, half, source)
-        wide = convert(narrow, F32, source, weak)
-        half_value[id(wide)] = narrow
+        """`value` rounded to `half` and widened again: one round_to_half of a float32 value
+        (in float32's bits), or the conversion to the half type and back (of a float64 or an
+        integer, rounded once from it)."""
+        if np.dtype(value.dtype) != F32:
+            return convert(convert(value, half, source), F32, source, weak)
+        wide = Var(value.shape, F32, weak)
+        emit("round_to_half", [value], [wide], {"dtype": np.dtype(half)}, source)
+        before_rounding[id(wide)] = value
         return wide
 
     exact_value: dict[int, Var] = {}  # a rounded bfloat16 result -> its float32 value
@@ -185,13 +189,10 @@ def _widen(graph: Graph, top: bool) -> Graph:
         if top and is_half(original.dtype):  # back to the caller's type where the graph ends
             returned = isinstance(original, Var) and id(original) in given  # an input as it came
             atom = read(original)
-            narrow = half_value.get(id(atom))
             if returned:
                 outputs.append(original)
-            elif narrow is not None and narrow.dtype == original.dtype:
-                outputs.append(narrow)
-            else:
-                outputs.append(convert(atom, original.dtype, ""))
+            else:  # (the conversion rounds: a value rounded just before it is converted unrounded)
+                outputs.append(convert(before_rounding.get(id(atom), atom), original.dtype, ""))
         else:
             outputs.append(read(original))
     return Graph(tuple(inputs), tuple(consts), tuple(eqns), tuple(outputs))

@@ -168,6 +168,11 @@ def _convert(a, ins, out, params):
     return f"fj_convert<{ctype(dst)}>({a[0]})"
 
 
+def _round_to_half(a, ins, out, params):
+    """A float32 value rounded to float16 or bfloat16 and widened again (fusejit/halves.py)."""
+    return f"fj_round_to_half({a[0]}, {ctype(params['dtype'])}())"
+
+
 def _bitcast(a, ins, out, params):
     return f"fj_bitcast<{ctype(out)}>({a[0]})"
 
@@ -242,6 +247,7 @@ ELEMENTWISE = {
     "reduce_precision": _reduce_precision,
     "is_finite": _helper("fj_is_finite"),
     "convert_element_type": _convert,
+    "round_to_half": _round_to_half,  # fusejit's own (fusejit/halves.py)
     "bitcast_convert_type": _bitcast,
     "copy": _identity, "copy_p": _identity, "stop_gradient": _identity,
 }

@@ -66,8 +66,11 @@ def _brings_back(reduction: Eqn, links: list, a: Var) -> bool:
 
 
 def _nonpositive(value, producers: dict) -> bool:
-    """Whether `value` is `a - (a's max over its row)` (see the module's doc)."""
+    """Whether `value` is `a - (a's max over its row)` (see the module's doc), or that rounded
+    to a half type (fusejit/halves.py: to nearest, which keeps a value at or below zero so)."""
     eqn = producers.get(id(value)) if isinstance(value, Var) else None
+    if eqn is not None and eqn.primitive == "round_to_half":
+        eqn = producers.get(id(eqn.inputs[0])) if isinstance(eqn.inputs[0], Var) else None
     if eqn is None or eqn.primitive != "sub":
         return False
     a, m = eqn.inputs

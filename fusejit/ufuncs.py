@@ -57,6 +57,8 @@ def _catalogue() -> list[tuple[str, tuple[str, ...], str, tuple]]:
     same(("round",), FLOATS, 1, params=(("rounding_method", 0),))
     same(("round",), FLOATS, 1, params=(("rounding_method", 1),))
     same(("is_finite",), FLOATS, 1, out="bool")
+    for half in HALVES:
+        rows.append(("round_to_half", ("float32",), "float32", (("dtype", half),)))
     for src in ALL + HALVES:
         for dst in ALL + HALVES:
             if src != dst:
@@ -78,6 +80,8 @@ def key_of(primitive: str, in_dtypes, out_dtype, params: dict) -> tuple:
         kept = (("rounding_method", int(params.get("rounding_method", 0))),)
     elif primitive == "convert_element_type":
         kept = (("new_dtype", np.dtype(out_dtype).name),)
+    elif primitive == "round_to_half":
+        kept = (("dtype", np.dtype(params["dtype"]).name),)
     else:
         kept = ()
     return primitive, tuple(np.dtype(d).name for d in in_dtypes), np.dtype(out_dtype).name, kept

@@ -289,6 +289,26 @@ FJ_DEVICE fj_f16 fj_to_half(float x, fj_f16 /* type */) {
       a > 0x7f800000u ? quiet_nan : (a >= 0x477ff000u ? 0x7c00u : (a < 0x38800000u ? subnormal : normal));
   return fj_half_bits<fj_f16>(sign | magnitude);
 }
+// A float32 value rounded to a half type and widened again, in float32's own bits: the
+// round trip of fj_to_half and fj_half_to_float (the same bits), a third of their work.
+// fusejit/halves.py rounds each half-type result with it (round_to_half).
+FJ_DEVICE float fj_round_to_half(float x, fj_bf16 /* type */) {
+  const uint32_t b = fj_bitcast<uint32_t>(x);
+  const uint32_t rounded = (b + 0x7fffu + ((b >> 16) & 1u)) & 0xffff0000u;
+  const uint32_t quiet_nan = (b & 0xffff0000u) | 0x00400000u;
+  return fj_bitcast<float>((b & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded);
+}
+FJ_DEVICE float fj_round_to_half(float x, fj_f16 /* type */) {
+  const uint32_t b = fj_bitcast<uint32_t>(x);
+  const uint32_t sign = b & 0x80000000u;
+  const uint32_t a = b & 0x7fffffffu;
+  const uint32_t normal = (a + 0xfffu + ((a >> 13) & 1u)) & 0xffffe000u;  // 10 bits of mantissa
+  const uint32_t subnormal = fj_bitcast<uint32_t>((fabsf(x) + 0.5f) - 0.5f);  // a multiple of 2^-24
+  const uint32_t quiet_nan = (a & 0xffffe000u) | 0x00400000u;
+  const uint32_t magnitude =
+      a > 0x7f800000u ? quiet_nan : (a >= 0x477ff000u ? 0x7f800000u : (a < 0x38800000u ? subnormal : normal));
+  return fj_bitcast<float>(sign | magnitude);
+}
 // double -> float rounded to odd: toward zero, with the last bit set where that dropped
 // anything.  Its 24 bits are two more than a half type's 11 need, so rounding it once more
 // (fj_to_half) gives the double's correctly rounded half value: one rounding, as XLA's.

@@ -31,7 +31,7 @@ MEDIUM_EXAMPLES = int(os.environ.get("FUSEJIT_FUZZ_MEDIUM_EXAMPLES", "25"))
 MEDIUM_DIMS = [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 20, 24, 31, 32, 33, 48, 63, 64, 65, 96, 97, 100, 128,
                129, 257, 1000, 1025]
 MEDIUM_SIZE = 1 << 16
-HALF_EXAMPLES = int(os.environ.get("FUSEJIT_FUZZ_HALF_EXAMPLES", "40"))
+HALF_EXAMPLES = int(os.environ.get("FUSEJIT_FUZZ_HALF_EXAMPLES", "25"))
 HALF_DTYPES = {np.dtype(t) for t in HALVES}
 
 

@@ -220,3 +220,24 @@ def test_constants_scatters_and_gradients(dtype):
         loss = jax.grad(lambda w: jnp.sum(jnp.tanh(w * y) ** 2).astype(jnp.float32))(x)
         return y, z, loss
     verify(f, x)
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=ids)
+def test_rounding_in_float32_bits_equals_the_conversions(dtype):
+    """round_to_half (fj_round_to_half, in float32's bits) against ml_dtypes' conversion to
+    the half type and back, and against the kernels' own conversions (output in the half
+    type): a stride through every float32 bit pattern, with the halfway cases, the overflow
+    threshold and the subnormal range."""
+    from helpers import bitwise_equal
+    bits = np.concatenate([np.arange(0, 2 ** 32, 4099, dtype=np.uint64),
+                           [0x477fefff, 0x477ff000, 0x477fe000, 0x38800000, 0x387fffff, 0x33000000, 0x33000001,
+                            0x3f808000, 0x3f818000, 0x3f800fff, 0x3f801000, 0x3f803000, 0x7f7f8000, 0x7f7fffff,
+                            0x7f800000, 0x7fc00000, 0xff800001, 0x80000000, 0x00000001]]).astype(np.uint32)
+    x = bits.view(np.float32)
+    rounded, narrow = fusejit.jit(lambda x: (x.astype(dtype).astype(jnp.float32), x.astype(dtype)))(x)
+    assert "round_to_half" in str(fusejit.make_graph(lambda x: x.astype(dtype).astype(jnp.float32))(x))
+    with np.errstate(over="ignore", invalid="ignore"):  # (overflow to infinity is the point)
+        want = x.astype(dtype)
+    assert np.asarray(narrow).dtype == np.dtype(dtype)  # (a pooled buffer, over 1 MiB)
+    assert bitwise_equal(np.asarray(narrow), want)
+    assert bitwise_equal(np.asarray(rounded), want.astype(np.float32))

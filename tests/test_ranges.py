@@ -55,6 +55,19 @@ def test_softmax_forms_with_special_values(dtype, x64):
     assert len(exps) >= 4 and all(exps)  # (cse merges log_softmax's exp with the last one's)
 
 
+@pytest.mark.parametrize("dtype", [np.float16, jnp.bfloat16])
+def test_half_type_softmax_exps_are_marked_through_the_rounding(dtype):
+    """In a half type the difference is rounded (fusejit/halves.py) before the exp: to
+    nearest, so it stays at or below zero."""
+    x = rand(np.random.default_rng(23), (37, 129), dtype, special=True)
+
+    def forms(x):
+        return jax.nn.softmax(x, axis=-1), jnp.exp(x - x.max(axis=0, keepdims=True))
+
+    verify(forms, x)
+    assert marked(forms, x) == [True, True]
+
+
 def test_exps_without_the_proof_are_not_marked():
     rng = np.random.default_rng(22)
     x = rand(rng, (33, 33), np.float32)

@@ -63,7 +63,9 @@ class BufferPool:
                 self.free_bytes -= nbytes
         if block is None:
             block = fresh(nbytes)
-        return np.asarray(_Owner(self, block, shape, dtype))
+        array = np.asarray(_Owner(self, block, shape, dtype))
+        # (the interface's typestr of bfloat16 is a void type: the view gives the dtype back)
+        return array if array.dtype == dtype else array.view(dtype)
 
     def allocator(self, shape, dtype):
         """`empty`, or np.empty for a buffer too small to pool."""

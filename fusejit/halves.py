@@ -112,14 +112,19 @@ def _widen(graph: Graph, top: bool) -> Graph:
 
     exact_value: dict[int, Var] = {}  # a rounded bfloat16 result -> its float32 value
 
+    def result(value: Var, like: Var, source) -> Var:
+        """An equation's float32 result `value` rounded to like's half type (a bfloat16 one
+        remembered unrounded, for a conversion to float32)."""
+        narrow = rounded(value, like.dtype, source, like.weak_type)
+        if np.dtype(like.dtype) == BF16:
+            exact_value[id(narrow)] = value
+        return narrow
+
     def binary(primitive, a, b, like: Var, source) -> Var:
         """`primitive` of a and b in float32, rounded to like's half type."""
         out = Var(like.shape, F32, like.weak_type)
         emit(primitive, [a, b], [out], {}, source)
-        value = rounded(out, like.dtype, source, like.weak_type)
-        if np.dtype(like.dtype) == BF16:
-            exact_value[id(value)] = out
-        return value
+        return result(out, like, source)
 
     def integer_pow(x, y: int, like: Var, source) -> Var:
         """x ** y as JAX lowers it (squarings and products), each product rounded to the half
@@ -177,12 +182,7 @@ def _widen(graph: Graph, top: bool) -> Graph:
         for v, w in zip(eqn.outputs, outs):
             if w is v:
                 continue
-            if p in EXACT:
-                env[id(v)] = w
-            else:
-                env[id(v)] = rounded(w, v.dtype, eqn.source, v.weak_type)
-                if np.dtype(v.dtype) == BF16:
-                    exact_value[id(env[id(v)])] = w
+            env[id(v)] = w if p in EXACT else result(w, v, eqn.source)
     outputs = []
     given = {id(v) for v in graph.inputs}
     for original in graph.outputs:

@@ -14,17 +14,17 @@ import jax
 import ml_dtypes
 import numpy as np
 
-from . import keys
+from . import halves, keys
 
-# dtype name -> (rtol, atol).  The half types' allow a few ULPs: fusejit rounds each
-# equation's result to the half type, XLA may keep float32 between fused equations.
+# dtype name -> (rtol, atol).  The half types' allow a few of their ULPs: where fusejit's
+# float32 functions and XLA's differ in a last bit, a rounding to the half type can flip,
+# and later equations carry the flip on (fusejit/halves.py).
 TOLERANCES = {
     "float32": (2e-5, 1e-6),
     "float64": (1e-12, 1e-13),
     "float16": (4e-3, 1e-4),
     "bfloat16": (3e-2, 1e-3),
 }
-HALF = ("float16", "bfloat16")
 
 
 def tolerance(dtype, rtol=None, atol=None):
@@ -110,7 +110,7 @@ def diff_arrays(path: str, want, got, rtol=None, atol=None) -> OutputDiff:
                           f"expected {want.dtype.name}{list(want.shape)}, got {got.dtype.name}{list(got.shape)}")
     if want.size == 0:
         return OutputDiff(path, got.shape, got.dtype.name, 0.0, 0.0, 0.0, True)
-    half = want.dtype.name in HALF
+    half = halves.is_half(want.dtype)
     if want.dtype.kind != "f" and not half:
         bad = want != got
         n_bad = int(np.count_nonzero(bad))

@@ -110,14 +110,14 @@ def _widen(graph: Graph, top: bool) -> Graph:
         before_rounding[id(wide)] = value
         return wide
 
-    exact_value: dict[int, Var] = {}  # a rounded bfloat16 result -> its float32 value
+    excess: set[int] = set()  # rounded bfloat16 results, which a conversion to float32 reads unrounded
 
     def result(value: Var, like: Var, source) -> Var:
         """An equation's float32 result `value` rounded to like's half type (a bfloat16 one
         remembered unrounded, for a conversion to float32)."""
         narrow = rounded(value, like.dtype, source, like.weak_type)
         if np.dtype(like.dtype) == BF16:
-            exact_value[id(narrow)] = value
+            excess.add(id(narrow))
         return narrow
 
     def binary(primitive, a, b, like: Var, source) -> Var:
@@ -158,8 +158,8 @@ def _widen(graph: Graph, top: bool) -> Graph:
         eqn = map_bodies(eqn, lambda body: _widen(body, top=False))
         params = {k: _param(v) for k, v in eqn.params.items()}
         p = eqn.primitive
-        if p == "convert_element_type" and np.dtype(eqn.outputs[0].dtype) == F32 and id(ins[0]) in exact_value:
-            env[id(eqn.outputs[0])] = exact_value[id(ins[0])]  # XLA's excess precision (module doc)
+        if p == "convert_element_type" and np.dtype(eqn.outputs[0].dtype) == F32 and id(ins[0]) in excess:
+            env[id(eqn.outputs[0])] = before_rounding[id(ins[0])]  # XLA's excess precision (module doc)
             continue
         if p == "convert_element_type" and is_half(eqn.outputs[0].dtype):
             out = eqn.outputs[0]

@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from . import halves
+
 CTYPES = {
     "float32": "float", "float64": "double", "bool": "bool",
     "int8": "int8_t", "int16": "int16_t", "int32": "int32_t", "int64": "int64_t",
@@ -34,7 +36,7 @@ def is_bool(dtype) -> bool:
 def c_literal(value, dtype) -> str:
     """An exact C literal of `dtype`."""
     dtype = np.dtype(dtype)
-    if dtype.name in ("float16", "bfloat16"):
+    if halves.is_half(dtype):
         bits = int(np.asarray(value, dtype).view(np.uint16))
         return f"fj_half_bits<{ctype(dtype)}>({bits:#06x}u)"
     if dtype.kind == "b":

@@ -22,7 +22,7 @@ import ml_dtypes
 import numpy as np
 
 import fusejit
-from fusejit import backends, chunked, interpret, nvrtc, ops, ufuncs
+from fusejit import backends, chunked, halves, interpret, nvrtc, ops, ufuncs
 from fusejit.check import compare
 
 ARCHS = ("sm_80", "sm_90")
@@ -187,7 +187,7 @@ def verify_interpreter(fun, compiled, args, rtol=None, atol=None):
 
 def bitwise_equal(a: np.ndarray, b: np.ndarray) -> bool:
     """Equal bits, except that a NaN equals any NaN (its sign and payload are not a value)."""
-    if a.dtype.kind == "f" or a.dtype.name == "bfloat16":  # (ml_dtypes' bfloat16 is of kind "V")
+    if a.dtype.kind == "f" or halves.is_half(a.dtype):  # (ml_dtypes' bfloat16 is of kind "V")
         nan = np.isnan(a)
         if not np.array_equal(nan, np.isnan(b)):
             return False

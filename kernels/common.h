@@ -274,20 +274,23 @@ FJ_DEVICE fj_bf16 fj_to_half(float x, fj_bf16 /* type */) {
   const uint32_t quiet_nan = (b >> 16) | 0x40u;
   return fj_half_bits<fj_bf16>((b & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded);
 }
-// float -> float16: normal results rebias the exponent (127 -> 15) and round the 13 dropped
-// bits to nearest even the same way; from 65520 up the result is infinity; below 2^-14 (the
-// smallest normal float16) |x| + 1/2 rounds |x| to a multiple of 2^-24 in the float unit,
-// and those multiples are the subnormal float16 bits.
+// float -> float16: |x| + c with c = 2^(e + 13) (e: x's exponent, at least -14) rounds |x|
+// to float16's spacing there in the float unit (fj_round_to_half below), and the sum's bits
+// less c's count |x| in that spacing: float16's mantissa with its leading 1 (none among the
+// subnormals), which the float16 exponent (e + 14, shifted into place) completes; a sum that
+// rounds up to the next power of two carries into the exponent as the float16 bits must.
+// From 65520 up the result is infinity; a NaN keeps its sign and payload's top bits, quiet.
 FJ_DEVICE fj_f16 fj_to_half(float x, fj_f16 /* type */) {
   const uint32_t b = fj_bitcast<uint32_t>(x);
-  const uint32_t sign = (b >> 16) & 0x8000u;
   const uint32_t a = b & 0x7fffffffu;
-  const uint32_t normal = (a - 0x38000000u + 0xfffu + ((a >> 13) & 1u)) >> 13;
-  const uint32_t subnormal = fj_bitcast<uint32_t>(fabsf(x) + 0.5f) - 0x3f000000u;
+  const float m = fj_bitcast<float>(a);
+  const uint32_t e = a & 0x7f800000u;
+  const uint32_t scale = e > (113u << 23) ? e : (113u << 23);
+  const uint32_t c = scale + (13u << 23);
+  const uint32_t finite = (scale >> 13) - (113u << 10) + (fj_bitcast<uint32_t>(m + fj_bitcast<float>(c)) - c);
   const uint32_t quiet_nan = 0x7e00u | ((a >> 13) & 0x3ffu);
-  const uint32_t magnitude =
-      a > 0x7f800000u ? quiet_nan : (a >= 0x477ff000u ? 0x7c00u : (a < 0x38800000u ? subnormal : normal));
-  return fj_half_bits<fj_f16>(sign | magnitude);
+  const uint32_t magnitude = a > 0x7f800000u ? quiet_nan : (m >= 65520.0f ? 0x7c00u : finite);
+  return fj_half_bits<fj_f16>(((b >> 16) & 0x8000u) | magnitude);
 }
 // A float32 value rounded to a half type and widened again, in float32's own bits: the
 // round trip of fj_to_half and fj_half_to_float (the same bits), a third of their work.

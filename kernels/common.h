@@ -274,20 +274,26 @@ FJ_DEVICE fj_bf16 fj_to_half(float x, fj_bf16 /* type */) {
   const uint32_t quiet_nan = (b >> 16) | 0x40u;
   return fj_half_bits<fj_bf16>((b & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded);
 }
-// float -> float16: |x| + c with c = 2^(e + 13) (e: x's exponent, at least -14) rounds |x|
-// to float16's spacing there in the float unit (fj_round_to_half below), and the sum's bits
-// less c's count |x| in that spacing: float16's mantissa with its leading 1 (none among the
-// subnormals), which the float16 exponent (e + 14, shifted into place) completes; a sum that
-// rounds up to the next power of two carries into the exponent as the float16 bits must.
-// From 65520 up the result is infinity; a NaN keeps its sign and payload's top bits, quiet.
+// float16's rounding in the float unit: |x| + c, with c = 2^(e + 13) (e: x's exponent, at
+// least -14, the smallest normal float16's), rounds |x| to a multiple of c's ULP, 2^(e - 10),
+// float16's spacing there (2^-24 among its subnormals), to nearest even; |x| is below
+// 2^(e+1), so the sum stays in c's binade, and c is at least 1/2, so nothing is denormal.
+// The bits of c, from |x|'s bits a (beyond float16's range c is garbage, and unused).
+FJ_DEVICE uint32_t fj_f16_rounder(uint32_t a) {
+  const uint32_t e = a & 0x7f800000u;
+  return (e > (113u << 23) ? e : (113u << 23)) + (13u << 23);
+}
+// float -> float16: the bits of |x| + c less c's count |x| in float16's spacing: its mantissa
+// with the leading 1 (none among the subnormals), which the float16 exponent e + 14 (c's
+// exponent field less 126, shifted into place) completes; a sum that rounds up to the next
+// power of two carries into the exponent as the float16 bits must.  From 65520 up the
+// result is infinity; a NaN keeps its sign and its payload's top bits, quiet.
 FJ_DEVICE fj_f16 fj_to_half(float x, fj_f16 /* type */) {
   const uint32_t b = fj_bitcast<uint32_t>(x);
   const uint32_t a = b & 0x7fffffffu;
   const float m = fj_bitcast<float>(a);
-  const uint32_t e = a & 0x7f800000u;
-  const uint32_t scale = e > (113u << 23) ? e : (113u << 23);
-  const uint32_t c = scale + (13u << 23);
-  const uint32_t finite = (scale >> 13) - (113u << 10) + (fj_bitcast<uint32_t>(m + fj_bitcast<float>(c)) - c);
+  const uint32_t c = fj_f16_rounder(a);
+  const uint32_t finite = (c >> 13) - (126u << 10) + (fj_bitcast<uint32_t>(m + fj_bitcast<float>(c)) - c);
   const uint32_t quiet_nan = 0x7e00u | ((a >> 13) & 0x3ffu);
   const uint32_t magnitude = a > 0x7f800000u ? quiet_nan : (m >= 65520.0f ? 0x7c00u : finite);
   return fj_half_bits<fj_f16>(((b >> 16) & 0x8000u) | magnitude);
@@ -301,19 +307,15 @@ FJ_DEVICE float fj_round_to_half(float x, fj_bf16 /* type */) {
   const uint32_t quiet_nan = (b & 0xffff0000u) | 0x00400000u;
   return fj_bitcast<float>((b & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded);
 }
-// float16: |x| + c - c with c = 2^(e + 13) (e: x's exponent, at least -14, the smallest
-// normal float16's) rounds |x| to a multiple of c's ULP, 2^(e - 10), float16's spacing there
-// (2^-24 among its subnormals), to nearest even in the float unit itself; |x| is below 2^(e+1),
-// so the sum stays in c's binade, and c is at least 1/2, so nothing is denormal.  From 65520
-// up the result is infinity.  A NaN comes back quiet with its payload's last 13 bits cleared
-// (a float16's NaN widened; on a GPU, whose arithmetic returns one NaN, that NaN with x's sign).
-// Bit for bit the integer rounding's results (checked over every float), in half its time.
+// float16: |x| + c - c (fj_f16_rounder), from 65520 up infinity.  A NaN comes back quiet with
+// its payload's last 13 bits cleared (a float16's NaN widened; on a GPU, whose arithmetic
+// returns one NaN, that NaN with x's sign).  Bit for bit the integer rounding's results
+// (checked over every float), in under half its time.
 FJ_DEVICE float fj_round_to_half(float x, fj_f16 /* type */) {
   const uint32_t b = fj_bitcast<uint32_t>(x);
   const uint32_t a = b & 0x7fffffffu;
   const float m = fj_bitcast<float>(a);
-  const uint32_t e = a & 0x7f800000u;
-  const float c = fj_bitcast<float>((e > (113u << 23) ? e : (113u << 23)) + (13u << 23));
+  const float c = fj_bitcast<float>(fj_f16_rounder(a));
   const float r = (m + c) - c;
   const uint32_t magnitude = m >= 65520.0f ? 0x7f800000u : fj_bitcast<uint32_t>(r) & 0xffffe000u;
   return fj_bitcast<float>((b & 0x80000000u) | magnitude);

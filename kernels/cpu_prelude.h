@@ -115,24 +115,21 @@ FJ_MATH double fj_log_core(double x) {
 FJ_MATH float fj_bits_to_float(unsigned int b) { float f; memcpy(&f, &b, 4); return f; }
 FJ_MATH unsigned int fj_float_bits(float f) { unsigned int b; memcpy(&b, &f, 4); return b; }
 // e^r for |r| <= ln(2)/2: 1 + r (1 + r q(r)), q of degree 4 fitted to minimise the relative
-// error on that interval (4e-9, a sixteenth of an ULP).
+// error on that interval (4e-9, a sixteenth of an ULP); its coefficients, highest first.
+static constexpr float fj_exp_coefficients[] = {0x1.6a244cp-10f, 0x1.1239d4p-7f, 0x1.5558f2p-5f, 0x1.555492p-3f, 0x1.fffffcp-2f};
 FJ_MATH float fj_exp_poly(float r) {
-  float q = 0x1.6a244cp-10f;
-  q = __builtin_fmaf(q, r, 0x1.1239d4p-7f);
-  q = __builtin_fmaf(q, r, 0x1.5558f2p-5f);
-  q = __builtin_fmaf(q, r, 0x1.555492p-3f);
-  q = __builtin_fmaf(q, r, 0x1.fffffcp-2f);
+  float q = fj_exp_coefficients[0];
+#pragma GCC unroll 8
+  for (int n = 1; n < 5; ++n) q = __builtin_fmaf(q, r, fj_exp_coefficients[n]);
   return __builtin_fmaf(__builtin_fmaf(q, r, 1.0f), r, 1.0f);
 }
-// fj_exp_poly(2h), bit for bit, with the doubling folded into the coefficients (each scaled
-// by a power of two, so every product and sum is the original's scaled exactly): one
-// multiplication fewer where the argument is halved anyway.
+// fj_exp_poly(2h), bit for bit, with the doubling folded into the coefficients (the one of
+// h^n in q h scaled by 2^(n+1), so every product and sum is the original's scaled exactly):
+// one multiplication fewer where the argument is halved anyway.
 FJ_MATH float fj_exp_poly_of_half(float h) {
-  float q = 0x1.6a244cp-10f * 32.0f;
-  q = __builtin_fmaf(q, h, 0x1.1239d4p-7f * 16.0f);
-  q = __builtin_fmaf(q, h, 0x1.5558f2p-5f * 8.0f);
-  q = __builtin_fmaf(q, h, 0x1.555492p-3f * 4.0f);
-  q = __builtin_fmaf(q, h, 0x1.fffffcp-2f * 2.0f);
+  float q = fj_exp_coefficients[0] * 32.0f;
+#pragma GCC unroll 8
+  for (int n = 1; n < 5; ++n) q = __builtin_fmaf(q, h, fj_exp_coefficients[n] * (float)(32 >> n));
   return __builtin_fmaf(__builtin_fmaf(q, h, 1.0f), h + h, 1.0f);
 }
 static constexpr float fj_exp_shifter = 0x1.8p23f;  // adding it rounds to an integer in the low bits

@@ -16,7 +16,8 @@ from . import ops
 from .templates import fill, indent
 
 VECTOR_BYTES = 16      # one ld.global.v4.f32 / v2.f64
-MAX_LANES = 4          # elements per thread and step, whatever the dtype (bounds register use)
+MAX_LANES = 8          # elements per thread and step (bounds register use): 8 only where the
+                       # widest array's elements are 2 bytes or fewer (16-byte float16 vectors)
 MAX_BODY_LINES = 96    # longer bodies stay element by element (code size, registers)
 MAX_LANE_LINES = 192   # lanes times body lines: fewer lanes for long bodies (a loop body of
                        # 70 fused operations kept 4 lanes' values live and spilled at 128 registers)

@@ -253,6 +253,24 @@ template <class H> FJ_DEVICE H fj_half_bits(uint32_t bits) { return (H)(uint16_t
 
 // Exact widenings.
 FJ_DEVICE float fj_half_to_float(fj_bf16 h) { return fj_bitcast<float>((uint32_t)h << 16); }
+#if defined(__CUDA_ARCH__)
+// On the GPU each float16 conversion is one cvt instruction (the PTX ISA's: to nearest even,
+// overflow to infinity, subnormals kept both ways, a NaN out canonical, as XLA's GPU code,
+// which uses the same instructions, has it), where the integer code below took about 30
+// instructions an element both ways and kept a float16 map kernel bound by its arithmetic
+// rather than its memory traffic.
+FJ_DEVICE float fj_half_to_float(fj_f16 h) {
+  float f;
+  asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"((uint16_t)h));
+  return f;
+}
+FJ_DEVICE fj_f16 fj_to_half(float x, fj_f16 /* type */) {
+  uint16_t h;
+  asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(x));
+  return (fj_f16)h;
+}
+FJ_DEVICE float fj_round_to_half(float x, fj_f16 type) { return fj_half_to_float(fj_to_half(x, type)); }
+#else
 FJ_DEVICE float fj_half_to_float(fj_f16 h) {
   const uint32_t bits = (uint32_t)h;
   const uint32_t sign = (bits & 0x8000u) << 16;
@@ -263,16 +281,6 @@ FJ_DEVICE float fj_half_to_float(fj_f16 h) {
   const uint32_t subnormal = fj_bitcast<uint32_t>((float)mantissa * 0x1p-24f);  // exact
   const uint32_t magnitude = exponent == 31u ? special : (exponent == 0u ? subnormal : normal);
   return fj_bitcast<float>(sign | magnitude);
-}
-
-// float -> bfloat16: the upper half of the bits, rounded to nearest even by adding just under
-// half of the dropped part (plus the kept part's last bit); past the largest finite value
-// that carries into infinity.
-FJ_DEVICE fj_bf16 fj_to_half(float x, fj_bf16 /* type */) {
-  const uint32_t b = fj_bitcast<uint32_t>(x);
-  const uint32_t rounded = (b + 0x7fffu + ((b >> 16) & 1u)) >> 16;
-  const uint32_t quiet_nan = (b >> 16) | 0x40u;
-  return fj_half_bits<fj_bf16>((b & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded);
 }
 // float16's rounding in the float unit: |x| + c, with c = 2^(e + 13) (e: x's exponent, at
 // least -14, the smallest normal float16's), rounds |x| to a multiple of c's ULP, 2^(e - 10),
@@ -298,19 +306,11 @@ FJ_DEVICE fj_f16 fj_to_half(float x, fj_f16 /* type */) {
   const uint32_t magnitude = a > 0x7f800000u ? quiet_nan : (m >= 65520.0f ? 0x7c00u : finite);
   return fj_half_bits<fj_f16>(((b >> 16) & 0x8000u) | magnitude);
 }
-// A float32 value rounded to a half type and widened again, in float32's own bits: the
-// round trip of fj_to_half and fj_half_to_float (the same bits), a third of their work.
-// fusejit/halves.py rounds each half-type result with it (round_to_half).
-FJ_DEVICE float fj_round_to_half(float x, fj_bf16 /* type */) {
-  const uint32_t b = fj_bitcast<uint32_t>(x);
-  const uint32_t rounded = (b + 0x7fffu + ((b >> 16) & 1u)) & 0xffff0000u;
-  const uint32_t quiet_nan = (b & 0xffff0000u) | 0x00400000u;
-  return fj_bitcast<float>((b & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded);
-}
-// float16: |x| + c - c (fj_f16_rounder), from 65520 up infinity.  A NaN comes back quiet with
-// its payload's last 13 bits cleared (a float16's NaN widened; on a GPU, whose arithmetic
-// returns one NaN, that NaN with x's sign).  Bit for bit the integer rounding's results
-// (checked over every float), in under half its time.
+// A float32 value rounded to float16 and widened again (fusejit/halves.py rounds each
+// half-type result so: round_to_half), in float32's own bits: |x| + c - c (fj_f16_rounder),
+// from 65520 up infinity.  A NaN comes back quiet with its payload's last 13 bits cleared (a
+// float16's NaN widened).  Bit for bit the round trip of the integer conversions (checked
+// over every float), in under half its time.
 FJ_DEVICE float fj_round_to_half(float x, fj_f16 /* type */) {
   const uint32_t b = fj_bitcast<uint32_t>(x);
   const uint32_t a = b & 0x7fffffffu;
@@ -320,6 +320,35 @@ FJ_DEVICE float fj_round_to_half(float x, fj_f16 /* type */) {
   const uint32_t magnitude = m >= 65520.0f ? 0x7f800000u : fj_bitcast<uint32_t>(r) & 0xffffe000u;
   return fj_bitcast<float>((b & 0x80000000u) | magnitude);
 }
+#endif
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+// bfloat16 as float16 above: cvt.rn.bf16.f32 (compute capability 8.0 and later).
+FJ_DEVICE fj_bf16 fj_to_half(float x, fj_bf16 /* type */) {
+  uint16_t h;
+  asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(x));
+  return (fj_bf16)h;
+}
+FJ_DEVICE float fj_round_to_half(float x, fj_bf16 type) { return fj_half_to_float(fj_to_half(x, type)); }
+#else
+// float -> bfloat16: the upper half of the bits, rounded to nearest even by adding just under
+// half of the dropped part (plus the kept part's last bit); past the largest finite value
+// that carries into infinity.
+FJ_DEVICE fj_bf16 fj_to_half(float x, fj_bf16 /* type */) {
+  const uint32_t b = fj_bitcast<uint32_t>(x);
+  const uint32_t rounded = (b + 0x7fffu + ((b >> 16) & 1u)) >> 16;
+  const uint32_t quiet_nan = (b >> 16) | 0x40u;
+  return fj_half_bits<fj_bf16>((b & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded);
+}
+// bfloat16's round trip in float32's own bits (the same bits as fj_to_half and
+// fj_half_to_float, a third of their work).
+FJ_DEVICE float fj_round_to_half(float x, fj_bf16 /* type */) {
+  const uint32_t b = fj_bitcast<uint32_t>(x);
+  const uint32_t rounded = (b + 0x7fffu + ((b >> 16) & 1u)) & 0xffff0000u;
+  const uint32_t quiet_nan = (b & 0xffff0000u) | 0x00400000u;
+  return fj_bitcast<float>((b & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded);
+}
+#endif
 // double -> float rounded to odd: toward zero, with the last bit set where that dropped
 // anything.  Its 24 bits are two more than a half type's 11 need, so rounding it once more
 // (fj_to_half) gives the double's correctly rounded half value: one rounding, as XLA's.

@@ -53,6 +53,53 @@ def test_shifted_and_broadcast_reads_stay_scalar_beside_vectors():
     assert {"ld.global.nc.v4.f32", "ld.global.nc.f32", "st.global.v4.f32"} <= ops, ops
 
 
+def vector_loop(text: str) -> list[str]:
+    """The instructions of the first loop that loads a 16-byte vector (its label to the
+    branch back), inline-assembly markers left out."""
+    lines = text.splitlines()
+    load = next(k for k, line in enumerate(lines) if "ld.global.nc.v4" in line)
+    start = max(k for k in range(load) if lines[k].startswith("$L"))
+    label = lines[start].rstrip(":")
+    end = next(k for k in range(load, len(lines)) if lines[k].strip().endswith(f"bra \t{label};")
+               or lines[k].split()[-1:] == [f"{label};"])
+    return [line.strip() for line in lines[start + 1:end + 1] if line.strip() and not line.strip().startswith("//")]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_type_map_kernels_convert_with_cvt_and_move_16_byte_vectors(arch, dtype):
+    """A half-type map kernel converts each way with one cvt instruction, not the ~30
+    integer instructions of the host's conversions (which kept a float16 `x * 2 + 1` bound
+    by its arithmetic, at about half the memory's speed on an H100), and loads and stores 8
+    elements, 16 bytes, at a time."""
+    x = jnp.asarray(rand(np.random.default_rng(6), (4099,), np.float32)).astype(dtype)
+    compiled = verify(lambda x: x * 2 + 1, x)
+    text = ptx(compiled, arch)
+    assert {"ld.global.nc.v4.u32", "st.global.v4.u32"} <= memory_ops(text), memory_ops(text)
+    name = "f16" if dtype == "float16" else "bf16"
+    assert f"cvt.rn.{name}.f32" in text
+    if dtype == "float16":
+        assert "cvt.f32.f16" in text
+    loop = vector_loop(text)
+    # No selects (the integer code chose among its cases with selp, ~10 an element); per
+    # element about 12 PTX instructions, 65 with the integer code: the widening (bfloat16's
+    # three for a shift), the multiply, the rounding (two cvts), the add, the narrowing, and
+    # a share of the addressing, the loop's test and the vectors' (un)packing.
+    assert not [op for op in loop if op.startswith("selp")] and len(loop) / 8 <= 13, "\n".join(loop)
+
+
+def test_bfloat16_rounds_with_integer_code_before_compute_capability_8():
+    """cvt.rn.bf16.f32 needs compute capability 8.0: a module built for a Turing GPU (sm_75)
+    rounds bfloat16 with the integer code instead, and compiles."""
+    x = jnp.asarray(rand(np.random.default_rng(7), (1000,), np.float32)).astype(jnp.bfloat16)
+    compiled = verify(lambda x: x * 3 - 1, x)
+    (source,) = compiled.modules()
+    text = nvrtc.compile_source(source, "sm_75", "ptx")
+    text = text.decode() if isinstance(text, bytes) else text
+    assert "cvt.rn.bf16.f32" not in text and "ld.global" in text
+    assert "cvt.rn.bf16.f32" in ptx(compiled, "sm_80")
+
+
 @pytest.mark.parametrize("offset", [1, 2, 3])
 @pytest.mark.parametrize("n", [1, 3, 4, 5, 1027])
 def test_misaligned_views_and_odd_tails_on_the_vector_path(n, offset):

@@ -105,7 +105,7 @@ CASES = {
                         "wide_bf16"),
     "axpy_f16": (lambda a: a * 2 + 1, "wide_f16"), "gelu_f16": (jax.nn.gelu, "wide_f16"),
 }
-# Matrix kinds in a dtype the backend's arrays may lack (CuPy has no bfloat16).
+# Matrix kinds in a dtype the backend's arrays may lack (bfloat16 before CuPy 14).
 KIND_DTYPES = {"wide_bf16": "bfloat16", "wide_f16": "float16"}
 
 

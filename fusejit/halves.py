@@ -200,12 +200,13 @@ def _widen(graph: Graph, top: bool) -> Graph:
 
 def check_backend(graph: Graph, backend) -> None:
     """Raise UnsupportedError if the graph's inputs or outputs have a dtype the backend's
-    arrays cannot hold (bfloat16 on CuPy)."""
+    arrays cannot hold (bfloat16 on CuPy before 14)."""
     missing = getattr(backend, "missing_dtypes", frozenset())
     for what, atoms in (("input", graph.inputs), ("output", graph.outputs)):
         for atom in atoms:
             if np.dtype(atom.dtype).name in missing:
                 raise UnsupportedError(
                     f"backend '{backend.name}' cannot hold {np.dtype(atom.dtype).name} arrays (an {what} of the "
-                    f"function): CuPy has no {np.dtype(atom.dtype).name} dtype; convert to float32 or float16 "
-                    f"outside the function, or use backend='host'")
+                    f"function): this CuPy has no {np.dtype(atom.dtype).name} arrays (CuPy 14 with NumPy 2.1.2 or later "
+                    f"has them); upgrade CuPy, convert to float32 or float16 outside the function, or use "
+                    f"backend='host'")

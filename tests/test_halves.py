@@ -193,15 +193,35 @@ def test_half_kernels_under_address_sanitizer(dtype, tmp_path):
     run_host_under_asan(compiled, [x], tmp_path)
 
 
-def test_bfloat16_arrays_on_cupy_are_a_clear_error():
-    """CuPy has no bfloat16 dtype: the cuda backend names the problem before it compiles
-    (its class carries the list, so this runs without a GPU); float16 passes."""
+def test_bfloat16_arrays_on_an_old_cupy_are_a_clear_error():
+    """CuPy before 14 has no bfloat16 arrays: the cuda backend names the problem before it
+    compiles (its class carries the conservative list, so this runs without a GPU); float16
+    passes."""
     from fusejit.backends.cuda import CudaBackend
     graph = fusejit.make_graph(lambda x, h: (x * 2, h * 2))(np.ones(3, jnp.bfloat16), np.ones(3, np.float16))
-    with pytest.raises(fusejit.UnsupportedError, match="backend 'cuda' cannot hold bfloat16 arrays"):
+    with pytest.raises(fusejit.UnsupportedError, match="backend 'cuda' cannot hold bfloat16 arrays.*upgrade CuPy"):
         halves.check_backend(graph, CudaBackend)
     halves.check_backend(fusejit.make_graph(lambda h: h * 2)(np.ones(3, np.float16)), CudaBackend)
     halves.check_backend(graph, fusejit.backends.get("host"))
+
+
+def test_cupy_14_holds_bfloat16():
+    """A cuda backend takes bfloat16 in and out where its CuPy holds it (14 or later, with
+    NumPy 2.1.2 or later): the rule by versions, and the installed CuPy's own type map (which
+    needs no GPU) agreeing with it."""
+    import cupy
+    from cupy._core import _scalar
+    from fusejit.backends.cuda import missing_dtypes
+    assert missing_dtypes("13.6.0", "2.4.0") == {"bfloat16"}
+    assert missing_dtypes("14.0.0", "2.1.1") == {"bfloat16"}
+    assert missing_dtypes("14.0.0rc1", "2.1.2") == frozenset()
+    assert missing_dtypes("15.1", "2.10.0") == frozenset()
+    installed = missing_dtypes(cupy.__version__, np.__version__)
+    try:
+        known = _scalar.get_typename(np.dtype(jnp.bfloat16)) == "bfloat16"
+    except ValueError:  # CuPy's "Unsupported dtype"
+        known = False
+    assert known == ("bfloat16" not in installed), (cupy.__version__, np.__version__)
 
 
 @pytest.mark.parametrize("dtype", HALVES, ids=ids)

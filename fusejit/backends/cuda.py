@@ -8,6 +8,7 @@ one line in `launch`.
 """
 from __future__ import annotations
 
+import re
 import threading
 
 import numpy as np
@@ -26,11 +27,24 @@ def is_jax_array(x) -> bool:
     return type(x).__module__.startswith(("jax", "jaxlib"))
 
 
+def _release(version: str) -> tuple[int, ...]:
+    """A version string's leading release numbers: '14.0.0rc1' -> (14, 0, 0)."""
+    return tuple(int(part) for part in re.match(r"\d+(?:\.\d+)*", version).group().split("."))
+
+
+def missing_dtypes(cupy_version: str, numpy_version: str) -> frozenset:
+    """Array dtypes CuPy cannot hold, which the backend's kernels (computing on them as the
+    host's do) can then take neither in nor out: bfloat16 before CuPy 14, whose arrays hold
+    ml_dtypes.bfloat16 with NumPy 2.1.2 or later (CuPy's upgrade guide)."""
+    if _release(cupy_version) >= (14,) and _release(numpy_version) >= (2, 1, 2):
+        return frozenset()
+    return frozenset({"bfloat16"})
+
+
 class CudaBackend:
     name = "cuda"
     suffix = ".cubin"
-    # Array dtypes the backend cannot hold: CuPy has no bfloat16 (its kernels could compute on
-    # it, as the host's do, but no CuPy array can carry it in or out).
+    # Until an instance knows its CuPy (`missing_dtypes` above), the dtypes no CuPy before 14 holds.
     missing_dtypes = frozenset({"bfloat16"})
 
     def __init__(self):
@@ -40,6 +54,7 @@ class CudaBackend:
                 "backend 'cuda' needs CuPy and a CUDA GPU; none was found (install fusejit[cuda12] or "
                 "fusejit[cuda13] on a machine with an NVIDIA GPU and driver, or use backend='host')")
         self.cp = _cupy()
+        self.missing_dtypes = missing_dtypes(self.cp.__version__, np.__version__)
         self.modules: dict = {}
         self.lock = threading.Lock()
 

@@ -12,7 +12,7 @@ float32: 3.1-3.5 ms against 4.5-4.8 ms streamed), so a kernel that loads one buf
 addresses keeps them.
 
 Like the vector path it is a rewrite of the element body, whose stores `outK[own] = v;`
-become `fj_tileK[i - i0] = v;`.  The GPU and the emulation compile it out
+become `fj_tileK[i - fj_i0] = v;`.  The GPU and the emulation compile it out
 (FJ_STREAM_STORES is 0 there).
 """
 from __future__ import annotations
@@ -78,15 +78,17 @@ def stream_path(w, body: list[str], own: str, inner: int | None = None) -> str:
     moved = sum(v.size * v.dtype.itemsize for v in (*spec.sources, *spec.outputs))
     if moved < stream_min_bytes() or stencil(body):
         return ""
-    index, first = ("col", "c0") if inner else ("i", "i0")
+    # (the tile loop's names carry fj_: the body's own are c0, j0, v0, x0, ...; a pad's
+    # condition c0 once shadowed the tile's first column and sent stores before the tile)
+    index, first = ("col", "fj_c0") if inner else ("i", "fj_i0")
     text = re.sub(rf"^out(\d+){re.escape(f'[{own}]')} = ", rf"fj_tile\1[{index} - {first}] = ",
                   "\n".join(body), flags=re.M)
     tiles = [f"{ops.ctype(v.dtype)} fj_tile{k}[FJ_STREAM_TILE];" for k, v in enumerate(spec.outputs)]
-    start = "row * inner + c0" if inner else "i0"
+    start = f"row * inner + {first}" if inner else first
     flush = [f"fj_stream_store(out{k} + {start}, fj_tile{k}, width);" for k in range(len(spec.outputs))]
     if inner:
-        what, loop = "each row in tiles of columns", "FJ_STREAM_ROWS_LOOP(idx_t, row, c0, width, n, inner)"
+        what, loop = "each row in tiles of columns", "FJ_STREAM_ROWS_LOOP(idx_t, row, fj_c0, width, n, inner)"
     else:
-        what, loop = "the block's elements in tiles", "FJ_STREAM_LOOP(idx_t, i0, width, n)"
+        what, loop = "the block's elements in tiles", "FJ_STREAM_LOOP(idx_t, fj_i0, width, n)"
     return fill("stream_path.cu.in", what=what, tiles=indent(tiles, 2), loop=loop, index=index, first=first,
                 body=indent(text.splitlines(), 4), flush=indent(flush, 3))

@@ -16,5 +16,6 @@
 #endif
 #endif
 #include "common.h"
+#include "half_tiles.h"
 #include "special.h"
 #include "block_reduce.h"

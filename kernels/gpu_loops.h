@@ -18,6 +18,8 @@
 
 // The stream path of map kernels is the host's (host_launch.h): GPU stores need no help.
 #define FJ_STREAM_STORES 0
+// So are the half tiles (half_tiles.h): a GPU converts float16 with one instruction an element.
+#define FJ_HALF_TILES 0
 // So are the pieces of clamped map kernels: a GPU thread's loads are one element each anyway.
 #define FJ_COLUMN_PIECES 0
 // And the row groups of short-row kernels: a GPU gives each row a team of threads instead.

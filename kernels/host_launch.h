@@ -36,6 +36,9 @@
 // cache: no line of an output is read before it is overwritten (fj_stream_store).
 #define FJ_STREAM_STORES 1
 #define FJ_STREAM_TILE 1024
+// Half tiles (half_tiles.h): float16 loads and stores converted a tile at a time, in the
+// stream path's tiles and tile loops.
+#define FJ_HALF_TILES 1
 // The block's contiguous chunk (as FJ_GRID_LOOP_FROM's) in tiles: [i0, i0 + width).
 #define FJ_STREAM_LOOP(idx_t, i0, width, n)                                        \
   const idx_t fj_schunk_##i0 = (((n) + (idx_t)gridDim.x - 1) / (idx_t)gridDim.x + 15) / 16 * 16; \

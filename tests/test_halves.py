@@ -261,3 +261,54 @@ def test_rounding_in_float32_bits_equals_the_conversions(dtype):
     assert np.asarray(narrow).dtype == np.dtype(dtype)  # (a pooled buffer, over 1 MiB)
     assert bitwise_equal(np.asarray(narrow), want)
     assert bitwise_equal(np.asarray(rounded), want.astype(np.float32))
+
+
+def half_tiles(compiled) -> str:
+    """The host source's half-tile text of its one kernel ('' where it has none)."""
+    (kernel,) = compiled.rendered
+    source = kernel.source
+    start = source.find("#if FJ_HALF_TILES")
+    return "" if start < 0 else source[start:source.index("#else", start)]
+
+
+def test_every_float16_through_the_host_half_tiles():
+    """Every float16 bit pattern widened a tile at a time (F16C on the host: fusejit/halftiles.py,
+    kernels/half_tiles.h) and narrowed back: float32 results equal to jax.jit's, float16
+    results equal to the inputs (NaN payloads aside), with rows of 1000 (tiles of 1000, tails
+    of 8) and a flat kernel of 4099 elements."""
+    from helpers import bitwise_equal
+    every = np.arange(2 ** 16, dtype=np.uint16).view(np.float16)
+    for x in (every[:64000].reshape(64, 1000), np.concatenate([every, every[:4099 - 2 ** 16 % 4099]])[:4099]):
+        wide = fusejit.jit(lambda x: x.astype(jnp.float32))
+        assert "fj_widen_tile(in0" in half_tiles(wide.lower(x))
+        assert bitwise_equal(np.asarray(wide(x)), np.asarray(jax.jit(lambda x: x.astype(jnp.float32))(x)))
+        back = fusejit.jit(lambda x: x.astype(jnp.float32).astype(jnp.float16))
+        assert "fj_narrow_tile(fj_tile0, out0" in half_tiles(back.lower(x))
+        assert bitwise_equal(np.asarray(back(x)), x)
+    rest = every[64000:]
+    assert bitwise_equal(np.asarray(fusejit.jit(lambda x: x.astype(jnp.float32))(rest)), rest.astype(np.float32))
+
+
+def test_host_half_tiles_leave_other_reads_and_uses_alone():
+    """Only float16 read or written at the kernel's own element goes through the tiles: a
+    row broadcast along the rows and a 0-d scale stay element loads, a float32 or int16
+    output keeps its store (a bitcast of the input goes through a float16 rounded from the
+    widened value, fusejit/halves.py); a pad keeps its pieces; a kernel large enough for the
+    stream path takes the half tiles instead; odd tails everywhere."""
+    rng = np.random.default_rng(21)
+    m, r = rand(rng, (65, 1037), np.float16), rand(rng, (1037,), np.float16)
+    s = np.asarray(rand(rng, (), np.float16))
+    compiled = verify(lambda m, r, s: (m * r + s, (m * 2).astype(jnp.float32)), m, r, s)
+    text = half_tiles(compiled)
+    assert "fj_widen_tile(in0" in text and "fj_widen_tile(in1" not in text and "fj_widen_tile(in2" not in text
+    assert "fj_narrow_tile(fj_tile0, out0" in text and "out1[" in text
+    x = rand(rng, (4099,), np.float16)
+    compiled = verify(lambda x: (x + 1, lax.bitcast_convert_type(x, jnp.int16) >> 1), x)
+    text = half_tiles(compiled)
+    assert "fj_widen_tile(in0" in text and "fj_narrow_tile(fj_tile0, out0" in text and "out1[i] = " in text
+    padded = verify(lambda a: jnp.pad(a, ((1, 2), (3, 0))), rand(rng, (64, 1000), np.float16))
+    source = padded.rendered[0].source  # clamped loads: the pieces, not the half tiles
+    assert "#if FJ_COLUMN_PIECES" in source and "#if FJ_HALF_TILES" not in source
+    big = rand(rng, (2048, 2050), np.float16)
+    compiled = verify(lambda x: jnp.tanh(x) * 0.5, big)
+    assert "fj_widen_tile(in0" in half_tiles(compiled) and "fj_stream_store" not in compiled.rendered[0].source

@@ -312,3 +312,26 @@ def test_host_half_tiles_leave_other_reads_and_uses_alone():
     big = rand(rng, (2048, 2050), np.float16)
     compiled = verify(lambda x: jnp.tanh(x) * 0.5, big)
     assert "fj_widen_tile(in0" in half_tiles(compiled) and "fj_stream_store" not in compiled.rendered[0].source
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=ids)
+def test_moved_half_values_stay_in_the_half_type(dtype):
+    """Outputs that only move the inputs' values (pad, concatenate, roll, transpose, reflect
+    padding, dynamic slices and updates, broadcasts, reshapes, tiles, splits) are computed in the half
+    type, with no conversion to float32 and back (fusejit/halves.py, MOVES); one that
+    computes on a value (a * 2 concatenated) still goes through float32 and is rounded once."""
+    x = rand(np.random.default_rng(22), (37, 129), dtype)
+
+    def moves(a):
+        return (jnp.pad(a, ((1, 2), (3, 0))), jnp.concatenate([a, a[::-1]], 1), jnp.roll(a, 3, axis=1), a.T,
+                jnp.pad(a, 2, mode="reflect"), lax.dynamic_slice(a, (3, 4), (5, 6)),
+                lax.dynamic_update_slice(a, jnp.ones((3, 3), a.dtype), (2, 2)), jnp.broadcast_to(a[0], (4, 129)),
+                a.reshape(129, 37)[::2], jnp.tile(a, (2, 1)), *jnp.split(a, [10, 20], axis=1))
+    graph = fusejit.make_graph(moves)(x)
+    assert not any(e.primitive in ("convert_element_type", "round_to_half") and not halves.is_half(e.outputs[0].dtype)
+                   for e in graph.eqns), graph
+    compiled = verify(moves, x)
+    assert not any("fj_convert<float>" in k.source for k in compiled.rendered)
+    computed = fusejit.make_graph(lambda a: jnp.concatenate([a, a * 2], 1))(x)
+    assert any(e.primitive == "round_to_half" for e in computed.eqns)
+    verify(lambda a: jnp.concatenate([a, a * 2], 1), x)

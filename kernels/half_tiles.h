@@ -5,9 +5,9 @@
 // both ways, a NaN quiet with its payload's top bits).  Narrowing gives fj_to_half's bits
 // for every float; widening fj_half_to_float's for every float16 but the signalling NaNs,
 // which vcvtph2ps quiets, as XLA's conversion does (the integer code keeps them signalling;
-// a NaN's payload is no value either way).  GCC 12 vectorises no _Float16
-// conversion without AVX512-FP16, and the integer code, vectorised, took three times as
-// long in a float16 `x * 2 + 1` (1024 x 1000 on one Zen 4 core: 678 against 194 us).
+// a NaN's payload is no value either way).  GCC 12 vectorises no _Float16 conversion
+// without AVX512-FP16, and the integer code, vectorised, took three times as long in a
+// float16 `x * 2 + 1` (1024 x 1000 on one Zen 4 core: 678 against 194 us).
 // The vector types are the compiler's own (as fj_stream_store's: no <immintrin.h>).
 #pragma once
 
@@ -24,36 +24,42 @@ typedef short fj_half_tile_halves __attribute__((vector_size(16)));
 #define FJ_HALF_TILE_LANES 8
 #define FJ_HALF_WIDEN(h) __builtin_ia32_vcvtph2ps256((h))
 #define FJ_HALF_NARROW(f) __builtin_ia32_vcvtps2ph256((f), 0)
-#else
+#else  // no vector conversions: every element by the integer code (these types unused)
+typedef float fj_half_tile_floats;
+typedef short fj_half_tile_halves;
 #define FJ_HALF_TILE_LANES 1
+#define FJ_HALF_WIDEN(h) 0.0f
+#define FJ_HALF_NARROW(f) (short)0
 #endif
 
-// dst[0 .. count) = the float16 values src[0 .. count) widened (exactly).
-static inline void fj_widen_tile(const fj_f16* FJ_RESTRICT src, float* FJ_RESTRICT dst, long count) {
+// dst[0 .. count) = the conversion of src[0 .. count): FJ_HALF_TILE_LANES elements at a
+// time by `vector` (from a VFrom holding that many sources to a VTo of their results), the
+// rest one by one by `scalar`.
+template <class VFrom, class VTo, class From, class To, class Vector, class Scalar>
+static inline void fj_convert_tile(const From* FJ_RESTRICT src, To* FJ_RESTRICT dst, long count, Vector vector,
+                                   Scalar scalar) {
   long k = 0;
-#if FJ_HALF_TILE_LANES > 1
-  for (; k + FJ_HALF_TILE_LANES <= count; k += FJ_HALF_TILE_LANES) {
-    fj_half_tile_halves halves;
-    memcpy(&halves, src + k, sizeof(halves));
-    const fj_half_tile_floats floats = FJ_HALF_WIDEN(halves);
-    memcpy(dst + k, &floats, sizeof(floats));
+  for (; FJ_HALF_TILE_LANES > 1 && k + FJ_HALF_TILE_LANES <= count; k += FJ_HALF_TILE_LANES) {
+    VFrom from;
+    memcpy(&from, src + k, sizeof(from));
+    const VTo to = vector(from);
+    memcpy(dst + k, &to, sizeof(to));
   }
-#endif
-  for (; k < count; ++k) dst[k] = fj_half_to_float(src[k]);
+  for (; k < count; ++k) dst[k] = scalar(src[k]);
 }
 
-// dst[0 .. count) = the floats src[0 .. count) rounded to float16 (to nearest even; the
-// immediate 0 names that rounding, whatever MXCSR says).
+// The float16 values src[0 .. count) widened (exactly) into dst.
+static inline void fj_widen_tile(const fj_f16* FJ_RESTRICT src, float* FJ_RESTRICT dst, long count) {
+  fj_convert_tile<fj_half_tile_halves, fj_half_tile_floats>(
+      src, dst, count, [](fj_half_tile_halves h) { return FJ_HALF_WIDEN(h); },
+      [](fj_f16 h) { return fj_half_to_float(h); });
+}
+
+// The floats src[0 .. count) rounded to float16 into dst (to nearest even: the immediate 0
+// names that rounding, whatever MXCSR says).
 static inline void fj_narrow_tile(const float* FJ_RESTRICT src, fj_f16* FJ_RESTRICT dst, long count) {
-  long k = 0;
-#if FJ_HALF_TILE_LANES > 1
-  for (; k + FJ_HALF_TILE_LANES <= count; k += FJ_HALF_TILE_LANES) {
-    fj_half_tile_floats floats;
-    memcpy(&floats, src + k, sizeof(floats));
-    const fj_half_tile_halves halves = FJ_HALF_NARROW(floats);
-    memcpy(dst + k, &halves, sizeof(halves));
-  }
-#endif
-  for (; k < count; ++k) dst[k] = fj_to_half(src[k], fj_f16());
+  fj_convert_tile<fj_half_tile_floats, fj_half_tile_halves>(
+      src, dst, count, [](fj_half_tile_floats f) { return FJ_HALF_NARROW(f); },
+      [](float f) { return fj_to_half(f, fj_f16()); });
 }
 #endif  // FJ_HALF_TILES

@@ -14,8 +14,9 @@ and an output is a conversion from float32): `const fj_f16 xN = inK[own];` becom
 float), and `outK[own] = vM;`, where `vM = fj_convert<fj_f16>(v)` of a float v, becomes
 `fj_tileK[i - fj_i0] = v;` (and vM's line goes where that was its one use).  Any other
 input or output keeps its load or store.  A kernel whose outputs are large enough for the
-stream path takes this path instead when it has float16 to convert (ordinary stores).  The GPU and the emulation compile it out
-(FJ_HALF_TILES is 0 there).
+stream path takes this path instead when it has float16 to convert (ordinary stores); a
+map with clamped loads (pad, concatenate, roll) keeps its pieces (fusejit/codegen.py).  The
+GPU and the emulation compile it out (FJ_HALF_TILES is 0 there).
 """
 from __future__ import annotations
 
@@ -45,15 +46,19 @@ def half_tile_path(w, body: list[str], own: str, inner: int | None = None) -> st
         if ops.ctype(v.dtype) != "fj_f16":
             continue
         load = re.search(rf"^const fj_f16 (x\d+) = in{k}{at};(?:  //.*)?$", text, re.M)
+        if not load:
+            continue
+        name = load.group(1)
         # every other use of the loaded value is its conversion to float
-        if load and len(re.findall(rf"\b{load.group(1)}\b", text)) == 1 + text.count(f"fj_convert<float>({load.group(1)})"):
-            text = text.replace(load.group(0), f"const float {load.group(1)} = fj_wide{k}[{index} - {first}];")
+        if len(re.findall(rf"\b{name}\b", text)) == 1 + text.count(f"fj_convert<float>({name})"):
+            text = text.replace(load.group(0), f"const float {name} = fj_wide{k}[{index} - {first}];")
             widened.append(k)
     for k, v in enumerate(spec.outputs):
         if ops.ctype(v.dtype) != "fj_f16":
             continue
         store = re.search(rf"^out{k}{at} = (\w+);$", text, re.M)
-        narrowing = store and re.search(rf"^const fj_f16 {store.group(1)} = fj_convert<fj_f16>\((\w+)\);.*$", text, re.M)
+        narrowing = store and re.search(rf"^const fj_f16 {store.group(1)} = fj_convert<fj_f16>\((\w+)\);.*$", text,
+                                        re.M)
         if narrowing and re.search(rf"^const float {narrowing.group(1)} = ", text, re.M):
             text = text.replace(store.group(0), f"fj_tile{k}[{index} - {first}] = {narrowing.group(1)};")
             if not re.search(rf"\b{store.group(1)}\b", text.replace(narrowing.group(0), "")):

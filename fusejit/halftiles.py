@@ -23,9 +23,8 @@ from __future__ import annotations
 import re
 
 from . import ops
+from .streamstores import stores_only_at, tile_loop
 from .templates import fill, indent
-
-MAX_BODY_LINES = 256  # the body is compiled twice on the host: bound the code size
 
 
 def half_tile_path(w, body: list[str], own: str, inner: int | None = None) -> str:
@@ -33,13 +32,10 @@ def half_tile_path(w, body: list[str], own: str, inner: int | None = None) -> st
     no float16 at its own elements or stores anywhere but at its own flat address `own`.
     `inner`: the row length of a kernel over rows (`row`, `col`)."""
     spec = w.spec
-    stores = [re.match(r"out(\d+)\[(.*?)\] = ", line) for line in body if line.startswith("out")]
-    if not stores or any(m is None or m.group(2) != own for m in stores) or len(body) > MAX_BODY_LINES:
+    if not stores_only_at(body, own):
         return ""
     text = "\n".join(body)
-    # (the tile loop's names carry fj_: the body's own are c0, j0, v0, x0, ...; a pad's
-    # condition c0 once shadowed the tile's first column and sent stores before the tile)
-    index, first = ("col", "fj_c0") if inner else ("i", "fj_i0")
+    index, first, start, what, loop = tile_loop(inner)
     at = re.escape(f"[{own}]")
     widened, narrowed = [], []
     for k, v in enumerate(spec.sources):
@@ -66,7 +62,6 @@ def half_tile_path(w, body: list[str], own: str, inner: int | None = None) -> st
             narrowed.append(k)
     if not widened and not narrowed:
         return ""
-    start = f"row * inner + {first}" if inner else first
     tiles = ([f"float fj_wide{k}[FJ_STREAM_TILE];" for k in widened]
              + [f"float fj_tile{k}[FJ_STREAM_TILE];" for k in narrowed])
     widen = [f"fj_widen_tile(in{k} + {start}, fj_wide{k}, width);" for k in widened]
@@ -74,10 +69,6 @@ def half_tile_path(w, body: list[str], own: str, inner: int | None = None) -> st
     converted = " and ".join(part for part in (
         f"input(s) {', '.join(f'in{k}' for k in widened)}" if widened else "",
         f"output(s) {', '.join(f'out{k}' for k in narrowed)}" if narrowed else "") if part)
-    if inner:
-        what, loop = "each row in tiles of columns", "FJ_STREAM_ROWS_LOOP(idx_t, row, fj_c0, width, n, inner)"
-    else:
-        what, loop = "the block's elements in tiles", "FJ_STREAM_LOOP(idx_t, fj_i0, width, n)"
     return fill("half_tiles.cu.in", what=what, converted=converted, tiles=indent(tiles, 2), loop=loop,
                 widen=indent(widen, 3), index=index, first=first, body=indent(text.splitlines(), 4),
                 narrow=indent(narrow, 3))

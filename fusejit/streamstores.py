@@ -67,28 +67,40 @@ def stencil(body: list[str]) -> bool:
     return any(len(a) > 1 for a in addresses.values())
 
 
+def stores_only_at(body: list[str], own: str) -> bool:
+    """Whether the element body stores, and only at its own flat address `own`, with at most
+    MAX_BODY_LINES lines: the tile paths' (this one's, fusejit/halftiles.py's) condition."""
+    stores = [re.match(r"out(\d+)\[(.*?)\] = ", line) for line in body if line.startswith("out")]
+    return (bool(stores) and all(m is not None and m.group(2) == own for m in stores)
+            and len(body) <= MAX_BODY_LINES)
+
+
+def tile_loop(inner: int | None) -> tuple[str, str, str, str, str]:
+    """The tile paths' loop over the block's elements, FJ_STREAM_TILE at a time: (the element
+    index, the tile's first index, the tile's flat start, a description, the loop line).
+    `inner`: the row length of a kernel over rows (`row`, `col`).  The names carry fj_: the
+    body's own are c0, j0, v0, x0, ...; a pad's condition c0 once shadowed the tile's first
+    column and sent stores before the tile."""
+    if inner:
+        return ("col", "fj_c0", "row * inner + fj_c0", "each row in tiles of columns",
+                "FJ_STREAM_ROWS_LOOP(idx_t, row, fj_c0, width, n, inner)")
+    return "i", "fj_i0", "fj_i0", "the block's elements in tiles", "FJ_STREAM_LOOP(idx_t, fj_i0, width, n)"
+
+
 def stream_path(w, body: list[str], own: str, inner: int | None = None) -> str:
     """The stream-path text for the template's `stream` slot, or '' when the kernel stores
     too few bytes or stores anywhere but at its own flat address `own`.  `inner`: the row
     length of a kernel over rows (`row`, `col`)."""
     spec = w.spec
-    stores = [re.match(r"out(\d+)\[(.*?)\] = ", line) for line in body if line.startswith("out")]
-    if not stores or any(m is None or m.group(2) != own for m in stores) or len(body) > MAX_BODY_LINES:
+    if not stores_only_at(body, own):
         return ""
     moved = sum(v.size * v.dtype.itemsize for v in (*spec.sources, *spec.outputs))
     if moved < stream_min_bytes() or stencil(body):
         return ""
-    # (the tile loop's names carry fj_: the body's own are c0, j0, v0, x0, ...; a pad's
-    # condition c0 once shadowed the tile's first column and sent stores before the tile)
-    index, first = ("col", "fj_c0") if inner else ("i", "fj_i0")
+    index, first, start, what, loop = tile_loop(inner)
     text = re.sub(rf"^out(\d+){re.escape(f'[{own}]')} = ", rf"fj_tile\1[{index} - {first}] = ",
                   "\n".join(body), flags=re.M)
     tiles = [f"{ops.ctype(v.dtype)} fj_tile{k}[FJ_STREAM_TILE];" for k, v in enumerate(spec.outputs)]
-    start = f"row * inner + {first}" if inner else first
     flush = [f"fj_stream_store(out{k} + {start}, fj_tile{k}, width);" for k in range(len(spec.outputs))]
-    if inner:
-        what, loop = "each row in tiles of columns", "FJ_STREAM_ROWS_LOOP(idx_t, row, fj_c0, width, n, inner)"
-    else:
-        what, loop = "the block's elements in tiles", "FJ_STREAM_LOOP(idx_t, fj_i0, width, n)"
     return fill("stream_path.cu.in", what=what, tiles=indent(tiles, 2), loop=loop, index=index, first=first,
                 body=indent(text.splitlines(), 4), flush=indent(flush, 3))

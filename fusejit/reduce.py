@@ -32,6 +32,7 @@ from .ir import Eqn, Literal, Var
 from .launch import Layout
 from .periodic import periodic_columns
 from .rowgroups import group_path
+from .rowvectors import rewrite_pass, vector_paths
 from .templates import fill
 
 # primitive -> (combine functor, identity kind)
@@ -462,9 +463,12 @@ def render_rows(w, block: int, team: int, slots: list, check: bool = True):
     w.results = {id(red.out) for red in all_reds}
     if check:
         check_shared(spec, all_reds, WARP + 1, sum(teams * row_len * dtype.itemsize for dtype, _, _ in slots))
-    shared = [f"__shared__ {ops.ctype(dtype)} cache{k}[{teams * row_len}];" for k, (dtype, _, _) in enumerate(slots)]
+    # (aligned for the GPU's vector path: rowvectors.py)
+    shared = [f"alignas(16) __shared__ {ops.ctype(dtype)} cache{k}[{teams * row_len}];"
+              for k, (dtype, _, _) in enumerate(slots)]
+    w.cache_dtypes = {f"cache{k}": dtype for k, (dtype, _, _) in enumerate(slots)}
     results: dict = {}
-    passes, phase_reds = [], []
+    passes, phase_reds, vectors = [], [], []  # passes: (template, slots) filled at the end
     for p, phase in enumerate(spec.phases):
         reds = reductions_of(spec, phase, rows=True)
         phase_reds.append(reds)
@@ -488,9 +492,10 @@ def render_rows(w, block: int, team: int, slots: list, check: bool = True):
                               f"smem{red.k}, {red.functor}());")
             finish += red.result()
             results[(id(red.out), ix.out)] = f"res{red.k}"
-        passes.append(fill("reduce_rows_phase.cu.in", phase=str(p),
-                           primitives=", ".join(red.eqn.primitive for red in reds), init=indent(init, 2),
-                           body=indent(bodies[0], 4), tail=indent(bodies[1], 3), finish=indent(finish, 2)))
+        vectors.append(rewrite_pass(w, bodies[0], row_len, f"rest{p}", lanes=True))
+        passes.append(("reduce_rows_phase.cu.in", dict(
+            phase=str(p), primitives=", ".join(red.eqn.primitive for red in reds), init=indent(init, 2),
+            body=indent(bodies[0], 4), tail=indent(bodies[1], 3), finish=indent(finish, 2))))
     if spec.full:
         cache.begin_pass(len(spec.phases))
         w.new_scope(results)
@@ -500,8 +505,11 @@ def render_rows(w, block: int, team: int, slots: list, check: bool = True):
                 value = w.read_output(out, ix.element)
                 w.body.append(f"out{k}[{w.index(linearize(ix.element, out.shape))}] = {value};")
         cache.flush(w)
-        passes.append(fill("reduce_rows_final.cu.in", row=indent(w.row_body, 2), body=indent(w.body, 3)))
+        vectors.append(rewrite_pass(w, w.body, row_len, "rest_final", lanes=False))
+        passes.append(("reduce_rows_final.cu.in", dict(row=indent(w.row_body, 2), body=indent(w.body, 3))))
         w.row_body = None
+    passes = [fill(name, vector=vector, **slots) for (name, slots), vector in
+              zip(passes, vector_paths(vectors, row_len, team))]
     cache.begin_pass(len(spec.phases) + 1)
     w.new_scope(results)
     w.body = []

@@ -130,6 +130,55 @@ def test_rows_kernels_vectorise_when_the_row_length_allows(cols):
     verify(lambda m, r: m * r - 1.0, misaligned, r)
 
 
+def shared_ops(text: str) -> set:
+    return set(re.findall(r"\b((?:ld|st)\.shared(?:\.v[24])?\.[a-z]\d+)", text))
+
+
+@pytest.mark.parametrize("cols", [100, 128, 1000, 1001, 4096])
+def test_row_kernels_move_16_byte_vectors_when_the_row_length_allows(cols):
+    """A softmax over rows: the input's loads, the output's stores and the exponentials kept
+    in shared memory between passes move as vectors of 4 floats when 4 divides the row and
+    each thread of the row's team has a vector (rows of 128 or more: a warp's team up to
+    1024, the block's beyond), element by element otherwise.  The emulation runs the vector
+    path with the real grid and block (verify); a misaligned view runs the element loops in
+    every pass."""
+    rng = np.random.default_rng(cols)
+    x = rand(rng, (37, cols), np.float32)
+    compiled = verify(lambda x: jax.nn.softmax(x, -1), x)
+    text = ptx(compiled)
+    ops = memory_ops(text) | shared_ops(text)
+    vectors = {"ld.global.nc.v4.f32", "st.global.v4.f32", "ld.shared.v4.f32", "st.shared.v4.f32"}
+    assert (vectors <= ops) == (cols % 4 == 0 and cols >= 128), ops
+    assert not vectors & ops or cols % 4 == 0
+    (kernel,) = compiled.rendered
+    conditions = set(re.findall(r"if \((fj_aligned.*)\) \{", kernel.source))
+    assert len(conditions) == (cols % 4 == 0 and cols >= 128), conditions  # one for every pass
+    misaligned = rand(rng, (37 * cols + 1,), np.float32)[1:].reshape(37, cols)
+    verify(lambda x: jax.nn.softmax(x, -1), misaligned)
+
+
+@pytest.mark.parametrize("dtype, width", [("float16", 8), ("float32", 4), ("float64", 2), ("int8", 8)])
+def test_row_vector_path_keeps_every_reduction_exact(x64, dtype, width):
+    """Sums, products, extrema, argmax and argmin with ties (the first index wins, whichever
+    lane holds it) and a row operand read at the column, on the row vector path: 16-byte
+    vectors of the widest type (8 float16, 2 float64; 8 bytes of int8), checked against jax.jit on the
+    emulation, which runs that path."""
+    rng = np.random.default_rng(width)
+    x = jnp.asarray(rng.integers(-3, 4, (19, 256))).astype(dtype)  # many ties
+    w = jnp.asarray(rand(rng, (256,), np.float32)).astype(dtype)
+
+    def f(x, w):
+        y = x * w
+        return (jnp.sum(y, 1), jnp.max(y, 1), jnp.min(x, 1), jnp.argmax(x, 1), jnp.argmin(y, 1),
+                jnp.prod(jnp.where(x > 0, 1, x), 1))
+    compiled = verify(f, x, w)
+    sources = "".join(k.source for k in compiled.rendered)
+    assert f"fj_load_pack<{width}>(in0 + (i * 256 + fj_r0))" in sources
+    assert f"fj_load_pack<{width}>(in1 + fj_r0)" in sources
+    ops = memory_ops(ptx(compiled))
+    assert any(re.match(r"ld\.global\.nc\.v[24]\.", op) for op in ops), ops
+
+
 KINDS = {
     "map": (lambda x: x * 2 + 1, (1000,)),
     "rows": (lambda x: jax.nn.softmax(x, -1), (8, 100)),

@@ -492,7 +492,7 @@ def render_rows(w, block: int, team: int, slots: list, check: bool = True):
                               f"smem{red.k}, {red.functor}());")
             finish += red.result()
             results[(id(red.out), ix.out)] = f"res{red.k}"
-        vectors.append(rewrite_pass(w, bodies[0], row_len, f"rest{p}", lanes=True))
+        vectors.append(rewrite_pass(w, bodies[0], row_len, "lanes"))
         passes.append(("reduce_rows_phase.cu.in", dict(
             phase=str(p), primitives=", ".join(red.eqn.primitive for red in reds), init=indent(init, 2),
             body=indent(bodies[0], 4), tail=indent(bodies[1], 3), finish=indent(finish, 2))))
@@ -505,11 +505,16 @@ def render_rows(w, block: int, team: int, slots: list, check: bool = True):
                 value = w.read_output(out, ix.element)
                 w.body.append(f"out{k}[{w.index(linearize(ix.element, out.shape))}] = {value};")
         cache.flush(w)
-        vectors.append(rewrite_pass(w, w.body, row_len, "rest_final", lanes=False))
+        vectors.append(rewrite_pass(w, w.body, row_len, None))
         passes.append(("reduce_rows_final.cu.in", dict(row=indent(w.row_body, 2), body=indent(w.body, 3))))
         w.row_body = None
-    passes = [fill(name, vector=vector, **slots) for (name, slots), vector in
-              zip(passes, vector_paths(vectors, row_len, team))]
+    # The vector path: a row of whole vectors, one at least for each thread of the team.
+    skips = [f"rest{p}" for p in range(len(spec.phases))] + ["rest_final"]
+    _, texts = vector_paths(vectors, lambda width: row_len % width == 0 and row_len >= team * width,
+                            lambda width, k: dict(first=f"(idx_t)lane * {width}", end="row_n",
+                                                  step=f"(idx_t)team * {width}",
+                                                  after=f"{skips[k]} = row_n;  // the element loops find nothing left"))
+    passes = [fill(name, vector=vector, **slots) for (name, slots), vector in zip(passes, texts)]
     cache.begin_pass(len(spec.phases) + 1)
     w.new_scope(results)
     w.body = []
@@ -630,13 +635,23 @@ def render_split(w, block: int):
         scratch += parts[0]
         publish += parts[1]
         finish += parts[2]
+    # The vector path: segments of whole vectors (the last one's rest in the element loops),
+    # each starting on one where a row does.
+    rows, row_len = spec.size, reduce_count(spec)
+    width, (vector,) = vector_paths(
+        [rewrite_pass(w, bodies[0], row_len, "FJ_LANES")], lambda width: rows == 1 or row_len % width == 0,
+        lambda width, k: dict(before=f"const idx_t fj_end = end > begin ? begin + (end - begin) / {width} * {width} : begin;",
+                              first=f"begin + (idx_t)threadIdx.x * {width}", end="fj_end",
+                              step=f"(idx_t)blockDim.x * {width}",
+                              after="rest = fj_end + (idx_t)threadIdx.x;  // the element loops take the rest"))
     stores = row_stores(w, spec, reds, ix)
     params = scalar_params(w, spec, [Param("scalar", "segments", w.index_ctype, value=None)] + scratch
                            + [Param("scratch", "tickets", "unsigned int*", dtype=np.dtype(np.uint32), extent="rows",
                                     zero=True)])
     source = fill_kernel(
         w, "reduce_split.cu.in", describe(spec, w, "rows split across blocks"), block, params,
-        shared=indent(shared, 1), init=indent(init, 2), body=indent(bodies[0], 4), tail=indent(bodies[1], 3),
+        shared=indent(shared, 1), init=indent(init, 2), width=str(width), vector=vector, body=indent(bodies[0], 4),
+        tail=indent(bodies[1], 3),
         combine=indent(combine, 2),
         publish=indent(publish, 3), finish=indent(finish, 3), stores=indent(stores, 3))
     layout = Layout("split", spec.size, reduce_count(spec))

@@ -38,13 +38,12 @@ class PassVectors:
     arrays: dict
     read: list[str]
     written: list[str]
-    skip: str  # the variable the pass's element loops start from
 
 
-def rewrite_pass(w, body: list[str], row_len: int, skip: str, lanes: bool) -> PassVectors | None:
+def rewrite_pass(w, body: list[str], row_len: int, lanes: str | None) -> PassVectors | None:
     """`body`, one pass's element body at column `r` of row `i`, with its reads and writes at
     the row's own element made lanes of vectors (None when it has none, or writes elsewhere);
-    `lanes`: whether it accumulates into `lanesK[l]`."""
+    `lanes`: the count of the accumulators `lanesK[l]` it adds to (None: it has none)."""
     text = "\n".join(body)
     arrays: dict[str, tuple[str, object]] = {}
     for m in re.finditer(rf"\b(in|out)(\d+)\[{ELEMENT}\]", text):
@@ -67,38 +66,43 @@ def rewrite_pass(w, body: list[str], row_len: int, skip: str, lanes: bool) -> Pa
             line = f"fj_w_{store.group(1)}.v[fj_l] = {store.group(3)}"
         line = re.sub(rf"\b(in\d+|cache\d+)\[(?:{ELEMENT}|{position})\]", r"fj_v_\1.v[fj_l]", line)
         if lanes:
-            line = re.sub(r"\b(lanes(?:_arg)?\d+)\[l\]", r"\1[fj_l % lanes]", line)
+            line = re.sub(r"\b(lanes(?:_arg)?\d+)\[l\]", rf"\1[fj_l % {lanes}]", line)
         lines.append(line)
     rewritten = "\n".join(lines)
     if re.search(r"\b(?:out|cache)\d+\[", rewritten):  # a write elsewhere: keep the element loops
         return None
     read = [name for name in arrays if re.search(rf"\bfj_v_{name}\b", rewritten)]
-    return PassVectors(lines, arrays, read, sorted(set(written)), skip)
+    return PassVectors(lines, arrays, read, sorted(set(written)))
 
 
-def vector_paths(passes: list[PassVectors | None], row_len: int, team: int) -> list[str]:
-    """The vector-path text of each pass of a row kernel: all or none of them ('' each), in
-    one width under one alignment condition, so that every pass gives each thread the same
-    elements of the row (a pass reads the cached values that the thread itself wrote in an
-    earlier one, with no barrier between)."""
+def vector_paths(passes: list[PassVectors | None], fits, loop) -> tuple[int, list[str]]:
+    """(the vector width, the vector-path text of each pass of a reduction kernel): all or
+    none of them ((1, '' each)), in one width under one alignment condition, so that every
+    pass gives each thread the same elements of the row (a pass reads the cached values that
+    the thread itself wrote in an earlier one, with no barrier between).  `fits(width)`:
+    whether the strategy's rows or segments start on vectors of that width; `loop(width, k)`:
+    pass k's template slots `before`, `first`, `end`, `step` (the vector loop's) and `after`."""
     if not passes or any(p is None for p in passes):
-        return [""] * len(passes)
+        return 1, [""] * len(passes)
     itemsizes = [dtype.itemsize for p in passes for _, dtype in p.arrays.values()]
     width = min(MAX_LANES, VECTOR_BYTES // max(itemsizes))
     longest = max(len(p.body) for p in passes)
     while width > 1 and width * longest > MAX_LANE_LINES:
         width //= 2
-    if width < 2 or row_len % width or row_len < team * width:
-        return [""] * len(passes)
+    if width < 2 or not fits(width):
+        return 1, [""] * len(passes)
     pointers = {n: dtype for p in passes for n, (_, dtype) in p.arrays.items() if not n.startswith("cache")}
     aligned = " && ".join(f"fj_aligned<{width * dtype.itemsize}>({n})" for n, dtype in pointers.items()) or "true"
     texts = []
-    for p in passes:
+    for k, p in enumerate(passes):
         def pack(n):
             return f"fj_pack<{ops.ctype(p.arrays[n][1])}, {width}>"
         load = [f"const {pack(n)} fj_v_{n} = fj_load_pack<{width}>({p.arrays[n][0]});" for n in p.read]
         load += [f"{pack(n)} fj_w_{n};" for n in p.written]
         store = [f"fj_store_pack<{width}>({p.arrays[n][0]}, fj_w_{n});" for n in p.written]
-        texts.append(fill("row_vector_path.cu.in", width=width, aligned=aligned, skip=p.skip, load=indent(load, 4),
+        slots = loop(width, k)
+        texts.append(fill("vector_reduce_path.cu.in", width=width, aligned=aligned, load=indent(load, 4),
+                          before=indent([slots["before"]] if slots.get("before") else [], 3),
+                          first=slots["first"], end=slots["end"], step=slots["step"], after=slots["after"],
                           body=indent(p.body, 5), store=indent(store, 4)))
-    return texts
+    return width, texts

@@ -179,6 +179,27 @@ def test_row_vector_path_keeps_every_reduction_exact(x64, dtype, width):
     assert any(re.match(r"ld\.global\.nc\.v[24]\.", op) for op in ops), ops
 
 
+@pytest.mark.parametrize("shape", [(100_003,), (3, 40_000), (3, 40_001)])
+def test_split_reductions_move_16_byte_vectors_in_segments_that_start_on_one(shape):
+    """A few long rows, each cut into segments across blocks: each segment starts on a vector
+    (its length a multiple of 4), the last one's odd end goes through the element loops, and
+    rows start on vectors when 4 divides their length (a single row always does).  The
+    emulation runs the segments with the real grid; a misaligned view runs the element loops."""
+    rng = np.random.default_rng(shape[-1])
+    x = rand(rng, shape, np.float32)
+
+    def f(x):
+        return jnp.sum(x * x, -1), jnp.argmax(x, -1), jnp.min(x, -1)
+    compiled = verify(f, x)
+    sources = "".join(k.source for k in compiled.rendered)
+    vectors = len(shape) == 1 or shape[-1] % 4 == 0
+    assert "rows split across blocks" in sources
+    assert ("fj_load_pack<4>(in0" in sources) == vectors
+    assert ("ld.global.nc.v4.f32" in memory_ops(ptx(compiled))) == vectors
+    misaligned = rand(rng, (x.size + 1,), np.float32)[1:].reshape(shape)
+    verify(f, misaligned)
+
+
 KINDS = {
     "map": (lambda x: x * 2 + 1, (1000,)),
     "rows": (lambda x: jax.nn.softmax(x, -1), (8, 100)),

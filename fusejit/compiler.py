@@ -64,6 +64,7 @@ class Compiled:
     def __post_init__(self):
         self.bound = self.program.bind(self.backend, self.module)
         self.runner = self.program.runner(self.backend, self.bound, self.consts)
+        self.loop_runner = None  # built by `iteration()`, for the programs that loops run
         self.unflatten = list
 
     def set_out_tree(self, tree, key_dtypes=()) -> None:
@@ -84,8 +85,19 @@ class Compiled:
 
     def run_into(self, flat_args, out, workspace=None):
         """Run with the outputs written into `out` (one array or None per output) and the other
-        values into `workspace` (from `workspace()`): what a loop does every iteration."""
+        values into `workspace` (from `workspace()`)."""
         return self.program.run(self.backend, self.bound, flat_args, self.consts, out, workspace)
+
+    def iteration(self):
+        """`run(flat_args, out, workspace)`, what a loop calls every iteration: `run_into` with
+        `out` None or an array for every output and `workspace` from `workspace()`, as one
+        straight-line function (Program.loop_runner), or `run_into` itself when FUSEJIT_DEBUG
+        asks for each launch to be printed."""
+        if config.call_options().debug >= 1:
+            return self.run_into
+        if self.loop_runner is None:
+            self.loop_runner = self.program.loop_runner(self.backend, self.bound, self.consts)
+        return self.loop_runner
 
     def out_of_memory(self, e: MemoryError) -> DeviceMemoryError:
         """The error for a call whose buffers the device could not hold (CuPy's

@@ -172,6 +172,48 @@ class Program:
         """`run(backend, bound, flat_args, const_arrays)` without `out`, `workspace` or debug
         output, as one straight-line function of `flat_args` (what a steady-state call runs):
         no loops over slots, the allocators chosen per buffer size, the input check inline."""
+        scope, body, env = self._begin_runner(backend, const_arrays)
+        for k, (slot, shape, dtype, zero) in enumerate(self.allocs):
+            scope[f"new{k}"] = backend.zeros if zero else backend.allocator(shape, dtype)
+            scope[f"shape{k}"], scope[f"t{k}"] = shape, dtype
+            env[slot] = f"new{k}(shape{k}, t{k})"
+        body.append(f"env = [{', '.join(env)}]")
+        body += self._steps_code(scope, backend, bound)
+        body.append(f"return [{', '.join(self._results_code(scope))}]")
+        return _define(scope, "def run(flat_args):", body)
+
+    def loop_runner(self, backend, bound, const_arrays):
+        """`run(backend, bound, flat_args, const_arrays, out, workspace)` for a loop's
+        iteration, as one straight-line function of (flat_args, out, workspace): `workspace`
+        holds the program's buffers (Program.workspace), `out` is None or an array for every
+        output (written in place).  What a host loop calls once per iteration, where the
+        general `run`'s loops over slots cost several microseconds."""
+        scope, body, env = self._begin_runner(backend, const_arrays)
+        placed: dict = {}
+        for k, o in enumerate(self.outputs):
+            if o[0] == "slot":
+                placed.setdefault(o[1], k)
+        given = list(env)
+        for slot, *_ in self.allocs:
+            env[slot] = f"ws[{slot}]"
+            given[slot] = f"out[{placed[slot]}]" if slot in placed else f"ws[{slot}]"
+        body += ["if out is None:", f"    env = [{', '.join(env)}]", "else:", f"    env = [{', '.join(given)}]"]
+        body += self._steps_code(scope, backend, bound)
+        scope["copyto"] = backend.copyto
+        body += ["if out is None:", f"    return [{', '.join(self._results_code(scope))}]"]
+        for k, o in enumerate(self.outputs):
+            if o[0] == "slot":
+                body.append(f"if env[{o[1]}] is not out[{k}]: copyto(out[{k}], env[{o[1]}])")
+            elif o[0] == "input":
+                body.append(f"copyto(out[{k}], env[{o[1]}])")
+            else:
+                body.append(f"copyto(out[{k}], full((), v{k}, vt{k}))")
+        body.append("return list(out)")
+        return _define(scope, "def run(flat_args, out, ws):", body)
+
+    def _begin_runner(self, backend, const_arrays):
+        """A runner's scope, its first lines (the inputs, checked) and its env (the text of
+        each slot's value: inputs and constants, None for the rest)."""
         scope: dict = {"counter": counter, "asarray": backend.asarray, "copy": backend.copy,
                        "full": backend.full, "launches": self.kernel_launches}
         array_type = getattr(backend, "array_type", None)
@@ -194,11 +236,11 @@ class Program:
         for k, ((slot, _), arr) in enumerate(zip(self.consts, const_arrays)):
             scope[f"c{k}"] = arr
             env[slot] = f"c{k}"
-        for k, (slot, shape, dtype, zero) in enumerate(self.allocs):
-            scope[f"new{k}"] = backend.zeros if zero else backend.allocator(shape, dtype)
-            scope[f"shape{k}"], scope[f"t{k}"] = shape, dtype
-            env[slot] = f"new{k}(shape{k}, t{k})"
-        body.append(f"env = [{', '.join(env)}]")
+        return scope, body, env
+
+    def _steps_code(self, scope, backend, bound) -> list[str]:
+        """The lines running every step on `env`."""
+        body = []
         if self.kernel_launches:
             body.append("counter['kernels'] += launches")
         # Steps of arrays alone (library calls, views) are called with their results unpacked
@@ -221,6 +263,10 @@ class Program:
             body += [f"    {line}" for line in steps]
         else:
             body += steps
+        return body
+
+    def _results_code(self, scope) -> list[str]:
+        """The outputs' expressions (an input's a copy, a literal's a new array)."""
         results = []
         for k, o in enumerate(self.outputs):
             if o[0] == "slot":
@@ -230,12 +276,7 @@ class Program:
             else:
                 scope[f"v{k}"], scope[f"vt{k}"] = o[1], o[2]
                 results.append(f"full((), v{k}, vt{k})")
-        body.append(f"return [{', '.join(results)}]")
-        source = "def run(flat_args):\n" + "".join(f"    {line}\n" for line in body)
-        exec(compile(source, "<fusejit runner>", "exec"), scope)
-        run = scope["run"]
-        run.source = source
-        return run
+        return results
 
     def run(self, backend, bound, flat_args, const_arrays, out=None, workspace=None, debug=None):
         """Run every step and return the outputs.  `out` (a loop body's): one preallocated array
@@ -294,6 +335,15 @@ class Program:
                     value = buf
             results.append(value)
         return results
+
+
+def _define(scope: dict, signature: str, body: list[str]):
+    """The function `signature` with `body`, compiled in `scope`; its text as `.source`."""
+    source = signature + "\n" + "".join(f"    {line}\n" for line in body)
+    exec(compile(source, "<fusejit runner>", "exec"), scope)
+    run = scope["run"]
+    run.source = source
+    return run
 
 
 def build_program(graph, plan, rendered, device: DeviceInfo, ops: dict | None = None) -> Program:

@@ -114,11 +114,12 @@ class HostScan:
         arrays, buffers, ys, workspaces = state
         nc, nk = self.nc, self.nk
         consts, carry, xs = list(arrays[:nc]), list(arrays[nc:nc + nk]), arrays[nc + nk:]
+        runs = {id(c): c.iteration() for c in self.children}
         for step, (body, t, count) in enumerate(self.schedule()):
             # x[t, ...] is a view even when x[t] would be a scalar (an array of one dimension)
             at = (t, Ellipsis) if count == 1 and body is self.body else slice(t, t + count)
             out = buffers[step % 2] + [y[at] for y in ys]
-            body.run_into(consts + carry + [x[at] for x in xs], out, workspaces[id(body)])
+            runs[id(body)](consts + carry + [x[at] for x in xs], out, workspaces[id(body)])
             carry = buffers[step % 2]
 
     def describe(self) -> str:
@@ -143,8 +144,9 @@ class WhileLoop:
         buffers = loop_buffers(backend, self.eqn.outputs, 2)
         cond_space, body_space = self.cond.workspace(), self.body.workspace()
         step = 0
-        while backend.item(self.cond.run_into(cond_consts + carry, None, cond_space)[0]):
-            self.body.run_into(body_consts + carry, buffers[step % 2], body_space)
+        cond, body = self.cond.iteration(), self.body.iteration()
+        while backend.item(cond(cond_consts + carry, None, cond_space)[0]):
+            body(body_consts + carry, buffers[step % 2], body_space)
             carry = buffers[step % 2]
             step += 1
         return fresh_outputs(backend, carry, arrays)

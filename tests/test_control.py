@@ -195,6 +195,34 @@ def test_host_loop_allocates_nothing_per_iteration(monkeypatch):
     assert allocations(10) == allocations(40)
 
 
+def test_host_loop_iterations_run_straight_line_runners(monkeypatch, x64):
+    """Each iteration of a host loop calls its body's straight-line runner
+    (Program.loop_runner), with outputs of every kind: computed by a kernel (written in place),
+    a carry passed through (copied), a literal (filled), a predicate with no `out`.  The same
+    results with FUSEJIT_DEBUG=1, where iterations take the general Program.run."""
+    def f(x, n):
+        def body(c, _):
+            a, b = c
+            return (jnp.sort(a[::-1] * 0.5 + 1.0), b), (a.sum(), jnp.float32(2.5), b)
+        ys = lax.scan(body, (x, x[0] * 2), None, length=7)
+        w = lax.while_loop(lambda c: jnp.max(c[1]) < n, lambda c: (c[0], jnp.sort(c[1]) * 2.0 + 1.0), (x[0], x))
+        return ys, w
+
+    rng = np.random.default_rng(23)
+    x, n = np.abs(rand(rng, (5, 6), np.float32)) + 0.5, np.float32(300.0)
+    compiled = verify(f, x, n, scan="loop", backends=("host",))
+    loops = [s.op for s in compiled.program.steps if isinstance(s, launch.Call) and hasattr(s.op, "children")]
+    assert len(loops) == 2 and all(c.loop_runner is not None for loop in loops for c in loop.children)
+    assert {"slot", "input", "literal"} <= {o[0] for loop in loops for c in loop.children for o in c.program.outputs}
+    assert all("for " not in c.loop_runner.source for loop in loops for c in loop.children)
+    jitted = fusejit.jit(f, scan="loop")
+    fast = jitted(x, n)
+    monkeypatch.setenv("FUSEJIT_DEBUG", "1")
+    slow = jitted(x, n)
+    for a, b in zip(jax.tree_util.tree_leaves(fast), jax.tree_util.tree_leaves(slow)):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_hoisting_moves_the_lu_factorisation_out_of_the_loop(x64):
     """solve(A, x) with A an argument the loop does not change: lu(A) runs once, before the
     loop; as_text shows it.  (With A a captured constant, lu(A) is folded: tests/test_fold.py.)"""

@@ -596,6 +596,7 @@ def render_columns(w, block: int):
                        + red.merge(f"acc{k}", f"arg{k}", f"part{k}[y][c]", f"part_arg{k}[y][c]"))
     body = w.body
     periodic = periodic_columns(w, spec, reds, body)
+    registers = column_registers(w, spec, reds, ix)
     stores = row_stores(w, spec, reds, ix)
     params = scalar_params(w, spec, [Param("scalar", "segments", w.index_ctype, value=None)] + scratch
                            + [Param("scratch", "tickets", "unsigned int*", dtype=np.dtype(np.uint32), extent="tiles",
@@ -605,9 +606,31 @@ def render_columns(w, block: int):
         shared=indent(shared, 1), init=indent(init, 3), body=indent(body, 4), combine=indent(combine, 3),
         publish=indent(publish, 4), finish=indent(finish, 5), stores=indent(stores, 4),
         finish_stores=indent(stores, 5), periodic=periodic,
-        periodic_end="#endif  // FJ_PERIODIC_ROWS\n" if periodic else "")
+        periodic_end="#endif  // FJ_PERIODIC_ROWS\n" if periodic else "",
+        registers=registers, registers_end="#endif  // FJ_COLUMN_REGISTERS\n" if registers else "")
     layout = Layout("columns", spec.size, reduce_count(spec))
     return RenderedKernel(spec, source, tuple(params), w.index64, w.loads, len(spec.outputs), block, layout)
+
+
+def column_registers(w, spec, reds, ix) -> str:
+    """The GPU's loop of a column reduction with each thread's partials in registers, FJ_LANES
+    of them per reduction (kernels/column_registers.cu.in); '' where they would not fit a
+    thread's registers (the loop that accumulates in shared memory then runs)."""
+    from .codegen import indent
+    words = sum(GPU_LANES * (-(-red.acc_dtype.itemsize // 4) + (-(-red.out.dtype.itemsize // 4) if red.is_arg else 0))
+                for red in reds)
+    if words > LANE_REGISTERS:
+        return ""
+    body, tail = lane_bodies(w, reds, ix, {})
+    init, finish = [], []
+    for red in reds:
+        init += red.declare_lanes(tail=True)
+        finish += red.fold_lanes(tail=True)
+        finish.append(f"part{red.k}[ty][c] = acc{red.k};")
+        if red.is_arg:
+            finish.append(f"part_arg{red.k}[ty][c] = arg{red.k};")
+    return fill("column_registers.cu.in", init=indent(init, 3), body=indent(body, 5), tail=indent(tail, 4),
+                finish=indent(finish, 3))
 
 
 # ---------------- strategy: rows split across blocks ----------------

@@ -48,9 +48,11 @@
     if (const int width = 1; true)
 #define FJ_TILE_FULL(width, lanes) ((void)(width), true)
 
-// Column reductions: a tile of 32 outputs per block of 256 threads, in 8 slices.
+// Column reductions: a tile of 32 outputs per block of 256 threads, in 8 slices; each thread
+// keeps its column's partial in FJ_LANES registers, FJ_LANES rows' loads in flight.
 #define FJ_COLUMNS 32
 #define FJ_COLUMN_SLICES 8
+#define FJ_COLUMN_REGISTERS 1
 
 // Rows loop, in two parts so that the host can compute a row's own values once per row
 // between them: FJ_ROW_SEGMENTS is the grid-stride loop of FJ_GRID_LOOP_FROM over elements

@@ -218,6 +218,7 @@ static inline T __shfl_sync(unsigned, T value, int, int = 32) { return value; }
 // the tile is a long contiguous run (HOST_COLUMNS of fusejit/backends/host.py).
 #define FJ_COLUMNS 4096
 #define FJ_COLUMN_SLICES 1
+#define FJ_COLUMN_REGISTERS 0  // a row of the tile at a time: partials in memory, a vector loop
 
 // Row groups of rows read straight from an input: max, min, argmax, argmin without gathers.
 #include "row_windows.h"

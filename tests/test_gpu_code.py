@@ -200,6 +200,44 @@ def test_split_reductions_move_16_byte_vectors_in_segments_that_start_on_one(sha
     verify(f, misaligned)
 
 
+def loop_containing(text: str, needle: str) -> list[str]:
+    """The instructions of the innermost loop (label to branch back) around the first line
+    holding `needle`."""
+    lines = [line.strip() for line in text.splitlines()]
+    at = next(k for k, line in enumerate(lines) if needle in line)
+    for start in range(at, -1, -1):
+        if lines[start].startswith("$L"):
+            label = lines[start].rstrip(":")
+            end = next((k for k in range(at, len(lines)) if lines[k].endswith(f"{label};")), None)
+            if end is not None:
+                return lines[start + 1:end + 1]
+    raise AssertionError(f"no loop around {needle}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int32])
+def test_column_reductions_keep_partials_in_registers_with_four_loads_in_flight(dtype):
+    """A sum (and argmax) down the columns: each GPU thread walks its column into FJ_LANES
+    registers, 4 rows a step, so its loop holds 4 independent loads and no shared memory
+    (the partials went through shared memory per element before: one load in flight per
+    thread, a load-add-store chain).  The emulation runs that loop (verify)."""
+    x = np.abs(rand(np.random.default_rng(9), (1001, 300), dtype))  # sums without cancellation
+    compiled = verify(lambda x: (jnp.sum(x * 2, 0), jnp.argmax(x, 0)), x)
+    (source,) = compiled.modules()
+    assert "#if FJ_COLUMN_REGISTERS" in source
+    loop = loop_containing(ptx(compiled), "ld.global.nc")
+    loads = [op for op in loop if op.startswith("ld.global")]
+    assert len(loads) == 4 and not [op for op in loop if ".shared" in op], "\n".join(loop)
+
+
+def test_column_reductions_with_too_many_partials_for_registers_accumulate_in_shared_memory(x64):
+    """Twelve float64 reductions down the columns would hold 96 registers of partials: the
+    kernel keeps only the loop that accumulates in shared memory, and spills nothing."""
+    x = rand(np.random.default_rng(10), (77, 40), np.float64)
+    compiled = verify(lambda x: [jnp.sum(x * k, 0) for k in range(1, 13)], x)
+    sources = list(compiled.modules())
+    assert not any("#if FJ_COLUMN_REGISTERS" in s for s in sources)
+
+
 KINDS = {
     "map": (lambda x: x * 2 + 1, (1000,)),
     "rows": (lambda x: jax.nn.softmax(x, -1), (8, 100)),

@@ -14,7 +14,7 @@ import numpy as np
 
 import fusejit
 
-from . import hlo, latency
+from . import gpu_code, hlo, latency
 from .timing import Settings, Timing, measure_all
 from .workloads import Workload
 
@@ -151,7 +151,9 @@ def _run(w, dev, cfg, bandwidth, step, record):
     # call otherwise runs in the interpreter while they compile (the latency children measure
     # first calls, each in a fresh process).
     step("compile")
-    fj.lower(*inputs.device[0])
+    compiled = fj.lower(*inputs.device[0])
+    step("GPU code (NVRTC)")
+    record["gpu_code"] = gpu_code.inspect(compiled)
 
     step("check vs jax.jit")
     outputs = check_outputs(fj, w, dev, inputs)

@@ -21,6 +21,7 @@ def workload(name, fusejit_s, jax_s, cold=(0.1, 0.1), warm=0.01):
             "time_s": {"fusejit": fusejit_s, "jax": jax_s, "eager": 1.0},
             "speedup_vs_jax": jax_s / fusejit_s, "speedup_vs_eager": 1.0 / fusejit_s,
             "bandwidth_fraction": {"fusejit": 0.5, "jax": 0.25, "eager": 0.1},
+            "gpu_code": {"kernels": 2, "vector_kernels": 1, "bounded": 2, "spill_bytes": 0},
             "latency": {"fusejit_cold": phase(cold[0]), "fusejit_warm": phase(warm),
                         "jax_cold": phase(cold[1]), "jax_warm": phase(0.05), "jax_default": phase(0.06)}}
 
@@ -45,13 +46,24 @@ def holds(res):
 
 def test_every_target_holds_on_a_good_run():
     res = results(workload("a", 1.0, 2.0), workload("b", 1.0, 3.0))
-    assert holds(res) == [True, True, True, True, True, None, None, None]
+    assert holds(res) == [True, True, True, True, True, None, True, None]
     got = by_name(res)
     assert got[NAMES[0]]["figure"] == "2/2 faster"
     assert got[NAMES[1]]["value"] == pytest.approx(math.sqrt(6))
     assert got[NAMES[5]]["note"] == "GPU target; CPU run"
-    assert "tests/test_gpu_code.py" in got[NAMES[6]]["note"]
+    assert got[NAMES[6]]["figure"] == "2/4 kernels move vectors (2/2 workloads); launch bounds 4/4; 0 bytes spilled"
     assert got[NAMES[7]]["note"].startswith("GPU only")
+
+
+def test_gpu_code_target_fails_on_a_spill_or_a_kernel_without_bounds_and_says_when_nvrtc_is_missing():
+    spilling, unbounded, plain = workload("a", 1.0, 2.0), workload("b", 1.0, 2.0), workload("c", 1.0, 2.0)
+    spilling["gpu_code"] = dict(spilling["gpu_code"], spill_bytes=8)
+    unbounded["gpu_code"] = dict(unbounded["gpu_code"], bounded=1)
+    assert by_name(results(spilling, plain))[NAMES[6]]["holds"] is False
+    assert by_name(results(unbounded, plain))[NAMES[6]]["holds"] is False
+    plain["gpu_code"] = {"error": "NVRTC is not available: install fusejit[cuda12]"}
+    got = by_name(results(plain))[NAMES[6]]
+    assert got["holds"] is None and got["note"].startswith("NVRTC is not available")
 
 
 def test_one_slower_workload_breaks_every_workload_but_not_the_geomean():
@@ -149,6 +161,8 @@ def test_the_benchmark_writes_every_target_to_json(quick_run):
         assert got[name]["holds"] is not None, got[name]
     if res["device"]["kind"] == "cpu":
         assert got[NAMES[5]]["holds"] is None and got[NAMES[5]]["note"] == "GPU target; CPU run"
+    assert got[NAMES[6]]["holds"] is True, got[NAMES[6]]  # the PTX of the run's own kernels
+    assert all(r["gpu_code"]["kernels"] >= 1 for r in res["workloads"])
 
 
 def test_ulp_sweep_checks_every_nth_float(capsys):

@@ -32,7 +32,9 @@ def vector_path(w, body: list[str], own: str = "i", inner: int | None = None) ->
     """(the vector-path text for the template's `vector` slot, the element loop's start,
     lanes per thread): ('', '0', 1) when the kernel has no vector path.  `own` is the text of
     the kernel's own flat address in `body`; `inner`, for a kernel over rows (`row`, `col`),
-    the row length, which the lanes must divide (a vector never crosses a row)."""
+    the row length, at least the lanes: a vector's lanes are one row's columns where the
+    lanes divide it, and otherwise pass into the next row at most once (a compare and two
+    selects per lane, still one division per vector)."""
     spec = w.spec
     stores = [re.match(r"out(\d+)\[(.*?)\] = ", line) for line in body if line.startswith("out")]
     if not stores or any(m is None or m.group(2) != own for m in stores) or len(body) > MAX_BODY_LINES:
@@ -43,18 +45,27 @@ def vector_path(w, body: list[str], own: str = "i", inner: int | None = None) ->
     arrays = ([(f"in{k}", spec.sources[k].dtype) for k in loaded]
               + [(f"out{k}", v.dtype) for k, v in enumerate(spec.outputs)])
     width = lanes([dtype.itemsize for _, dtype in arrays])
-    while width > 1 and width * len(body) > MAX_LANE_LINES:
+    # Lanes that may pass into the next row hold their own row and column: half the budget
+    # (a window sum of 27 lines in 4 such lanes spilled at 127 registers).
+    def budget(width):
+        return MAX_LANE_LINES if inner is None or inner % width == 0 else MAX_LANE_LINES // 2
+    while width > 1 and width * len(body) > budget(width):
         width //= 2
-    if width < 2 or (inner is not None and inner % width):
+    if width < 2 or (inner is not None and inner < width):
         return "", "0", 1
     for k in loaded:
         text = re.sub(rf"\bin{k}{address}", f"fj_v_in{k}.v[lane]", text)
     text = re.sub(rf"^out(\d+){address} = ", r"fj_v_out\1.v[lane] = ", text, flags=re.M)
     if inner is None:
         step, lane = [], ["const idx_t i = i0 + (idx_t)lane;"]
-    else:  # one division per vector: its lanes are consecutive columns of one row
+    elif inner % width == 0:  # one division per vector: its lanes are consecutive columns of one row
         step = ["const idx_t row = i0 / inner;", "const idx_t col0 = i0 - row * inner;"]
         lane = ["const idx_t col = col0 + (idx_t)lane;"]
+    else:  # one division per vector, whose lanes may pass into the next row (at most once: inner >= width)
+        step = ["const idx_t fj_row0 = i0 / inner;", "const idx_t fj_col0 = i0 - fj_row0 * inner;"]
+        lane = ["const idx_t fj_col = fj_col0 + (idx_t)lane;", "const bool fj_next = fj_col >= inner;",
+                "const idx_t row = fj_next ? fj_row0 + 1 : fj_row0;",
+                "const idx_t col = fj_next ? fj_col - inner : fj_col;"]
     load = [f"const fj_pack<{ops.ctype(spec.sources[k].dtype)}, {width}> fj_v_in{k} = "
             f"fj_load_pack<{width}>(in{k} + i0);" for k in loaded]
     load += [f"fj_pack<{ops.ctype(v.dtype)}, {width}> fj_v_out{k};" for k, v in enumerate(spec.outputs)]

@@ -112,20 +112,21 @@ def test_misaligned_views_and_odd_tails_on_the_vector_path(n, offset):
     verify(lambda x, y: (x - 2 * y, jnp.exp(x)), x, y)
 
 
-@pytest.mark.parametrize("cols", [16, 36, 37, 64, 1000])
+@pytest.mark.parametrize("cols", [16, 17, 36, 37, 64, 1000, 1001])
 def test_rows_kernels_vectorise_when_the_row_length_allows(cols):
     """A map over rows (of any length, powers of two too: an operand broadcast along the rows
     is read at the column, contiguous, not gathered at a flat index modulo the row): vectors
-    of 4 columns when 4 divides the row (one division per vector, never crossing a row),
-    element loads otherwise."""
+    of 4 elements for rows of 4 or more, one division per vector; where 4 does not divide
+    the row a vector's lanes may pass into the next row (a compare and two selects per
+    lane)."""
     rng = np.random.default_rng(cols)
     m, r = rand(rng, (65, cols), np.float32), rand(rng, (cols,), np.float32)
     compiled = verify(lambda m, r: jnp.tanh(m * r + 1.0) - r[None, :] * 0.5, m, r)
     (kernel,) = compiled.rendered
     assert "FJ_ROW_SEGMENTS(" in kernel.source and "in1[col]" in kernel.source
-    assert ("fj_load_pack<4>(in0 + i0)" in kernel.source) == (cols % 4 == 0)
-    if cols % 4 == 0:
-        assert {"ld.global.nc.v4.f32", "st.global.v4.f32"} <= memory_ops(ptx(compiled))
+    assert "fj_load_pack<4>(in0 + i0)" in kernel.source
+    assert ("fj_next" in kernel.source) == (cols % 4 != 0)
+    assert {"ld.global.nc.v4.f32", "st.global.v4.f32"} <= memory_ops(ptx(compiled))
     misaligned = rand(rng, (65 * cols + 1,), np.float32)[1:].reshape(65, cols)
     verify(lambda m, r: m * r - 1.0, misaligned, r)
 

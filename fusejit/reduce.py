@@ -302,18 +302,22 @@ def lane_bodies(w, reds, ix, results) -> list[list[str]]:
     return bodies
 
 
+def lane_words(red) -> int:
+    """32-bit registers a GPU thread holds for one reduction's GPU_LANES accumulators (and
+    their positions, for argmax and argmin)."""
+    return GPU_LANES * (-(-red.acc_dtype.itemsize // 4) + (-(-red.out.dtype.itemsize // 4) if red.is_arg else 0))
+
+
 def check_registers(spec, reds) -> None:
     """Raise NotPersistent when the reductions' accumulator lanes would not stay in a GPU
     thread's registers (ptxas would spill them to local memory): the planner then gives the
     kernel fewer reductions."""
-    def words(red):
-        return GPU_LANES * (-(-red.acc_dtype.itemsize // 4) + (-(-red.out.dtype.itemsize // 4) if red.is_arg else 0))
-    total = sum(words(red) for red in reds)
+    total = sum(lane_words(red) for red in reds)
     if total <= LANE_REGISTERS:
         return
     fit, used = 0, 0
     for red in reds:
-        used += words(red)
+        used += lane_words(red)
         if used > LANE_REGISTERS:
             break
         fit += 1
@@ -617,9 +621,7 @@ def column_registers(w, spec, reds, ix) -> str:
     of them per reduction (kernels/column_registers.cu.in); '' where they would not fit a
     thread's registers (the loop that accumulates in shared memory then runs)."""
     from .codegen import indent
-    words = sum(GPU_LANES * (-(-red.acc_dtype.itemsize // 4) + (-(-red.out.dtype.itemsize // 4) if red.is_arg else 0))
-                for red in reds)
-    if words > LANE_REGISTERS:
+    if sum(lane_words(red) for red in reds) > LANE_REGISTERS:
         return ""
     body, tail = lane_bodies(w, reds, ix, {})
     init, finish = [], []

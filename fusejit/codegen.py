@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from . import ops
+from . import indexvalues, ops
 from .errors import UnsupportedError
 from .fusion import KernelSpec, NotPersistent
 from .indexing import (Affine, Sym, aff, clamp, delin, delinearize, linearize, loop_symbol, runtime_value)
@@ -138,6 +138,7 @@ class KernelWriter:
         self.computed: list[Var] = []   # the values computed, in order
         self.results: set[int] = set()  # ids of values the kernel computes outside the fused loop
         self.cache = None  # a hook for what some kernels keep elsewhere (reduce.RowCache, devloop.LoopSources)
+        self.affine: dict[str, Affine] = {}  # C values known as affine functions of the loop symbols (indexvalues)
 
     # ---- statements ----
     def emit(self, prefix: str, ctype: str, expr: str, comment: str = "", invariant: bool = False,
@@ -419,10 +420,13 @@ def operand_index(a, out, idx) -> tuple:
 def elementwise_rule(w: KernelWriter, eqn, pos, idx) -> str:
     out = eqn.outputs[0]
     args = [w.read(a, operand_index(a, out, idx)) for a in eqn.inputs]
+    decided, form = indexvalues.evaluate(w, eqn, args)
+    if decided is not None:
+        return indexvalues.note(w, decided, form)
     expr = ops.ELEMENTWISE[eqn.primitive](args, [a.dtype for a in eqn.inputs], out.dtype, eqn.params)
     invariant = w.is_invariant(*args)
-    return w.emit("v", ops.ctype(out.dtype), expr, eqn.primitive, invariant=invariant,
-                  row_level=not invariant and w.is_row_level(*args))
+    return indexvalues.note(w, w.emit("v", ops.ctype(out.dtype), expr, eqn.primitive, invariant=invariant,
+                                      row_level=not invariant and w.is_row_level(*args)), form)
 
 
 def integer_pow_rule(w: KernelWriter, eqn, pos, idx) -> str:
@@ -514,9 +518,10 @@ def iota_rule(w, eqn, pos, idx):
     out = eqn.outputs[0]
     e = idx[eqn.params["dimension"]]
     t = ops.ctype(out.dtype)
+    form = e if indexvalues.fits(e, out.dtype) else None
     if e.is_const:
-        return ops.c_literal(e.const, out.dtype)
-    return w.emit("v", t, f"({t}){w.index(e)}", "iota")
+        return indexvalues.note(w, ops.c_literal(e.const, out.dtype), form)
+    return indexvalues.note(w, w.emit("v", t, f"({t}){w.index(e)}", "iota"), form)
 
 
 def select_piece(w, e, pieces, out_dtype, primitive) -> str:
@@ -587,7 +592,11 @@ def pad_rule(w, eqn, pos, idx):
 
 
 def start_index(w, value: str, dtype, hi: int, primitive: str) -> Affine:
-    """A window start read from data (`value`, of `dtype`), clamped to [0, hi] as XLA does."""
+    """A window start read from data (`value`, of `dtype`), clamped to [0, hi] as XLA does
+    (at compile time where the value's affine form is known: indexvalues)."""
+    form = w.affine.get(value)
+    if form is not None:
+        return clamp(form, 0, max(hi, 0))
     name = w.emit("j", "idx_t", f"(idx_t)fj_start_index({value}, (long long){hi})", primitive,
                   w.is_invariant(value))
     return runtime_value(name, 0, max(hi, 0))
@@ -624,7 +633,9 @@ def gather_rule(w, eqn, pos, idx):
         value = w.read(indices, tuple(batch_idx) + (aff(k),))
         hi = operand.shape[d] - sizes[d]
         op_index[d] = op_index[d] + start_index(w, value, indices.dtype, hi, "gather")
-        fits.append(f"fj_index_fits({value}, (long long){hi})")
+        form = w.affine.get(value)
+        if form is None or form.lo < 0 or form.hi > hi:  # not proven to fit
+            fits.append(f"fj_index_fits({value}, (long long){hi})")
         values.append(value)
     result = w.read(operand, tuple(op_index))
     if not is_fill_or_drop(eqn) or not fits:

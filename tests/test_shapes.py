@@ -150,8 +150,9 @@ def test_transposed_reads_take_tiles_on_the_host(shape, x64, tmp_path):
     """A map that reads an operand transposed takes its output in 16 x 16 tiles on the host,
     each transposed operand's tile moved through registers (fusejit/transposes.py): a.T with a
     producer and a broadcast, two operands transposed, one also read as it is, 4-byte ints; a
-    transpose of the last two axes of a stack of matrices (batches of tiles); rows and columns
-    past the last whole tile element by element; 8-byte elements in four 8 x 8 transposes."""
+    transpose of the last two axes of a stack of matrices (batches of tiles); columns past the
+    last whole tile in a tile of fewer columns, rows past it element by element; 8-byte
+    elements in four 8 x 8 transposes."""
     r = rng(50 + shape[1])
     a, b = rand(r, shape, np.float32), rand(r, shape, np.float32)
     i = rand(r, shape, np.int32)
@@ -168,6 +169,8 @@ def test_transposed_reads_take_tiles_on_the_host(shape, x64, tmp_path):
     assert sum(source.count("fj_transpose16(") for source in tiled) >= 4, [k.source for k in compiled.rendered]
     assert any("fj_transpose16(fj_ttile1" in source for source in tiled)  # two operands in one kernel
     assert any("fj_tb" in source for source in tiled)  # the stack's batches
+    # the output's columns past the last whole tile: a tile of fewer columns (shape[0] % 16)
+    assert any(f"a tile of {shape[0] % 16} columns" in source for source in tiled) == (shape[0] % 16 != 0)
     run_host_under_asan(compiled, (a, b, i, v, s, square), tmp_path)  # the tiles and edges stay in bounds
 
     compiled = verify(lambda d, q: (d.T * 2, jnp.swapaxes(q, 0, 1) + 1), a.astype(np.float64),

@@ -71,8 +71,9 @@ def test_decided_compares_selects_and_extremes_as_values(x64):
         n = a.shape[1]
         i = lax.broadcasted_iota(jnp.int32, a.shape, 1)
         decided = jnp.where(i < n, a, 0) + jnp.minimum(i, n + 5) + jnp.maximum(i - n, -1) + i % (n + 1)
-        undecided = jnp.where(i < n // 2, a, 1) * (i % 3) + jnp.minimum(i, n // 2) + (i > 2)
-        return decided, undecided, (i * 7 - 3).astype(jnp.int8)
+        flags = [i == n, i != -1, i >= 0, i <= n - 1, i > -1, -i > 0, (i * 2 + 1) == 0]
+        undecided = jnp.where(i < n // 2, a, 1) * (i % 3) + jnp.minimum(i, n // 2) + (i > 2) + (i == 2)
+        return decided, undecided, (i * 7 - 3).astype(jnp.int8), jnp.stack(flags), (i - 5).astype(jnp.uint8)
     for k, shape in enumerate(SHAPES):
         compiled = verify(f, rand(np.random.default_rng(k), shape, np.float32))
         if shape[1] > 3:  # the rem it cannot decide is computed

@@ -76,6 +76,8 @@ CASES = {
     "causal_softmax": (lambda a: jax.nn.softmax(jnp.where(jnp.tril(jnp.ones(a.shape, bool)), a / 8.0, -1e9), axis=1),
                        "wide"),
     "layernorm": (lambda a: (a - a.mean(1, keepdims=True)) / jnp.sqrt(a.var(1, keepdims=True) + 1e-5), "wide"),
+    # normalised over the rows (a batch norm's statistics): a square root per column
+    "batch_norm": (lambda a: (a - a.mean(0)) * lax.rsqrt(a.var(0) + 1e-5), "wide"),
     "cumsum_ax1": (lambda a: jnp.cumsum(a, axis=1), "wide"), "cumsum_ax0": (lambda a: jnp.cumsum(a, axis=0), "wide"),
     "sort_ax1": (lambda a: jnp.sort(a, axis=1), "wide"), "top_k": (lambda a: lax.top_k(a, 5)[0], "wide"),
     "matmul": (lambda a: a @ a[: a.shape[1]].T, "wide"),

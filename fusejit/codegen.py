@@ -31,6 +31,7 @@ from .halftiles import half_tile_path
 from .streamstores import stream_path
 from .periodic import periodic_path
 from .transposes import transposes_path
+from .columnvalues import column_values_path
 from .vectorize import GRID_MARGIN, vector_path
 from .windowmaps import WINDOW_REDUCTIONS, reduce_window_rule
 
@@ -327,8 +328,10 @@ class KernelWriter:
         halves = "" if tiles or pieces else half_tile_path(self, self.body, own, inner)
         stream = "" if tiles or halves else stream_path(self, self.body, own, inner)
         pieces = "" if stream else pieces
-        if vector or stream or pieces or tiles or halves:  # paths that leave the element loop the elements from fj_from on
-            vector, start = "  idx_t fj_from = 0;\n" + vector + (tiles or halves or stream or pieces), "fj_from"
+        columns = ("" if tiles or halves or stream or pieces or not inner
+                   else column_values_path(row_body, element_body, inner))
+        if vector or stream or pieces or tiles or halves or columns:  # paths that leave the element loop the elements from fj_from on
+            vector, start = "  idx_t fj_from = 0;\n" + vector + (tiles or halves or stream or pieces or columns), "fj_from"
         min_blocks = 1 if len(self.body) > LONG_BODY_LINES else MIN_BLOCKS
         source = fill_kernel(
             self, "elementwise_rows.cu.in" if inner else "elementwise.cu.in",
@@ -340,7 +343,8 @@ class KernelWriter:
             stream_end=(f"#endif  // {tiles.split(None, 2)[1]}\n" if tiles else
                         "#endif  // FJ_HALF_TILES\n" if halves else
                         "#endif  // FJ_STREAM_STORES\n" if stream else
-                        "#endif  // FJ_COLUMN_PIECES\n" if pieces else ""))
+                        "#endif  // FJ_COLUMN_PIECES\n" if pieces else
+                        "#endif  // FJ_COLUMN_VALUES\n" if columns else ""))
         return RenderedKernel(spec, source, tuple(params), self.index64,
                               self.loads, len(spec.outputs), block, Layout("map", n, width))
 

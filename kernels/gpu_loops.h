@@ -24,6 +24,8 @@
 #define FJ_COLUMN_PIECES 0
 // And the row groups of short-row kernels: a GPU gives each row a team of threads instead.
 #define FJ_ROW_GROUPS 0
+// And the column values of map kernels over rows: a GPU thread computes few elements.
+#define FJ_COLUMN_VALUES 0
 // And the transposed tiles of map kernels: a warp's loads of a column are 32 lines anyway.
 #define FJ_TRANSPOSE_TILES 0
 // And the periodic rows of maps over short rows: a GPU thread's loads are one element each.

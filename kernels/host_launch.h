@@ -223,6 +223,11 @@ static inline T __shfl_sync(unsigned, T value, int, int = 32) { return value; }
 // Row groups of rows read straight from an input: max, min, argmax, argmin without gathers.
 #include "row_windows.h"
 
+// Column values: a map kernel over rows computes what depends on the column alone (a batch
+// norm's rsqrt of each column's variance) once per column, into arrays on the stack, before
+// the rows (fusejit/columnvalues.py).  The GPU and the emulation compute it per element.
+#define FJ_COLUMN_VALUES 1
+
 // Transposed tiles: a map kernel that reads an operand transposed takes its output 16 x 16
 // elements at a time, each transposed operand's tile moved through registers
 // (fusejit/transposes.py).  The GPU and the emulation run the rows loop.

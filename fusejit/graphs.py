@@ -73,13 +73,16 @@ class Replayed:
                     kernels = launch.counter["kernels"] - before["kernels"]
                     launch.counter.clear()
                     launch.counter.update(before)
-                entry = self.captured[key] = (staged, results, replay, kernels)
+                # A CUDA graph holds the addresses of the loop's buffers, not the buffers: the
+                # entry keeps `state` (the carries' other buffer, each body's workspace), or
+                # the memory pool would hand them to other arrays that replays then overwrite.
+                entry = self.captured[key] = (staged, results, replay, kernels, state)
                 launch.counter["captures"] += 1
                 config.debug(1, f"loop captured for replay: {kernels} kernel launch(es) on {backend.name}")
             else:
                 for buffer, a in zip(entry[0], arrays):
                     backend.copyto(buffer, a)
-            staged, results, replay, kernels = entry
+            staged, results, replay, kernels, _ = entry
             replay()
             launch.counter["kernels"] += kernels
             launch.counter["replays"] += 1

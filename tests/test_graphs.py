@@ -2,13 +2,17 @@
 here FUSEJIT_GRAPHS=1 runs the same path on the CPU backends (the captured function is run
 again), so the loop's own buffers, the copies in and out and the launch counts are tested
 against jax.jit with fresh inputs on every call."""
+import gc
+import weakref
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax import lax
 
 import fusejit
-from fusejit import graphs, launch
+from fusejit import graphs, launch, steps
+from fusejit.backends.host import HostBackend
 from helpers import rand, verify
 
 
@@ -95,3 +99,32 @@ def test_a_failed_capture_warns_and_runs_the_loop_launch_by_launch(monkeypatch):
         report = fusejit.check(f, *scan_args(6))
     assert report.ok, report
     assert counts(f, *scan_args(7))["replays"] == 0
+
+
+def test_the_loops_buffers_live_as_long_as_its_captured_graph(monkeypatch):
+    """A CUDA graph holds the addresses of the loop's buffers, not the buffers: the carries'
+    other buffer and each body's workspace must live as long as the capture, or the memory
+    pool hands them to other arrays that each replay overwrites.  Here a capture that keeps
+    nothing of the function it captured, as CUDA's keeps nothing of the Python that launched,
+    and weak references to every buffer the loop allocated."""
+    monkeypatch.setenv("FUSEJIT_GRAPHS", "1")
+    allocated = []
+    allocate = steps.HostScan.allocate
+
+    def watched(self, backend, arrays):
+        state, results = allocate(self, backend, arrays)
+        _, buffers, ys, workspaces = state
+        arrays_ = [*(b for pair in buffers for b in pair), *ys, *(a for w in workspaces.values() for a in w.values())]
+        allocated.extend(weakref.ref(a) for a in arrays_)
+        return state, results
+
+    def capture(self, fn):
+        fn()  # CUDA records these launches; here they run, once
+        return lambda: None
+
+    monkeypatch.setattr(steps.HostScan, "allocate", watched)
+    monkeypatch.setattr(HostBackend, "capture", capture)
+    f = fusejit.jit(coupled_scan, scan="loop")
+    f(*scan_args(0))
+    gc.collect()
+    assert len(allocated) > 3 and all(r() is not None for r in allocated)

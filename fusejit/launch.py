@@ -187,10 +187,8 @@ class Program:
         iteration, as one straight-line function of (flat_args, out, workspace): `workspace`
         holds the program's buffers (Program.workspace), `out` is None or an array for every
         output (written in place).  What a host loop calls once per iteration, where the
-        general `run`'s loops over slots cost several microseconds.  Its inputs are the loop's:
-        the call's arrays (converted by the call's own runner), views of them at an
-        iteration, and the loop's buffers, so they are not checked again."""
-        scope, body, env = self._begin_runner(backend, const_arrays, checked=True)
+        general `run`'s loops over slots cost several microseconds."""
+        scope, body, env = self._begin_runner(backend, const_arrays)
         placed: dict = {}
         for k, o in enumerate(self.outputs):
             if o[0] == "slot":
@@ -213,10 +211,9 @@ class Program:
         body.append("return list(out)")
         return _define(scope, "def run(flat_args, out, ws):", body)
 
-    def _begin_runner(self, backend, const_arrays, checked: bool = False):
-        """A runner's scope, its first lines (the inputs, converted where they are not arrays
-        the kernels take, unless `checked`) and its env (the text of each slot's value: inputs
-        and constants, None for the rest)."""
+    def _begin_runner(self, backend, const_arrays):
+        """A runner's scope, its first lines (the inputs, checked) and its env (the text of
+        each slot's value: inputs and constants, None for the rest)."""
         scope: dict = {"counter": counter, "asarray": backend.asarray, "copy": backend.copy,
                        "full": backend.full, "launches": self.kernel_launches}
         array_type = getattr(backend, "array_type", None)
@@ -229,9 +226,7 @@ class Program:
         for k, (slot, dtype) in enumerate(zip(self.input_slots, self.input_dtypes)):
             a = inputs[k]
             scope[f"d{k}"] = dtype
-            if checked:
-                pass
-            elif array_type is None:
+            if array_type is None:
                 body.append(f"{a} = asarray({a}, d{k})")
             else:  # an array the kernels take as it is (see the backend's asarray) is not converted
                 body.append(f"if type({a}) is not array_type or {a}.dtype is not d{k} or "

@@ -1,7 +1,8 @@
-"""Host loops replayed from a captured graph (fusejit/graphs.py).  On the GPU a CUDA graph;
-here FUSEJIT_GRAPHS=1 runs the same path on the CPU backends (the captured function is run
-again), so the loop's own buffers, the copies in and out and the launch counts are tested
-against jax.jit with fresh inputs on every call."""
+"""Host loops replayed from a captured graph (fusejit/graphs.py).  On the GPU a CUDA graph; on
+the host the loop's recorded launches and copies, replayed in one call on the call's own
+inputs; on the emulation (FUSEJIT_GRAPHS=1) the captured function run again.  The loop's own
+buffers, the copies in and out and the launch counts are tested against jax.jit with fresh
+inputs on every call."""
 import gc
 import weakref
 
@@ -47,7 +48,7 @@ def test_loop_replays_its_captured_launches_with_fresh_inputs(backend, monkeypat
     expected_kernels = counts(plain, *scan_args(0))["kernels"]
     monkeypatch.setenv("FUSEJIT_GRAPHS", "1")
     seen = []
-    for seed in range(3):  # new inputs every call: each is copied into the loop's buffers
+    for seed in range(3):  # new inputs every call: copied into the loop's buffers, or read in place (host)
         args = scan_args(seed)
         report = fusejit.check(f, *args)
         assert report.ok, report
@@ -75,16 +76,43 @@ def test_bodies_with_library_calls_are_not_captured(monkeypatch):
     assert counts(fusejit.jit(f, scan="loop"), rand(np.random.default_rng(4), (5,), np.float32))["replays"] == 0
 
 
-def test_replays_are_on_by_default_for_cuda_only(monkeypatch):
+def test_replays_are_on_by_default_for_cuda_and_the_host(monkeypatch):
     class Named:
-        def __init__(self, name):
-            self.name = name
+        def __init__(self, name, relocates=False):
+            self.name, self.relocates = name, relocates
     monkeypatch.delenv("FUSEJIT_GRAPHS", raising=False)
-    assert graphs.enabled(Named("cuda")) and not graphs.enabled(Named("host"))
+    assert graphs.enabled(Named("cuda")) and graphs.enabled(Named("host", True))
+    assert not graphs.enabled(Named("emulate")) and not graphs.enabled(Named("host", False))
+    f = fusejit.jit(coupled_scan, scan="loop")
+    assert counts(f, *scan_args(5))["replays"] == 1
     monkeypatch.setenv("FUSEJIT_GRAPHS", "0")
     assert not graphs.enabled(Named("cuda"))
     f = fusejit.jit(coupled_scan, scan="loop")
     assert counts(f, *scan_args(5))["replays"] == 0
+
+
+def test_host_replays_read_each_calls_inputs_in_place_and_record_copies(monkeypatch):
+    """The host's replay reads every call's own inputs (consts, xs, the initial carries), not
+    those it was captured on, and replays the loop's copies: a carry passed through unchanged,
+    a ys that is a const."""
+    monkeypatch.delenv("FUSEJIT_GRAPHS", raising=False)
+
+    def passing(w, init, xs):
+        def body(c, x):
+            kept, moving = c
+            new = jnp.tanh(moving * w + x) - jnp.mean(moving) * 0.1
+            return (kept, new), (w, new[:3].sum())
+        return lax.scan(body, (init * 2.0, init), xs)
+
+    f = fusejit.jit(passing, scan="loop")
+    rng = np.random.default_rng(8)
+    for seed in range(4):
+        args = (rand(rng, (9001,), np.float32), rand(rng, (9001,), np.float32),
+                rand(rng, (6, 9001), np.float32) * 0.1)
+        report = fusejit.check(f, *args)
+        assert report.ok, report
+        assert counts(f, *args)["replays"] == 1
+    assert "replayed as a graph" in f.lower(*args).as_text()
 
 
 def test_a_failed_capture_warns_and_runs_the_loop_launch_by_launch(monkeypatch):
@@ -92,7 +120,7 @@ def test_a_failed_capture_warns_and_runs_the_loop_launch_by_launch(monkeypatch):
     f = fusejit.jit(coupled_scan, scan="loop")
     backend = f.lower(*scan_args(6)).backend
 
-    def refuse(fn):
+    def refuse(fn, staged=()):
         raise RuntimeError("operation not permitted when stream is capturing")
     monkeypatch.setattr(backend, "capture", refuse)
     with pytest.warns(RuntimeWarning, match="capturing a host loop's launches for replay failed"):
@@ -118,9 +146,9 @@ def test_the_loops_buffers_live_as_long_as_its_captured_graph(monkeypatch):
         allocated.extend(weakref.ref(a) for a in arrays_)
         return state, results
 
-    def capture(self, fn):
+    def capture(self, fn, staged=()):
         fn()  # CUDA records these launches; here they run, once
-        return lambda: None
+        return lambda *arrays: None
 
     monkeypatch.setattr(steps.HostScan, "allocate", watched)
     monkeypatch.setattr(HostBackend, "capture", capture)

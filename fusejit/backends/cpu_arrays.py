@@ -70,5 +70,7 @@ class CpuArrays:
     def graph_key(self):
         return None
 
-    def capture(self, fn):
+    relocates = False  # a replay runs on the buffers it was captured on (fusejit/graphs.py)
+
+    def capture(self, fn, staged=()):
         return fn

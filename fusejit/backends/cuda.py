@@ -120,7 +120,9 @@ class CudaBackend:
         """Captured loops are kept per device and stream: calls on one stream are ordered."""
         return self.cp.cuda.Device().id, self.cp.cuda.get_current_stream().ptr
 
-    def capture(self, fn):
+    relocates = False  # a graph reads the buffers it was captured on: each call copies its inputs in
+
+    def capture(self, fn, staged=()):
         """A CUDA graph of every launch `fn` makes (recorded on a capturing stream, not run);
         `replay()` launches it on the caller's current stream."""
         cp = self.cp

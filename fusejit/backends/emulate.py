@@ -20,6 +20,7 @@ from ..errors import FusejitError
 from ..launch import EMULATED_GPU, DeviceInfo
 from ..templates import kernels_dir
 from . import cxx
+from .cpu_arrays import CpuArrays
 from .host import HostBackend
 
 EMULATE_FLAGS = ["-std=c++20", "-O0", "-g", "-pipe", "-pthread", "-DFUSEJIT_EMULATE",
@@ -44,6 +45,11 @@ class EmulateBackend(HostBackend):
     flags = EMULATE_FLAGS
     libs = []  # an executable, linked by the compiler driver as usual
     suffix = ".exe"
+    # Its launches run the emulation driver, which records nothing: a loop's replay runs the
+    # captured function again, on the loop's buffers (fusejit/graphs.py).
+    relocates = False
+    capture = CpuArrays.capture
+    copyto = CpuArrays.copyto
 
     def start(self) -> None:
         """Nothing to ready: each launch runs a program of its own."""

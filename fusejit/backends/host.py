@@ -179,6 +179,15 @@ class HostModule:
             self.functions[name] = fn
 
 
+class _Recording(threading.local):
+    """The launches and copies of a loop being captured on this thread (HostBackend.capture),
+    as kernels/host_call.c's `record` returns them; None when none is."""
+    entries = None
+
+
+_recording = _Recording()
+
+
 class PreparedLaunch:
     """One launch bound to its kernel: CUDA's kernelParams convention (an array of pointers,
     each to one argument's value) built once.  A call writes only the buffer addresses, read
@@ -226,7 +235,13 @@ class PreparedLaunch:
 
     def __call__(self, env):
         if self.call is not None:  # no shared state: no lock
+            entries = _recording.entries
+            if entries is not None:
+                entries.append(host_extension().record(*self.direct, *self.arrays(env)))
+                return None
             return self.call(*self.direct, *self.arrays(env))
+        if _recording.entries is not None:
+            raise RuntimeError("a launch through ctypes cannot be recorded for replay")
         with self.lock:
             for holder, cell, slot in self.buffers:
                 array = env[slot]
@@ -266,6 +281,38 @@ class HostBackend(CpuArrays):
         from .. import tiered, ufuncs
         if tiered.enabled():  # the interpreter's elementwise library: loaded, or built once per machine
             ufuncs.start(self)
+
+    # ---- loops replayed from their recorded launches (fusejit/graphs.py) ----
+    @property
+    def relocates(self) -> bool:
+        """Whether a replay reads the call's own inputs in place (`replay(arrays)`), where a
+        CUDA graph reads the buffers it was captured on, which each call copies its inputs into."""
+        return host_extension() is not None
+
+    def capture(self, fn, staged=()):
+        """The host's graph: `fn`'s launches and copies recorded, not run (kernels/host_call.c),
+        and `replay(arrays)`, which runs them in one call, its addresses in `staged` (the loop's
+        inputs when it was captured) moved into `arrays`."""
+        extension = host_extension()
+        _recording.entries = entries = []
+        try:
+            fn()
+        finally:
+            _recording.entries = None
+        blob = b"".join(entries)
+        starts = tuple(a.ctypes.data for a in staged)
+        sizes = tuple(a.nbytes for a in staged)
+        replay = extension.replay
+        return lambda arrays: replay(blob, DATA_OFFSET, starts, sizes, *arrays)
+
+    def copyto(self, dst, src):
+        if _recording.entries is None:
+            np.copyto(dst, src)
+            return
+        if (dst.shape != src.shape or dst.dtype != src.dtype or not dst.flags.c_contiguous
+                or not src.flags.c_contiguous):
+            raise RuntimeError("a copy between arrays of different layouts cannot be recorded for replay")
+        _recording.entries.append(host_extension().record_copy(dst.ctypes.data, src.ctypes.data, dst.nbytes))
 
     def device_info(self) -> DeviceInfo:
         return DeviceInfo("host", platform.machine(), usable_cores(), block=1, blocks_per_unit=1, min_chunk=32768,

@@ -170,7 +170,7 @@ TARGETS = (
      "<=", 1.0, warm_first_call),  # value: the worst fusejit warm / (1.2 × steady + 20 ms)
     ("fraction of copy bandwidth", ">=", None, copy_bandwidth),
     ("GPU kernels: vector loads, no spills, launch bounds", None, None, gpu_kernels),
-    ("host loops replay a CUDA graph", None, None, not_checked_here("GPU only; no workload runs a host loop: tests/test_graphs.py runs the replay path on the CPU")),
+    ("host loops replay a CUDA graph", None, None, not_checked_here("GPU only; no workload runs a host loop: tests/test_graphs.py runs the host's replay of recorded launches")),
 )
 
 

@@ -15,7 +15,7 @@ FUSEJIT_TOOLCHAIN_DIR where the precompiled preludes go (default: ~/.cache/fusej
 FUSEJIT_POOL_BYTES    the most memory the host backends keep in freed large buffers for reuse.
 FUSEJIT_STREAM_BYTES  host map kernels moving this many bytes per call write with non-temporal
                       stores (default: half the last-level cache).
-FUSEJIT_GRAPHS        0 | 1: host loops replay their captured launches (default: on for cuda only).
+FUSEJIT_GRAPHS        0 | 1: host loops replay their captured launches (default: on for cuda and host).
 FUSEJIT_TIERED=0      on the host, every first call waits for the compiler instead of running in
                       the interpreter while the kernels compile (tiered.py; default: on).
 """

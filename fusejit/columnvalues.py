@@ -22,14 +22,12 @@ from __future__ import annotations
 
 import re
 
-from .templates import fill, indent
+from .templates import IDENTIFIER, declaration, fill, indent
 
 COLUMN_BYTES = 32 << 10  # the arrays' bytes on a block's stack
 SIZES = {"float": 4, "double": 8, "bool": 1, "int8_t": 1, "uint8_t": 1, "int16_t": 2, "uint16_t": 2,
          "int32_t": 4, "uint32_t": 4, "int64_t": 8, "uint64_t": 8}
-STATEMENT = re.compile(r"const (?P<type>\w+) (?P<name>\w+) = (?P<expr>.*);(?:  //.*)?$")
 STORE = re.compile(r"out\d+\[[^\]]*\] = .*;$")
-IDENTIFIER = re.compile(r"\b[A-Za-z_]\w*\b")
 # worth an array: a division, a square root, a call other than the cheap ones
 COSTLY = re.compile(r" / |\bfj_div\(|sqrt|\bfj_(?!max\b|min\b|select\b|add\b|sub\b|mul\b|convert\b)\w+\(")
 
@@ -38,41 +36,39 @@ def column_values_path(row_body: list[str], body: list[str], inner: int) -> str:
     """The column-values text for the rows template's host slot, or '' where the element
     body computes nothing per column that is worth an array (or a line is not a statement
     or a store)."""
-    row_names = {"row"} | {m.group("name") for m in map(STATEMENT.match, row_body) if m}
-    per_element, statements, deps = set(), {}, {}  # statements and deps: the per-column ones
-    for line in body:
-        m = STATEMENT.match(line)
+    row_names = {"row"} | {m.group(2) for m in map(declaration, row_body) if m}
+    lines = [(line, declaration(line)) for line in body]  # (line, (type, name, expression) or None)
+    per_element, types, deps = set(), {}, {}  # types and deps: the per-column values'
+    for line, m in lines:
         if m is None:
             if STORE.match(line):
                 continue
             return ""
-        name, used = m.group("name"), set(IDENTIFIER.findall(m.group("expr")))
+        name, used = m.group(2), set(IDENTIFIER.findall(m.group(3)))
         if ("col" in used or used & deps.keys()) and not used & (row_names | per_element):
-            statements[name], deps[name] = m, used & deps.keys()
+            types[name], deps[name] = m.group(1), used & deps.keys()
         else:
             per_element.add(name)
     needed = []  # per-column values that a per-element statement or a store reads
-    for line in body:
-        m = STATEMENT.match(line)
-        if m is None or m.group("name") in per_element:
-            expr = m.group("expr") if m else line
-            needed += [n for n in IDENTIFIER.findall(expr) if n in statements and n not in needed]
-    hoisted = [n for n in needed if any(COSTLY.search(statements[d].group("expr")) for d in _closure([n], deps))]
-    bytes_ = sum(SIZES.get(statements[n].group("type"), COLUMN_BYTES) for n in hoisted) * inner
+    for line, m in lines:
+        if m is None or m.group(2) in per_element:
+            needed += [n for n in IDENTIFIER.findall(m.group(3) if m else line) if n in deps and n not in needed]
+    expressions = {m.group(2): m.group(3) for _, m in lines if m}
+    hoisted = [n for n in needed if any(COSTLY.search(expressions[d]) for d in _closure([n], deps))]
+    bytes_ = sum(SIZES.get(types[n], COLUMN_BYTES) for n in hoisted) * inner
     if not hoisted or bytes_ > COLUMN_BYTES:
         return ""
     kept = _closure([n for n in needed if n not in hoisted], deps)  # cheap ones (loads) stay per element
     computed = _closure(hoisted, deps)
     arrays = {n: f"fj_column{k}" for k, n in enumerate(hoisted)}
-    declarations = [f"{statements[n].group('type')} {a}[{inner}];" for n, a in arrays.items()]
-    column_body = [line for line in body if (m := STATEMENT.match(line)) and m.group("name") in computed]
+    declarations = [f"{types[n]} {a}[{inner}];" for n, a in arrays.items()]
+    column_body = [line for line, m in lines if m and m.group(2) in computed]
     column_body += [f"{a}[col] = {n};" for n, a in arrays.items()]
     element_body = []
-    for line in body:
-        m = STATEMENT.match(line)
-        name = m.group("name") if m else None
+    for line, m in lines:
+        name = m.group(2) if m else None
         if name in arrays:
-            element_body.append(f"const {m.group('type')} {name} = {arrays[name]}[col];")
+            element_body.append(f"const {types[name]} {name} = {arrays[name]}[col];")
         elif m is None or name in per_element or name in kept:
             element_body.append(line)
     return fill("column_values_path.cu.in", values=", ".join(hoisted), arrays=indent(declarations, 2),

@@ -11,8 +11,6 @@ so every thread computes the same predicate and runs the same number of iteratio
 """
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
 from . import launch as launch_mod
@@ -24,12 +22,10 @@ from .fusion import FUSIBLE, KernelSpec, producers
 from .indexing import Sym, aff, delinearize, linearize, loop_symbol
 from .ir import Graph, Var
 from .launch import CUDA_BLOCK, Arg, Launch, Layout
-from .templates import fill
+from .templates import IDENTIFIER, declaration, fill
 
 
 MAX_HOISTED = 16  # values kept per lane across iterations (registers on the GPU)
-DECLARATION = re.compile(r"const (.+) (\w+) = (.*);")
-IDENTIFIER = re.compile(r"\b[A-Za-z_]\w*\b")
 
 
 def hoist_invariants(body: list[str], variant: set[str]) -> tuple[dict, list[str], list[str]]:
@@ -41,7 +37,7 @@ def hoist_invariants(body: list[str], variant: set[str]) -> tuple[dict, list[str
     variant = set(variant)
     once, steps, kept = [], [], {}
     for line in body:
-        m = DECLARATION.fullmatch(line.split("  //")[0])
+        m = declaration(line)
         reads = set(IDENTIFIER.findall(m.group(3) if m else line.split("  //")[0]))
         if m and not reads & variant:
             once.append(line)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import re
 import string
 
 
@@ -56,3 +57,15 @@ def fill(template_name: str, **slots) -> str:
 def indent(lines, depth: int) -> str:
     """Lines of C for a template slot, indented `depth` levels of two spaces."""
     return "".join(f"{'  ' * depth}{line}\n" for line in lines)
+
+
+# A statement codegen emits (`const T name = expr;  // comment`, KernelWriter.emit) and the
+# names an expression reads: what the passes that move statements of a body parse.
+DECLARATION = re.compile(r"const (.+) (\w+) = (.*);")
+IDENTIFIER = re.compile(r"\b[A-Za-z_]\w*\b")
+
+
+def declaration(line: str):
+    """The match of DECLARATION (type, name, expression) on a body line without its comment,
+    or None for another line (a store, a loop)."""
+    return DECLARATION.fullmatch(line.split("  //")[0])

@@ -110,7 +110,7 @@ def transposes_path(w, rows_shape: tuple, cols_shape: tuple, inner: int | None) 
     tiles = [f"for (idx_t fj_tc = 0; fj_tc < {col_tiles}; ++fj_tc) {{", *_tile_loops(moves, body, TILE), "}"]
     if edge:
         tiles += [f"{{  // columns {col_tiles * TILE} to {cols - 1}: a tile of {edge} columns past the last whole one",
-                  *_tile_loops(*right[:2], edge), "}"]
+                  *_tile_loops(*right[:2], edge), "}"]  # (the same operands as the whole tiles)
     if bottom:
         tiles = [f"if (fj_tr < {row_tiles}) {{", *indent(tiles, 1).splitlines(),
                  f"}} else {{  // rows {row_tiles * TILE} to {rows - 1}: past the last whole tile",
@@ -118,8 +118,7 @@ def transposes_path(w, rows_shape: tuple, cols_shape: tuple, inner: int | None) 
                  f"    FJ_COLUMN_RANGE(idx_t, fj_col, 0, {cols}) {{", *indent(bottom, 3).splitlines(),
                  "    }", "  }", "}"]
     loop_text = [f"FJ_BLOCK_LOOP(idx_t, fj_work, {batches * per_batch}) {{", *indent(work + tiles, 1).splitlines(), "}"]
-    names = ", ".join(dict.fromkeys([*sources, *right[2]]))
-    return fill("transpose_path.cu.in", sources=names, tile=str(TILE),
+    return fill("transpose_path.cu.in", sources=", ".join(sources), tile=str(TILE),
                 loop=indent(["{", *indent(loop_text, 1).splitlines(), "}"], 1).rstrip("\n"))
 
 

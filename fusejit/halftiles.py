@@ -62,8 +62,8 @@ def half_tile_path(w, body: list[str], own: str, inner: int | None = None) -> st
             narrowed.append(k)
     if not widened and not narrowed:
         return ""
-    tiles = ([f"float fj_wide{k}[FJ_STREAM_TILE];" for k in widened]
-             + [f"float fj_tile{k}[FJ_STREAM_TILE];" for k in narrowed])
+    tiles = ([f"float fj_wide{k}[FJ_TILE_SPACE];" for k in widened]
+             + [f"float fj_tile{k}[FJ_TILE_SPACE];" for k in narrowed])
     widen = [f"fj_widen_tile(in{k} + {start}, fj_wide{k}, width);" for k in widened]
     narrow = [f"fj_narrow_tile(fj_tile{k}, out{k} + {start}, width);" for k in narrowed]
     converted = " and ".join(part for part in (

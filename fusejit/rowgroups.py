@@ -110,7 +110,7 @@ def window_phase(reds, sources: dict, row_len: int) -> list[str]:
     for name, t in sources.values():
         lines.append(f"fj_wvec<{t}> window_{name}[{row_len}];")
         loads.append(f"fj_window_load<{row_len}>(window_{name}, {name} + (size_t)i0 * {row_len})")
-    lines.append(f"if (FJ_GROUP_FULL(i0) && {' && '.join(loads)}) {{")
+    lines.append(f"if (FJ_ROW_WINDOWS && FJ_GROUP_FULL(i0) && {' && '.join(loads)}) {{")
     for red in reds:
         name, t = sources[id(red.operand)]
         highest = "true" if red.eqn.primitive in ("reduce_max", "argmax") else "false"
@@ -289,6 +289,7 @@ def flat_path(w, spec, phases, names: dict, row_len: int, ix):
         return None
     L = row_len
     rows = spec.size
+    extremes = not folds and any(red.eqn.primitive != "reduce_sum" for reds in phases for red in reds)
     element = delinearize(aff(Sym("loop", ("f",), 0, max(rows * L - 1, 0))), spec.in_shape)
     out_at = tuple(e for d, e in enumerate(element) if d not in spec.reduce_axes)
     cache = RowCache(tuple(element), spec.in_shape, names, L, position="e")
@@ -358,7 +359,9 @@ def flat_path(w, spec, phases, names: dict, row_len: int, ix):
             if p == 0:  # computed before the choice: max and min windows need values without NaN
                 ordered = [red for red in reds if red.eqn.primitive != "reduce_sum" and not folds]
                 nan = " || ".join(f"fj_flat_has_nan<{L}>(flat_vals{red.k})" for red in ordered)
-                opening += ["bool fj_flat = FJ_GROUP_FULL(i0);", "if (fj_flat) {", *indent(body, 1).splitlines()]
+                # max and min windows (fj_flat_extreme) only where the host's shuffles are quick
+                guard = "FJ_ROW_WINDOWS && " if extremes else ""
+                opening += [f"bool fj_flat = {guard}FJ_GROUP_FULL(i0);", "if (fj_flat) {", *indent(body, 1).splitlines()]
                 opening += ([f"  fj_flat = !({nan});"] if nan else []) + ["}"]
                 branch += reduce + spread
             else:

@@ -100,7 +100,7 @@ def stream_path(w, body: list[str], own: str, inner: int | None = None) -> str:
     index, first, start, what, loop = tile_loop(inner)
     text = re.sub(rf"^out(\d+){re.escape(f'[{own}]')} = ", rf"fj_tile\1[{index} - {first}] = ",
                   "\n".join(body), flags=re.M)
-    tiles = [f"{ops.ctype(v.dtype)} fj_tile{k}[FJ_STREAM_TILE];" for k, v in enumerate(spec.outputs)]
+    tiles = [f"{ops.ctype(v.dtype)} fj_tile{k}[FJ_TILE_SPACE];" for k, v in enumerate(spec.outputs)]
     flush = [f"fj_stream_store(out{k} + {start}, fj_tile{k}, width);" for k in range(len(spec.outputs))]
     return fill("stream_path.cu.in", what=what, tiles=indent(tiles, 2), loop=loop, index=index, first=first,
                 body=indent(text.splitlines(), 4), flush=indent(flush, 3))

@@ -57,6 +57,26 @@ static inline double fj_lgamma(double x) { int sign; return lgamma_r(x, &sign); 
 #define FJ_MATH static inline __attribute__((always_inline))  // inlined, or the loop has a call
 FJ_MATH double fj_bits_to_double(unsigned long long b) { double d; memcpy(&d, &b, 8); return d; }
 FJ_MATH unsigned long long fj_double_bits(double d) { unsigned long long b; memcpy(&b, &d, 8); return b; }
+// Integer <-> double in the operations every x86-64 vector unit has: AVX2 has no vector
+// conversion between 64-bit integers and doubles (AVX-512DQ's vcvtqq2pd), nor a 64-bit
+// arithmetic shift, and one of them in a loop keeps GCC from vectorising it at all.
+// 2^n for an integer n in [-1022, 1023] held in a double: n + 1023 is the exponent field, read
+// off the low bits of n + 1023 + 1.5 2^52 (exact).
+FJ_MATH double fj_exp2_of_integer(double n) {
+  return fj_bits_to_double(fj_double_bits(n + (0x1.8p52 + 1023.0)) << 52);
+}
+// (double)v, rounded once: v = hi 2^32 + lo, each part exact in a double (hi read off
+// 2^84 + 2^63 + hi 2^32, lo off 2^52 + lo), the sum rounded once.
+FJ_MATH double fj_int64_to_double(int64_t v) {
+#if defined(__AVX512DQ__)
+  return (double)v;
+#else
+  const uint64_t u = (uint64_t)v;
+  const double hi = fj_bits_to_double((u >> 32) ^ 0x4530000080000000ULL) - (0x1p84 + 0x1p63);
+  const double lo = fj_bits_to_double((u & 0xffffffffULL) | 0x4330000000000000ULL) - 0x1p52;
+  return hi + lo;
+#endif
+}
 
 // 1/n! for n = 0 .. 12: the Taylor coefficients of e^r.
 static constexpr double fj_inverse_factorials[] = {
@@ -73,11 +93,9 @@ template <int DEGREE = 12> FJ_MATH double fj_exp_core(double x) {
   double p = fj_inverse_factorials[DEGREE];
 #pragma GCC unroll 12
   for (int n = DEGREE - 1; n >= 0; --n) p = p * r + fj_inverse_factorials[n];
-  const long long ki = (long long)(fj_double_bits(kd) - fj_double_bits(shifter));
   // 2^k in two factors, so that k from -1075 to 1024 stays representable.
-  const double half1 = fj_bits_to_double((unsigned long long)((ki >> 1) + 1023) << 52);
-  const double half2 = fj_bits_to_double((unsigned long long)((ki - (ki >> 1)) + 1023) << 52);
-  return p * half1 * half2;
+  const double k1 = __builtin_floor(k * 0.5);
+  return p * fj_exp2_of_integer(k1) * fj_exp2_of_integer(k - k1);
 }
 
 // log(x) for x > 0 finite and normal: x = m 2^e with m in [sqrt(1/2), sqrt(2)), log m = 2
@@ -86,11 +104,12 @@ template <int DEGREE = 12> FJ_MATH double fj_exp_core(double x) {
 // inverse hyperbolic functions (of 1 or more) and of erfinv (of 2^-24 or more).
 FJ_MATH double fj_log_core(double x) {
   const unsigned long long b = fj_double_bits(x);
-  const long long e0 = (long long)((b >> 52) & 0x7ff) - 1023;
+  // the exponent field as a double, off the low bits of 2^52 + field (exact)
+  const double e0 = fj_bits_to_double((b >> 52 & 0x7ff) | 0x4330000000000000ULL) - (0x1p52 + 1023.0);
   const double m0 = fj_bits_to_double((b & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL);
   const bool big = m0 > 1.4142135623730951;
   const double m = big ? m0 * 0.5 : m0;
-  const double e = (double)(big ? e0 + 1 : e0);
+  const double e = big ? e0 + 1.0 : e0;
   const double f = (m - 1.0) / (m + 1.0);
   const double s = f * f;
   double p = 1.0 / 11.0;

@@ -85,7 +85,7 @@ FJ_MATH double fj_reduce_half_pi(float a, unsigned& quadrant) {
   const uint64_t n = (turns + (1ull << 61)) >> 62;  // the nearest quadrant
   const int64_t rest = (int64_t)(turns - (n << 62));
   quadrant = (unsigned)n;
-  return (double)rest * 0x1.921fb54442d18p-62;  // pi/2 2^-62
+  return fj_int64_to_double(rest) * 0x1.921fb54442d18p-62;  // pi/2 2^-62
 }
 // |x| mod pi/2 as (r, quadrant); |x| below 0.78125 (< pi/4) is its own remainder.
 FJ_MATH double fj_trig_reduce(float x, unsigned& quadrant) {

@@ -36,6 +36,10 @@
 // cache: no line of an output is read before it is overwritten (fj_stream_store).
 #define FJ_STREAM_STORES 1
 #define FJ_STREAM_TILE 1024
+// A tile array's length: FJ_STREAM_TILE and a cache line more, so that a kernel's tiles on the
+// stack do not lie a multiple of 4 KiB apart, where the core takes a load from one for a load
+// after a store to the other, at the same address modulo 4 KiB, and waits for the store.
+#define FJ_TILE_SPACE (FJ_STREAM_TILE + 64 / 4)
 // Half tiles (half_tiles.h): float16 loads and stores converted a tile at a time, in the
 // stream path's tiles and tile loops.
 #define FJ_HALF_TILES 1
@@ -183,6 +187,20 @@ static constexpr dim3 threadIdx(0), blockDim(1);
 // Whether the group at i0 has FJ_ROW_GROUP rows (every group but the block's last may not):
 // its rows are i0 + g, and their stores contiguous.
 #define FJ_GROUP_FULL(i0) (i0 + FJ_ROW_GROUP <= fj_end_##i0)
+// Whether a full group takes the row windows and flat groups (row_windows.h) where it can:
+// their shuffles of 16-lane vectors are one or two instructions with AVX-512 (or under
+// clang, which lowers them to 32-byte halves itself); GCC without AVX-512 lowers each
+// element by element, and there the gathering code, which the kernels always hold as the
+// other branch, is quicker (the max of rows of 10, 1M float32, on two Zen 3 cores: 1.56 ms
+// against 0.62).  Sums alone keep their flat groups everywhere (rows of 10: 0.15 ms against
+// 0.36).  -DFJ_ROW_WINDOWS=0 or 1 decides it (tests/test_reductions.py runs both).
+#ifndef FJ_ROW_WINDOWS
+#if defined(__AVX512F__) || defined(__clang__)
+#define FJ_ROW_WINDOWS 1
+#else
+#define FJ_ROW_WINDOWS 0
+#endif
+#endif
 #define FJ_GROUP_LANES(g) _Pragma("omp simd") for (int g = 0; g < FJ_ROW_GROUP; ++g)
 
 // top_k: a row's keys FJ_TOP_K_CHUNK at a time in one vectorised loop, which also finds

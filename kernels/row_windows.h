@@ -12,6 +12,7 @@
 // gathering path instead (fj_window_load returns false), as does the block's partial last
 // group.  fusejit/rowgroups.py decides which kernels take this path.
 #pragma once
+#include "vector_shuffle.h"
 
 template <class T> struct fj_window_vector {
   typedef T type __attribute__((vector_size(FJ_ROW_GROUP * sizeof(T))));
@@ -23,13 +24,8 @@ typedef fj_wvec<int> fj_wmask;
 template <int S, class V>
 static inline V fj_window_shift(V a, V b) {
   static_assert(sizeof(a[0]) == 4 && FJ_ROW_GROUP == 16, "row windows: 16 lanes of 4 bytes");
-#if defined(__clang__)
-  return __builtin_shufflevector(a, b, S + 0, S + 1, S + 2, S + 3, S + 4, S + 5, S + 6, S + 7, S + 8, S + 9,
-                                 S + 10, S + 11, S + 12, S + 13, S + 14, S + 15);
-#else
-  return __builtin_shuffle(a, b, fj_wmask{S + 0, S + 1, S + 2, S + 3, S + 4, S + 5, S + 6, S + 7, S + 8, S + 9,
-                                          S + 10, S + 11, S + 12, S + 13, S + 14, S + 15});
-#endif
+  return fj_shuffle<S + 0, S + 1, S + 2, S + 3, S + 4, S + 5, S + 6, S + 7, S + 8, S + 9, S + 10, S + 11, S + 12,
+                    S + 13, S + 14, S + 15>(a, b);
 }
 
 // The group's L vectors from `src` (the address of its first row); false if any is NaN.
@@ -81,12 +77,7 @@ static inline void fj_window_extend(V* v, fj_wmask* at) {
   F(8, J), F(9, J), F(10, J), F(11, J), F(12, J), F(13, J), F(14, J), F(15, J)
 template <int L, int C, int J, class V>
 static inline V fj_window_pair(const V* v) {
-  const V a = v[2 * J], b = v[2 * J + 1 < L ? 2 * J + 1 : 2 * J];
-#if defined(__clang__)
-  return __builtin_shufflevector(a, b, FJ_WINDOW_LANES(FJ_WINDOW_LANE, J));
-#else
-  return __builtin_shuffle(a, b, fj_wmask{FJ_WINDOW_LANES(FJ_WINDOW_LANE, J)});
-#endif
+  return fj_shuffle<FJ_WINDOW_LANES(FJ_WINDOW_LANE, J)>(v[2 * J], v[2 * J + 1 < L ? 2 * J + 1 : 2 * J]);
 }
 template <int L, int C, int J, class V>
 static inline V fj_window_pick_from(const V* v, V picked) {
@@ -259,27 +250,16 @@ static inline void fj_flat_rows_from(V* part, const T* flat) {
 #define FJ_LANES16(F, H) FJ_LANES8(F, H), F(8, H), F(9, H), F(10, H), F(11, H), F(12, H), F(13, H), F(14, H), F(15, H)
 template <int W, int Kind, class V>
 static inline V fj_flat_halve(V a, V b) {
-  typedef __typeof__(a < b) M;
   constexpr int N = sizeof(V) / sizeof(a[0]);
   static_assert(N == 8 || N == 16, "flat groups: vectors of 8 or 16 lanes");
   V low, high;
-#if defined(__clang__)
   if constexpr (N == 16) {
-    low = __builtin_shufflevector(a, b, FJ_LANES16(FJ_HALVE_LANE, 0));
-    high = __builtin_shufflevector(a, b, FJ_LANES16(FJ_HALVE_LANE, 1));
+    low = fj_shuffle<FJ_LANES16(FJ_HALVE_LANE, 0)>(a, b);
+    high = fj_shuffle<FJ_LANES16(FJ_HALVE_LANE, 1)>(a, b);
   } else {
-    low = __builtin_shufflevector(a, b, FJ_LANES8(FJ_HALVE_LANE, 0));
-    high = __builtin_shufflevector(a, b, FJ_LANES8(FJ_HALVE_LANE, 1));
+    low = fj_shuffle<FJ_LANES8(FJ_HALVE_LANE, 0)>(a, b);
+    high = fj_shuffle<FJ_LANES8(FJ_HALVE_LANE, 1)>(a, b);
   }
-#else
-  if constexpr (N == 16) {
-    low = __builtin_shuffle(a, b, M{FJ_LANES16(FJ_HALVE_LANE, 0)});
-    high = __builtin_shuffle(a, b, M{FJ_LANES16(FJ_HALVE_LANE, 1)});
-  } else {
-    low = __builtin_shuffle(a, b, M{FJ_LANES8(FJ_HALVE_LANE, 0)});
-    high = __builtin_shuffle(a, b, M{FJ_LANES8(FJ_HALVE_LANE, 1)});
-  }
-#endif
   return fj_flat_op<Kind>(low, high);
 }
 #undef FJ_LANES16
@@ -317,11 +297,7 @@ static inline void fj_flat_rows(T* res, const T* flat) {
 template <int L, int J, class T>
 static inline void fj_flat_spread_from(T* flat, const fj_wvec<T>& rows) {
   if constexpr (J < L) {
-#if defined(__clang__)
-    const fj_wvec<T> v = __builtin_shufflevector(rows, rows, FJ_WINDOW_LANES(FJ_SPREAD_LANE, J));
-#else
-    const fj_wvec<T> v = __builtin_shuffle(rows, fj_wmask{FJ_WINDOW_LANES(FJ_SPREAD_LANE, J)});
-#endif
+    const fj_wvec<T> v = fj_shuffle<FJ_WINDOW_LANES(FJ_SPREAD_LANE, J)>(rows, rows);
     memcpy(flat + FJ_ROW_GROUP * J, &v, sizeof(v));
     fj_flat_spread_from<L, J + 1>(flat, rows);
   }

@@ -8,6 +8,7 @@
 // 2, 4 and 8 lane l of vector k holds what lane k of vector l held.  fusejit/transposes.py
 // decides which map kernels take the path.
 #pragma once
+#include "vector_shuffle.h"
 // Each load also prefetches the line FJ_TRANSPOSE_AHEAD elements further along its operand
 // row (two tiles on, 128 or 256 bytes), which the same thread reads two tiles later: a tile's
 // 16 rows are 16 streams, more than the hardware prefetchers follow (a.T + 1 over 63 x 16000
@@ -17,7 +18,6 @@
 
 template <int S, class V>
 static inline void fj_transpose_round(V* v) {
-  typedef __typeof__(v[0] < v[0]) M;
   constexpr int N = sizeof(V) / sizeof(v[0][0]);
 #define FJ_LOW(l, S) (((l) & S) == 0 ? (l) : N + (l) - S)
 #define FJ_HIGH(l, S) (((l) & S) == 0 ? (l) + S : N + (l))
@@ -26,23 +26,13 @@ static inline void fj_transpose_round(V* v) {
   for (int k = 0; k < N; ++k) {
     if ((k & S) != 0) continue;
     const V a = v[k], b = v[k + S];
-#if defined(__clang__)
     if constexpr (N == 16) {
-      v[k] = __builtin_shufflevector(a, b, FJ_LANES16(FJ_LOW));
-      v[k + S] = __builtin_shufflevector(a, b, FJ_LANES16(FJ_HIGH));
+      v[k] = fj_shuffle_in_halves<FJ_LANES16(FJ_LOW)>(a, b);
+      v[k + S] = fj_shuffle_in_halves<FJ_LANES16(FJ_HIGH)>(a, b);
     } else {
-      v[k] = __builtin_shufflevector(a, b, FJ_LANES8(FJ_LOW));
-      v[k + S] = __builtin_shufflevector(a, b, FJ_LANES8(FJ_HIGH));
+      v[k] = fj_shuffle_in_halves<FJ_LANES8(FJ_LOW)>(a, b);
+      v[k + S] = fj_shuffle_in_halves<FJ_LANES8(FJ_HIGH)>(a, b);
     }
-#else
-    if constexpr (N == 16) {
-      v[k] = __builtin_shuffle(a, b, M{FJ_LANES16(FJ_LOW)});
-      v[k + S] = __builtin_shuffle(a, b, M{FJ_LANES16(FJ_HIGH)});
-    } else {
-      v[k] = __builtin_shuffle(a, b, M{FJ_LANES8(FJ_LOW)});
-      v[k + S] = __builtin_shuffle(a, b, M{FJ_LANES8(FJ_HIGH)});
-    }
-#endif
   }
 #undef FJ_LANES16
 #undef FJ_LANES8

@@ -23,6 +23,20 @@ def x64():
         jax.config.update("jax_enable_x64", before)
 
 
+@pytest.fixture
+def host_defines(monkeypatch):
+    """define(NAME=value, ...): compile the test's host kernels with these -D switches (the
+    kernels' own, such as FJ_ROW_WINDOWS, which the CPU decides by default), so that each
+    path runs on every machine; returns the flags, for helpers.run_host_under_asan."""
+    from fusejit.backends import host
+
+    def define(**names):
+        flags = [f"-D{name}={value}" for name, value in names.items()]
+        monkeypatch.setattr(host, "HOST_FLAGS", [*host.HOST_FLAGS, *flags])
+        return flags
+    return define
+
+
 # Every module source a test renders is also compiled by NVRTC for sm_80 and sm_90 when the
 # test ends, and ptxas's report must show no register spills to local memory: a failure is the
 # test's (tests that go through helpers.verify have checked already; helpers.nvrtc_compile's

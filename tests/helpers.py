@@ -70,10 +70,11 @@ def without_host_paths(source: str) -> str:
     return source
 
 
-def run_host_under_asan(compiled, args, tmp_path) -> None:
+def run_host_under_asan(compiled, args, tmp_path, defines=()) -> None:
     """Run the host Compiled's kernels (the host fast mode, with its host-only paths: pieces,
     row groups, stream stores) in an executable of their own built with AddressSanitizer:
-    every buffer exactly its size, the inputs' values, each launch as the program makes it.
+    every buffer exactly its size, the inputs' values, each launch as the program makes it
+    (`defines`: the -D switches the module was compiled with, conftest.host_defines).
     (The emulation runs the GPU's code under ASan; these paths are compiled out there.)"""
     import subprocess
     from fusejit.backends import cxx
@@ -106,7 +107,7 @@ def run_host_under_asan(compiled, args, tmp_path) -> None:
     (tmp_path / "driver.cpp").write_text("\n".join(lines))
     compiler, _ = cxx.compiler()
     build = subprocess.run([compiler, "-O1", "-g", "-std=c++17", "-fopenmp", "-march=native", "-fsanitize=address",
-                            "-x", "c++", "-I", kernels_dir(), str(tmp_path / "driver.cpp"), "-o",
+                            *defines, "-x", "c++", "-I", kernels_dir(), str(tmp_path / "driver.cpp"), "-o",
                             str(tmp_path / "driver")], capture_output=True, text=True)
     assert build.returncode == 0, build.stderr[-3000:]
     run = subprocess.run([str(tmp_path / "driver")], capture_output=True, text=True,

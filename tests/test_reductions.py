@@ -164,14 +164,18 @@ def test_short_rows_with_an_ordered_reduction_run_in_row_groups_on_the_host(row,
     run_host_under_asan(compiled, (x, i, s, t, finite), tmp_path)  # the groups stay in bounds
 
 
-@pytest.mark.parametrize("row", [2, 3, 10, 16, 17, 32])
-def test_short_rows_read_straight_from_an_input_take_row_windows_on_the_host(row, tmp_path):
+@pytest.mark.parametrize("row, windows", [(2, None), (3, None), (10, None), (16, None), (17, None), (32, None), (3, 1),
+                                          (17, 1), (10, 0)])
+def test_short_rows_read_straight_from_an_input_take_row_windows_on_the_host(row, windows, host_defines, tmp_path):
     """On the host, a max, min, argmax or argmin over short rows of a 4-byte input, as it is,
     reads each full group of rows as whole vectors and combines overlapping windows
     (kernels/row_windows.h); a group with a NaN and the block's partial last group gather as
     before.  Ties (small integers, +-0: max and min keep the last, argmax and argmin the first
     index), infinities and NaNs in some groups only; 16 * 6 + 7 rows.  Producers, 8-byte
-    elements and families keep the gathering code."""
+    elements and families keep the gathering code.  The windows are compiled in whether the
+    host takes them or not (FJ_ROW_WINDOWS: the CPU decides, `windows` None); both ways run
+    here, whatever the CPU."""
+    defines = host_defines(FJ_ROW_WINDOWS=windows) if windows is not None else []
     rng = np.random.default_rng(90 + row)
     rows = 16 * 6 + 7
     x = rng.integers(-3, 4, (rows, row)).astype(np.float32)  # many ties
@@ -191,22 +195,26 @@ def test_short_rows_read_straight_from_an_input_take_row_windows_on_the_host(row
 
     compiled = verify(windowed, x, i, u, y)
     for kernel in compiled.rendered:
-        assert "fj_window_load" in kernel.source, kernel.source
-    run_host_under_asan(compiled, (x, i, u, y), tmp_path)
+        assert "if (FJ_ROW_WINDOWS && FJ_GROUP_FULL(i0) && fj_window_load" in kernel.source, kernel.source
+    run_host_under_asan(compiled, (x, i, u, y), tmp_path, defines)
 
     compiled = verify(lambda x: jnp.max(jnp.abs(x), 1), x)  # a producer
     assert not any("fj_window_load" in kernel.source for kernel in compiled.rendered)
 
 
-@pytest.mark.parametrize("row", [2, 3, 7, 8, 10, 13, 16])
-def test_short_row_families_keep_their_rows_flat_on_the_host(row, x64, tmp_path):
+@pytest.mark.parametrize("row, windows", [(2, None), (3, None), (7, None), (8, None), (10, None), (13, None), (16, None),
+                                          (7, 1), (13, 1), (10, 0)])
+def test_short_row_families_keep_their_rows_flat_on_the_host(row, windows, x64, host_defines, tmp_path):
     """On the host, float32 max, min and sum families over rows of up to 16 (softmax,
     log_softmax, logsumexp, a max and a sum of one row) keep a full group's values in the
     rows' own order: contiguous loads and stores, windowed maxima and pairwise sums in
     registers, each row's result spread back to its elements by permutes, and per-row values
     (the log of a sum) computed once per row (fusejit/rowgroups.flat_path).  Groups with a
     NaN and the partial last group gather as before; infinities, -inf rows and ties; two
-    leading axes; under ASan too."""
+    leading axes; under ASan too.  Families with a max or min take the flat groups only where
+    the host's shuffles are quick (FJ_ROW_WINDOWS: the CPU decides, `windows` None); both
+    ways run here, whatever the CPU."""
+    defines = host_defines(FJ_ROW_WINDOWS=windows) if windows is not None else []
     rng = np.random.default_rng(100 + row)
     rows = 16 * 5 + 9
     x = rand(rng, (rows, row), np.float32)
@@ -227,7 +235,11 @@ def test_short_row_families_keep_their_rows_flat_on_the_host(row, x64, tmp_path)
     assert all(("fj_flat_sum" if row < 16 else "fj_flat_rows<") in k.source for k in flat)  # rows of 16: folded
     log_softmax = [k for k in flat if "fj_log(rowv" in k.source]
     assert log_softmax and all("fj_log(spread" not in k.source for k in flat)  # logs once per row
-    run_host_under_asan(compiled, (x, y), tmp_path)
+    for k in flat:  # sums alone are flat everywhere; a max or a min only with FJ_ROW_WINDOWS
+        extremes = any(e.primitive in ("reduce_max", "reduce_min") for e in k.spec.eqns)
+        guard = "FJ_ROW_WINDOWS && " if extremes and row < 16 else ""
+        assert f"bool fj_flat = {guard}FJ_GROUP_FULL(i0);" in k.source, k.source
+    run_host_under_asan(compiled, (x, y), tmp_path, defines)
 
     compiled = verify(lambda d: jax.nn.softmax(d, axis=1), x.astype(np.float64))  # 8 bytes: gathers
     assert not any("(flat)" in k.source for k in compiled.rendered)

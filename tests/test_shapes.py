@@ -145,14 +145,17 @@ def test_reflect_padding_cuts_the_rows_too(mode, tmp_path):
     run_host_under_asan(compiled, (x,), tmp_path)
 
 
-@pytest.mark.parametrize("shape", [(80, 64), (128, 128), (70, 100), (33, 1030)])
-def test_transposed_reads_take_tiles_on_the_host(shape, x64, tmp_path):
+@pytest.mark.parametrize("shape, halves", [((80, 64), None), ((128, 128), None), ((70, 100), 0), ((70, 100), 1),
+                                          ((33, 1030), 0), ((33, 1030), 1)])
+def test_transposed_reads_take_tiles_on_the_host(shape, halves, x64, host_defines, tmp_path):
     """A map that reads an operand transposed takes its output in 16 x 16 tiles on the host,
     each transposed operand's tile moved through registers (fusejit/transposes.py): a.T with a
     producer and a broadcast, two operands transposed, one also read as it is, 4-byte ints; a
     transpose of the last two axes of a stack of matrices (batches of tiles); columns past the
     last whole tile in a tile of fewer columns, rows past it element by element; 8-byte
-    elements in four 8 x 8 transposes."""
+    elements in four 8 x 8 transposes.  The shuffles as the compiler's own builtins and as
+    32-byte halves (kernels/vector_shuffle.h, FJ_SHUFFLE_HALVES: the CPU decides), both here."""
+    defines = host_defines(FJ_SHUFFLE_HALVES=halves) if halves is not None else []
     r = rng(50 + shape[1])
     a, b = rand(r, shape, np.float32), rand(r, shape, np.float32)
     i = rand(r, shape, np.int32)
@@ -171,12 +174,13 @@ def test_transposed_reads_take_tiles_on_the_host(shape, x64, tmp_path):
     assert any("fj_tb" in source for source in tiled)  # the stack's batches
     # the output's columns past the last whole tile: a tile of fewer columns (shape[0] % 16)
     assert any(f"a tile of {shape[0] % 16} columns" in source for source in tiled) == (shape[0] % 16 != 0)
-    run_host_under_asan(compiled, (a, b, i, v, s, square), tmp_path)  # the tiles and edges stay in bounds
+    run_host_under_asan(compiled, (a, b, i, v, s, square), tmp_path, defines)  # the tiles and edges stay in bounds
 
     compiled = verify(lambda d, q: (d.T * 2, jnp.swapaxes(q, 0, 1) + 1), a.astype(np.float64),
                       rand(r, (shape[1], shape[0], 2), np.int64))  # 8 bytes; the last axis kept: rows of 2
     assert sum("#if FJ_TRANSPOSE_TILES" in k.source for k in compiled.rendered) == 1
-    run_host_under_asan(compiled, (a.astype(np.float64), rand(r, (shape[1], shape[0], 2), np.int64)), tmp_path)
+    run_host_under_asan(compiled, (a.astype(np.float64), rand(r, (shape[1], shape[0], 2), np.int64)), tmp_path,
+                        defines)
     # a window at an offset read from data: the tile's base would need the offset, read in the body
     at = np.array([3, 5], np.int32)
     compiled = verify(lambda a, k: lax.dynamic_slice(a.T, (k[0], k[1]), (shape[1] - 5, shape[0] - 7)) * 2, a, at)

@@ -37,8 +37,9 @@
 #define FJ_STREAM_STORES 1
 #define FJ_STREAM_TILE 1024
 // A tile array's length: FJ_STREAM_TILE and a cache line more, so that a kernel's tiles on the
-// stack do not lie a multiple of 4 KiB apart, where the core takes a load from one for a load
-// after a store to the other, at the same address modulo 4 KiB, and waits for the store.
+// stack do not lie a multiple of 4 KiB apart, where a load from one after a store to the other
+// at the same address modulo 4 KiB waits for that store (a float16 x * 2 + 1 over 1024 x 1000
+// on two Zen 3 cores: 0.53x jax.jit with tiles of 1024 floats, 0.66-1.0x with these).
 #define FJ_TILE_SPACE (FJ_STREAM_TILE + 64 / 4)
 // Half tiles (half_tiles.h): float16 loads and stores converted a tile at a time, in the
 // stream path's tiles and tile loops.

@@ -175,7 +175,7 @@ static inline void fj_flat_sum(T* res, const T* flat) {
 
 // Rows folded along themselves (fj_flat_rows: rows of 16 or more, and sums in float64): each
 // row's L values, N at a time, folded into one vector of N partials of the accumulator type A
-// (N = 64 bytes / sizeof(A)); the row's last L % N elements are the vector from them on, or,
+// (N = FJ_FOLD_BYTES / sizeof(A), at least 8); the row's last L % N elements are the vector from them on, or,
 // where that would read past the group, the vector that ends with them, the other lanes set
 // to the identity, so `flat` may be an input's rows.  Then the group's 16 vectors of partials
 // are folded together, pairs of rows at a time, into vectors of the rows' results (lane g:
@@ -185,8 +185,8 @@ static inline void fj_flat_sum(T* res, const T* flat) {
 // maxima and minima, Kind 3 and 4).  A: T, or double for float32 sums
 // (reduce.accumulator_dtype).
 template <class A> struct fj_flat_acc {
-  static constexpr int lanes = 64 / sizeof(A);
-  typedef A vec __attribute__((vector_size(64)));
+  static constexpr int lanes = FJ_FOLD_BYTES / sizeof(A) > 8 ? FJ_FOLD_BYTES / sizeof(A) : 8;
+  typedef A vec __attribute__((vector_size(lanes * sizeof(A))));
   typedef __typeof__((vec){} < (vec){}) mask;  // lanes of integers of A's size
 };
 // Kind 3 and 4: max and min of values without NaN (one instruction each, vmaxps, vminps).
@@ -262,6 +262,15 @@ static inline V fj_flat_halve(V a, V b) {
   }
   return fj_flat_op<Kind>(low, high);
 }
+// The vectors of partials halved W = N / 2, N / 4, ..., 1 lanes a row at a time: `count`
+// vectors of 16 / count rows each in, count / 2 out.
+template <int W, int Kind, class V>
+static inline void fj_flat_halves(V* part, int count) {
+  if constexpr (W >= 1) {
+    for (int g = 0; g < count / 2; ++g) part[g] = fj_flat_halve<W, Kind>(part[2 * g], part[2 * g + 1]);
+    fj_flat_halves<W / 2, Kind>(part, count / 2);
+  }
+}
 #undef FJ_LANES16
 #undef FJ_LANES8
 #undef FJ_HALVE_LANE
@@ -275,16 +284,7 @@ static inline void fj_flat_rows(T* res, const T* flat) {
   static_assert(sizeof(T) == 4 && FJ_ROW_GROUP == 16 && L >= 2, "flat groups: 16 rows of 4-byte elements");
   typename acc_t::vec part[16];
   fj_flat_rows_from<L, Kind, A, 0>(part, flat);
-  int count = 16;  // vectors left, each of 16 / count rows' partials
-  if constexpr (N == 16) {
-    for (int g = 0; g < 8; ++g) part[g] = fj_flat_halve<8, Kind>(part[2 * g], part[2 * g + 1]);
-    count = 8;
-  }
-  for (int g = 0; g < count / 2; ++g) part[g] = fj_flat_halve<4, Kind>(part[2 * g], part[2 * g + 1]);
-  count /= 2;
-  for (int g = 0; g < count / 2; ++g) part[g] = fj_flat_halve<2, Kind>(part[2 * g], part[2 * g + 1]);
-  count /= 2;
-  for (int g = 0; g < count / 2; ++g) part[g] = fj_flat_halve<1, Kind>(part[2 * g], part[2 * g + 1]);
+  fj_flat_halves<N / 2, Kind>(part, 16);  // 16 / N vectors of N rows' results left
   typedef T out_vec __attribute__((vector_size(N * sizeof(T))));
   for (int j = 0; j < 16 / N; ++j) {  // vector j: rows N * j on
     const out_vec rows = __builtin_convertvector(part[j], out_vec);

@@ -288,6 +288,30 @@ def test_medium_row_families_fold_rows_in_groups_on_the_host(row, tmp_path):
                for k in alone.rendered) == (row <= 96)
 
 
+@pytest.mark.parametrize("row, width", [(24, 32), (33, 32), (24, 64)])
+def test_folded_rows_take_either_vector_width(row, width, host_defines, tmp_path):
+    """The folded rows' vectors of partials are 64 bytes with AVX-512 and 32 without
+    (FJ_FOLD_BYTES; float64 partials keep 8 lanes either way): both widths run here, whatever
+    the CPU, on float32 max, min and sum families (16 or 8 lanes of float32, 8 of float64),
+    NaN, inf and tied rows, the block's partial last group, and under ASan."""
+    defines = host_defines(FJ_FOLD_BYTES=width)
+    rng = np.random.default_rng(150 + row)
+    rows = 16 * 4 + 5
+    y = rand(rng, (rows, row), np.float32)
+    y[2] = -np.inf
+    y[6, row // 3] = np.inf
+    y[9, :] = 2.5
+    y[20, 0] = y[41, row - 1] = np.nan
+
+    def family(y):
+        return {"max": jnp.max(y, 1), "min_sum": jnp.min(y * 2, 1) * jnp.sum(y, 1),
+                "logsumexp": jax.nn.logsumexp(y, axis=1)}
+
+    compiled = verify(family, y)
+    assert all("fj_flat_rows<" in k.source for k in compiled.rendered), [k.spec.eqns for k in compiled.rendered]
+    run_host_under_asan(compiled, (y,), tmp_path, defines)
+
+
 @pytest.mark.parametrize("row", [2, 4, 5, 7, 8, 10, 13])
 def test_short_row_float32_sums_fold_rows_in_groups_on_the_host(row, tmp_path):
     """On the host, families with float32 sums (accumulated in float64, which the windows do

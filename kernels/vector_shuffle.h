@@ -18,12 +18,13 @@
 #endif
 #endif
 
+#if FJ_SHUFFLE_HALVES
+// A shuffle's lane indices as a type (P below): lane l reads at[l].
 template <int... I> struct fj_lanes {
   static constexpr int at[sizeof...(I)] = {I...};
   static constexpr int count = sizeof...(I);
 };
 
-#if FJ_SHUFFLE_HALVES
 // The source halves (0 .. 3: a's low and high, b's low and high) output half H of P reads:
 // the lowest, the highest, and whether any other lies between.
 template <class P, int H> struct fj_half_sources {

@@ -305,6 +305,17 @@ static inline void fj_flat_spread_from(T* flat, const fj_wvec<T>& rows) {
 template <int L, class T>
 static inline void fj_flat_spread(T* flat, const T* res) {
   static_assert(sizeof(T) == 4 && FJ_ROW_GROUP == 16, "flat groups: 16 lanes of 4 bytes");
+#if FJ_FOLD_BYTES < 64
+  // Without AVX-512 a 16-lane permute goes element by element: rows of 8 or more are
+  // broadcast stores of their value instead.
+  if constexpr (L >= 8) {
+    for (int g = 0; g < FJ_ROW_GROUP; ++g) {
+      const T v = res[g];
+      for (int r = 0; r < L; ++r) flat[g * L + r] = v;
+    }
+    return;
+  }
+#endif
   fj_wvec<T> rows;
   memcpy(&rows, res, sizeof(rows));
   fj_flat_spread_from<L, 0>(flat, rows);

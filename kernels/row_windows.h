@@ -177,10 +177,10 @@ static inline void fj_flat_sum(T* res, const T* flat) {
 // row's L values, N at a time, folded into one vector of N partials of the accumulator type A
 // (N = FJ_FOLD_BYTES / sizeof(A), at least 8); the row's last L % N elements are the vector
 // from them on, or, where that would read past the group, the vector that ends with them, the
-// other lanes set to the identity, so `flat` may be an input's rows.  Then the group's 16 vectors of partials
-// are folded together, pairs of rows at a time, into vectors of the rows' results (lane g:
-// row g), each row's partials combined as a halving fold (lane l with l + N / 2, then
-// l + N / 4, ...).  Kind: 0 sum, 1 max, 2 min (NaN propagates: a row with a NaN has NaN as
+// other lanes set to the identity, so `flat` may be an input's rows.  Then the group's 16
+// vectors of partials are folded together, pairs of rows at a time, into vectors of the
+// rows' results (lane g: row g), each row's partials combined as a halving fold (lane l with
+// l + N / 2, then l + N / 4, ...).  Kind: 0 sum, 1 max, 2 min (NaN propagates: a row with a NaN has NaN as
 // its max and min, as fj_max_acc and fj_min_acc give; a group without NaN takes plain
 // maxima and minima, Kind 3 and 4).  A: T, or double for float32 sums
 // (reduce.accumulator_dtype).

@@ -292,8 +292,9 @@ def test_medium_row_families_fold_rows_in_groups_on_the_host(row, tmp_path):
 def test_folded_rows_take_either_vector_width(row, width, host_defines, tmp_path):
     """The folded rows' vectors of partials are 64 bytes with AVX-512 and 32 without
     (FJ_FOLD_BYTES; float64 partials keep 8 lanes either way): both widths run here, whatever
-    the CPU, on float32 max, min and sum families (16 or 8 lanes of float32, 8 of float64),
-    NaN, inf and tied rows, the block's partial last group, and under ASan."""
+    the CPU, on float32 max, min and sum families (16 or 8 lanes of float32, 8 of float64;
+    logsumexp's max spread back to the row by permutes or by broadcast stores, which the same
+    switch picks), NaN, inf and tied rows, the block's partial last group, and under ASan."""
     defines = host_defines(FJ_FOLD_BYTES=width)
     rng = np.random.default_rng(150 + row)
     rows = 16 * 4 + 5

@@ -18,7 +18,9 @@ is a host path: the GPU and the emulation compile it out (FJ_ROW_GROUPS is 0 the
 Row windows: where the first phase is a max, min, argmax or argmin of 4-byte inputs as they
 are, a full group's rows are contiguous vectors and the phase combines overlapping windows of
 them in registers instead of gathering position by position (kernels/row_windows.h); a group
-with a NaN, and the block's partial last group, take the gathering code.
+with a NaN, and the block's partial last group, take the gathering code.  A max or min
+alone reads the rows in place, by windows where the host's shuffles are quick and by one
+scalar chain a row elsewhere (fj_flat_extreme).
 
 Flat groups: where the family's reductions are float32 max, min and sum (max and min in the
 first phase), a full group keeps its values in the rows' own order instead (flat_path):
@@ -103,8 +105,20 @@ def window_sources(spec, w, reds, row_len: int) -> dict | None:
 
 
 def window_phase(reds, sources: dict, row_len: int) -> list[str]:
-    """The first phase by row windows, in a full group whose elements have no NaN: the opening
-    of an `if` whose `else` is the gathering code."""
+    """The first phase by row windows (a max or min alone: fj_flat_extreme on the rows in
+    place), in a full group whose elements have no NaN: the opening of an `if` whose `else`
+    is the gathering code."""
+    if not any(red.is_arg for red in reds):
+        # a max or min alone: read in place, by windows or by one chain a row (fj_flat_extreme)
+        lines = ["// rows read in place: windows or one chain a row, without gathers (kernels/row_windows.h)"]
+        starts = {name: f"{name} + (size_t)i0 * {row_len}" for name, _ in sources.values()}
+        clean = " && ".join(f"!fj_flat_has_nan<{row_len}>({at})" for at in starts.values())
+        lines.append(f"if (FJ_GROUP_FULL(i0) && {clean}) {{")
+        for red in reds:
+            name, _ = sources[id(red.operand)]
+            highest = "true" if red.eqn.primitive == "reduce_max" else "false"
+            lines.append(f"  fj_flat_extreme<{row_len}, {highest}>(res{red.k}, {starts[name]});  // {red.eqn.primitive}")
+        return lines
     lines = ["// row windows: the group's rows as whole vectors, without gathers (kernels/row_windows.h)"]
     loads = []
     for name, t in sources.values():

@@ -172,9 +172,10 @@ def test_short_rows_read_straight_from_an_input_take_row_windows_on_the_host(row
     (kernels/row_windows.h); a group with a NaN and the block's partial last group gather as
     before.  Ties (small integers, +-0: max and min keep the last, argmax and argmin the first
     index), infinities and NaNs in some groups only; 16 * 6 + 7 rows.  Producers, 8-byte
-    elements and families keep the gathering code.  The windows are compiled in whether the
-    host takes them or not (FJ_ROW_WINDOWS: the CPU decides, `windows` None); both ways run
-    here, whatever the CPU."""
+    elements and families keep the gathering code.  A max or min alone takes the windows or,
+    where the host's shuffles are slow, one scalar chain a row.  The windows are compiled in
+    whether the host takes them or not (FJ_ROW_WINDOWS: the CPU decides, `windows` None);
+    both ways run here, whatever the CPU."""
     defines = host_defines(FJ_ROW_WINDOWS=windows) if windows is not None else []
     rng = np.random.default_rng(90 + row)
     rows = 16 * 6 + 7
@@ -198,8 +199,16 @@ def test_short_rows_read_straight_from_an_input_take_row_windows_on_the_host(row
         assert "if (FJ_ROW_WINDOWS && FJ_GROUP_FULL(i0) && fj_window_load" in kernel.source, kernel.source
     run_host_under_asan(compiled, (x, i, u, y), tmp_path, defines)
 
+    # a max or min alone reads the rows in place: windows, or one chain a row without them
+    compiled = verify(lambda x, i, u: (jnp.max(x, 1), jnp.min(i, 1), jnp.max(u, 1), jnp.min(x, 1)), x, i, u)
+    for kernel in compiled.rendered:
+        assert "if (FJ_GROUP_FULL(i0) && !fj_flat_has_nan<" in kernel.source, kernel.source
+        assert "fj_flat_extreme<" in kernel.source and "fj_window_load" not in kernel.source, kernel.source
+    run_host_under_asan(compiled, (x, i, u), tmp_path, defines)
+
     compiled = verify(lambda x: jnp.max(jnp.abs(x), 1), x)  # a producer
-    assert not any("fj_window_load" in kernel.source for kernel in compiled.rendered)
+    assert not any("fj_window_load" in kernel.source or "!fj_flat_has_nan<" in kernel.source
+                   for kernel in compiled.rendered)
 
 
 @pytest.mark.parametrize("row, windows", [(2, None), (3, None), (7, None), (8, None), (10, None), (13, None), (16, None),

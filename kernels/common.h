@@ -379,10 +379,21 @@ template <class To, class From> FJ_DEVICE To fj_convert(From x) {
   } else if constexpr (fj_traits<To>::is_bool) {
     return x != (From)0;
   } else if constexpr (fj_traits<From>::is_float && !fj_traits<To>::is_float) {
-    if (x != x) return (To)0;
-    if (x <= (From)fj_traits<To>::lowest()) return fj_traits<To>::lowest();
-    if (x >= (From)fj_traits<To>::highest()) return fj_traits<To>::highest();
-    return (To)x;
+    const From lo = (From)fj_traits<To>::lowest(), hi = (From)fj_traits<To>::highest();
+    if constexpr (sizeof(To) < 8) {
+      // One select at a time, which the host vectorises as a conversion, compares and
+      // blends (float32 to int32, 1M on one Zen 3 core: 191 -> 143 us); the conversion only
+      // of a value in range (NaN converts 0).  64-bit integers keep the branches: without
+      // AVX-512 their conversion is scalar either way, and there the branches are quicker.
+      const From inside = x > lo && x < hi ? x : (From)0;
+      const To high = x >= hi ? fj_traits<To>::highest() : (To)inside;
+      return x <= lo ? fj_traits<To>::lowest() : high;
+    } else {
+      if (x != x) return (To)0;
+      if (x <= lo) return fj_traits<To>::lowest();
+      if (x >= hi) return fj_traits<To>::highest();
+      return (To)x;
+    }
   } else {
     return (To)x;
   }

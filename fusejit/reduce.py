@@ -97,6 +97,7 @@ class Reduction:
     eqn: Eqn
     store: int | None
     short_row: bool = False  # a row strategy's row of at most SHORT_ROW elements
+    blocked: bool = False  # float32 partials of FJ_SUM_BLOCK terms before the float64 lanes
 
     @property
     def is_arg(self) -> bool:
@@ -165,6 +166,16 @@ class Reduction:
 
     def lane(self, l: str) -> tuple[str, str]:
         return f"lanes{self.k}[{l}]", f"lanes_arg{self.k}[{l}]"
+
+    def declare_parts(self, count: str) -> list[str]:
+        """A blocked sum's float32 partials (`part{k}`) for one block of steps, each zero."""
+        return [f"{ops.ctype(self.out.dtype)} part{self.k}[{count}];",
+                f"for (int l = 0; l < {count}; ++l) part{self.k}[l] = {identity('zero', self.out.dtype, self.out.dtype)};"]
+
+    def flush_parts(self, count: str) -> list[str]:
+        """A blocked sum's partials added into its lanes, in the lanes' type."""
+        return [f"for (int l = 0; l < {count}; ++l) "
+                f"lanes{self.k}[l] = {self.functor}()(lanes{self.k}[l], ({self.acc_t})part{self.k}[l]);"]
 
     def tail(self) -> tuple[str, str]:
         return f"tail{self.k}", f"tail_arg{self.k}"
@@ -287,13 +298,18 @@ def reduce_count(spec) -> int:
 
 def lane_bodies(w, reds, ix, results) -> list[list[str]]:
     """The loop bodies accumulating one element into lane `l` (the main loop, FJ_LANES elements
-    a step) and into the tail's accumulator (the rest).  Loads are counted once: per element."""
+    a step) and into the tail's accumulator (the rest); where a reduction is `blocked`, a third:
+    the blocks' loop, whose blocked sums add into their float32 partials `part{k}[l]` (the
+    others into their lanes).  Loads are counted once: per element."""
     bodies, counted = [], None
-    for lane in ("l", "tail"):
+    for lane in ("l", "tail") + (("part",) if any(red.blocked for red in reds) else ()):
         w.new_scope(results, keep_row=lane == "tail")
         w.body = []
         for red in reds:
-            w.body.append(red.step(*(red.lane(lane) if lane == "l" else red.tail()), red.read(w, ix.element)))
+            if lane == "part" and red.blocked:
+                w.body.append(red.step(f"part{red.k}[l]", "", w.read(red.operand, ix.element)))
+                continue
+            w.body.append(red.step(*(red.lane("l") if lane in ("l", "part") else red.tail()), red.read(w, ix.element)))
         if w.cache is not None:
             w.cache.flush(w)
         bodies.append(w.body)
@@ -305,7 +321,8 @@ def lane_bodies(w, reds, ix, results) -> list[list[str]]:
 def lane_words(red) -> int:
     """32-bit registers a GPU thread holds for one reduction's GPU_LANES accumulators (and
     their positions, for argmax and argmin)."""
-    return GPU_LANES * (-(-red.acc_dtype.itemsize // 4) + (-(-red.out.dtype.itemsize // 4) if red.is_arg else 0))
+    return GPU_LANES * (-(-red.acc_dtype.itemsize // 4) + (-(-red.out.dtype.itemsize // 4) if red.is_arg else 0)
+                        + (1 if red.blocked else 0))
 
 
 def check_registers(spec, reds) -> None:
@@ -637,9 +654,19 @@ def column_registers(w, spec, reds, ix) -> str:
 
 # ---------------- strategy: rows split across blocks ----------------
 
+def blocks_sum(spec, red) -> bool:
+    """Whether `red` sums its float32 terms in float32 partials of FJ_SUM_BLOCK terms before its
+    float64 lanes (kernels/common.h): a sum whose terms are never negative (a 2-norm's squares),
+    so that each partial is within FJ_SUM_BLOCK - 1 float32 roundings of its exact value and the
+    result within as many of the float64 sum's (README: Reductions)."""
+    return (red.eqn.primitive == "reduce_sum" and red.out.dtype == np.float32
+            and red.acc_dtype == np.float64 and nonnegative(spec, red.operand))
+
+
 def render_split(w, block: int):
     from .codegen import Param, RenderedKernel, fill_kernel, indent
     spec, ix, reds = begin_one_phase(w)
+    reds = [dataclasses.replace(red, blocked=blocks_sum(spec, red)) for red in reds]
     check_shared(spec, reds, WARP + 1, 1)
     check_registers(spec, reds)
     shared, init, combine, publish, finish = [], [], [], [], []
@@ -647,8 +674,8 @@ def render_split(w, block: int):
     bodies = lane_bodies(w, reds, ix, {})
     for red in reds:
         k = red.k
-        init += red.declare_lanes(tail=True)
-        combine += red.fold_lanes(tail=True)
+        init += red.declare_lanes("FJ_SPLIT_LANES", tail=True)
+        combine += red.fold_lanes("FJ_SPLIT_LANES", tail=True)
         shared.append(f"__shared__ {red.acc_t} smem{k}[{WARP + 1}];")
         if red.is_arg:
             shared.append(f"__shared__ {red.arg_t} smem_arg{k}[{WARP + 1}];")
@@ -664,18 +691,24 @@ def render_split(w, block: int):
     # each starting on one where a row does.
     rows, row_len = spec.size, reduce_count(spec)
     width, (vector,) = vector_paths(
-        [rewrite_pass(w, bodies[0], row_len, "FJ_LANES")], lambda width: rows == 1 or row_len % width == 0,
+        [rewrite_pass(w, bodies[0], row_len, "FJ_SPLIT_LANES")], lambda width: rows == 1 or row_len % width == 0,
         lambda width, k: dict(before=f"const idx_t fj_end = end > begin ? begin + (end - begin) / {width} * {width} : begin;",
                               first=f"begin + (idx_t)threadIdx.x * {width}", end="fj_end",
                               step=f"(idx_t)blockDim.x * {width}",
                               after="rest = fj_end + (idx_t)threadIdx.x;  // the element loops take the rest"))
+    blocked = [red for red in reds if red.blocked]
+    blocks = "" if not blocked else fill(
+        "reduce_split_blocks.cu.in", sums=", ".join(f"acc{red.k}" for red in blocked),
+        declare=indent([line for red in blocked for line in red.declare_parts("FJ_SPLIT_LANES")], 3),
+        body=indent(bodies[2], 5), flush=indent([line for red in blocked for line in red.flush_parts("FJ_SPLIT_LANES")], 3))
     stores = row_stores(w, spec, reds, ix)
     params = scalar_params(w, spec, [Param("scalar", "segments", w.index_ctype, value=None)] + scratch
                            + [Param("scratch", "tickets", "unsigned int*", dtype=np.dtype(np.uint32), extent="rows",
                                     zero=True)])
     source = fill_kernel(
         w, "reduce_split.cu.in", describe(spec, w, "rows split across blocks"), block, params,
-        shared=indent(shared, 1), init=indent(init, 2), width=str(width), vector=vector, body=indent(bodies[0], 4),
+        shared=indent(shared, 1), init=indent(init, 2), width=str(width), vector=vector, blocks=blocks,
+        body=indent(bodies[0], 4),
         tail=indent(bodies[1], 3),
         combine=indent(combine, 2),
         publish=indent(publish, 3), finish=indent(finish, 3), stores=indent(stores, 3))

@@ -18,6 +18,8 @@ typedef unsigned long long uint64_t;
 
 // A thread's elements per step of a reduction loop: independent accumulators in registers.
 #define FJ_LANES 4
+// The same for a reduction whose rows are split across blocks (reduce_split.cu.in).
+#define FJ_SPLIT_LANES FJ_LANES
 // Threads of a row team: `team` of them.
 #define FJ_ROW_THREADS(team) (team)
 #define FJ_UNROLL _Pragma("unroll")

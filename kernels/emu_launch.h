@@ -17,6 +17,7 @@
 static thread_local dim3 threadIdx(0), blockDim(1);
 // A thread's elements per step of a reduction loop, as on the GPU (cuda_prelude.h).
 #define FJ_LANES 4
+#define FJ_SPLIT_LANES FJ_LANES
 #define FJ_ROW_THREADS(team) (team)
 #define FJ_UNROLL
 #define FJ_SIMD

@@ -1,6 +1,7 @@
 """The reduction strategies (fusejit/reduce.py) on every dtype, row families fused into one
 persistent kernel, and the numerics of long reductions, all against jax.jit."""
 import os
+import re
 import zlib
 
 import jax
@@ -193,6 +194,84 @@ def test_sum_of_ten_million_float32_within_tolerance():
     compiled = verify(lambda x: (jnp.sum(x), jnp.mean(x), jnp.var(x), jnp.linalg.norm(x), jnp.max(x)), x,
                       backends=("host",))
     assert {k.layout.kind for k in compiled.rendered} == {"split"}
+
+
+def sum_block() -> int:
+    """FJ_SUM_BLOCK of kernels/common.h: the terms of a blocked sum's float32 partial."""
+    from fusejit.templates import kernels_dir
+    with open(os.path.join(kernels_dir(), "common.h")) as f:
+        return int(re.search(r"#define FJ_SUM_BLOCK (\d+)", f.read()).group(1))
+
+
+def blocked_sums(x):
+    """Split reductions of non-negative float32 terms (blocked: float32 partials), beside a
+    signed sum in the same kernel (not blocked) and one over a slice (no vector path on the GPU,
+    so the emulation runs the blocks' loop too)."""
+    return {"norm": jnp.linalg.norm(x), "squares": jnp.sum(x * x), "abs_and_signed": (jnp.sum(jnp.abs(x)), jnp.sum(x)),
+            "exp": jnp.sum(jnp.exp(x)), "sliced": jnp.sum(jnp.square(x[1:]))}
+
+
+@pytest.mark.parametrize("lanes", [16, 32])
+@pytest.mark.parametrize("n", [8193, 20_011, 100_003])
+def test_split_sums_of_non_negative_terms_take_float32_partials(n, lanes, host_defines, tmp_path):
+    """A float32 sum of terms never negative (a 2-norm's squares) adds FJ_SUM_BLOCK terms at a
+    time into float32 partials, then each partial into its float64 lane: the same results as
+    jax.jit on the host (16 and 32 lanes, whichever the CPU takes), in the emulation and under
+    AddressSanitizer, and within FJ_SUM_BLOCK float32 roundings of the exact sum."""
+    defines = host_defines(FJ_SPLIT_LANES=lanes)
+    x = rand(np.random.default_rng(n + lanes), (n,), np.float32)
+    compiled = verify(blocked_sums, x)
+    assert {k.layout.kind for k in compiled.rendered} == {"split"}
+    source = compiled.source
+    assert source.count("FJ_SUM_BLOCK; ++s") == len(compiled.rendered), source  # every kernel has blocks
+    # Four blocked sums (|x|, exp, x * x, the slice's squares) and the signed one in its lanes
+    assert source.count("(double)part") == 4, source
+    blocks = source[source.index("FJ_SUM_BLOCK; ++s"):source.index("(double)part")]
+    assert len(re.findall(r"lanes\d+\[l\] = fj_op_sum\(\)\(lanes\d+\[l\], \(double\)x\d+\)", blocks)) == 1, blocks
+    run_host_under_asan(compiled, (x,), tmp_path, defines)
+    exact = np.sum(np.square(x.astype(np.float64)))
+    got = fusejit.jit(blocked_sums)(x)["squares"]
+    assert abs(float(got) - exact) <= sum_block() * 2.0**-24 * exact
+
+
+def test_split_sums_blocks_run_in_the_emulation(monkeypatch):
+    """The GPU's blocks of FJ_SUM_BLOCK steps (its element loops: a sum over a slice has no
+    vector path) run in the emulation, under AddressSanitizer, when its segments are that long:
+    on an emulated GPU of 2 SMs, 8 segments of 12,500 elements, each a block of 256 threads with
+    4 lanes of 8 steps (8,192 elements) and then the element loops."""
+    from fusejit.backends import emulate
+    from fusejit.launch import DeviceInfo
+    gpu = emulate.EMULATED_GPU
+    monkeypatch.setattr(emulate.EmulateBackend, "device_info",
+                        lambda self: DeviceInfo("emulate", gpu.arch, 2, gpu.block, gpu.blocks_per_unit))
+    x = rand(np.random.default_rng(29), (100_001,), np.float32)
+    f = fusejit.jit(lambda x: (jnp.sum(jnp.square(x[1:])), jnp.sum(x[1:]), jnp.sum(jnp.exp(x[1:]))), backend="emulate")
+    compiled = f.lower(x)
+    assert "Vector path" not in compiled.source and "FJ_SUM_BLOCK; ++s" in compiled.source
+    assert all(-(-100_000 // s) >= gpu.block * 4 * sum_block() for s in segments_of(compiled))
+    report = fusejit.check(f, x)
+    assert report.ok, report
+
+
+def test_split_sums_of_other_types_keep_their_lanes(x64):
+    """Only float32 sums take float32 partials: float64, float16 and integer sums of squares
+    keep their accumulators, and match jax.jit."""
+    rng = np.random.default_rng(28)
+    for dtype in (np.float64, np.float16, np.int32):
+        x = rand(rng, (9001,), dtype)
+        compiled = verify(lambda x: jnp.sum(x * x), x, backends=("host",))
+        assert {k.layout.kind for k in compiled.rendered} == {"split"}
+        assert "FJ_SUM_BLOCK" not in compiled.source, dtype
+
+
+def test_split_sum_whose_float32_partial_overflows_is_inf():
+    """Squares near float32's largest value: a partial of FJ_SUM_BLOCK of them overflows to inf,
+    as the float64 total converted to float32 would, and as jax.jit's sum does."""
+    x = np.full(10_000, 1.5e19, np.float32)
+    x[::7] = -2.0
+    compiled = verify(lambda x: (jnp.sum(x * x), jnp.linalg.norm(x)), x)
+    assert "FJ_SUM_BLOCK" in compiled.source
+    assert np.isinf(fusejit.jit(lambda x: jnp.sum(x * x))(x))
 
 
 def test_many_reductions_are_spread_over_kernels_that_fit_shared_memory():

@@ -260,6 +260,29 @@ def nonnegative(spec, v, depth: int = 8) -> bool:
     return eqn.primitive in CLOSED and all(nonnegative(spec, x, depth - 1) for x in operands)
 
 
+def blocks_sum(spec, red) -> bool:
+    """Whether `red` sums its float32 terms in float32 partials of FJ_SUM_BLOCK terms before its
+    float64 lanes (kernels/common.h): a sum whose terms are never negative (a 2-norm's squares),
+    so that each partial is within FJ_SUM_BLOCK - 1 float32 roundings of its exact value and the
+    result within as many of the float64 sum's (README: Reductions)."""
+    return (red.eqn.primitive == "reduce_sum" and red.out.dtype == np.float32
+            and red.acc_dtype == np.float64 and nonnegative(spec, red.operand))
+
+
+def sum_blocks(reds, bodies, rest: str, lanes: str, end: str, stride: str) -> str:
+    """The loop over blocks of FJ_SUM_BLOCK steps of a thread's elements (kernels/
+    reduce_blocks.cu.in) where some of `reds` are blocked, before the element loop of steps
+    (`rest`: its position, `lanes` its accumulators, `end` the row's end, `stride` between a
+    thread's lanes); `bodies` from lane_bodies."""
+    from .codegen import indent
+    blocked = [red for red in reds if red.blocked]
+    if not blocked:
+        return ""
+    return fill("reduce_blocks.cu.in", sums=", ".join(f"acc{red.k}" for red in blocked), rest=rest, lanes=lanes,
+                end=end, stride=stride, declare=indent([line for red in blocked for line in red.declare_parts(lanes)], 3),
+                body=indent(bodies[2], 5), flush=indent([line for red in blocked for line in red.flush_parts(lanes)], 3))
+
+
 def spec_producer(spec, v) -> Eqn:
     for e in spec.eqns:
         if any(o is v for o in e.outputs):
@@ -303,7 +326,7 @@ def lane_bodies(w, reds, ix, results) -> list[list[str]]:
     others into their lanes).  Loads are counted once: per element."""
     bodies, counted = [], None
     for lane in ("l", "tail") + (("part",) if any(red.blocked for red in reds) else ()):
-        w.new_scope(results, keep_row=lane == "tail")
+        w.new_scope(results, keep_row=lane != "l")  # row-level values: before the loops
         w.body = []
         for red in reds:
             if lane == "part" and red.blocked:
@@ -491,7 +514,7 @@ def render_rows(w, block: int, team: int, slots: list, check: bool = True):
     results: dict = {}
     passes, phase_reds, vectors = [], [], []  # passes: (template, slots) filled at the end
     for p, phase in enumerate(spec.phases):
-        reds = reductions_of(spec, phase, rows=True)
+        reds = [dataclasses.replace(red, blocked=blocks_sum(spec, red)) for red in reductions_of(spec, phase, rows=True)]
         phase_reds.append(reds)
         if check:
             check_registers(spec, reds)
@@ -516,7 +539,7 @@ def render_rows(w, block: int, team: int, slots: list, check: bool = True):
         vectors.append(rewrite_pass(w, bodies[0], row_len, "lanes"))
         passes.append(("reduce_rows_phase.cu.in", dict(
             phase=str(p), primitives=", ".join(red.eqn.primitive for red in reds), init=indent(init, 2),
-            body=indent(bodies[0], 4), tail=indent(bodies[1], 3), finish=indent(finish, 2))))
+            blocks=sum_blocks(reds, bodies, f"rest{p}", "lanes", "row_n", "(idx_t)team"), body=indent(bodies[0], 4), tail=indent(bodies[1], 3), finish=indent(finish, 2))))
     if spec.full:
         cache.begin_pass(len(spec.phases))
         w.new_scope(results)
@@ -654,15 +677,6 @@ def column_registers(w, spec, reds, ix) -> str:
 
 # ---------------- strategy: rows split across blocks ----------------
 
-def blocks_sum(spec, red) -> bool:
-    """Whether `red` sums its float32 terms in float32 partials of FJ_SUM_BLOCK terms before its
-    float64 lanes (kernels/common.h): a sum whose terms are never negative (a 2-norm's squares),
-    so that each partial is within FJ_SUM_BLOCK - 1 float32 roundings of its exact value and the
-    result within as many of the float64 sum's (README: Reductions)."""
-    return (red.eqn.primitive == "reduce_sum" and red.out.dtype == np.float32
-            and red.acc_dtype == np.float64 and nonnegative(spec, red.operand))
-
-
 def render_split(w, block: int):
     from .codegen import Param, RenderedKernel, fill_kernel, indent
     spec, ix, reds = begin_one_phase(w)
@@ -696,11 +710,7 @@ def render_split(w, block: int):
                               first=f"begin + (idx_t)threadIdx.x * {width}", end="fj_end",
                               step=f"(idx_t)blockDim.x * {width}",
                               after="rest = fj_end + (idx_t)threadIdx.x;  // the element loops take the rest"))
-    blocked = [red for red in reds if red.blocked]
-    blocks = "" if not blocked else fill(
-        "reduce_split_blocks.cu.in", sums=", ".join(f"acc{red.k}" for red in blocked),
-        declare=indent([line for red in blocked for line in red.declare_parts("FJ_SPLIT_LANES")], 3),
-        body=indent(bodies[2], 5), flush=indent([line for red in blocked for line in red.flush_parts("FJ_SPLIT_LANES")], 3))
+    blocks = sum_blocks(reds, bodies, "rest", "FJ_SPLIT_LANES", "end", "(idx_t)blockDim.x")
     stores = row_stores(w, spec, reds, ix)
     params = scalar_params(w, spec, [Param("scalar", "segments", w.index_ctype, value=None)] + scratch
                            + [Param("scratch", "tickets", "unsigned int*", dtype=np.dtype(np.uint32), extent="rows",

@@ -253,6 +253,30 @@ def test_split_sums_blocks_run_in_the_emulation(monkeypatch):
     assert report.ok, report
 
 
+def row_sums(x):
+    """Row reductions over rows longer than SHORT_ROW with float32 sums of non-negative terms
+    (blocked), and a signed sum beside them."""
+    return {"softmax": jax.nn.softmax(x, axis=1), "logsumexp": jax.nn.logsumexp(x, axis=1),
+            "norm": jnp.linalg.norm(x, axis=1), "squares_and_signed": (jnp.sum(x * x, 1), jnp.sum(x, 1))}
+
+
+@pytest.mark.parametrize("shape", [(9, 3001), (70, 8195)])
+def test_long_row_sums_of_non_negative_terms_take_float32_partials(shape, tmp_path):
+    """Rows longer than SHORT_ROW sum their non-negative float32 terms (softmax's exponentials,
+    squares) in blocks of float32 partials too, on the host and, for rows of 8195 (no vector
+    path: 4 does not divide them), in the emulation's element loops (256 threads of 4 lanes, 8
+    steps: one block of 8192 a row); within FJ_SUM_BLOCK roundings of the exact sums."""
+    x = rand(np.random.default_rng(shape[1]), shape, np.float32)
+    compiled = verify(row_sums, x)
+    assert {k.layout.kind for k in compiled.rendered} == {"rows"}
+    assert "FJ_SUM_BLOCK; ++s" in compiled.source and "(double)part" in compiled.source
+    assert "Vector path" not in compiled.source  # odd rows: the GPU's element loops take them
+    run_host_under_asan(compiled, (x,), tmp_path)
+    exact = np.sum(np.square(x.astype(np.float64)), 1)
+    got = np.asarray(fusejit.jit(row_sums)(x)["squares_and_signed"][0])
+    assert np.all(np.abs(got - exact) <= sum_block() * 2.0**-24 * exact)
+
+
 def test_split_sums_of_other_types_keep_their_lanes(x64):
     """Only float32 sums take float32 partials: float64, float16 and integer sums of squares
     keep their accumulators, and match jax.jit."""
@@ -317,11 +341,13 @@ def test_row_families_run_as_one_kernel(dtype, row, x64):
     assert compiled.kernel_count == 1, compiled.as_text()
     (kernel,) = compiled.rendered
     assert len(kernel.spec.phases) >= 2 and kernel.layout.kind == "rows"
-    # In the team code, x is loaded from global memory only in phase 0 (its main loop and the
-    # rest of each row); later phases read it from the shared-memory cache.  (The host's row
-    # groups of short rows load it again in each pass, from the cache lines just read.)
+    # In the team code, x is loaded from global memory only in phase 0 (its main loop, the
+    # rest of each row, and over rows longer than SHORT_ROW its blocks' loop where phase 0 sums
+    # squares); later phases read it from the shared-memory cache.  (The host's row groups of
+    # short rows load it again in each pass, from the cache lines just read.)
     team = without_host_paths(kernel.source)
-    assert team.count("in0[") == 2 and "cache0[" in team
+    loops = 3 if "FJ_SUM_BLOCK; ++s, rest0" in team else 2
+    assert team.count("in0[") == loops and "in0[" not in team[team.index("// phase 1"):] and "cache0[" in team
     assert "phases" in compiled.as_text()
 
 

@@ -24,7 +24,7 @@ from .indexing import Sym, aff, delinearize, linearize
 from .ir import Literal, Var
 from .launch import CUDA_BLOCK
 from .devloop import one_kernel
-from .reduce import Reduction
+from .accumulators import Reduction
 from .templates import fill
 
 SHARED_BYTES = 32 * 1024

@@ -140,7 +140,7 @@ def periodic_columns(w, spec, reds, outside: list) -> str:
     the loop's body, for the rows outside the block's whole chunks), or ''
     where the kept axes are not innermost, their elements are not a short row, or a
     reduction carries an index (argmax, argmin: ties take the first)."""
-    from .reduce import reduce_count
+    from .accumulators import reduce_count
     nd = len(spec.in_shape)
     kept = tuple(d for d in range(nd) if d not in spec.reduce_axes)
     if w.cache is not None or any(red.is_arg for red in reds) or kept != tuple(range(nd - len(kept), nd)):

@@ -135,11 +135,12 @@ def window_phase(reds, sources: dict, row_len: int) -> list[str]:
 
 def group_path(w, spec, ix, phases, slots) -> str:
     """The row-groups text for the row template's `groups` slot ('' when the kernel does not
-    take the path).  `phases`: the reductions of each phase (reduce.reductions_of); `slots`:
+    take the path).  `phases`: the reductions of each phase (accumulators.reductions_of); `slots`:
     (dtype, value ids) of each array of values the team code keeps between passes (its
     shared-memory cache): here arrays on the stack, position by position, so a later pass
     reads the group's values at a position as one vector."""
-    from .reduce import RowCache, epilogue_index, reduce_count
+    from .accumulators import reduce_count
+    from .reduce import RowCache, epilogue_index
     row_len = reduce_count(spec)
     if not takes_groups(spec, phases, row_len):
         return ""
@@ -236,7 +237,7 @@ def flat_eligible(spec, phases, row_len: int) -> bool:
         return False
     for p, reds in enumerate(phases):
         for red in reds:
-            # float32 sums accumulate in float64 (reduce.accumulator_dtype): fj_flat_rows only
+            # float32 sums accumulate in float64 (accumulators.accumulator_dtype): fj_flat_rows only
             accumulators = (np.float32, np.float64) if red.eqn.primitive == "reduce_sum" else (np.float32,)
             if (red.eqn.primitive not in FLAT or (p > 0 and red.eqn.primitive != "reduce_sum")
                     or not all(np.dtype(d) == np.float32 for d in (red.operand.dtype, red.out.dtype))

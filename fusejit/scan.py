@@ -9,7 +9,7 @@ from __future__ import annotations
 from . import ops
 from .indexing import Sym, aff, delinearize, linearize
 from .launch import Layout
-from .reduce import accumulator_dtype, identity
+from .accumulators import accumulator_dtype, identity
 
 COMBINE = {
     "cumsum": ("fj_op_sum", "zero", "reduce_sum"), "cumprod": ("fj_op_prod", "one", "reduce_prod"),

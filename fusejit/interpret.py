@@ -216,7 +216,7 @@ def _axes(eqn):
 
 def reduce_sum(lib, eqn, args):
     x, out = np.asarray(args[0]), eqn.outputs[0]
-    acc = np.float64 if x.dtype == np.float32 else x.dtype  # the kernels' accumulator (reduce.py)
+    acc = np.float64 if x.dtype == np.float32 else x.dtype  # the kernels' accumulator (accumulators.py)
     return [np.add.reduce(x, axis=_axes(eqn), dtype=acc).astype(out.dtype, copy=False)]
 
 

@@ -114,7 +114,7 @@ template <class T> FJ_DEVICE T fj_clz(T a) {
 }
 
 // Terms a float32 partial sums before it is added into its float64 lane, for a sum of terms
-// known to be non-negative (fusejit/reduce.py, Reduction.blocked): nothing cancels, so each
+// known to be non-negative (fusejit/accumulators.py, Reduction.blocked): nothing cancels, so each
 // partial is within FJ_SUM_BLOCK - 1 float32 roundings of its exact value, and a conversion per
 // FJ_SUM_BLOCK elements instead of one each keeps such a sum (a 2-norm) at the memory's pace.
 #define FJ_SUM_BLOCK 8

@@ -199,7 +199,7 @@ static inline void fj_flat_sum(T* res, const T* flat) {
 // l + N / 2, then l + N / 4, ...).  Kind: 0 sum, 1 max, 2 min (NaN propagates: a row with a NaN has NaN as
 // its max and min, as fj_max_acc and fj_min_acc give; a group without NaN takes plain
 // maxima and minima, Kind 3 and 4).  A: T, or double for float32 sums
-// (reduce.accumulator_dtype).
+// (accumulators.accumulator_dtype).
 template <class A> struct fj_flat_acc {
   static constexpr int lanes = FJ_FOLD_BYTES / sizeof(A) > 8 ? FJ_FOLD_BYTES / sizeof(A) : 8;
   typedef A vec __attribute__((vector_size(lanes * sizeof(A))));

@@ -34,7 +34,8 @@ static inline void fj_emu_check(int error, const char* what) {
 struct fj_emu_block {
   pthread_barrier_t all;
   pthread_barrier_t warps[FJ_EMU_MAX_THREADS / 32];
-  unsigned long long warp_slots[FJ_EMU_MAX_THREADS];  // one 8-byte slot per lane
+  // One 8-byte slot per lane, twice: consecutive shuffles alternate between the two (below).
+  unsigned long long warp_slots[2][FJ_EMU_MAX_THREADS];
   unsigned nwarps;
   void start(unsigned threads) {
     nwarps = (threads + 31) / 32;
@@ -61,19 +62,23 @@ static inline void __syncwarp(unsigned mask = 0xffffffffu) {
   fj_emu_wait(&fj_emu_state.warps[threadIdx.x / 32]);
 }
 
+// A shuffle: each lane writes its value to its slot, waits for the warp, reads its source's.
+// One barrier a shuffle: consecutive shuffles use the two slot arrays in turn (every lane of the
+// warp takes part in every shuffle, as CUDA requires, so the lanes agree on the turn).  A lane
+// that writes a slot again, two shuffles later, has passed the barrier of the shuffle between,
+// which every lane reaches only after it has read this one.
+static thread_local unsigned fj_emu_shuffles;  // this thread's shuffles so far
 template <class T>
 static inline T fj_emu_shuffle(T value, unsigned source_lane, unsigned width) {
   static_assert(sizeof(T) <= 8, "shuffle of a value wider than 8 bytes");
   const unsigned lane = threadIdx.x % 32;
   const unsigned base = threadIdx.x - lane;
-  unsigned long long* slots = fj_emu_state.warp_slots + base;
-  pthread_barrier_t* bar = &fj_emu_state.warps[threadIdx.x / 32];
+  unsigned long long* slots = fj_emu_state.warp_slots[fj_emu_shuffles++ % 2] + base;
   memcpy(&slots[lane], &value, sizeof(T));
-  fj_emu_wait(bar);
+  fj_emu_wait(&fj_emu_state.warps[threadIdx.x / 32]);
   T result = value;
   const unsigned warp_width = blockDim.x - base < 32 ? blockDim.x - base : 32;
   if (source_lane < warp_width && source_lane / width == lane / width) memcpy(&result, &slots[source_lane], sizeof(T));
-  fj_emu_wait(bar);
   return result;
 }
 template <class T>

@@ -1,7 +1,7 @@
 // GPU-faithful emulation: the kernel runs with its real grid and block sizes, one OS thread
 // per CUDA thread.  Blocks run one after another (so `__shared__` as `static` is right);
-// __syncthreads is a barrier over the block, warp shuffles go through a per-warp slot array
-// between two warp barriers.  Built with AddressSanitizer and UBSan by the test suite.
+// __syncthreads is a barrier over the block, a warp shuffle goes through per-warp slots and
+// one warp barrier (fj_emu_shuffle).  Built with AddressSanitizer and UBSan by the test suite.
 // POSIX threads and barriers, not <thread> and <barrier>: the C++ headers took 2 of the
 // 2.5 s of an empty module's compile (and 70 of the 73 MB of its precompiled header).
 #pragma once

@@ -4,8 +4,9 @@ The module is built with -DFUSEJIT_EMULATE (one OS thread per CUDA thread, barri
 __syncthreads and warp shuffles; see kernels/emu_launch.h) and AddressSanitizer plus
 UndefinedBehaviorSanitizer, linked with kernels/emu_main.cpp into an executable.  Each
 launch runs that executable with the real grid and block sizes of a GPU (launch.EMULATED_GPU)
-on exactly sized copies of the buffers, each as far from a 64-byte boundary as the original; any sanitizer report, hang or write to an input
-buffer is an error.
+on exactly sized copies of the buffers, each as far from a 64-byte boundary as the original,
+its threads all on the CPU it started on (kernels/emu_main.cpp); any sanitizer report, hang or
+write to an input buffer is an error.
 """
 from __future__ import annotations
 

@@ -358,14 +358,17 @@ def run(graph: Graph, lib, args, stop=None, work=lambda eqn: 1) -> list[np.ndarr
     last = last_uses(graph)
     weights = [work(eqn) for eqn in graph.eqns] if stop is not None else []
     total, done = max(1, sum(weights)), 0
-    for k, eqn in enumerate(graph.eqns):
-        if stop is not None:
-            if stop(done / total):
-                raise Stopped
-            done += weights[k]
-        evaluate(lib, eqn, env)
-        for var in last.get(k, ()):  # its buffer goes back to the pool for the next equations
-            del env[var]
+    # IEEE results without NumPy's warnings, as jax.jit and the kernels give them (a float32
+    # sum beyond float32's range is inf; 0 / 0 is NaN)
+    with np.errstate(all="ignore"):
+        for k, eqn in enumerate(graph.eqns):
+            if stop is not None:
+                if stop(done / total):
+                    raise Stopped
+                done += weights[k]
+            evaluate(lib, eqn, env)
+            for var in last.get(k, ()):  # its buffer goes back to the pool for the next equations
+                del env[var]
     launch.counter["interpreted"] += 1
     return results(graph, env, given)
 

@@ -288,9 +288,11 @@ def test_split_sums_of_other_types_keep_their_lanes(x64):
         assert "FJ_SUM_BLOCK" not in compiled.source, dtype
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")
 def test_split_sum_whose_float32_partial_overflows_is_inf():
     """Squares near float32's largest value: a partial of FJ_SUM_BLOCK of them overflows to inf,
-    as the float64 total converted to float32 would, and as jax.jit's sum does."""
+    as the float64 total converted to float32 would, and as jax.jit's sum does.  The
+    interpreter (first calls) gives the same inf without a NumPy warning, as jax.jit does."""
     x = np.full(10_000, 1.5e19, np.float32)
     x[::7] = -2.0
     compiled = verify(lambda x: (jnp.sum(x * x), jnp.linalg.norm(x)), x)

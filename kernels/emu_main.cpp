@@ -30,10 +30,11 @@ union fj_scalar {
   double f64;
 };
 
-// Every thread of the launch on the CPU the program started on (the one the scheduler found
-// free): the threads take turns at the barriers anyway, and on one CPU they spare the kernel the
+// Every thread of the launch on the CPU the program started on (where the scheduler placed
+// it): the threads take turns at the barriers anyway, and on one CPU they spare the kernel the
 // cross-CPU TLB flushes that AddressSanitizer's maps and unmaps of each thread's memory cost.
-// A launch of 256 threads took 2 to 2.5 times less CPU time on two cores; the result is the same.
+// Launches of 256 threads took 1.6 to 2.7 times less CPU time on two cores; the results are the
+// same.
 static void fj_emu_stay_on_this_cpu() {
   const int cpu = sched_getcpu();
   if (cpu < 0) return;

@@ -37,14 +37,23 @@ extern "C" __global__ void k(const float* in, float* out, const int n, const int
   __syncthreads();
 }
 #if defined(FUSEJIT_EMULATE)
+#include <sched.h>
+// Each thread writes the CPU it runs on.
+extern "C" __global__ void cpus(int* out) {
+  out[blockIdx.x * blockDim.x + threadIdx.x] = sched_getcpu();
+  __syncthreads();
+}
 extern "C" void k_launch(unsigned int grid, unsigned int block, void** args) {
   FJ_HOST_LAUNCH(grid, block, k(*(const float**)args[0], *(float**)args[1], *(int*)args[2], *(int*)args[3]));
+}
+extern "C" void cpus_launch(unsigned int grid, unsigned int block, void** args) {
+  FJ_HOST_LAUNCH(grid, block, cpus(*(int**)args[0]));
 }
 struct fj_kernel_entry {
   const char* name;
   void (*launch)(unsigned int, unsigned int, void**);
 };
-extern "C" const fj_kernel_entry fj_kernel_table[] = {{"k", k_launch}, {0, 0}};
+extern "C" const fj_kernel_entry fj_kernel_table[] = {{"k", k_launch}, {"cpus", cpus_launch}, {0, 0}};
 #endif
 """
 
@@ -76,7 +85,7 @@ def expected(x: np.ndarray, block: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def module():
     backend = emulate.EmulateBackend()
-    return backend, backend.compile(SOURCE, ["k"])
+    return backend, backend.compile(SOURCE, ["k", "cpus"])
 
 
 def launch(module, x, block, bad=0):
@@ -116,29 +125,9 @@ def test_a_block_larger_than_a_gpu_allows_is_refused(module):
         launch(module, np.ones(40, np.float32), 2000)
 
 
-# Each thread writes the CPU it runs on.
-CPU_SOURCE = r"""
-#include <sched.h>
-#include "fusejit.h"
-extern "C" __global__ void cpus(int* out) {
-  out[blockIdx.x * blockDim.x + threadIdx.x] = sched_getcpu();
-  __syncthreads();
-}
-extern "C" void cpus_launch(unsigned int grid, unsigned int block, void** args) {
-  FJ_HOST_LAUNCH(grid, block, cpus(*(int**)args[0]));
-}
-struct fj_kernel_entry {
-  const char* name;
-  void (*launch)(unsigned int, unsigned int, void**);
-};
-extern "C" const fj_kernel_entry fj_kernel_table[] = {{"cpus", cpus_launch}, {0, 0}};
-"""
-
-
-def test_a_launch_runs_its_threads_on_one_cpu():
+def test_a_launch_runs_its_threads_on_one_cpu(module):
     """kernels/emu_main.cpp keeps every thread of a launch on the CPU it started on."""
-    backend = emulate.EmulateBackend()
-    compiled = backend.compile(CPU_SOURCE, ["cpus"])
+    backend, compiled = module
     out = np.full(3 * 256, -1, np.int32)
     backend.launch(compiled, Launch("cpus", 3, 256, (Arg(0),), out.size, (0,)), [out])
     assert out.min() >= 0 and len(set(out.tolist())) == 1, sorted(set(out.tolist()))

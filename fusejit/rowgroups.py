@@ -15,18 +15,22 @@ here, position by position (`group_cache0[r * FJ_ROW_GROUP + g]`): the first pas
 the group's elements from memory, later passes read whole vectors.  Like the stream path it
 is a host path: the GPU and the emulation compile it out (FJ_ROW_GROUPS is 0 there).
 
-Row windows: where the first phase is a max, min, argmax or argmin of 4-byte inputs as they
-are, a full group's rows are contiguous vectors and the phase combines overlapping windows of
-them in registers instead of gathering position by position (kernels/row_windows.h); a group
-with a NaN, and the block's partial last group, take the gathering code.  A max or min
-alone reads the rows in place, by windows where the host's shuffles are quick and by one
-scalar chain a row elsewhere (fj_flat_extreme).
+Rows in place: where the first phase is a max, min, argmax or argmin of 4-byte inputs as they
+are, a full group's rows are read where they lie instead of gathered position by position
+(kernels/row_windows.h): as contiguous vectors whose overlapping windows combine in
+registers where the host's 16-lane shuffles are quick (AVX-512, clang), and elsewhere turned
+into columns, 8 rows at a time, whose lanes combine in one vertical chain (rows of 2 and 3:
+one scalar chain a row).  A group with a NaN, and the block's partial last group, take the
+gathering code.
 
 Flat groups: where the family's reductions are float32 max, min and sum (max and min in the
 first phase), a full group keeps its values in the rows' own order instead (flat_path):
-contiguous loads, stores and cache, reductions by windows of neighbouring vectors, and each
-row's result, or a value computed from results alone (a log of a sum), spread back to the
-row's elements by permutes.  A softmax over rows of 10: 1067 -> 361 us on one core.  Rows
+contiguous loads, stores and cache, reductions by windows of neighbouring vectors (a max or
+min by columns where the host's shuffles are slow), and each row's result, or a value
+computed from results alone (a log of a sum), spread back to the row's elements by permutes
+(broadcast stores without AVX-512).  A softmax over rows of 10: 1067 -> 361 us on one core;
+on a Zen 3 core without AVX-512, softmax over rows of 3 and 10 2.3 and 1.8 ms -> 1.3 and 1.4,
+log_softmax 7.6 -> 1.4 ms (the gathering code takes a log per element there).  Rows
 of 16 to 96 elements, and families with float32 sums (accumulated in float64), fold each row
 along itself instead (fj_flat_rows, `folds_rows`), a vector at a time, and the group's 16
 rows' partials together, reading an input's rows or the pass's cache where the pass has them.
@@ -105,31 +109,18 @@ def window_sources(spec, w, reds, row_len: int) -> dict | None:
 
 
 def window_phase(reds, sources: dict, row_len: int) -> list[str]:
-    """The first phase by row windows (a max or min alone: fj_flat_extreme on the rows in
-    place), in a full group whose elements have no NaN: the opening of an `if` whose `else`
-    is the gathering code."""
-    if not any(red.is_arg for red in reds):
-        # a max or min alone: read in place, by windows or by one chain a row (fj_flat_extreme)
-        lines = ["// rows read in place: windows or one chain a row, without gathers (kernels/row_windows.h)"]
-        starts = {name: f"{name} + (size_t)i0 * {row_len}" for name, _ in sources.values()}
-        clean = " && ".join(f"!fj_flat_has_nan<{row_len}>({at})" for at in starts.values())
-        lines.append(f"if (FJ_GROUP_FULL(i0) && {clean}) {{")
-        for red in reds:
-            name, _ = sources[id(red.operand)]
-            highest = "true" if red.eqn.primitive == "reduce_max" else "false"
-            lines.append(f"  fj_flat_extreme<{row_len}, {highest}>(res{red.k}, {starts[name]});  // {red.eqn.primitive}")
-        return lines
-    lines = ["// row windows: the group's rows as whole vectors, without gathers (kernels/row_windows.h)"]
-    loads = []
-    for name, t in sources.values():
-        lines.append(f"fj_wvec<{t}> window_{name}[{row_len}];")
-        loads.append(f"fj_window_load<{row_len}>(window_{name}, {name} + (size_t)i0 * {row_len})")
-    lines.append(f"if (FJ_ROW_WINDOWS && FJ_GROUP_FULL(i0) && {' && '.join(loads)}) {{")
+    """The first phase on the rows in place (fj_flat_extreme, fj_flat_arg: windows where the
+    host's shuffles are quick, columns elsewhere), in a full group whose elements have no NaN:
+    the opening of an `if` whose `else` is the gathering code."""
+    lines = ["// rows read in place: windows or columns, without gathers (kernels/row_windows.h)"]
+    starts = {name: f"{name} + (size_t)i0 * {row_len}" for name, _ in sources.values()}
+    clean = " && ".join(f"!fj_flat_has_nan<{row_len}>({at})" for at in starts.values())
+    lines.append(f"if (FJ_GROUP_FULL(i0) && {clean}) {{")
     for red in reds:
-        name, t = sources[id(red.operand)]
+        name, _ = sources[id(red.operand)]
         highest = "true" if red.eqn.primitive in ("reduce_max", "argmax") else "false"
-        call = f"fj_window_arg<{row_len}, {highest}, {t}>" if red.is_arg else f"fj_window_extreme<{row_len}, {highest}>"
-        lines.append(f"  {call}(res{red.k}, window_{name});  // {red.eqn.primitive}")
+        call = "fj_flat_arg" if red.is_arg else "fj_flat_extreme"
+        lines.append(f"  {call}<{row_len}, {highest}>(res{red.k}, {starts[name]});  // {red.eqn.primitive}")
     return lines
 
 
@@ -304,7 +295,6 @@ def flat_path(w, spec, phases, names: dict, row_len: int, ix):
         return None
     L = row_len
     rows = spec.size
-    extremes = not folds and any(red.eqn.primitive != "reduce_sum" for reds in phases for red in reds)
     element = delinearize(aff(Sym("loop", ("f",), 0, max(rows * L - 1, 0))), spec.in_shape)
     out_at = tuple(e for d, e in enumerate(element) if d not in spec.reduce_axes)
     cache = RowCache(tuple(element), spec.in_shape, names, L, position="e")
@@ -374,12 +364,7 @@ def flat_path(w, spec, phases, names: dict, row_len: int, ix):
             if p == 0:  # computed before the choice: max and min windows need values without NaN
                 ordered = [red for red in reds if red.eqn.primitive != "reduce_sum" and not folds]
                 nan = " || ".join(f"fj_flat_has_nan<{L}>(flat_vals{red.k})" for red in ordered)
-                # families with a max or min only where the host's shuffles are quick: elsewhere,
-                # with fj_flat_extreme's scalar chains, the flat groups' other shuffles left them
-                # no quicker than the gathering code (softmax over rows of 3 and 10, 1M float32
-                # on two Zen 3 cores: 1834 and 1276 us against 1523 and 1227)
-                guard = "FJ_ROW_WINDOWS && " if extremes else ""
-                opening += [f"bool fj_flat = {guard}FJ_GROUP_FULL(i0);", "if (fj_flat) {", *indent(body, 1).splitlines()]
+                opening += ["bool fj_flat = FJ_GROUP_FULL(i0);", "if (fj_flat) {", *indent(body, 1).splitlines()]
                 opening += ([f"  fj_flat = !({nan});"] if nan else []) + ["}"]
                 branch += reduce + spread
             else:

@@ -9,8 +9,9 @@
 // left window's pick stands on a tie, and it is the row's first such element, so the results
 // are those of the element-by-element loop (the last of equal values for max and min, the
 // first index for argmax and argmin: fj_max, fj_arg_better).  A group with a NaN takes the
-// gathering path instead (fj_window_load returns false), as does the block's partial last
-// group.  fusejit/rowgroups.py decides which kernels take this path.
+// gathering path instead (fj_flat_has_nan), as does the block's partial last group.  Where
+// the host's 16-lane shuffles are slow (FJ_ROW_WINDOWS 0), the rows are turned into columns
+// instead (fj_columns_of_eight).  fusejit/rowgroups.py decides which kernels take this path.
 #pragma once
 #include "vector_shuffle.h"
 
@@ -26,17 +27,6 @@ static inline V fj_window_shift(V a, V b) {
   static_assert(sizeof(a[0]) == 4 && FJ_ROW_GROUP == 16, "row windows: 16 lanes of 4 bytes");
   return fj_shuffle<S + 0, S + 1, S + 2, S + 3, S + 4, S + 5, S + 6, S + 7, S + 8, S + 9, S + 10, S + 11, S + 12,
                     S + 13, S + 14, S + 15>(a, b);
-}
-
-// The group's L vectors from `src` (the address of its first row); false if any is NaN.
-template <int L, class T>
-static inline bool fj_window_load(fj_wvec<T>* x, const T* src) {
-  for (int k = 0; k < L; ++k) memcpy(&x[k], src + FJ_ROW_GROUP * k, sizeof(x[k]));
-  fj_wmask nan = x[0] != x[0];  // never true for integers
-  for (int k = 1; k < L; ++k) nan |= x[k] != x[k];
-  int any = 0;
-  for (int l = 0; l < FJ_ROW_GROUP; ++l) any |= nan[l];
-  return any == 0;
 }
 
 // One step: each position's window combined with the window S positions on (the right one,
@@ -121,7 +111,7 @@ static inline void fj_window_arg(I* res, const fj_wvec<T>* x) {
 // vectors of FJ_ROW_GROUP lanes (position e = g * L + r), instead of position by position.
 
 // Whether the group's flat values hold a NaN (max and min windows overlap, and the chains
-// below drop a NaN: a group with one takes the gathering code, as in fj_window_load).
+// below drop a NaN: a group with one takes the gathering code).
 template <int L, class T>
 static inline bool fj_flat_has_nan(const T* flat) {
   int any = 0;
@@ -130,13 +120,57 @@ static inline bool fj_flat_has_nan(const T* flat) {
   return any != 0;
 }
 
+// ---- columns (FJ_ROW_WINDOWS 0: hosts whose 16-lane shuffles go element by element): a
+// group's rows turned into columns, 8 rows at a time, with 32-byte loads and shuffles within
+// 16-byte halves, which AVX2 does in one instruction each; then a max, min, argmax or argmin
+// is one vertical chain over the columns, lane j row j's.
+
+// Eight lanes of 4 bytes (one AVX register) and their comparison masks.
+template <class T> struct fj_column_vector {
+  typedef T type __attribute__((vector_size(32)));
+  typedef __typeof__((type){} < (type){}) mask;
+};
+
+// The columns of 8 rows of L >= 4 elements (row j at src + j * L): col[c], lane j row j's
+// element c.  Four columns at a time: lanes 0-3 of r[j] are row j's elements c0 .. c0 + 3 and
+// lanes 4-7 row j + 4's, each from a 32-byte load (the second one starting 4 elements early,
+// so neither reads before row 0 or past row 7's end) and a blend; then a 4 x 4 transpose in
+// each 16-byte half (vunpcklps, vunpckhps, vunpcklpd, vunpckhpd).  Where 4 does not divide L,
+// the last four columns overlap the ones before, and only the new ones are kept.
+template <int L, class T, class V = typename fj_column_vector<T>::type>
+static inline void fj_columns_of_eight(V* col, const T* src) {
+  static_assert(sizeof(T) == 4 && L >= 4, "columns: rows of 4 or more 4-byte elements");
+  typedef typename fj_column_vector<T>::mask M;
+  for (int b = 0; b < (L + 3) / 4; ++b) {
+    const int c0 = 4 * b + 4 <= L ? 4 * b : L - 4;
+    V r[4];
+    for (int j = 0; j < 4; ++j) {
+      V low, high;
+      memcpy(&low, src + j * L + c0, sizeof(low));
+      memcpy(&high, src + (j + 4) * L + c0 - 4, sizeof(high));
+      r[j] = __builtin_shuffle(low, high, M{0, 1, 2, 3, 12, 13, 14, 15});
+    }
+    const V t0 = __builtin_shuffle(r[0], r[1], M{0, 8, 1, 9, 4, 12, 5, 13});
+    const V t1 = __builtin_shuffle(r[0], r[1], M{2, 10, 3, 11, 6, 14, 7, 15});
+    const V t2 = __builtin_shuffle(r[2], r[3], M{0, 8, 1, 9, 4, 12, 5, 13});
+    const V t3 = __builtin_shuffle(r[2], r[3], M{2, 10, 3, 11, 6, 14, 7, 15});
+    const V c[4] = {__builtin_shuffle(t0, t2, M{0, 1, 8, 9, 4, 5, 12, 13}),
+                    __builtin_shuffle(t0, t2, M{2, 3, 10, 11, 6, 7, 14, 15}),
+                    __builtin_shuffle(t1, t3, M{0, 1, 8, 9, 4, 5, 12, 13}),
+                    __builtin_shuffle(t1, t3, M{2, 3, 10, 11, 6, 7, 14, 15})};
+    for (int k = 0; k < 4; ++k) {
+      if (c0 + k >= 4 * b) col[c0 + k] = c[k];
+    }
+  }
+}
+
 // The rows' max (Max) or min of flat values without NaN (an input's rows from the group's
 // first, or a pass's values in the rows' order): res[g] for row g.  With FJ_ROW_WINDOWS,
-// fj_window_extreme's windows; else one scalar chain a row (m = m > x ? m : x, one vmaxss
-// with its load: ties take the later value, as fj_max does), which beats the windows and
-// the gathering code alike where 16-lane shuffles are slow (the max of rows of 10, 1M
-// float32 on one Zen 3 core: 281 us, against 517 gathering; windows over groups of 8 rows,
-// measured and not kept, took 443).
+// fj_window_extreme's windows; else, for rows of 4 or more, the columns' chain, which takes
+// the later of equal values as fj_max does (m > x ? m : x, one vmaxps: the max of rows of 10,
+// 1M float32 on one Zen 3 core, 161 us, where one scalar chain a row took 161 and the
+// gathering code 517; rows of 4 and 16: 73 and 95 us against 213 and 382); rows of 2 and 3
+// keep one scalar chain a row.
 template <int L, bool Max, class T>
 static inline void fj_flat_extreme(T* res, const T* flat) {
 #if FJ_ROW_WINDOWS
@@ -144,11 +178,65 @@ static inline void fj_flat_extreme(T* res, const T* flat) {
   memcpy(x, flat, sizeof(x));
   fj_window_extreme<L, Max>(res, x);
 #else
-  for (int g = 0; g < FJ_ROW_GROUP; ++g) {
-    const T* row = flat + g * L;
-    T m = row[0];
-    for (int r = 1; r < L; ++r) m = Max ? (m > row[r] ? m : row[r]) : (m < row[r] ? m : row[r]);
-    res[g] = m;
+  if constexpr (L >= 4) {
+    typedef typename fj_column_vector<T>::type V;
+    for (int h = 0; h < FJ_ROW_GROUP / 8; ++h) {
+      V col[L];
+      fj_columns_of_eight<L>(col, flat + 8 * h * L);
+      V m = col[0];
+      for (int c = 1; c < L; ++c) m = Max ? (m > col[c] ? m : col[c]) : (m < col[c] ? m : col[c]);
+      memcpy(res + 8 * h, &m, sizeof(m));
+    }
+  } else {
+    for (int g = 0; g < FJ_ROW_GROUP; ++g) {
+      const T* row = flat + g * L;
+      T m = row[0];
+      for (int r = 1; r < L; ++r) m = Max ? (m > row[r] ? m : row[r]) : (m < row[r] ? m : row[r]);
+      res[g] = m;
+    }
+  }
+#endif
+}
+
+// The rows' argmax (Max) or argmin of flat values without NaN: res[g], the first position of
+// row g's extreme.  With FJ_ROW_WINDOWS, fj_window_arg's windows; else the columns' chain
+// (a strict comparison keeps the first position), or for rows of 2 and 3 one scalar chain a
+// row (the argmax of rows of 10, 1M float32 on one Zen 3 core: 129 us, against about 700
+// gathering).
+template <int L, bool Max, class T, class I>
+static inline void fj_flat_arg(I* res, const T* flat) {
+#if FJ_ROW_WINDOWS
+  fj_wvec<T> x[L];
+  memcpy(x, flat, sizeof(x));
+  fj_window_arg<L, Max, T>(res, x);
+#else
+  if constexpr (L >= 4) {
+    typedef typename fj_column_vector<T>::type V;
+    typedef typename fj_column_vector<T>::mask M;
+    for (int h = 0; h < FJ_ROW_GROUP / 8; ++h) {
+      V col[L];
+      fj_columns_of_eight<L>(col, flat + 8 * h * L);
+      V m = col[0];
+      M at = M{};
+      for (int c = 1; c < L; ++c) {
+        const M take = Max ? col[c] > m : col[c] < m;
+        m = take ? col[c] : m;
+        at = take ? M{} + c : at;
+      }
+      for (int g = 0; g < 8; ++g) res[8 * h + g] = (I)at[g];
+    }
+  } else {
+    for (int g = 0; g < FJ_ROW_GROUP; ++g) {
+      const T* row = flat + g * L;
+      T m = row[0];
+      I at = 0;
+      for (int r = 1; r < L; ++r) {
+        const bool take = Max ? row[r] > m : row[r] < m;
+        m = take ? row[r] : m;
+        at = take ? (I)r : at;
+      }
+      res[g] = at;
+    }
   }
 #endif
 }
@@ -322,19 +410,18 @@ template <int L, class T>
 static inline void fj_flat_spread(T* flat, const T* res) {
   static_assert(sizeof(T) == 4 && FJ_ROW_GROUP == 16, "flat groups: 16 lanes of 4 bytes");
 #if FJ_FOLD_BYTES < 64
-  // Without AVX-512 a 16-lane permute goes element by element: rows of 8 or more are
-  // broadcast stores of their value instead.
-  if constexpr (L >= 8) {
-    for (int g = 0; g < FJ_ROW_GROUP; ++g) {
-      const T v = res[g];
-      for (int r = 0; r < L; ++r) flat[g * L + r] = v;
-    }
-    return;
+  // Without AVX-512 a 16-lane permute goes element by element: each row's value is broadcast
+  // stores instead (rows of 8 and more: layer norm over rows of 64, 0.87 -> 0.32 ms on two
+  // Zen 3 cores; rows of 3, 4 and 7, one core: softmax 2.8, 3.4 and 2.3 ms -> 1.3, 1.8 and 1.2).
+  for (int g = 0; g < FJ_ROW_GROUP; ++g) {
+    const T v = res[g];
+    for (int r = 0; r < L; ++r) flat[g * L + r] = v;
   }
-#endif
+#else
   fj_wvec<T> rows;
   memcpy(&rows, res, sizeof(rows));
   fj_flat_spread_from<L, 0>(flat, rows);
+#endif
 }
 #undef FJ_SPREAD_LANE
 #undef FJ_WINDOW_LANES

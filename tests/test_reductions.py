@@ -164,18 +164,18 @@ def test_short_rows_with_an_ordered_reduction_run_in_row_groups_on_the_host(row,
     run_host_under_asan(compiled, (x, i, s, t, finite), tmp_path)  # the groups stay in bounds
 
 
-@pytest.mark.parametrize("row, windows", [(2, None), (3, None), (10, None), (16, None), (17, None), (32, None), (3, 1),
-                                          (17, 1), (10, 0)])
+@pytest.mark.parametrize("row, windows", [(2, None), (3, None), (4, None), (10, None), (16, None), (17, None),
+                                          (32, None), (3, 1), (17, 1), (10, 0), (3, 0), (17, 0)])
 def test_short_rows_read_straight_from_an_input_take_row_windows_on_the_host(row, windows, host_defines, tmp_path):
     """On the host, a max, min, argmax or argmin over short rows of a 4-byte input, as it is,
-    reads each full group of rows as whole vectors and combines overlapping windows
-    (kernels/row_windows.h); a group with a NaN and the block's partial last group gather as
-    before.  Ties (small integers, +-0: max and min keep the last, argmax and argmin the first
-    index), infinities and NaNs in some groups only; 16 * 6 + 7 rows.  Producers, 8-byte
-    elements and families keep the gathering code.  A max or min alone takes the windows or,
-    where the host's shuffles are slow, one scalar chain a row.  The windows are compiled in
-    whether the host takes them or not (FJ_ROW_WINDOWS: the CPU decides, `windows` None);
-    both ways run here, whatever the CPU."""
+    reads each full group of rows in place (kernels/row_windows.h): as whole vectors whose
+    overlapping windows combine where the host's shuffles are quick, else as columns of 8
+    rows (rows of 2 and 3: one scalar chain a row).  A group with a NaN and the block's
+    partial last group gather as before.  Ties (small integers, +-0: max and min keep the
+    last, argmax and argmin the first index), infinities and NaNs in some groups only;
+    16 * 6 + 7 rows.  Producers, 8-byte elements and families keep the gathering code.  Both
+    the windows and the columns are compiled in whether the host takes them or not
+    (FJ_ROW_WINDOWS: the CPU decides, `windows` None); both ways run here, whatever the CPU."""
     defines = host_defines(FJ_ROW_WINDOWS=windows) if windows is not None else []
     rng = np.random.default_rng(90 + row)
     rows = 16 * 6 + 7
@@ -196,19 +196,19 @@ def test_short_rows_read_straight_from_an_input_take_row_windows_on_the_host(row
 
     compiled = verify(windowed, x, i, u, y)
     for kernel in compiled.rendered:
-        assert "if (FJ_ROW_WINDOWS && FJ_GROUP_FULL(i0) && fj_window_load" in kernel.source, kernel.source
+        assert "if (FJ_GROUP_FULL(i0) && !fj_flat_has_nan<" in kernel.source, kernel.source
+        assert f"fj_flat_arg<{row}, " in kernel.source, kernel.source
     run_host_under_asan(compiled, (x, i, u, y), tmp_path, defines)
 
-    # a max or min alone reads the rows in place: windows, or one chain a row without them
+    # a max or min alone
     compiled = verify(lambda x, i, u: (jnp.max(x, 1), jnp.min(i, 1), jnp.max(u, 1), jnp.min(x, 1)), x, i, u)
     for kernel in compiled.rendered:
         assert "if (FJ_GROUP_FULL(i0) && !fj_flat_has_nan<" in kernel.source, kernel.source
-        assert "fj_flat_extreme<" in kernel.source and "fj_window_load" not in kernel.source, kernel.source
+        assert f"fj_flat_extreme<{row}, " in kernel.source, kernel.source
     run_host_under_asan(compiled, (x, i, u), tmp_path, defines)
 
     compiled = verify(lambda x: jnp.max(jnp.abs(x), 1), x)  # a producer
-    assert not any("fj_window_load" in kernel.source or "!fj_flat_has_nan<" in kernel.source
-                   for kernel in compiled.rendered)
+    assert not any("!fj_flat_has_nan<" in kernel.source for kernel in compiled.rendered)
 
 
 @pytest.mark.parametrize("row, windows", [(2, None), (3, None), (7, None), (8, None), (10, None), (13, None), (16, None),
@@ -217,13 +217,15 @@ def test_short_row_families_keep_their_rows_flat_on_the_host(row, windows, x64, 
     """On the host, float32 max, min and sum families over rows of up to 16 (softmax,
     log_softmax, logsumexp, a max and a sum of one row) keep a full group's values in the
     rows' own order: contiguous loads and stores, windowed maxima and pairwise sums in
-    registers, each row's result spread back to its elements by permutes, and per-row values
-    (the log of a sum) computed once per row (fusejit/rowgroups.flat_path).  Groups with a
-    NaN and the partial last group gather as before; infinities, -inf rows and ties; two
-    leading axes; under ASan too.  Families with a max or min take the flat groups only where
-    the host's shuffles are quick (FJ_ROW_WINDOWS: the CPU decides, `windows` None); both
-    ways run here, whatever the CPU."""
-    defines = host_defines(FJ_ROW_WINDOWS=windows) if windows is not None else []
+    registers, each row's result spread back to its elements, and per-row values (the log of
+    a sum) computed once per row (fusejit/rowgroups.flat_path).  Groups with a NaN and the
+    partial last group gather as before; infinities, -inf rows and ties; two leading axes;
+    under ASan too.  Maxima and minima by windows and results spread by permutes where the
+    host's shuffles are quick (AVX-512: FJ_ROW_WINDOWS=1, FJ_FOLD_BYTES=64), by columns and
+    broadcast stores elsewhere (the CPU decides, `windows` None); both ways run here,
+    whatever the CPU."""
+    defines = (host_defines(FJ_ROW_WINDOWS=windows, FJ_FOLD_BYTES=64 if windows else 32)
+               if windows is not None else [])
     rng = np.random.default_rng(100 + row)
     rows = 16 * 5 + 9
     x = rand(rng, (rows, row), np.float32)
@@ -244,10 +246,8 @@ def test_short_row_families_keep_their_rows_flat_on_the_host(row, windows, x64, 
     assert all(("fj_flat_sum" if row < 16 else "fj_flat_rows<") in k.source for k in flat)  # rows of 16: folded
     log_softmax = [k for k in flat if "fj_log(rowv" in k.source]
     assert log_softmax and all("fj_log(spread" not in k.source for k in flat)  # logs once per row
-    for k in flat:  # sums alone are flat everywhere; a max or a min only with FJ_ROW_WINDOWS
-        extremes = any(e.primitive in ("reduce_max", "reduce_min") for e in k.spec.eqns)
-        guard = "FJ_ROW_WINDOWS && " if extremes and row < 16 else ""
-        assert f"bool fj_flat = {guard}FJ_GROUP_FULL(i0);" in k.source, k.source
+    for k in flat:
+        assert "bool fj_flat = FJ_GROUP_FULL(i0);" in k.source, k.source
     run_host_under_asan(compiled, (x, y), tmp_path, defines)
 
     compiled = verify(lambda d: jax.nn.softmax(d, axis=1), x.astype(np.float64))  # 8 bytes: gathers
@@ -350,16 +350,16 @@ def test_short_row_float32_sums_fold_rows_in_groups_on_the_host(row, tmp_path):
 
 
 def test_short_rows_of_8_byte_elements_gather(x64):
-    """Row windows take 4-byte elements (16 lanes of a vector): float64 and int64 rows keep the
-    gathering code (and int64 indices come out of the 4-byte windows)."""
+    """Rows in place take 4-byte elements (16 lanes of a vector): float64 and int64 rows keep
+    the gathering code (and int64 indices come out of the 4-byte windows and columns)."""
     rng = np.random.default_rng(96)
     d = rand(rng, (37, 10), np.float64, special=True)
     q = rand(rng, (37, 10), np.int64)
     compiled = verify(lambda d, q: (jnp.argmin(d, 1), jnp.max(q, 1)), d, q)
-    assert not any("fj_window_load" in kernel.source for kernel in compiled.rendered)
+    assert not any("fj_flat_has_nan" in kernel.source for kernel in compiled.rendered)
     x = rng.standard_normal((37, 10)).astype(np.float32)
     compiled = verify(lambda x: jnp.argmax(x, 1), x)
-    assert all("fj_window_arg<10, true, float>" in kernel.source for kernel in compiled.rendered)
+    assert all("fj_flat_arg<10, true>(res" in kernel.source for kernel in compiled.rendered)
 
 
 @pytest.mark.parametrize("dtype", FLOATS)

@@ -81,8 +81,8 @@ def takes_groups(spec, phases, row_len: int) -> bool:
 def folds_rows(spec, phases, row_len: int) -> bool:
     """Whether a flat group folds each row along itself (fj_flat_rows) rather than by windows
     (fj_flat_sum, fj_flat_extreme): rows longer than a vector, and families with float64
-    accumulators (windows add float32)."""
-    if not flat_eligible(spec, phases, row_len):
+    accumulators (windows add float32).  Families with an argmax or argmin do not fold."""
+    if not flat_eligible(spec, phases, row_len) or any(red.is_arg for reds in phases for red in reds):
         return False
     wide = any(np.dtype(red.acc_dtype) == np.float64 for reds in phases for red in reds)
     ordered = any(red.eqn.primitive in ORDERED for reds in phases for red in reds)
@@ -215,19 +215,26 @@ def group_path(w, spec, ix, phases, slots) -> str:
 SPREAD = re.compile(r"fj_flat_spread<\d+>\((\w+), \w+\);$")  # a spread and its array's declaration
 SPREAD_ARRAY = re.compile(r"\w+ (spread\w*)\[FJ_ROW_GROUP \* \d+\];$")
 FLAT = {"reduce_max": "fj_flat_extreme<{L}, true>", "reduce_min": "fj_flat_extreme<{L}, false>",
-        "reduce_sum": "fj_flat_sum<{L}>"}
+        "argmax": "fj_flat_arg<{L}, true>", "argmin": "fj_flat_arg<{L}, false>", "reduce_sum": "fj_flat_sum<{L}>"}
 FLAT_KIND = {"reduce_sum": 0, "reduce_max": 1, "reduce_min": 2}  # fj_flat_rows's Kind
 
 
 def flat_eligible(spec, phases, row_len: int) -> bool:
     """A family of float32 max, min and sum reductions (max and min in the first phase only)
     over short contiguous rows (softmax, log_softmax, logsumexp over 10 classes; a max and a
-    sum of one row)."""
+    sum of one row), or an argmax or argmin of float32 values computed in the kernel (of a
+    bias add, of a softmax) over rows of up to SHORT_ROW, in the first phase, with 4-byte
+    indices."""
     nd = len(spec.in_shape)
     if not 2 <= row_len <= MEDIUM_ROW or tuple(spec.reduce_axes) != tuple(range(nd - len(spec.reduce_axes), nd)):
         return False
     for p, reds in enumerate(phases):
         for red in reds:
+            if red.is_arg:
+                if (p > 0 or row_len > SHORT_ROW or np.dtype(red.operand.dtype) != np.float32
+                        or np.dtype(red.out.dtype).itemsize != 4):
+                    return False
+                continue
             # float32 sums accumulate in float64 (accumulators.accumulator_dtype): fj_flat_rows only
             accumulators = (np.float32, np.float64) if red.eqn.primitive == "reduce_sum" else (np.float32,)
             if (red.eqn.primitive not in FLAT or (p > 0 and red.eqn.primitive != "reduce_sum")
@@ -360,7 +367,8 @@ def flat_path(w, spec, phases, names: dict, row_len: int, ix):
                 rows_results[(id(red.out), ix.out)] = f"res{red.k}[g]"
                 if sources[red.k] == f"flat_vals{red.k}":
                     opening.append(f"float flat_vals{red.k}[FJ_ROW_GROUP * {L}];")
-                opening.append(f"float spread{red.k}[FJ_ROW_GROUP * {L}];")
+                t = red.arg_t if red.is_arg else "float"
+                opening.append(f"{t} spread{red.k}[FJ_ROW_GROUP * {L}];")
             if p == 0:  # computed before the choice: max and min windows need values without NaN
                 ordered = [red for red in reds if red.eqn.primitive != "reduce_sum" and not folds]
                 nan = " || ".join(f"fj_flat_has_nan<{L}>(flat_vals{red.k})" for red in ordered)

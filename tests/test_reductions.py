@@ -254,6 +254,38 @@ def test_short_row_families_keep_their_rows_flat_on_the_host(row, windows, x64, 
     assert not any("(flat)" in k.source for k in compiled.rendered)
 
 
+@pytest.mark.parametrize("row, windows", [(3, None), (10, None), (16, None), (10, 1)])
+def test_short_row_argmax_of_computed_values_keeps_rows_flat_on_the_host(row, windows, host_defines, tmp_path):
+    """An argmax or argmin of float32 values the kernel computes (a scaled input, a shifted
+    one beside its max) over rows of up to 16 takes the flat groups on the host: the group's
+    values computed in the rows' order, then fj_flat_arg (windows, or columns where the
+    host's shuffles are slow: both ways run here).  Ties (a row of equal values, +-0), a
+    -inf row, NaNs in some groups (they gather, and a NaN wins), the partial last group;
+    int64 indices and rows of 17 gather; under ASan too."""
+    defines = (host_defines(FJ_ROW_WINDOWS=windows, FJ_FOLD_BYTES=64 if windows else 32)
+               if windows is not None else [])
+    rng = np.random.default_rng(110 + row)
+    x = rand(rng, (16 * 4 + 5, row), np.float32)
+    x[3] = -np.inf
+    x[5] = 1.5
+    x[6, ::2], x[6, 1::2] = 0.0, -0.0
+    x[20, row // 2] = x[50, 0] = np.nan
+
+    def args(x):
+        return {"scaled": jnp.argmax(x * 2.0, 1), "shifted": (jnp.argmin(x + 1.0, 1), jnp.max(x + 1.0, 1))}
+
+    compiled = verify(args, x)
+    assert compiled.rendered and all("(flat)" in k.source and f"fj_flat_arg<{row}, " in k.source
+                                     for k in compiled.rendered), [k.source for k in compiled.rendered]
+    run_host_under_asan(compiled, (x,), tmp_path, defines)
+    longer = rand(rng, (37, 17), np.float32)
+    compiled = verify(lambda y: jnp.argmax(y * 2.0, 1), longer)
+    assert not any("(flat)" in k.source for k in compiled.rendered)
+    with jax.enable_x64(True):
+        compiled = verify(lambda x: jnp.argmax(x * 2.0, 1), x)
+    assert not any("(flat)" in k.source for k in compiled.rendered)
+
+
 @pytest.mark.parametrize("row", [17, 24, 31, 33, 48, 64, 96, 97])
 def test_medium_row_families_fold_rows_in_groups_on_the_host(row, tmp_path):
     """On the host, float32 max, min and sum families over rows longer than a vector (17 to

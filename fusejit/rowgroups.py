@@ -30,7 +30,9 @@ min by columns where the host's shuffles are slow), and each row's result, or a 
 computed from results alone (a log of a sum), spread back to the row's elements by permutes
 (broadcast stores without AVX-512).  A softmax over rows of 10: 1067 -> 361 us on one core;
 on a Zen 3 core without AVX-512, softmax over rows of 3 and 10 2.3 and 1.8 ms -> 1.3 and 1.4,
-log_softmax 7.6 -> 1.4 ms (the gathering code takes a log per element there).  Rows
+log_softmax 7.6 -> 1.4 ms (the gathering code takes a log per element there).  An input
+broadcast along the rows (a bias) is read from a table of the group's positions, filled once
+per block (FlatReads: argmax of x + b over rows of 10, one core, 747 -> 245 us).  Rows
 of 16 to 96 elements, and families with float32 sums (accumulated in float64), fold each row
 along itself instead (fj_flat_rows, `folds_rows`), a vector at a time, and the group's 16
 rows' partials together, reading an input's rows or the pass's cache where the pass has them.
@@ -45,6 +47,7 @@ from . import ops
 from .fusion import NotPersistent
 from .indexing import Sym, aff, delinearize, linearize
 from .ir import Var
+from .readhooks import NamedReads
 from .templates import fill, indent
 
 # Which kernels take the path, as measured here (rows of 3 to 32, 1M float32 elements): a max,
@@ -207,7 +210,9 @@ def group_path(w, spec, ix, phases, slots) -> str:
                   "} else {", "  FJ_GROUP_LANES(g) {", ROW, *body, "  }", "}"]
     finally:
         w.body, w.loads, w.cache, w.row_body = saved
-    return fill("row_groups.cu.in", row_len=row_len, body=indent(lines, 2))
+    tables = indent(["// operands broadcast along the rows, by the flat groups' positions (FlatReads)", *flat[2]], 1) \
+        if flat and flat[2] else ""
+    return fill("row_groups.cu.in", row_len=row_len, tables=tables, body=indent(lines, 2))
 
 
 # ---- flat groups ----
@@ -286,15 +291,66 @@ def row_values(spec, producers, ready: set) -> list:
     return values
 
 
+MAX_TABLES = 8  # row tables of one flat kernel (FJ_ROW_GROUP * L values each, on the stack)
+
+
+def _periodic_in(address, f: Sym, L: int) -> bool:
+    """Whether the address depends on the flat index f through (f / s) % m terms alone whose
+    period s m divides the row length L: the same at f and at f's position in its group."""
+    return bool(address.terms) and all(
+        s.kind == "delin" and s.args[0] == aff(f) and s.args[2] is not None and L % (s.args[1] * s.args[2]) == 0
+        for s, _ in address.terms)
+
+
+class FlatReads(NamedReads):
+    """The flat loops' read hook: the row cache's (reduce.RowCache: `rows`), and an input read
+    at an address that repeats with every row (an operand broadcast along the rows: a bias,
+    a row of weights) read from a table of the group's positions (`fj_ftab0[e]`), filled
+    once per block, instead of at the flat index modulo the row length (a division and a
+    gather per element).  Its arrays: (input name, address) -> table name."""
+
+    def __init__(self, rows, f: Sym, L: int):
+        super().__init__("fj_ftab", MAX_TABLES)
+        self.rows, self.f, self.L = rows, f, L
+        self.types: dict = {}  # table name -> C type
+
+    def load(self, w, var, idx):
+        cached = self.rows.load(w, var, idx)
+        if cached is not None or id(var) not in w.source_names:
+            return cached
+        address = linearize(idx, var.shape)
+        table = self.array((w.source_names[id(var)], address)) if _periodic_in(address, self.f, self.L) else None
+        if table is None:
+            return None
+        self.types[table] = ops.ctype(var.dtype)
+        return w.emit("x", self.types[table], f"{table}[e]")
+
+    def loaded(self, w, var, idx, name):
+        self.rows.loaded(w, var, idx, name)
+
+    def fills(self, w) -> list[str]:
+        """Each table's declaration and the loop that fills it: f runs over the first group's
+        positions, where the address is what it is at those positions in every group."""
+        lines = []
+        for (source, address), name in self.arrays.items():
+            w.body = []
+            w.new_scope()
+            at = w.index(address)
+            lines += [f"{self.types[name]} {name}[FJ_ROW_GROUP * {self.L}];",
+                      f"for (int e = 0; e < FJ_ROW_GROUP * {self.L}; ++e) {{", "  const idx_t f = (idx_t)e;",
+                      *indent([*w.body, f"{name}[e] = {source}[{at}];"], 1).splitlines(), "}"]
+        return lines
+
+
 def flat_path(w, spec, phases, names: dict, row_len: int, ix):
     """A full group's phases with its values in the rows' own order (position e = g * L + r
     of the group's L vectors) instead of position by position: every load and store of the
     operand's shape is contiguous, each phase's reductions combine windows of neighbouring
     vectors in registers (kernels/row_windows.h: fj_flat_extreme, fj_flat_sum) and a later
     pass reads a row's result spread to its positions by one permute per vector
-    (fj_flat_spread).  (opening lines, lines of the full group's branch), or None where the
-    kernel does not take it; the `else` branch is the gathering code (a partial group, a NaN
-    under a max or min)."""
+    (fj_flat_spread).  (opening lines, lines of the full group's branch, lines filling its
+    row tables once per block: FlatReads), or None where the kernel does not take it; the
+    `else` branch is the gathering code (a partial group, a NaN under a max or min)."""
     from .reduce import RowCache
     folds = folds_rows(spec, phases, row_len)
     if not folds and not (row_len <= SHORT_ROW and flat_eligible(spec, phases, row_len) and all(
@@ -302,11 +358,13 @@ def flat_path(w, spec, phases, names: dict, row_len: int, ix):
         return None
     L = row_len
     rows = spec.size
-    element = delinearize(aff(Sym("loop", ("f",), 0, max(rows * L - 1, 0))), spec.in_shape)
+    f = Sym("loop", ("f",), 0, max(rows * L - 1, 0))
+    element = delinearize(aff(f), spec.in_shape)
     out_at = tuple(e for d, e in enumerate(element) if d not in spec.reduce_axes)
     cache = RowCache(tuple(element), spec.in_shape, names, L, position="e")
+    reads = FlatReads(cache, f, L)
     saved = w.body, w.loads, w.cache, w.row_body, w.memo, w.sym_names, set(w.variant)
-    w.cache, w.row_body = cache, None
+    w.cache, w.row_body = reads, None
     w.variant |= {"f", "e"}
     loop = [f"_Pragma(\"omp simd\") for (int e = 0; e < FJ_ROW_GROUP * {L}; ++e) {{",
             f"  const idx_t f = i0 * {L} + (idx_t)e;"]
@@ -388,6 +446,7 @@ def flat_path(w, spec, phases, names: dict, row_len: int, ix):
                     w.body.append(f"out{k}[{w.index(linearize(element, out.shape))}] = {value};")
             cache.flush(w)
             branch += ["// final pass (flat)", *loop, *indent(w.body, 1).splitlines(), "}"]
+        fills = reads.fills(w)
     except NotPersistent:  # a result read at another row's index: the gathering code only
         return None
     finally:
@@ -398,4 +457,4 @@ def flat_path(w, spec, phases, names: dict, row_len: int, ix):
     unread = {name for name in spreads if not any(f"{name}[e]" in line for line in branch)}
     dead = {line for line in opening + branch for m in [SPREAD.match(line) or SPREAD_ARRAY.match(line)]
             if m and m.group(1) in unread}
-    return [line for line in opening if line not in dead], [line for line in branch if line not in dead]
+    return [line for line in opening if line not in dead], [line for line in branch if line not in dead], fills

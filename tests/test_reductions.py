@@ -257,9 +257,11 @@ def test_short_row_families_keep_their_rows_flat_on_the_host(row, windows, x64, 
 @pytest.mark.parametrize("row, windows", [(3, None), (10, None), (16, None), (10, 1)])
 def test_short_row_argmax_of_computed_values_keeps_rows_flat_on_the_host(row, windows, host_defines, tmp_path):
     """An argmax or argmin of float32 values the kernel computes (a scaled input, a shifted
-    one beside its max) over rows of up to 16 takes the flat groups on the host: the group's
-    values computed in the rows' order, then fj_flat_arg (windows, or columns where the
-    host's shuffles are slow: both ways run here).  Ties (a row of equal values, +-0), a
+    one beside its max, a biased one) over rows of up to 16 takes the flat groups on the
+    host: the group's values computed in the rows' order, then fj_flat_arg (windows, or
+    columns where the host's shuffles are slow: both ways run here).  An operand broadcast
+    along the rows (the bias; a row of weights, reversed, in a log_softmax) is read from a
+    table of the group's positions (rowgroups.FlatReads).  Ties (a row of equal values, +-0), a
     -inf row, NaNs in some groups (they gather, and a NaN wins), the partial last group;
     int64 indices and rows of 17 gather; under ASan too."""
     defines = (host_defines(FJ_ROW_WINDOWS=windows, FJ_FOLD_BYTES=64 if windows else 32)
@@ -270,14 +272,21 @@ def test_short_row_argmax_of_computed_values_keeps_rows_flat_on_the_host(row, wi
     x[5] = 1.5
     x[6, ::2], x[6, 1::2] = 0.0, -0.0
     x[20, row // 2] = x[50, 0] = np.nan
+    b = rand(rng, (row,), np.float32)
 
-    def args(x):
-        return {"scaled": jnp.argmax(x * 2.0, 1), "shifted": (jnp.argmin(x + 1.0, 1), jnp.max(x + 1.0, 1))}
+    def args(x, b):
+        return {"scaled": jnp.argmax(x * 2.0, 1), "shifted": (jnp.argmin(x + 1.0, 1), jnp.max(x + 1.0, 1)),
+                "biased": jnp.argmax(x + b, 1), "weighted": jax.nn.log_softmax(x * b[::-1], 1)}
 
-    compiled = verify(args, x)
-    assert compiled.rendered and all("(flat)" in k.source and f"fj_flat_arg<{row}, " in k.source
-                                     for k in compiled.rendered), [k.source for k in compiled.rendered]
-    run_host_under_asan(compiled, (x,), tmp_path, defines)
+    compiled = verify(args, x, b)
+    assert compiled.rendered and all("(flat)" in k.source for k in compiled.rendered), compiled.rendered
+    for k in compiled.rendered:
+        args_ = [e for e in k.spec.eqns if e.primitive in ("argmax", "argmin")]
+        assert bool(args_) == (f"fj_flat_arg<{row}, " in k.source), k.source
+        # b, broadcast along the rows (reversed too), is read from a table of the group's positions
+        reads_b = "in1" in k.source.split("{", 1)[0]
+        assert reads_b == ("fj_ftab0[e]" in k.source), k.source
+    run_host_under_asan(compiled, (x, b), tmp_path, defines)
     longer = rand(rng, (37, 17), np.float32)
     compiled = verify(lambda y: jnp.argmax(y * 2.0, 1), longer)
     assert not any("(flat)" in k.source for k in compiled.rendered)

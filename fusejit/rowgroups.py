@@ -19,8 +19,8 @@ Rows in place: where the first phase is a max, min, argmax or argmin of 4-byte i
 are, a full group's rows are read where they lie instead of gathered position by position
 (kernels/row_windows.h): as contiguous vectors whose overlapping windows combine in
 registers where the host's 16-lane shuffles are quick (AVX-512, clang), and elsewhere turned
-into columns, 8 rows at a time, whose lanes combine in one vertical chain (rows of 2 and 3:
-one scalar chain a row).  A group with a NaN, and the block's partial last group, take the
+into columns, 8 rows at a time, whose lanes combine in one vertical chain (an argmax or
+argmin of rows of 2 and 3: one scalar chain a row).  A group with a NaN, and the block's partial last group, take the
 gathering code.
 
 Flat groups: where the family's reductions are float32 max, min and sum (max and min in the

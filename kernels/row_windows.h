@@ -131,46 +131,77 @@ template <class T> struct fj_column_vector {
   typedef __typeof__((type){} < (type){}) mask;
 };
 
-// The columns of 8 rows of L >= 4 elements (row j at src + j * L): col[c], lane j row j's
-// element c.  Four columns at a time: lanes 0-3 of r[j] are row j's elements c0 .. c0 + 3 and
-// lanes 4-7 row j + 4's, each from a 32-byte load (the second one starting 4 elements early,
-// so neither reads before row 0 or past row 7's end) and a blend; then a 4 x 4 transpose in
-// each 16-byte half (vunpcklps, vunpckhps, vunpcklpd, vunpckhpd).  Where 4 does not divide L,
-// the last four columns overlap the ones before, and only the new ones are kept.
+// Lane j of column C of 8 rows of L < 4 elements held in L vectors: position p = j L + C of
+// the rows' 8 L elements, from the first two vectors (p < 16) or the last two (p >= 16).
+#define FJ_COLUMN_POSITION(j) ((j) * L + C)
+#define FJ_COLUMN_LANES(F) F(0), F(1), F(2), F(3), F(4), F(5), F(6), F(7)
+#define FJ_COLUMN_FIRST(j) (FJ_COLUMN_POSITION(j) < 16 ? FJ_COLUMN_POSITION(j) : 0)
+#define FJ_COLUMN_LAST(j) (FJ_COLUMN_POSITION(j) >= 8 ? FJ_COLUMN_POSITION(j) - 8 : 0)
+#define FJ_COLUMN_FROM_LAST(j) (FJ_COLUMN_POSITION(j) >= 16 ? -1 : 0)
+template <int L, int C, class V, class M>
+static inline V fj_short_column(const V* v) {
+  const V first = __builtin_shuffle(v[0], v[1], M{FJ_COLUMN_LANES(FJ_COLUMN_FIRST)});
+  if constexpr (L == 2) {
+    return first;
+  } else {
+    const V last = __builtin_shuffle(v[1], v[2], M{FJ_COLUMN_LANES(FJ_COLUMN_LAST)});
+    return M{FJ_COLUMN_LANES(FJ_COLUMN_FROM_LAST)} ? last : first;
+  }
+}
+#undef FJ_COLUMN_FROM_LAST
+#undef FJ_COLUMN_LAST
+#undef FJ_COLUMN_FIRST
+#undef FJ_COLUMN_LANES
+#undef FJ_COLUMN_POSITION
+
+// The columns of 8 rows of L elements (row j at src + j * L): col[c], lane j row j's element
+// c.  Rows of 2 and 3: the rows' L vectors, each column two-vector shuffles of them (and a
+// blend).  Rows of 4 or more, four columns at a time: lanes 0-3 of r[j] are row j's elements
+// c0 .. c0 + 3 and lanes 4-7 row j + 4's, each from a 32-byte load (the second one starting 4
+// elements early, so neither reads before row 0 or past row 7's end) and a blend; then a 4 x
+// 4 transpose in each 16-byte half (vunpcklps, vunpckhps, vunpcklpd, vunpckhpd).  Where 4 does
+// not divide L, the last four columns overlap the ones before, and only the new ones are kept.
 template <int L, class T, class V = typename fj_column_vector<T>::type>
 static inline void fj_columns_of_eight(V* col, const T* src) {
-  static_assert(sizeof(T) == 4 && L >= 4, "columns: rows of 4 or more 4-byte elements");
+  static_assert(sizeof(T) == 4 && L >= 2, "columns: rows of 2 or more 4-byte elements");
   typedef typename fj_column_vector<T>::mask M;
-  for (int b = 0; b < (L + 3) / 4; ++b) {
-    const int c0 = 4 * b + 4 <= L ? 4 * b : L - 4;
-    V r[4];
-    for (int j = 0; j < 4; ++j) {
-      V low, high;
-      memcpy(&low, src + j * L + c0, sizeof(low));
-      memcpy(&high, src + (j + 4) * L + c0 - 4, sizeof(high));
-      r[j] = __builtin_shuffle(low, high, M{0, 1, 2, 3, 12, 13, 14, 15});
-    }
-    const V t0 = __builtin_shuffle(r[0], r[1], M{0, 8, 1, 9, 4, 12, 5, 13});
-    const V t1 = __builtin_shuffle(r[0], r[1], M{2, 10, 3, 11, 6, 14, 7, 15});
-    const V t2 = __builtin_shuffle(r[2], r[3], M{0, 8, 1, 9, 4, 12, 5, 13});
-    const V t3 = __builtin_shuffle(r[2], r[3], M{2, 10, 3, 11, 6, 14, 7, 15});
-    const V c[4] = {__builtin_shuffle(t0, t2, M{0, 1, 8, 9, 4, 5, 12, 13}),
-                    __builtin_shuffle(t0, t2, M{2, 3, 10, 11, 6, 7, 14, 15}),
-                    __builtin_shuffle(t1, t3, M{0, 1, 8, 9, 4, 5, 12, 13}),
-                    __builtin_shuffle(t1, t3, M{2, 3, 10, 11, 6, 7, 14, 15})};
-    for (int k = 0; k < 4; ++k) {
-      if (c0 + k >= 4 * b) col[c0 + k] = c[k];
+  if constexpr (L < 4) {
+    V v[L];
+    for (int k = 0; k < L; ++k) memcpy(&v[k], src + 8 * k, sizeof(V));  // (one copy: stores of halves)
+    col[0] = fj_short_column<L, 0, V, M>(v);
+    col[1] = fj_short_column<L, 1, V, M>(v);
+    if constexpr (L == 3) col[2] = fj_short_column<L, 2, V, M>(v);
+  } else {
+    for (int b = 0; b < (L + 3) / 4; ++b) {
+      const int c0 = 4 * b + 4 <= L ? 4 * b : L - 4;
+      V r[4];
+      for (int j = 0; j < 4; ++j) {
+        V low, high;
+        memcpy(&low, src + j * L + c0, sizeof(low));
+        memcpy(&high, src + (j + 4) * L + c0 - 4, sizeof(high));
+        r[j] = __builtin_shuffle(low, high, M{0, 1, 2, 3, 12, 13, 14, 15});
+      }
+      const V t0 = __builtin_shuffle(r[0], r[1], M{0, 8, 1, 9, 4, 12, 5, 13});
+      const V t1 = __builtin_shuffle(r[0], r[1], M{2, 10, 3, 11, 6, 14, 7, 15});
+      const V t2 = __builtin_shuffle(r[2], r[3], M{0, 8, 1, 9, 4, 12, 5, 13});
+      const V t3 = __builtin_shuffle(r[2], r[3], M{2, 10, 3, 11, 6, 14, 7, 15});
+      const V c[4] = {__builtin_shuffle(t0, t2, M{0, 1, 8, 9, 4, 5, 12, 13}),
+                      __builtin_shuffle(t0, t2, M{2, 3, 10, 11, 6, 7, 14, 15}),
+                      __builtin_shuffle(t1, t3, M{0, 1, 8, 9, 4, 5, 12, 13}),
+                      __builtin_shuffle(t1, t3, M{2, 3, 10, 11, 6, 7, 14, 15})};
+      for (int k = 0; k < 4; ++k) {
+        if (c0 + k >= 4 * b) col[c0 + k] = c[k];
+      }
     }
   }
 }
 
 // The rows' max (Max) or min of flat values without NaN (an input's rows from the group's
 // first, or a pass's values in the rows' order): res[g] for row g.  With FJ_ROW_WINDOWS,
-// fj_window_extreme's windows; else, for rows of 4 or more, the columns' chain, which takes
-// the later of equal values as fj_max does (m > x ? m : x, one vmaxps: the max of rows of 10,
-// 1M float32 on one Zen 3 core, 161 us, where one scalar chain a row took 161 and the
-// gathering code 517; rows of 4 and 16: 73 and 95 us against 213 and 382); rows of 2 and 3
-// keep one scalar chain a row.
+// fj_window_extreme's windows; else the columns' chain, which takes the later of equal values
+// as fj_max does (m > x ? m : x, one vmaxps): the max of 1M float32 on one Zen 3 core in rows
+// of 2, 4, 10 and 16, 206, 73, 84 and 95 us, where one scalar chain a row took 350, 213, 161
+// and 382 (rows of 3: 244 against 255), and the gathering code 517 for rows of 10.
 template <int L, bool Max, class T>
 static inline void fj_flat_extreme(T* res, const T* flat) {
 #if FJ_ROW_WINDOWS
@@ -178,22 +209,13 @@ static inline void fj_flat_extreme(T* res, const T* flat) {
   memcpy(x, flat, sizeof(x));
   fj_window_extreme<L, Max>(res, x);
 #else
-  if constexpr (L >= 4) {
-    typedef typename fj_column_vector<T>::type V;
-    for (int h = 0; h < FJ_ROW_GROUP / 8; ++h) {
-      V col[L];
-      fj_columns_of_eight<L>(col, flat + 8 * h * L);
-      V m = col[0];
-      for (int c = 1; c < L; ++c) m = Max ? (m > col[c] ? m : col[c]) : (m < col[c] ? m : col[c]);
-      memcpy(res + 8 * h, &m, sizeof(m));
-    }
-  } else {
-    for (int g = 0; g < FJ_ROW_GROUP; ++g) {
-      const T* row = flat + g * L;
-      T m = row[0];
-      for (int r = 1; r < L; ++r) m = Max ? (m > row[r] ? m : row[r]) : (m < row[r] ? m : row[r]);
-      res[g] = m;
-    }
+  typedef typename fj_column_vector<T>::type V;
+  for (int h = 0; h < FJ_ROW_GROUP / 8; ++h) {
+    V col[L];
+    fj_columns_of_eight<L>(col, flat + 8 * h * L);
+    V m = col[0];
+    for (int c = 1; c < L; ++c) m = Max ? (m > col[c] ? m : col[c]) : (m < col[c] ? m : col[c]);
+    memcpy(res + 8 * h, &m, sizeof(m));
   }
 #endif
 }
@@ -201,8 +223,8 @@ static inline void fj_flat_extreme(T* res, const T* flat) {
 // The rows' argmax (Max) or argmin of flat values without NaN: res[g], the first position of
 // row g's extreme.  With FJ_ROW_WINDOWS, fj_window_arg's windows; else the columns' chain
 // (a strict comparison keeps the first position), or for rows of 2 and 3 one scalar chain a
-// row (the argmax of rows of 10, 1M float32 on one Zen 3 core: 129 us, against about 700
-// gathering).
+// row (the argmax of 1M float32 on one Zen 3 core: rows of 10 129 us, against about 700
+// gathering; rows of 2 and 3 about 225 us, against 880 gathering, and 226 and 267 by columns).
 template <int L, bool Max, class T, class I>
 static inline void fj_flat_arg(I* res, const T* flat) {
 #if FJ_ROW_WINDOWS

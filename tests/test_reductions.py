@@ -170,7 +170,7 @@ def test_short_rows_read_straight_from_an_input_take_row_windows_on_the_host(row
     """On the host, a max, min, argmax or argmin over short rows of a 4-byte input, as it is,
     reads each full group of rows in place (kernels/row_windows.h): as whole vectors whose
     overlapping windows combine where the host's shuffles are quick, else as columns of 8
-    rows (rows of 2 and 3: one scalar chain a row).  A group with a NaN and the block's
+    rows (an argmax or argmin of rows of 2 and 3: one scalar chain a row).  A group with a NaN and the block's
     partial last group gather as before.  Ties (small integers, +-0: max and min keep the
     last, argmax and argmin the first index), infinities and NaNs in some groups only;
     16 * 6 + 7 rows.  Producers, 8-byte elements and families keep the gathering code.  Both

@@ -240,6 +240,7 @@ def test_convert_element_type(src, x64):
     if np.dtype(src).kind == "f":
         x.reshape(-1)[10:20] = np.array([3e9, -3e9, 1e20, -1e20, 255.5, -128.7, 65535.9, 0.5, -0.5, 2**63],
                                         dtype=src)
+        x.reshape(-1)[20:24] = np.array([2.0**31, -2.0**31, 2.0**32, 2.0**31 - 128], dtype=src)  # int32's bounds
     verify(lambda x: {np.dtype(t).name: x.astype(t) for t in CONVERT_TARGETS}, x)
 
 

@@ -166,8 +166,10 @@ static inline void fj_columns_of_eight(V* col, const T* src) {
   static_assert(sizeof(T) == 4 && L >= 2, "columns: rows of 2 or more 4-byte elements");
   typedef typename fj_column_vector<T>::mask M;
   if constexpr (L < 4) {
+    // One load a vector (GCC copied the whole array through 16-byte stores, which each
+    // 32-byte load then waited on: 3 times as slow).
     V v[L];
-    for (int k = 0; k < L; ++k) memcpy(&v[k], src + 8 * k, sizeof(V));  // (one copy: stores of halves)
+    for (int k = 0; k < L; ++k) memcpy(&v[k], src + 8 * k, sizeof(V));
     col[0] = fj_short_column<L, 0, V, M>(v);
     col[1] = fj_short_column<L, 1, V, M>(v);
     if constexpr (L == 3) col[2] = fj_short_column<L, 2, V, M>(v);

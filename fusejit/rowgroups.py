@@ -20,8 +20,8 @@ are, a full group's rows are read where they lie instead of gathered position by
 (kernels/row_windows.h): as contiguous vectors whose overlapping windows combine in
 registers where the host's 16-lane shuffles are quick (AVX-512, clang), and elsewhere turned
 into columns, 8 rows at a time, whose lanes combine in one vertical chain (an argmax or
-argmin of rows of 2 and 3: one scalar chain a row).  A group with a NaN, and the block's partial last group, take the
-gathering code.
+argmin of rows of 2 and 3: one scalar chain a row).  A group with a NaN, and the block's
+partial last group, take the gathering code.
 
 Flat groups: where the family's reductions are float32 max, min and sum (max and min in the
 first phase), a full group keeps its values in the rows' own order instead (flat_path):
@@ -93,8 +93,8 @@ def folds_rows(spec, phases, row_len: int) -> bool:
 
 
 def window_sources(spec, w, reds, row_len: int) -> dict | None:
-    """{id(source): (parameter name, C type)} of the first phase's operands if the phase can
-    take the row windows (kernels/row_windows.h), else None: every reduction a max, min,
+    """{id(source): parameter name} of the first phase's operands if the phase can read the
+    rows in place (kernels/row_windows.h), else None: every reduction a max, min,
     argmax or argmin of an input's elements as they are (4 bytes each, the operand's shape,
     the reduced axes innermost, so a group's rows are contiguous in it)."""
     nd = len(spec.in_shape)
@@ -107,7 +107,7 @@ def window_sources(spec, w, reds, row_len: int) -> dict | None:
                 or v.dtype.itemsize != 4 or v.dtype.kind not in "fiu" or red.acc_dtype != v.dtype
                 or (not red.is_arg and red.out.dtype != v.dtype)):
             return None
-        sources[id(v)] = (w.source_names[id(v)], ops.ctype(v.dtype))
+        sources[id(v)] = w.source_names[id(v)]
     return sources
 
 
@@ -116,11 +116,11 @@ def window_phase(reds, sources: dict, row_len: int) -> list[str]:
     host's shuffles are quick, columns elsewhere), in a full group whose elements have no NaN:
     the opening of an `if` whose `else` is the gathering code."""
     lines = ["// rows read in place: windows or columns, without gathers (kernels/row_windows.h)"]
-    starts = {name: f"{name} + (size_t)i0 * {row_len}" for name, _ in sources.values()}
+    starts = {name: f"{name} + (size_t)i0 * {row_len}" for name in sources.values()}
     clean = " && ".join(f"!fj_flat_has_nan<{row_len}>({at})" for at in starts.values())
     lines.append(f"if (FJ_GROUP_FULL(i0) && {clean}) {{")
     for red in reds:
-        name, _ = sources[id(red.operand)]
+        name = sources[id(red.operand)]
         highest = "true" if red.eqn.primitive in ("reduce_max", "argmax") else "false"
         call = "fj_flat_arg" if red.is_arg else "fj_flat_extreme"
         lines.append(f"  {call}<{row_len}, {highest}>(res{red.k}, {starts[name]});  // {red.eqn.primitive}")
@@ -228,8 +228,8 @@ def flat_eligible(spec, phases, row_len: int) -> bool:
     """A family of float32 max, min and sum reductions (max and min in the first phase only)
     over short contiguous rows (softmax, log_softmax, logsumexp over 10 classes; a max and a
     sum of one row), or an argmax or argmin of float32 values computed in the kernel (of a
-    bias add, of a softmax) over rows of up to SHORT_ROW, in the first phase, with 4-byte
-    indices."""
+    bias add, of a scaled input) over rows of up to SHORT_ROW, in the first phase, with
+    4-byte indices."""
     nd = len(spec.in_shape)
     if not 2 <= row_len <= MEDIUM_ROW or tuple(spec.reduce_axes) != tuple(range(nd - len(spec.reduce_axes), nd)):
         return False

@@ -140,11 +140,11 @@ template <class T> struct fj_column_vector {
 #define FJ_COLUMN_FROM_LAST(j) (FJ_COLUMN_POSITION(j) >= 16 ? -1 : 0)
 template <int L, int C, class V, class M>
 static inline V fj_short_column(const V* v) {
-  const V first = __builtin_shuffle(v[0], v[1], M{FJ_COLUMN_LANES(FJ_COLUMN_FIRST)});
+  const V first = fj_shuffle<FJ_COLUMN_LANES(FJ_COLUMN_FIRST)>(v[0], v[1]);
   if constexpr (L == 2) {
     return first;
   } else {
-    const V last = __builtin_shuffle(v[1], v[2], M{FJ_COLUMN_LANES(FJ_COLUMN_LAST)});
+    const V last = fj_shuffle<FJ_COLUMN_LANES(FJ_COLUMN_LAST)>(v[1], v[2]);
     return M{FJ_COLUMN_LANES(FJ_COLUMN_FROM_LAST)} ? last : first;
   }
 }
@@ -181,16 +181,16 @@ static inline void fj_columns_of_eight(V* col, const T* src) {
         V low, high;
         memcpy(&low, src + j * L + c0, sizeof(low));
         memcpy(&high, src + (j + 4) * L + c0 - 4, sizeof(high));
-        r[j] = __builtin_shuffle(low, high, M{0, 1, 2, 3, 12, 13, 14, 15});
+        r[j] = fj_shuffle<0, 1, 2, 3, 12, 13, 14, 15>(low, high);
       }
-      const V t0 = __builtin_shuffle(r[0], r[1], M{0, 8, 1, 9, 4, 12, 5, 13});
-      const V t1 = __builtin_shuffle(r[0], r[1], M{2, 10, 3, 11, 6, 14, 7, 15});
-      const V t2 = __builtin_shuffle(r[2], r[3], M{0, 8, 1, 9, 4, 12, 5, 13});
-      const V t3 = __builtin_shuffle(r[2], r[3], M{2, 10, 3, 11, 6, 14, 7, 15});
-      const V c[4] = {__builtin_shuffle(t0, t2, M{0, 1, 8, 9, 4, 5, 12, 13}),
-                      __builtin_shuffle(t0, t2, M{2, 3, 10, 11, 6, 7, 14, 15}),
-                      __builtin_shuffle(t1, t3, M{0, 1, 8, 9, 4, 5, 12, 13}),
-                      __builtin_shuffle(t1, t3, M{2, 3, 10, 11, 6, 7, 14, 15})};
+      const V t0 = fj_shuffle<0, 8, 1, 9, 4, 12, 5, 13>(r[0], r[1]);
+      const V t1 = fj_shuffle<2, 10, 3, 11, 6, 14, 7, 15>(r[0], r[1]);
+      const V t2 = fj_shuffle<0, 8, 1, 9, 4, 12, 5, 13>(r[2], r[3]);
+      const V t3 = fj_shuffle<2, 10, 3, 11, 6, 14, 7, 15>(r[2], r[3]);
+      const V c[4] = {fj_shuffle<0, 1, 8, 9, 4, 5, 12, 13>(t0, t2),
+                      fj_shuffle<2, 3, 10, 11, 6, 7, 14, 15>(t0, t2),
+                      fj_shuffle<0, 1, 8, 9, 4, 5, 12, 13>(t1, t3),
+                      fj_shuffle<2, 3, 10, 11, 6, 7, 14, 15>(t1, t3)};
       for (int k = 0; k < 4; ++k) {
         if (c0 + k >= 4 * b) col[c0 + k] = c[k];
       }

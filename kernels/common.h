@@ -407,6 +407,8 @@ template <class To, class From> FJ_DEVICE To fj_convert(From x) {
       const To high = x >= hi ? fj_traits<To>::highest() : (To)inside;
       return x <= lo ? fj_traits<To>::lowest() : high;
     } else {
+      // 64-bit integers keep the branches: without AVX-512 their conversion is scalar either
+      // way, and there the branches are quicker.
       if (x != x) return (To)0;
       if (x <= lo) return fj_traits<To>::lowest();
       if (x >= hi) return fj_traits<To>::highest();

@@ -94,3 +94,23 @@ def test_float32_sums_that_overflow_only_on_the_way_stay_finite():
     if on_xla_cpu():
         want_total, want_running = jax.jit(lambda x: (jnp.sum(x), jnp.cumsum(x)))(x)
         assert np.isinf(want_total) and np.isinf(want_running[2])  # the difference this test documents
+
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_reciprocal_below_the_normal_floats_is_kept(x64, dtype):
+    """A division by a broadcast value is a multiplication by its reciprocal in jax.jit on the
+    CPU, and in fusejit, which makes the same rewrite (fusejit/reciprocal.py).  The reciprocal
+    of a divisor above 2^126 (float32; 2^1022 for float64) is a denormal: XLA's CPU backend
+    flushes it to zero and fusejit keeps it, as IEEE arithmetic and the GPU do.  So
+    `x / max|x|` over a row whose largest magnitude is the largest float is 0 in jax.jit and
+    1 (the quotient, within an ULP or two) in fusejit.  The random-program tests accept
+    fusejit's answer where it matches the program run with IEEE quotients."""
+    big = np.finfo(dtype).max
+    x = np.array([[big / 2, big], [-big, big / 4]], dtype)
+    got = np.asarray(fusejit.jit(lambda x: x / jnp.max(jnp.abs(x), 1, keepdims=True))(x))
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, [[0.5, 1.0], [-1.0, 0.25]], rtol=4 * np.finfo(dtype).eps)
+    if on_xla_cpu():
+        want = jax.jit(lambda x: x / jnp.max(jnp.abs(x), 1, keepdims=True))(x)
+        assert want[0, 1] == 0.0  # the difference this test documents

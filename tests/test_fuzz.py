@@ -4,9 +4,10 @@ Each example draws two inputs (any supported dtype; shapes with 0-d, size-0 and 
 dimensions; the second broadcastable to the first) filled with random values and special
 ones: NaN, +-inf, -0.0, denormals, the largest floats and extreme integers.  It then draws a
 chain of operations: dtype-aware elementwise math, binary operations between the inputs
-(with jnp's type promotion), comparisons and selects, conversions, broadcasts, strided and
-reversed slices, transposes, reshapes, pads (negative and interior), concatenates,
-reductions over random axes, cumulative sums, short scans and conds.  fusejit's host
+(with jnp's type promotion; integer division, remainders and shifts at their edges),
+comparisons and selects, conversions, broadcasts, strided and reversed slices, transposes,
+reshapes, pads (negative and interior), concatenates, reductions, argmaxes and argmins over
+random axes, cumulative sums, products, maxima and minima, short scans and conds.  fusejit's host
 backend must match jax.jit.  FUSEJIT_FUZZ_EXAMPLES=N runs longer; every failure found
 becomes a regression test (test_shapes.py, test_control.py, here).
 """
@@ -59,10 +60,15 @@ UNARY = {
     "unsigned": [lambda x: x * 3 + 1, lambda x: x // 3, lambda x: x % 5, lambda x: ~x, lambda x: x >> 1],
     "bool": [jnp.logical_not, lambda x: x ^ True],
 }
+# The integer rows include the operations whose C++ counterparts are undefined or differ from
+# XLA's at the edges: a division or remainder by zero or of the least value by -1, a shift by
+# a negative amount or by the width or more.
+INTEGER_BINARY = [jnp.add, jnp.subtract, jnp.multiply, jnp.maximum, jnp.minimum, jnp.floor_divide, jnp.remainder,
+                  lax.div, lax.rem, jnp.left_shift, jnp.right_shift, jnp.bitwise_and, jnp.bitwise_or, jnp.bitwise_xor]
 BINARY = {
-    "float": [jnp.add, jnp.subtract, jnp.multiply, jnp.maximum, jnp.minimum],
-    "signed": [jnp.add, jnp.subtract, jnp.multiply, jnp.maximum, jnp.minimum],
-    "unsigned": [jnp.add, jnp.subtract, jnp.multiply, jnp.maximum, jnp.minimum],
+    "float": [jnp.add, jnp.subtract, jnp.multiply, jnp.maximum, jnp.minimum, jnp.arctan2, jnp.copysign],
+    "signed": INTEGER_BINARY,
+    "unsigned": INTEGER_BINARY,
     "bool": [jnp.logical_and, jnp.logical_or, jnp.logical_xor],
 }
 
@@ -80,7 +86,8 @@ def step(draw, x, inputs, targets):
     shape = x.shape
     k = kind(x.dtype)
     op = draw(st.sampled_from(["unary", "binary", "input", "select", "convert", "slice", "rev", "transpose",
-                               "reshape", "pad", "concat", "reduce", "cumsum", "broadcast", "scan", "cond"]))
+                               "reshape", "pad", "concat", "reduce", "cumsum", "broadcast", "scan", "cond", "arg",
+                               "cumulative"]))
     if op == "unary":
         return draw(st.sampled_from(UNARY[k]))(x)
     if op == "binary":
@@ -146,6 +153,15 @@ def step(draw, x, inputs, targets):
         if n == 0:
             return jnp.sum(x, axis, keepdims=keep)
         return reduce_op(draw, x)(x, axis, keepdims=keep)
+    if op == "arg":  # an int32 index of the largest or least element (the first of equal ones)
+        if n == 0:
+            return x
+        return draw(st.sampled_from([jnp.argmax, jnp.argmin]))(x, axis, keepdims=draw(st.booleans()))
+    if op == "cumulative" and k != "bool":
+        f = draw(st.sampled_from([lax.cummax, lax.cummin, lax.cumprod]))
+        if f is lax.cumprod and halves.is_half(x.dtype):  # (as cumsum below)
+            return lax.cumprod(x.astype(jnp.float32), axis).astype(x.dtype)
+        return f(x, axis)
     if op == "cumsum":
         if halves.is_half(x.dtype):  # XLA accumulates in the half type (test_halves.py)
             return jnp.cumsum(x.astype(jnp.float32), axis).astype(x.dtype)
@@ -238,7 +254,8 @@ def assert_matches_jax(program, inputs, choices, rtol=1e-4, atol=1e-5):
     jitted = fusejit.jit(program, backend="host")
     report = fusejit.check(jitted, *inputs, rtol=rtol, atol=atol)
     if not report.ok and (xla_miscompiles(program, jitted, inputs) or xla_flushes_denormals(program, jitted, inputs)
-                          or xla_rounds_more(program, jitted, inputs) or xla_loses_nan(program, jitted, inputs)):
+                          or xla_rounds_more(program, jitted, inputs) or xla_loses_nan(program, jitted, inputs)
+                          or xla_flushes_a_reciprocal(program, jitted, inputs)):
         return
     assert report.ok, f"inputs {[(a.dtype.name, a.shape) for a in inputs]}, choices {choices}\n{report}"
 
@@ -260,6 +277,10 @@ FAMILIES = {
     "sum": lambda y, axis: jnp.sum(y, axis),
     "max - min": lambda y, axis: jnp.max(y, axis) - jnp.min(y, axis),
     "argmax": lambda y, axis: jnp.argmax(y, axis),
+    "argmin": lambda y, axis: jnp.argmin(y, axis),
+    "argmax of ties": lambda y, axis: jnp.argmax(jnp.round(y), axis),  # the first of equal values
+    "argmin |y|": lambda y, axis: jnp.argmin(jnp.abs(y), axis),
+    "max, argmax": lambda y, axis: (jnp.max(y, axis), jnp.argmax(y, axis)),
     "y / max|y|": lambda y, axis: y / jnp.max(jnp.abs(y), axis, keepdims=True),
     "norm": lambda y, axis: jnp.sqrt(jnp.sum(y * y, axis)),
 }
@@ -268,9 +289,10 @@ FAMILIES = {
 @settings(max_examples=MEDIUM_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.data())
 def test_random_row_programs_match_jax(x64, data):
-    """Softmaxes, norms and their kin over odd row lengths and either axis, after maps with
-    row and column broadcasts, reversals and transposes: the host backend's row groups,
-    folded rows, periodic rows and columns, and transposed tiles, against jax.jit."""
+    """Softmaxes, norms, argmaxes and their kin over odd row lengths and either axis, after
+    maps with row and column broadcasts, reversals and transposes, on values with or without
+    NaN, infinities and -0.0: the host backend's row groups, flat rows, folded rows, periodic
+    rows and columns, and transposed tiles, against jax.jit."""
     draw = data.draw
     shape = medium_shape(draw)
     if len(shape) == 1:
@@ -280,7 +302,8 @@ def test_random_row_programs_match_jax(x64, data):
     axis, both = draw(st.sampled_from([-1, -2])), draw(st.booleans())
     rng = np.random.default_rng(draw(st.integers(0, 2**16)))
     row_len = shape[-2] if producer.startswith("swapaxes") else shape[-1]
-    inputs = [rand(rng, shape, dtype), rand(rng, (row_len,), dtype),
+    special = draw(st.booleans())  # NaN, +-inf, -0.0 and the largest floats at a few places of x
+    inputs = [rand(rng, shape, dtype, special=special), rand(rng, (row_len,), dtype),
               rand(rng, shape[:-1] + (1,), dtype)]
 
     def program(x, row, col):
@@ -288,7 +311,7 @@ def test_random_row_programs_match_jax(x64, data):
         out = FAMILIES[family](y, axis)
         return (out, y) if both else out
 
-    assert_matches_jax(program, inputs, [shape, producer, family, axis, both])
+    assert_matches_jax(program, inputs, [shape, producer, family, axis, both, special])
 
 
 def xla_flushes_denormals(program, jitted, inputs) -> bool:
@@ -315,6 +338,23 @@ def xla_loses_nan(program, jitted, inputs) -> bool:
     reduction made NaN-propagating explicitly: fusejit, which differs from jax.jit, must
     match it."""
     return matches_judge(program, jitted, inputs, propagate_nan)
+
+
+def xla_flushes_a_reciprocal(program, jitted, inputs) -> bool:
+    """True when the difference is a reciprocal that XLA's CPU backend flushes to zero
+    (test_footguns.py): jax.jit divides by a broadcast value as a multiplication by its
+    reciprocal, which is a denormal for a divisor near the largest float.  The judge is the
+    program evaluated primitive by primitive with IEEE quotients (NumPy's): fusejit, which
+    differs from jax.jit, must match it."""
+    return matches_judge(program, jitted, inputs, ieee_divide)
+
+
+def ieee_divide(primitive, params, invals):
+    """eval_jaxpr's rule for a float division: NumPy's quotient, no reciprocal flushed."""
+    if primitive.name != "div" or not jnp.issubdtype(invals[0].dtype, jnp.floating):
+        return None
+    with np.errstate(all="ignore"):
+        return [jnp.asarray(np.divide(np.asarray(invals[0]), np.asarray(invals[1])))]
 
 
 def propagate_nan(primitive, params, invals):

@@ -7,7 +7,9 @@ chain of operations: dtype-aware elementwise math, binary operations between the
 (with jnp's type promotion; integer division, remainders and shifts at their edges),
 comparisons and selects, conversions, broadcasts, strided and reversed slices, transposes,
 reshapes, pads (negative and interior), concatenates, reductions, argmaxes and argmins over
-random axes, cumulative sums, products, maxima and minima, short scans and conds.  fusejit's host
+random axes, cumulative sums, products, maxima and minima, takes (indices out of range
+too), dynamic slices past the end, sorts, scatter-adds with repeated indices, short scans
+and conds.  fusejit's host
 backend must match jax.jit.  FUSEJIT_FUZZ_EXAMPLES=N runs longer; every failure found
 becomes a regression test (test_shapes.py, test_control.py, here).
 """
@@ -64,9 +66,11 @@ UNARY = {
 # XLA's at the edges: a division or remainder by zero or of the least value by -1, a shift by
 # a negative amount or by the width or more.
 INTEGER_BINARY = [jnp.add, jnp.subtract, jnp.multiply, jnp.maximum, jnp.minimum, jnp.floor_divide, jnp.remainder,
-                  lax.div, lax.rem, jnp.left_shift, jnp.right_shift, jnp.bitwise_and, jnp.bitwise_or, jnp.bitwise_xor]
+                  lambda a, b: lax.div(*jnp.broadcast_arrays(a, b)), lambda a, b: lax.rem(*jnp.broadcast_arrays(a, b)),
+                  jnp.left_shift, jnp.right_shift, jnp.bitwise_and, jnp.bitwise_or, jnp.bitwise_xor]
 BINARY = {
-    "float": [jnp.add, jnp.subtract, jnp.multiply, jnp.maximum, jnp.minimum, jnp.arctan2, jnp.copysign],
+    # (no arctan2: of two denormals it is their angle, and 0 or pi/2 where XLA flushes one)
+    "float": [jnp.add, jnp.subtract, jnp.multiply, jnp.maximum, jnp.minimum, jnp.copysign],
     "signed": INTEGER_BINARY,
     "unsigned": INTEGER_BINARY,
     "bool": [jnp.logical_and, jnp.logical_or, jnp.logical_xor],
@@ -87,7 +91,7 @@ def step(draw, x, inputs, targets):
     k = kind(x.dtype)
     op = draw(st.sampled_from(["unary", "binary", "input", "select", "convert", "slice", "rev", "transpose",
                                "reshape", "pad", "concat", "reduce", "cumsum", "broadcast", "scan", "cond", "arg",
-                               "cumulative"]))
+                               "cumulative", "take", "dynamic_slice", "sort", "scatter_add"]))
     if op == "unary":
         return draw(st.sampled_from(UNARY[k]))(x)
     if op == "binary":
@@ -162,6 +166,28 @@ def step(draw, x, inputs, targets):
         if f is lax.cumprod and halves.is_half(x.dtype):  # (as cumsum below)
             return lax.cumprod(x.astype(jnp.float32), axis).astype(x.dtype)
         return f(x, axis)
+    if op == "take":  # indices anywhere from -n - 2 to n + 1: negative ones count from the end
+        # (jnp.take's default mode fills the ones out of range with NaN, 0 or the least value)
+        count = draw(st.integers(0, 5))
+        indices = np.array([draw(st.integers(-n - 2, n + 1)) for _ in range(count)], np.int32)
+        return jnp.take(x, indices, axis=axis, mode=draw(st.sampled_from([None, "clip", "wrap"])))
+    if op == "dynamic_slice":  # a start that may run past the end: XLA moves it back inside
+        size = draw(st.integers(0, n))
+        start = [0] * x.ndim
+        start[axis] = draw(st.integers(-2, n + 2))
+        sizes = list(shape)
+        sizes[axis] = size
+        return lax.dynamic_slice(x, start, sizes)
+    if op == "sort":  # NaN last; -0.0 and 0.0 equal, so kept in their order
+        return jnp.sort(x, axis=axis)
+    if op == "scatter_add" and k != "bool":  # repeated indices add up
+        indices = np.array([draw(st.integers(0, max(n - 1, 0))) for _ in range(draw(st.integers(0, 4)))], np.int32)
+        if n == 0:
+            return x
+        index = [slice(None)] * x.ndim
+        index[axis] = indices
+        values = jnp.take(x, indices, axis=axis)
+        return x.at[tuple(index)].add(values)
     if op == "cumsum":
         if halves.is_half(x.dtype):  # XLA accumulates in the half type (test_halves.py)
             return jnp.cumsum(x.astype(jnp.float32), axis).astype(x.dtype)
@@ -254,8 +280,8 @@ def assert_matches_jax(program, inputs, choices, rtol=1e-4, atol=1e-5):
     jitted = fusejit.jit(program, backend="host")
     report = fusejit.check(jitted, *inputs, rtol=rtol, atol=atol)
     if not report.ok and (xla_miscompiles(program, jitted, inputs) or xla_flushes_denormals(program, jitted, inputs)
-                          or xla_rounds_more(program, jitted, inputs) or xla_loses_nan(program, jitted, inputs)
-                          or xla_flushes_a_reciprocal(program, jitted, inputs)):
+                          or xla_rounds_more(program, jitted, inputs)
+                          or xla_loses_nan_or_flushes_a_reciprocal(program, jitted, inputs)):
         return
     assert report.ok, f"inputs {[(a.dtype.name, a.shape) for a in inputs]}, choices {choices}\n{report}"
 
@@ -331,22 +357,15 @@ def xla_flushes_denormals(program, jitted, inputs) -> bool:
     return compare(jax.jit(program)(*inputs), jitted.run(*flushed), rtol=1e-4, atol=1e-5).ok
 
 
-def xla_loses_nan(program, jitted, inputs) -> bool:
-    """True when the difference is a NaN that XLA's CPU reductions lose (test_footguns.py):
-    its vectorised max and min over rows or columns can return the largest other element.
-    The judge is the program evaluated primitive by primitive with every float max and min
-    reduction made NaN-propagating explicitly: fusejit, which differs from jax.jit, must
-    match it."""
-    return matches_judge(program, jitted, inputs, propagate_nan)
-
-
-def xla_flushes_a_reciprocal(program, jitted, inputs) -> bool:
-    """True when the difference is a reciprocal that XLA's CPU backend flushes to zero
-    (test_footguns.py): jax.jit divides by a broadcast value as a multiplication by its
-    reciprocal, which is a denormal for a divisor near the largest float.  The judge is the
-    program evaluated primitive by primitive with IEEE quotients (NumPy's): fusejit, which
+def xla_loses_nan_or_flushes_a_reciprocal(program, jitted, inputs) -> bool:
+    """True when the differences are NaNs that XLA's CPU reductions lose, reciprocals it
+    flushes to zero, or both (test_footguns.py): its vectorised max and min over rows or
+    columns can return the largest other element, and it divides by a broadcast value as a
+    multiplication by its reciprocal, a denormal for a divisor near the largest float.  The
+    judge is the program evaluated primitive by primitive with every float max and min
+    reduction made NaN-propagating explicitly and IEEE quotients (NumPy's): fusejit, which
     differs from jax.jit, must match it."""
-    return matches_judge(program, jitted, inputs, ieee_divide)
+    return matches_judge(program, jitted, inputs, lambda *eqn: propagate_nan(*eqn) or ieee_divide(*eqn))
 
 
 def ieee_divide(primitive, params, invals):

@@ -9,9 +9,9 @@ comparisons and selects, conversions, broadcasts, strided and reversed slices, t
 reshapes, pads (negative and interior), concatenates, reductions, argmaxes and argmins over
 random axes, cumulative sums, products, maxima and minima, takes (indices out of range
 too), dynamic slices past the end, sorts, scatter-adds with repeated indices, short scans
-and conds.  fusejit's host
-backend must match jax.jit.  FUSEJIT_FUZZ_EXAMPLES=N runs longer; every failure found
-becomes a regression test (test_shapes.py, test_control.py, here).
+and conds.  fusejit's host backend must match jax.jit.  FUSEJIT_FUZZ_EXAMPLES=N runs
+longer; every failure found becomes a regression test (test_shapes.py, test_control.py,
+test_footguns.py, here).
 """
 import os
 
@@ -187,9 +187,9 @@ def step(draw, x, inputs, targets):
     if op == "sort":  # NaN last; -0.0 and 0.0 equal, so kept in their order
         return jnp.sort(x, axis=axis)
     if op == "scatter_add" and k != "bool":  # repeated indices add up
-        indices = np.array([draw(st.integers(0, max(n - 1, 0))) for _ in range(draw(st.integers(0, 4)))], np.int32)
         if n == 0:
             return x
+        indices = np.array([draw(st.integers(0, n - 1)) for _ in range(draw(st.integers(0, 4)))], np.int32)
         index = [slice(None)] * x.ndim
         index[axis] = indices
         values = jnp.take(x, indices, axis=axis)

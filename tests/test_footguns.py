@@ -96,7 +96,6 @@ def test_float32_sums_that_overflow_only_on_the_way_stay_finite():
         assert np.isinf(want_total) and np.isinf(want_running[2])  # the difference this test documents
 
 
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_a_reciprocal_below_the_normal_floats_is_kept(x64, dtype):
     """A division by a broadcast value is a multiplication by its reciprocal in jax.jit on the

@@ -106,7 +106,7 @@ def run_host_under_asan(compiled, args, tmp_path, defines=()) -> None:
             f.write(arr.tobytes())
     (tmp_path / "driver.cpp").write_text("\n".join(lines))
     compiler, _ = cxx.compiler()
-    build = subprocess.run([compiler, "-O1", "-g", "-std=c++17", "-fopenmp", "-march=native", "-fsanitize=address",
+    build = subprocess.run([compiler, "-O0", "-g", "-std=c++17", "-fopenmp", "-march=native", "-fsanitize=address",
                             *defines, "-x", "c++", "-I", kernels_dir(), str(tmp_path / "driver.cpp"), "-o",
                             str(tmp_path / "driver")], capture_output=True, text=True)
     assert build.returncode == 0, build.stderr[-3000:]

@@ -1,6 +1,7 @@
 """The GPU-faithful emulation itself (fusejit/backends/emulate.py, kernels/emu_launch.h), on
 hand-written CUDA: barriers and warp shuffles across partial warps, and a clear error, not a
 crash or a hang, for what a real GPU would do wrong or refuse."""
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -131,3 +132,16 @@ def test_a_launch_runs_its_threads_on_one_cpu(module):
     out = np.full(3 * 256, -1, np.int32)
     backend.launch(compiled, Launch("cpus", 3, 256, (Arg(0),), out.size, (0,)), [out])
     assert out.min() >= 0 and len(set(out.tolist())) == 1, sorted(set(out.tolist()))
+
+
+def test_the_host_paths_address_sanitizer_harness_reports_a_read_past_the_end(tmp_path):
+    """helpers.run_host_under_asan (which runs the host-only paths that the emulation compiles
+    out) fails on a kernel that reads past an input: here an input one row shorter than the
+    program was compiled for."""
+    import fusejit
+    from helpers import run_host_under_asan
+    x = np.random.default_rng(0).standard_normal((37, 129)).astype(np.float32)
+    compiled = fusejit.jit(lambda x: jnp.tanh(x) * 2 + x.sum(axis=1, keepdims=True), backend="host").lower(x)
+    run_host_under_asan(compiled, (x,), tmp_path)
+    with pytest.raises(AssertionError, match="AddressSanitizer.*heap-buffer-overflow"):
+        run_host_under_asan(compiled, (x[:-1],), tmp_path)

@@ -257,8 +257,8 @@ class Jitted:
                     return compiled.unflatten(compiled.run(args, options.debug))
         result = self.run(*args, **kwargs)
         if self.check or options.check:
-            from .check import compare
-            report = compare(self.reference(*args, **kwargs), result)
+            from .check import judge
+            report = judge(self, args, kwargs, result)
             if not report.ok:
                 from .errors import MismatchError
                 raise MismatchError(report)

@@ -240,6 +240,65 @@ def test_check_reports_differences_beyond_the_largest_double_without_warnings():
     assert not report.ok and report.max_abs == np.inf and report.max_rel == np.inf
 
 
+@pytest.mark.parametrize("shape", [(37, 65), (100, 1000), (16, 5000)])
+def test_check_judges_a_products_elements_near_zero_against_float64(shape):
+    """A float32 product's elements near zero: jax.jit and fusejit (BLAS) sum in different
+    orders, each farther from the exact value than float32's tolerance allows there.  The
+    float64 judge accepts them; without it the report fails on at least one of the inputs."""
+    f = fusejit.jit(lambda a, b: (jnp.einsum("ij,kj->ik", a, b), a.sum(0)))
+    plain_failures = 0
+    for seed in range(3):
+        x = rand(rng(seed), shape, np.float32)
+        report = fusejit.check(f, x, x)
+        assert report.ok, report
+        plain = fusejit.check(f, x, x, float64=False)
+        plain_failures += not plain.ok
+        if not plain.ok:
+            assert "accepted against float64" in report.outputs[0].note, report
+            assert "beyond rtol" in plain.outputs[0].problem, plain
+    assert plain_failures, "no input needed the judge: the test tests nothing"
+
+
+def test_the_float64_judge_accepts_only_values_as_close_as_jax_jits():
+    """diff_arrays with an `exact` evaluation: fusejit's value is accepted beyond the tolerance
+    of jax.jit's only where it is as close to the exact value as jax.jit's rounding allows,
+    only where the evaluation is jax.jit's computation, and never past another problem."""
+    from fusejit.check import diff_arrays
+    r = rng(11)
+    exact = r.standard_normal(1000) * 10.0 ** r.integers(-3, 3, 1000)
+    unit = 1e-6 + 2e-5 * np.abs(exact)  # float32's tolerance at the exact values
+    want = (exact + unit * r.uniform(-0.5, 0.5, 1000)).astype(np.float32)
+    want[:5] = exact[:5] + 3 * unit[:5]  # five elements where jax.jit is 3 tolerances off
+    closer = want.copy()
+    closer[:5] = exact[:5].astype(np.float32)  # fusejit exact there: beyond jax.jit's tolerance
+    assert not diff_arrays("o", want, closer).ok
+    row = diff_arrays("o", want, closer, exact=exact)
+    assert row.ok and row.note.startswith("5 element(s)"), row
+    # 1 + 2q tolerances with q = 3: fusejit within 7 is accepted, at 9 is not
+    within, beyond = want.copy(), want.copy()
+    within[5] = exact[5] + 6.5 * unit[5]
+    beyond[5] = exact[5] + 9 * unit[5]
+    assert diff_arrays("o", want, within, exact=exact).ok
+    row = diff_arrays("o", want, beyond, exact=exact)
+    assert not row.ok and row.problem.startswith("1 element(s) beyond"), row
+    # an evaluation that is not jax.jit's computation judges nothing
+    assert not diff_arrays("o", want, closer, exact=r.standard_normal(1000)).ok
+    # nor does the judge pass an output with a NaN in another place
+    nan = closer.copy()
+    nan[-1] = np.nan
+    row = diff_arrays("o", want, nan, exact=exact)
+    assert not row.ok and "NaN" in row.problem and "beyond" in row.problem
+
+
+def test_check_says_when_the_function_has_no_float64_evaluation(broken_sin):
+    def f(x):
+        assert x.dtype == jnp.float32, "float32 only"
+        return jnp.sin(x) * 3
+    report = fusejit.check(f, rand(rng(12), (33,), np.float32))
+    assert not report.ok
+    assert "no float64 evaluation to judge them: AssertionError: float32 only" in report.outputs[0].problem
+
+
 def test_make_graph_prints_like_make_jaxpr():
     graph = fusejit.make_graph(lambda x: jnp.diff(jnp.sin(x)))(np.ones(5, np.float32))
     text = str(graph)

@@ -99,7 +99,7 @@ def bitcast(lib, eqn, args):
 
 
 def integer_pow(lib, eqn, args):
-    """x ** y by squaring, in the order the kernels compute it (codegen.integer_pow_rule)."""
+    """x ** y by squaring, in the order the kernels compute it (shaperules.integer_pow_rule)."""
     out = eqn.outputs[0]
     d = out.dtype
     x, y = args[0], int(eqn.params["y"])

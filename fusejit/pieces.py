@@ -6,7 +6,7 @@ compiler: the element loop runs element by element.  But a clamp of `col + c` is
 identity or a constant over whole ranges of columns: this pass cuts the columns (the
 elements, in a flat loop) at the points where some clamp changes form, renders the body
 again for each piece with the loop symbol's range narrowed to it, and lets the index
-arithmetic drop the clamps (indexing.clamp) and the selects (codegen.select_piece) it can
+arithmetic drop the clamps (indexing.clamp) and the selects (shaperules.select_piece) it can
 prove.  Each piece is a loop of contiguous loads the compiler vectorises.
 
 Like the stream path it is a host path: the GPU and the emulation compile it out

@@ -168,7 +168,7 @@ def group_path(w, spec, ix, phases, slots) -> str:
             for red in reds:
                 w.body.append(red.step(*red.lane("g"), red.read(w, ix.element)))
             cache.flush(w)
-            gather += [f"for (idx_t r = 0; r < reduce_n; ++r) {{", "  FJ_GROUP_LANES(g) {",
+            gather += ["for (idx_t r = 0; r < reduce_n; ++r) {", "  FJ_GROUP_LANES(g) {",
                        ROW, *indent(w.body, 2).splitlines(), "  }", "}"]
             for red in reds:
                 t = red.arg_t if red.is_arg else ops.ctype(red.out.dtype)

@@ -69,3 +69,8 @@ def declaration(line: str):
     """The match of DECLARATION (type, name, expression) on a body line without its comment,
     or None for another line (a store, a loop)."""
     return DECLARATION.fullmatch(line.split("  //")[0])
+
+
+def paren(text: str) -> str:
+    """`text` as one operand of a C expression: parenthesised unless it is a name or a number."""
+    return text if text.replace("_", "").isalnum() else f"({text})"

@@ -1,4 +1,4 @@
-"""reduce_window_{sum,max,min} fused into map kernels (a codegen rule of codegen.RULES).
+"""reduce_window_{sum,max,min} fused into map kernels (a codegen rule of shaperules.RULES).
 
 Each output combines its window's elements in window order, from the init value, as the
 library's rule (windows.py) and XLA do, so sums keep jax.jit's bits: one read of the operand

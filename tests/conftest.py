@@ -2,6 +2,7 @@ import os
 import tempfile
 
 import jax
+import numpy as np
 import pytest
 
 # Each test session compiles into its own kernel cache unless the caller chose one.
@@ -21,6 +22,14 @@ def x64():
         yield
     finally:
         jax.config.update("jax_enable_x64", before)
+
+
+@pytest.fixture
+def wide(request):
+    """jax_enable_x64 on for a test whose `dtype` parameter is a 64-bit type."""
+    dtype = request.node.callspec.params.get("dtype")
+    if dtype is not None and np.dtype(dtype).itemsize == 8:
+        request.getfixturevalue("x64")
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 from jax import lax
 
 import fusejit
-from helpers import FLOATS, INTS, OVERRIDES, SIGNED, UNSIGNED, rand, verify
+from helpers import FLOATS, INTS, OVERRIDES, rand, verify
 
 SHAPE = (7, 37)  # odd sizes; 259 elements span two GPU blocks
 

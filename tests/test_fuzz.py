@@ -102,7 +102,7 @@ def step(draw, x, inputs, targets):
             jnp.broadcast_shapes(shape, other.shape)
         except ValueError:
             return x
-        a, b = jnp.promote_types(x.dtype, other.dtype), None
+        a = jnp.promote_types(x.dtype, other.dtype)
         return draw(st.sampled_from(BINARY[kind(a)]))(x.astype(a), other.astype(a))
     if op == "select":
         other = draw(st.sampled_from(UNARY[k]))(x)

@@ -1,5 +1,4 @@
 """Reductions fused with their producers: every reduction, dtype, odd row length and axis choice."""
-import os
 import shutil
 
 import jax

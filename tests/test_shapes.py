@@ -1,5 +1,4 @@
 """Shape primitives fused by index arithmetic: broadcast, reshape, slice, pad, concatenate, ..."""
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

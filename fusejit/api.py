@@ -173,7 +173,8 @@ class Jitted:
             with self.lock:
                 compiled = self.cache.get(key)
                 if compiled is None:
-                    compiled = self._compile(backend, treedef, specs, static_pos, static_kw, args, index64, scan)
+                    compiled = self._compile(backend, treedef, specs, static_pos, static_kw, args, kwargs, index64,
+                                                  scan)
                     self.cache[key] = compiled
                     if isinstance(compiled, Tiered):
                         compiled.on_ready = functools.partial(self._replace, compiled)
@@ -203,7 +204,7 @@ class Jitted:
                     return where + jax.tree_util.keystr(path)
         return "(unknown)"
 
-    def _compile(self, backend, treedef, specs, static_pos, static_kw, args, index64, scan) -> Compiled:
+    def _compile(self, backend, treedef, specs, static_pos, static_kw, args, kwargs, index64, scan) -> Compiled:
         self.trace_count += 1
         out_tree = []
         nargs = len(args)
@@ -219,6 +220,7 @@ class Jitted:
             out_tree.append(tree)
             return leaves
 
+        jaxcompat.name_traced_function(flat_fun, self.fun, args, kwargs, self.static_argnums, self.static_argnames)
         structs = [jax.ShapeDtypeStruct(shape, dtype, weak_type=weak) for shape, dtype, weak in specs]
         closed = jax.make_jaxpr(flat_fun)(*structs)
         graph = graph_from_jaxpr(closed, jaxcompat.caller_line())
@@ -239,7 +241,22 @@ class Jitted:
             compiled, leaves = self.specialize(args, kwargs)
         except InsideTrace:
             return self.fun(*args, **kwargs)
-        return compiled.unflatten(compiled.run(leaves))
+        try:
+            flat = compiled.run(leaves)
+        except OverflowError as e:
+            raise self._overflow(leaves, args, kwargs) or e
+        return compiled.unflatten(flat)
+
+    def _overflow(self, leaves, args, kwargs) -> OverflowError | None:
+        """jax.jit's error for a Python int argument that its weak integer type (int32, or int64
+        with 64-bit types on) cannot hold, naming the argument; None when no argument is one."""
+        bounds = np.iinfo(np.int64 if jaxcompat.x64_enabled() else np.int32)
+        for leaf in leaves:
+            if type(leaf) is int and not bounds.min <= leaf <= bounds.max:
+                return OverflowError(
+                    f"An overflow was encountered while parsing an argument to a jitted computation, whose "
+                    f"argument path is {self._path_of(leaf, args, kwargs)}. Got {type(leaf)} with value {leaf}")
+        return None
 
     def __call__(self, *args, **kwargs):
         options = config.call_options()

@@ -26,6 +26,22 @@ CALL_PARAMS = {
 }
 
 
+def name_traced_function(wrapper, fun, args, kwargs, static_argnums, static_argnames) -> None:
+    """Errors raised while JAX traces `wrapper` (fusejit's function of the flat dynamic
+    arguments, which calls `fun`) name `fun`, its source line and its arguments (`x`,
+    `params['w']`) as jax.jit's errors do, not the wrapper and `flat[0]`: JAX's debug info
+    for `fun` on these arguments (static ones included, as jax.jit takes them), attached to
+    the wrapper.  A JAX without that hook leaves the wrapper's names."""
+    try:
+        from jax._src import api_util
+        hook = api_util.save_wrapped_fun_debug_info
+        info = api_util.debug_info("jit", fun, args, kwargs, static_argnums=static_argnums,
+                                   static_argnames=static_argnames)
+    except (ImportError, AttributeError):
+        return
+    hook(wrapper, info)
+
+
 def is_literal(atom) -> bool:
     return isinstance(atom, jex_core.Literal)
 

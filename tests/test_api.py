@@ -178,6 +178,32 @@ def test_a_jax_function_jitted_directly_names_the_callers_line():
     assert "fusejit/" not in message.split("\n  at ", 1)[1]
 
 
+def branch_on_a_value(params, scale, x, *, offset, bias):
+    """Python control flow on traced values: the error names the argument it depends on."""
+    if offset == "bad" and bias.sum() > 0:
+        return x
+    return x * scale if params["w"][0] > 0 else x
+
+
+@pytest.mark.parametrize("case", ["a leaf of a dict", "a keyword argument"])
+def test_a_tracing_error_names_the_function_and_argument_as_jax_jit_does(case):
+    """fusejit traces a function of the flat dynamic arguments; JAX's message still names the
+    user's function, its line and the argument (`params['w']`, `bias`), word for word as
+    jax.jit's does."""
+    r = rng(13)
+    params = {"w": rand(r, (3,), np.float32), "b": rand(r, (2,), np.float32)}
+    args = (params, 2.0, rand(r, (4,), np.float32))
+    kwargs = dict(offset="bad" if case == "a keyword argument" else "good", bias=rand(r, (2,), np.float32))
+    messages = []
+    for jit in (fusejit.jit, jax.jit):
+        with pytest.raises(jax.errors.TracerBoolConversionError) as info:
+            jit(branch_on_a_value, static_argnums=1, static_argnames="offset")(*args, **kwargs)
+        messages.append(str(info.value))
+    assert messages[0] == messages[1]
+    assert "while tracing the function branch_on_a_value at" in messages[0]
+    assert ("argument params['w']" if case == "a leaf of a dict" else "argument bias") in messages[0]
+
+
 def test_unsupported_dtypes_are_clear_errors():
     with pytest.raises(fusejit.UnsupportedError, match="float8_e4m3fn"):
         fusejit.jit(lambda x: x * 2)(np.ones(3, jnp.float8_e4m3fn))

@@ -324,3 +324,12 @@ def test_out_of_memory_names_the_call_and_what_to_do(monkeypatch):
     g = fusejit.jit(lambda x: (x * 3, jnp.cos(x)))
     with pytest.raises(fusejit.DeviceMemoryError, match=message):
         g(x)
+
+
+def test_an_allocation_beyond_the_address_space_is_a_clear_error():
+    """An output of 2^48 bytes (more than a process's address space, whatever the system's
+    overcommit policy): the host pool's mapping fails, and the call says what and how much."""
+    f = fusejit.jit(lambda x: jnp.zeros((1 << 23, 1 << 23), np.float32) + x)
+    message = r"host memory ran out of memory running '<lambda>': could not map 281,474,976,710,656 bytes"
+    with pytest.raises(fusejit.DeviceMemoryError, match=message):
+        f(np.float32(1))

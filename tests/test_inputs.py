@@ -1,5 +1,7 @@
 """Inputs as users hand them over: views, strides, orders, read-only, aliasing, scalars."""
+import jax
 import jax.numpy as jnp
+import pytest
 from jax import lax
 import numpy as np
 
@@ -70,3 +72,24 @@ def test_zero_d_input_returned_unchanged_keeps_its_shape():
     for x in (np.float32(0.5), np.array(2, np.int16), 3.0):
         got = fusejit.jit(lambda x: (x, lax.scan(lambda c, _: (c * 2, c), x, None, length=0)[0]))(x)
         assert all(g.shape == () for g in got)
+
+
+@pytest.mark.parametrize("wide", [False, True])
+def test_a_python_int_beyond_its_weak_type_is_jax_jits_overflow_error(wide, request):
+    """A Python int argument becomes a weak int32 (int64 with 64-bit types on): one beyond it
+    is jax.jit's OverflowError, word for word, naming the argument's path."""
+    if wide:
+        request.getfixturevalue("x64")
+    bits = 64 if wide else 32
+    r = np.random.default_rng(bits)
+    big = int(r.integers(1, 1 << 20)) << (bits - 1)  # 2^(bits-1) or more
+    for value in (big, -big - 1):
+        args = (rand(r, (3,), np.float32), {"n": value})
+        messages = []
+        for jit in (fusejit.jit, jax.jit):
+            with pytest.raises(OverflowError) as info:
+                jit(lambda x, d: x * d["n"])(*args)
+            messages.append(str(info.value))
+        assert messages[0] == messages[1] and "argument path is d['n']" in messages[0]
+    small = (1 << (bits - 1)) - 1  # the largest that fits
+    verify(lambda x, n: x + n, rand(r, (3,), np.float32), small)

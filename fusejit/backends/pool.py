@@ -20,6 +20,7 @@ see its page size.
 """
 from __future__ import annotations
 
+import errno
 import math
 import mmap
 import threading
@@ -85,8 +86,16 @@ class BufferPool:
 
 def fresh(nbytes: int) -> np.ndarray:
     """A new block: a private anonymous mapping, without NumPy's huge page advice (see the
-    module's doc); unmapped when the last array on it is gone."""
-    return np.frombuffer(mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS), np.uint8)
+    module's doc); unmapped when the last array on it is gone.  A mapping the system refuses
+    (ENOMEM: more than it will commit, or than the address space holds) is a MemoryError, as
+    NumPy's own allocations are, which the call turns into its DeviceMemoryError."""
+    try:
+        block = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    except OSError as e:
+        if e.errno != errno.ENOMEM:
+            raise
+        raise MemoryError(f"could not map {nbytes:,} bytes ({e.strerror})") from e
+    return np.frombuffer(block, np.uint8)
 
 
 def capacity() -> int:

@@ -17,6 +17,12 @@ input or output keeps its load or store.  A kernel whose outputs are large enoug
 stream path takes this path instead when it has float16 to convert (ordinary stores); a
 map with clamped loads (pad, concatenate, roll) keeps its pieces (fusejit/codegen.py).  The
 GPU and the emulation compile it out (FJ_HALF_TILES is 0 there).
+
+Half vectors: where every line of the rewritten body is arithmetic on the body's own float
+values and float literals (half_vectors), the tile is computed FJ_HALF_TILE_LANES elements at
+a time instead, each input loaded and widened, each output narrowed and stored, and each
+rounding to float16 done, in registers (kernels/half_vectors.cu.in): no float tile at all.
+The tiles stay the path of a CPU without F16C (FJ_HALF_TILE_LANES 1).
 """
 from __future__ import annotations
 
@@ -69,6 +75,46 @@ def half_tile_path(w, body: list[str], own: str, inner: int | None = None) -> st
     converted = " and ".join(part for part in (
         f"input(s) {', '.join(f'in{k}' for k in widened)}" if widened else "",
         f"output(s) {', '.join(f'out{k}' for k in narrowed)}" if narrowed else "") if part)
+    vectors = half_vectors(text, index, first, start, widened, narrowed)
     return fill("half_tiles.cu.in", what=what, converted=converted, tiles=indent(tiles, 2), loop=loop,
                 widen=indent(widen, 3), index=index, first=first, body=indent(text.splitlines(), 4),
-                narrow=indent(narrow, 3))
+                narrow=indent(narrow, 3),
+                vectors=fill("half_vectors.cu.in", loop=loop, body=indent(vectors, 4)) if vectors else "",
+                vectors_end="#endif\n" if vectors else "")
+
+
+# The half vectors' rewrite of a tile body's line (half_tiles.h), by the line's form; a body
+# with any other line (a call, a compare, a select, a value from outside the body) keeps the
+# tiles.  FLOAT: a float literal, as the ops table writes them.
+_NAME = r"[vx]\d+"
+_FLOAT = r"(?:\d+\.\d*(?:e[-+]?\d+)?f|0x[0-9a-f.]+p[-+]?\d+f)"
+_OPERAND = rf"-?(?:{_NAME}|{_FLOAT})"
+_ARITHMETIC = re.compile(rf"^const float ({_NAME}) = ({_OPERAND}(?: [-+*/] {_OPERAND})?);(  //.*)?$")
+_ROUND = re.compile(rf"^const float ({_NAME}) = fj_round_to_half\(({_NAME}), fj_f16\(\)\);(  //.*)?$")
+_WIDEN = re.compile(rf"^const float ({_NAME}) = fj_convert<float>\(({_NAME})\);(  //.*)?$")
+
+
+def half_vectors(text: str, index: str, first: str, start: str, widened, narrowed) -> list[str]:
+    """The half vectors' body (half_tiles.h) for a tile body `text` after the half tiles'
+    rewrite, or [] when a line is not arithmetic on the body's own float values."""
+    vector = "fj_half_tile_floats"
+    tile_at = re.escape(f"[{index} - {first}]")
+    out = []
+    for line in text.splitlines():
+        load = re.match(rf"^const float ({_NAME}) = fj_wide(\d+){tile_at};(  //.*)?$", line)
+        store = re.match(rf"^fj_tile(\d+){tile_at} = ({_NAME});$", line)
+        if load and int(load.group(2)) in widened:
+            out.append(f"const {vector} {load.group(1)} = fj_half_load(in{load.group(2)} + {start} + fj_k, fj_count);")
+        elif store and int(store.group(1)) in narrowed:
+            out.append(f"fj_half_store(out{store.group(1)} + {start} + fj_k, {store.group(2)}, fj_count);")
+        elif m := _WIDEN.match(line):
+            out.append(f"const {vector} {m.group(1)} = {m.group(2)};{m.group(3) or ''}")
+        elif m := _ROUND.match(line):
+            out.append(f"const {vector} {m.group(1)} = fj_half_round({m.group(2)});{m.group(3) or ''}")
+        elif m := _ARITHMETIC.match(line):
+            out.append(f"const {vector} {m.group(1)} = {m.group(2)};{m.group(3) or ''}")
+        else:
+            return []
+    declared = {m.group(1) for line in out if (m := re.match(rf"^const {vector} ({_NAME}) = ", line))}
+    used = set(re.findall(rf"\b{_NAME}\b", "\n".join(line.split("//")[0] for line in out)))
+    return out if used <= declared else []

@@ -62,4 +62,28 @@ static inline void fj_narrow_tile(const float* FJ_RESTRICT src, fj_f16* FJ_RESTR
       src, dst, count, [](fj_half_tile_floats f) { return FJ_HALF_NARROW(f); },
       [](float f) { return fj_to_half(f, fj_f16()); });
 }
+// Half vectors: a map whose body is arithmetic alone (+ - * / of float temporaries and float
+// literals, roundings to float16 between them) computes FJ_HALF_TILE_LANES elements at a time
+// in one pass, each input widened and each output narrowed in registers (fusejit/halftiles.py),
+// instead of through float tiles: three stores an element fewer.  The last vector of a tile
+// loads and stores only its `count` elements (the other lanes compute from zeros, unstored).
+static inline fj_half_tile_floats fj_half_load(const fj_f16* FJ_RESTRICT src, int count) {
+  fj_half_tile_halves h = {};
+  if (count == FJ_HALF_TILE_LANES) {
+    memcpy(&h, src, sizeof(h));
+  } else {
+    memcpy(&h, src, count * sizeof(fj_f16));
+  }
+  return FJ_HALF_WIDEN(h);
+}
+static inline void fj_half_store(fj_f16* FJ_RESTRICT dst, fj_half_tile_floats f, int count) {
+  const fj_half_tile_halves h = FJ_HALF_NARROW(f);
+  if (count == FJ_HALF_TILE_LANES) {
+    memcpy(dst, &h, sizeof(h));
+  } else {
+    memcpy(dst, &h, count * sizeof(fj_f16));
+  }
+}
+// The floats rounded to float16 and back (fj_round_to_half's bits, FJ_HALF_TILE_LANES at once).
+static inline fj_half_tile_floats fj_half_round(fj_half_tile_floats f) { return FJ_HALF_WIDEN(FJ_HALF_NARROW(f)); }
 #endif  // FJ_HALF_TILES

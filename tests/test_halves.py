@@ -264,11 +264,20 @@ def test_rounding_in_float32_bits_equals_the_conversions(dtype):
 
 
 def half_tiles(compiled) -> str:
-    """The host source's half-tile text of its one kernel ('' where it has none)."""
+    """The host source's half-tile text of its one kernel, half vectors included ('' where it
+    has none): from `#if FJ_HALF_TILES` to its own `#else`."""
     (kernel,) = compiled.rendered
     source = kernel.source
     start = source.find("#if FJ_HALF_TILES")
-    return "" if start < 0 else source[start:source.index("#else", start)]
+    if start < 0:
+        return ""
+    depth, lines = 0, []
+    for line in source[start:].splitlines():
+        depth += line.startswith("#if") - line.startswith("#endif")
+        if depth == 1 and line.startswith("#else"):
+            return "\n".join(lines)
+        lines.append(line)
+    raise AssertionError("no #else closes the half tiles")
 
 
 def test_every_float16_through_the_host_half_tiles():
@@ -283,10 +292,29 @@ def test_every_float16_through_the_host_half_tiles():
         assert "fj_widen_tile(in0" in half_tiles(wide.lower(x))
         assert bitwise_equal(np.asarray(wide(x)), np.asarray(jax.jit(lambda x: x.astype(jnp.float32))(x)))
         back = fusejit.jit(lambda x: x.astype(jnp.float32).astype(jnp.float16))
-        assert "fj_narrow_tile(fj_tile0, out0" in half_tiles(back.lower(x))
+        text = half_tiles(back.lower(x))  # vectors where F16C is, tiles elsewhere
+        assert "fj_half_load(in0" in text and "fj_narrow_tile(fj_tile0, out0" in text
         assert bitwise_equal(np.asarray(back(x)), x)
     rest = every[64000:]
     assert bitwise_equal(np.asarray(fusejit.jit(lambda x: x.astype(jnp.float32))(rest)), rest.astype(np.float32))
+
+
+@pytest.mark.parametrize("shape", [(64, 1000), (4099,), (3, 1029), (7,)])
+def test_float16_arithmetic_takes_the_half_vectors(shape, tmp_path):
+    """A float16 map whose body is arithmetic alone (+ - * / and the roundings to float16
+    between them) computes 8 or 16 elements at a time with every conversion in registers
+    (kernels/half_tiles.h: fj_half_load, fj_half_round, fj_half_store), each tile's last
+    vector partial; the results are jax.jit's, and the interpreter's bit for bit (verify).
+    A body with a call (tanh) or a value from outside the element keeps the tiles."""
+    rng = np.random.default_rng(len(shape) * 100 + shape[-1])
+    x, y = rand(rng, shape, np.float16, special=True), rand(rng, shape, np.float16)
+    compiled = verify(lambda x, y: (x * 2 + 1, (x - y) / (y * y + 0.5), -x * 3.0), x, y)
+    text = half_tiles(compiled)
+    assert "fj_half_load(in0" in text and "fj_half_round(" in text and "fj_half_store(out2" in text, text
+    run_host_under_asan(compiled, (x, y), tmp_path)  # the partial loads and stores stay in bounds
+    for other in (lambda x, y: jnp.tanh(x) + y, lambda x, y: x * y[..., :1]):
+        text = half_tiles(verify(other, x, y))
+        assert "fj_widen_tile(in0" in text and "fj_half_load" not in text, text
 
 
 def test_host_half_tiles_leave_other_reads_and_uses_alone():

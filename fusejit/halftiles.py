@@ -19,8 +19,9 @@ map with clamped loads (pad, concatenate, roll) keeps its pieces (fusejit/codege
 GPU and the emulation compile it out (FJ_HALF_TILES is 0 there).
 
 Half vectors: where every line of the rewritten body is arithmetic on the body's own float
-values and float literals (half_vectors), the tile is computed FJ_HALF_TILE_LANES elements at
-a time instead, each input loaded and widened, each output narrowed and stored, and each
+values and float literals, or a one-argument float function of one (fj_tanh, fj_exp: each
+lane in turn, which GCC vectorises), the tile is computed FJ_HALF_TILE_LANES elements at a
+time instead, each input loaded and widened, each output narrowed and stored, and each
 rounding to float16 done, in registers (kernels/half_vectors.cu.in): no float tile at all.
 The tiles stay the path of a CPU without F16C (FJ_HALF_TILE_LANES 1).
 """
@@ -84,19 +85,21 @@ def half_tile_path(w, body: list[str], own: str, inner: int | None = None) -> st
 
 
 # The half vectors' rewrite of a tile body's line (half_tiles.h), by the line's form; a body
-# with any other line (a call, a compare, a select, a value from outside the body) keeps the
-# tiles.  FLOAT: a float literal, as the ops table writes them.
+# with any other line (a call of several arguments, a compare, a select, a value from outside
+# the body) keeps the tiles.  FLOAT: a float literal, as the ops table writes them.
 _NAME = r"[vx]\d+"
 _FLOAT = r"(?:\d+\.\d*(?:e[-+]?\d+)?f|0x[0-9a-f.]+p[-+]?\d+f)"
 _OPERAND = rf"-?(?:{_NAME}|{_FLOAT})"
 _ARITHMETIC = re.compile(rf"^const float ({_NAME}) = ({_OPERAND}(?: [-+*/] {_OPERAND})?);(  //.*)?$")
 _ROUND = re.compile(rf"^const float ({_NAME}) = fj_round_to_half\(({_NAME}), fj_f16\(\)\);(  //.*)?$")
+_CALL = re.compile(rf"^const float ({_NAME}) = (fj_\w+)\(({_NAME})\);(  //.*)?$")
 _WIDEN = re.compile(rf"^const float ({_NAME}) = fj_convert<float>\(({_NAME})\);(  //.*)?$")
 
 
 def half_vectors(text: str, index: str, first: str, start: str, widened, narrowed) -> list[str]:
     """The half vectors' body (half_tiles.h) for a tile body `text` after the half tiles'
-    rewrite, or [] when a line is not arithmetic on the body's own float values."""
+    rewrite, or [] when a line is not arithmetic or a one-argument function of the body's
+    own float values."""
     vector = "fj_half_tile_floats"
     tile_at = re.escape(f"[{index} - {first}]")
     out = []
@@ -111,6 +114,9 @@ def half_vectors(text: str, index: str, first: str, start: str, widened, narrowe
             out.append(f"const {vector} {m.group(1)} = {m.group(2)};{m.group(3) or ''}")
         elif m := _ROUND.match(line):
             out.append(f"const {vector} {m.group(1)} = fj_half_round({m.group(2)});{m.group(3) or ''}")
+        elif (m := _CALL.match(line)) and m.group(2) != "fj_convert":
+            out.append(f"const {vector} {m.group(1)} = fj_half_each({m.group(3)}, [](float t) {{ return {m.group(2)}(t); }});"
+                       f"{m.group(4) or ''}")
         elif m := _ARITHMETIC.match(line):
             out.append(f"const {vector} {m.group(1)} = {m.group(2)};{m.group(3) or ''}")
         else:

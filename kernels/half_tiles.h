@@ -62,11 +62,12 @@ static inline void fj_narrow_tile(const float* FJ_RESTRICT src, fj_f16* FJ_RESTR
       src, dst, count, [](fj_half_tile_floats f) { return FJ_HALF_NARROW(f); },
       [](float f) { return fj_to_half(f, fj_f16()); });
 }
-// Half vectors: a map whose body is arithmetic alone (+ - * / of float temporaries and float
-// literals, roundings to float16 between them) computes FJ_HALF_TILE_LANES elements at a time
-// in one pass, each input widened and each output narrowed in registers (fusejit/halftiles.py),
-// instead of through float tiles: three stores an element fewer.  The last vector of a tile
-// loads and stores only its `count` elements (the other lanes compute from zeros, unstored).
+// Half vectors: a map whose body is arithmetic (+ - * / of float temporaries and float
+// literals, roundings to float16 between them) and one-argument float functions computes
+// FJ_HALF_TILE_LANES elements at a time in one pass, each input widened and each output
+// narrowed in registers (fusejit/halftiles.py), instead of through float tiles: three stores
+// an element fewer.  The last vector of a tile loads and stores only its `count` elements
+// (the other lanes compute from zeros, unstored).
 static inline fj_half_tile_floats fj_half_load(const fj_f16* FJ_RESTRICT src, int count) {
   fj_half_tile_halves h = {};
   if (count == FJ_HALF_TILE_LANES) {
@@ -86,4 +87,15 @@ static inline void fj_half_store(fj_f16* FJ_RESTRICT dst, fj_half_tile_floats f,
 }
 // The floats rounded to float16 and back (fj_round_to_half's bits, FJ_HALF_TILE_LANES at once).
 static inline fj_half_tile_floats fj_half_round(fj_half_tile_floats f) { return FJ_HALF_WIDEN(FJ_HALF_NARROW(f)); }
+// f of each lane (a float function of one float: fj_tanh, fj_exp, ...), which GCC vectorises
+// as it does the element loop.
+template <class F>
+static inline fj_half_tile_floats fj_half_each(fj_half_tile_floats v, F f) {
+  float lanes[FJ_HALF_TILE_LANES];
+  memcpy(lanes, &v, sizeof(v));
+#pragma omp simd
+  for (int k = 0; k < FJ_HALF_TILE_LANES; ++k) lanes[k] = f(lanes[k]);
+  memcpy(&v, lanes, sizeof(v));
+  return v;
+}
 #endif  // FJ_HALF_TILES

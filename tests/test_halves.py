@@ -301,18 +301,20 @@ def test_every_float16_through_the_host_half_tiles():
 
 @pytest.mark.parametrize("shape", [(64, 1000), (4099,), (3, 1029), (7,)])
 def test_float16_arithmetic_takes_the_half_vectors(shape, tmp_path):
-    """A float16 map whose body is arithmetic alone (+ - * / and the roundings to float16
-    between them) computes 8 or 16 elements at a time with every conversion in registers
-    (kernels/half_tiles.h: fj_half_load, fj_half_round, fj_half_store), each tile's last
-    vector partial; the results are jax.jit's, and the interpreter's bit for bit (verify).
-    A body with a call (tanh) or a value from outside the element keeps the tiles."""
+    """A float16 map whose body is arithmetic (+ - * / and negations, the roundings to float16
+    between them) and one-argument float functions (tanh, exp) computes 8 or 16 elements at a
+    time with every conversion in registers (kernels/half_tiles.h: fj_half_load,
+    fj_half_round, fj_half_each, fj_half_store), each tile's last vector partial; the results
+    are jax.jit's, and the interpreter's bit for bit (verify).  A body with a compare and a
+    select, or a value from outside the element, keeps the tiles."""
     rng = np.random.default_rng(len(shape) * 100 + shape[-1])
     x, y = rand(rng, shape, np.float16, special=True), rand(rng, shape, np.float16)
-    compiled = verify(lambda x, y: (x * 2 + 1, (x - y) / (y * y + 0.5), -x * 3.0), x, y)
+    compiled = verify(lambda x, y: (x * 2 + 1, (x - y) / (y * y + 0.5), -jnp.tanh(x) * 3.0, jax.nn.gelu(y)), x, y)
     text = half_tiles(compiled)
-    assert "fj_half_load(in0" in text and "fj_half_round(" in text and "fj_half_store(out2" in text, text
+    for part in ("fj_half_load(in0", "fj_half_round(", "fj_half_each(", "fj_half_store(out3"):
+        assert part in text, text
     run_host_under_asan(compiled, (x, y), tmp_path)  # the partial loads and stores stay in bounds
-    for other in (lambda x, y: jnp.tanh(x) + y, lambda x, y: x * y[..., :1]):
+    for other in (lambda x, y: jnp.where(x > y, x, y * 2), lambda x, y: x * y[..., :1]):
         text = half_tiles(verify(other, x, y))
         assert "fj_widen_tile(in0" in text and "fj_half_load" not in text, text
 

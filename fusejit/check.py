@@ -32,17 +32,17 @@ from . import halves, keys
 # dtype name -> (rtol, atol).  The half types' allow a few of their ULPs: where fusejit's
 # float32 functions and XLA's differ in a last bit, a rounding to the half type can flip,
 # and later equations carry the flip on (fusejit/halves.py).
-# The float64 judge (above): the most tolerances of jax.jit's own distance from the float64
-# evaluation it counts, and how many times that distance fusejit's may add to one tolerance.
-JUDGE_MARGIN = 64
-JUDGE_FACTOR = 2
-
 TOLERANCES = {
     "float32": (2e-5, 1e-6),
     "float64": (1e-12, 1e-13),
     "float16": (4e-3, 1e-4),
     "bfloat16": (3e-2, 1e-3),
 }
+
+# The float64 judge (above): the most tolerances of jax.jit's own distance from the float64
+# evaluation it counts, and how many times that distance fusejit's may add to one tolerance.
+JUDGE_MARGIN = 64
+JUDGE_FACTOR = 2
 
 
 def tolerance(dtype, rtol=None, atol=None):
@@ -89,7 +89,7 @@ class OutputDiff:
     max_ulp: float
     ok: bool
     problem: str = ""
-    beyond: int = 0  # float elements beyond the tolerance (the only problem when ok fails and problem says so)
+    beyond: int = 0  # float elements beyond the tolerance, after the float64 judge where it ran
     note: str = ""  # what the float64 judge accepted
 
 

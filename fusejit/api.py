@@ -250,7 +250,7 @@ class Jitted:
     def _overflow(self, leaves, args, kwargs) -> OverflowError | None:
         """jax.jit's error for a Python int argument that its weak integer type (int32, or int64
         with 64-bit types on) cannot hold, naming the argument; None when no argument is one."""
-        bounds = np.iinfo(np.int64 if jaxcompat.x64_enabled() else np.int32)
+        bounds = np.iinfo(jaxcompat.canonical_dtype(np.int64))  # a Python int's type (leaf_spec)
         for leaf in leaves:
             if type(leaf) is int and not bounds.min <= leaf <= bounds.max:
                 return OverflowError(

@@ -164,9 +164,9 @@ def diff_arrays(path: str, want, got, rtol=None, atol=None, exact=None) -> Outpu
     if n_bad and not problems and exact is not None:
         judged = judge_elements(wf, gf, exact, finite, bad, rtol, atol)
         if judged is not None:
-            note = f"{n_bad - int(np.count_nonzero(judged))} element(s) beyond the tolerance, accepted against float64"
-            n_bad = int(np.count_nonzero(judged))
-            note = note if not n_bad else ""
+            left = int(np.count_nonzero(judged))
+            note = "" if left else f"{n_bad} element(s) beyond the tolerance, accepted against float64"
+            n_bad = left
     if n_bad:
         problems.append(f"{n_bad} element(s) beyond rtol={rtol:g} atol={atol:g}")
     return OutputDiff(path, got.shape, got.dtype.name, max_abs, max_rel, max_ulp, not problems, "; ".join(problems),

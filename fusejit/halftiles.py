@@ -114,7 +114,7 @@ def half_vectors(text: str, index: str, first: str, start: str, widened, narrowe
             out.append(f"const {vector} {m.group(1)} = {m.group(2)};{m.group(3) or ''}")
         elif m := _ROUND.match(line):
             out.append(f"const {vector} {m.group(1)} = fj_half_round({m.group(2)});{m.group(3) or ''}")
-        elif (m := _CALL.match(line)) and m.group(2) != "fj_convert":
+        elif m := _CALL.match(line):
             out.append(f"const {vector} {m.group(1)} = fj_half_each({m.group(3)}, [](float t) {{ return {m.group(2)}(t); }});"
                        f"{m.group(4) or ''}")
         elif m := _ARITHMETIC.match(line):
